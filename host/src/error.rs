@@ -1,0 +1,178 @@
+//! The errors hotslot's library returns, one enum so callers can branch on
+//! what went wrong. Every variant names the file, interface, implementation
+//! or function it is about.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the registry, the loader or a call.
+///
+/// ```
+/// use hotslot::{Error, Registry};
+/// let registry = Registry::new().unwrap();
+/// let handle = registry.get("demo:greeter/greet@1.0.0".parse().unwrap());
+/// // No implementation yet: the handle exists, the call says why it failed.
+/// match handle.call("hello", &[]) {
+///     Err(Error::Unavailable { interface, .. }) => assert_eq!(interface, "demo:greeter/greet@1.0.0"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An interface name or request that does not parse.
+    #[error("bad interface name `{text}`: {reason}")]
+    BadInterfaceName {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A plugin file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+
+    /// The bytes are not a component: a core module, garbage, a truncated or
+    /// empty file, or a component that fails to validate or compile.
+    #[error("{origin} is not a usable component: {reason}")]
+    NotAComponent {
+        /// Where the bytes came from (a file path, or a name given by the caller).
+        origin: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+
+    /// The component imports something this host does not provide.
+    #[error("{origin} cannot be linked: {reason}")]
+    Link {
+        /// Where the component came from.
+        origin: String,
+        /// The import that is missing, as wasmtime words it.
+        reason: String,
+    },
+
+    /// A component does not export the interface it was added for, at a
+    /// compatible version.
+    #[error("{origin} does not export {interface} (it exports: {})", list_or_none(exported))]
+    NotExported {
+        /// The interface asked for.
+        interface: String,
+        /// Where the component came from.
+        origin: String,
+        /// The interfaces it does export, with their versions.
+        exported: Vec<String>,
+    },
+
+    /// A fresh instance of a plugin could not be made (its start-up code
+    /// trapped, or a limit was hit).
+    #[error("cannot instantiate {origin} for {interface} `{name}`: {reason}")]
+    Instantiate {
+        /// The interface.
+        interface: String,
+        /// The implementation's name.
+        name: String,
+        /// Where the component came from.
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// No implementation is registered that serves the request.
+    #[error("no implementation of {request}")]
+    NoImplementation {
+        /// The request, as asked.
+        request: String,
+    },
+
+    /// `single_implementation` found more than one (or none).
+    #[error("expected exactly one implementation of {request}, found {count}")]
+    NotSingle {
+        /// The request, as asked.
+        request: String,
+        /// How many serve it.
+        count: usize,
+    },
+
+    /// A handle's slot is empty: its implementation was removed (and not yet
+    /// added again), or a `get` handle has no implementation yet.
+    #[error("{interface} `{name}` is unavailable: no implementation is loaded")]
+    Unavailable {
+        /// The interface the handle is for.
+        interface: String,
+        /// The implementation's name, or `*` for a handle from `get` that has
+        /// not found one.
+        name: String,
+    },
+
+    /// The interface has no function of that name.
+    #[error("{interface} `{name}` has no function `{function}` (it has: {})", list_or_none(available))]
+    NoSuchFunction {
+        /// The interface.
+        interface: String,
+        /// The implementation's name.
+        name: String,
+        /// The function asked for.
+        function: String,
+        /// The functions it does have.
+        available: Vec<String>,
+    },
+
+    /// Arguments that do not match the function's parameters.
+    #[error("{interface}#{function}: {reason}")]
+    BadArguments {
+        /// The interface.
+        interface: String,
+        /// The function.
+        function: String,
+        /// What does not match.
+        reason: String,
+    },
+
+    /// The call itself failed inside the plugin: a trap, or a host error.
+    #[error("{interface} `{name}` failed in {function}: {reason}")]
+    Call {
+        /// The interface.
+        interface: String,
+        /// The implementation's name.
+        name: String,
+        /// The function.
+        function: String,
+        /// The trap or error, as wasmtime words it.
+        reason: String,
+    },
+
+    /// Typed bindings (from `bindgen!`) could not be loaded from an instance.
+    #[error("{interface} `{name}`: cannot load typed bindings {bindings}: {reason}")]
+    Bindings {
+        /// The interface.
+        interface: String,
+        /// The implementation's name.
+        name: String,
+        /// The Rust type of the bindings.
+        bindings: &'static str,
+        /// Why they do not fit.
+        reason: String,
+    },
+
+    /// The wasmtime engine could not be configured.
+    #[error("cannot configure wasmtime: {0}")]
+    Engine(String),
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Renders a wasmtime error with its causes on one line.
+pub(crate) fn reason(error: &wasmtime::Error) -> String {
+    format!("{error:#}")
+}

@@ -1,0 +1,40 @@
+//! hotslot: a host for WebAssembly component plugins that hot-reload behind
+//! stable handles.
+//!
+//! Plugins are components (built for `wasm32-wasip2`) that export versioned
+//! WIT interfaces. The [`Registry`] keeps each implementation in a stable
+//! slot; a [`Handle`] to that slot keeps working across reloads, always
+//! reaching the newest instance, while calls in flight finish on the one they
+//! started on.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), hotslot::Error> {
+//! use hotslot::{wasmtime::component::Val, Registry};
+//!
+//! let registry = Registry::new()?;
+//! let greeter = registry.get("demo:greeter/greet@1.0")?; // before any plugin is loaded
+//! let plugin = registry.load_file("plugins/greeter_a.wasm")?;
+//! registry.add_implementation("demo:greeter/greet@1.0.0", "greeter_a", &plugin)?;
+//! let answer = greeter.call("hello", &[Val::String("world".into())])?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod engine;
+mod error;
+mod loader;
+mod registry;
+mod sandbox;
+mod slot;
+mod values;
+mod version;
+
+pub use error::Error;
+pub use loader::{ExportedFunction, ExportedInterface, Plugin};
+pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
+pub use sandbox::{Limits, PluginState, DEFAULT_MAX_MEMORY};
+pub use slot::{Bindings, Handle};
+pub use version::{InterfaceName, Request};
+
+/// The wasmtime this crate is built on, for `Val`, `bindgen!` and typed calls.
+pub use wasmtime;

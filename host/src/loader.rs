@@ -1,0 +1,273 @@
+//! Turning bytes into a [`Plugin`]: checking that they are a component,
+//! compiling them, linking them against what the sandbox offers, and listing
+//! the interfaces they export.
+//!
+//! A plugin is compiled once and can then serve any number of slots and
+//! generations; each of those instantiates it afresh.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
+use wasmtime::Engine;
+
+use crate::error::{reason, Error};
+use crate::sandbox::PluginState;
+use crate::version::{InterfaceName, Request};
+
+/// A compiled, linked component, ready to be instantiated. Cheap to clone.
+///
+/// Made by [`Registry::load_file`](crate::Registry::load_file) or
+/// [`Registry::load_bytes`](crate::Registry::load_bytes).
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// let registry = hotslot::Registry::new()?;
+/// let plugin = registry.load_file("plugins/greeter_a.wasm")?;
+/// for export in plugin.exports() {
+///     println!("{} with {} functions", export.name(), export.functions().len());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    origin: String,
+    pre: InstancePre<PluginState>,
+    exports: Vec<ExportedInterface>,
+}
+
+/// One interface a component exports, with its functions.
+#[derive(Clone, Debug)]
+pub struct ExportedInterface {
+    name: InterfaceName,
+    functions: Vec<ExportedFunction>,
+}
+
+/// One function of an exported interface.
+#[derive(Clone)]
+pub struct ExportedFunction {
+    name: String,
+    index: ComponentExportIndex,
+    ty: ComponentFunc,
+    params: usize,
+    results: usize,
+}
+
+impl Plugin {
+    /// Where the plugin came from: its file path, or the name it was loaded under.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The interfaces the component exports, in the component's order.
+    /// Exports that are not named interfaces (plain functions, unnamed
+    /// instances) are not listed.
+    pub fn exports(&self) -> &[ExportedInterface] {
+        &self.inner.exports
+    }
+
+    /// The exported interface that best serves `request`: among those that
+    /// serve it, the highest version.
+    pub fn export_serving(&self, request: &Request) -> Option<&ExportedInterface> {
+        self.position_serving(request).map(|i| &self.inner.exports[i])
+    }
+
+    pub(crate) fn position_serving(&self, request: &Request) -> Option<usize> {
+        let exports = &self.inner.exports;
+        (0..exports.len())
+            .filter(|&i| exports[i].name.serves(request))
+            .max_by(|&a, &b| exports[a].name.version().cmp(&exports[b].name.version()))
+    }
+
+    /// The component, as wasmtime compiled it.
+    pub fn component(&self) -> &Component {
+        self.inner.pre.component()
+    }
+
+    pub(crate) fn instance_pre(&self) -> &InstancePre<PluginState> {
+        &self.inner.pre
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("origin", &self.inner.origin)
+            .field("exports", &self.inner.exports)
+            .finish()
+    }
+}
+
+impl ExportedInterface {
+    /// The interface's name, with the version the component exports.
+    pub fn name(&self) -> &InterfaceName {
+        &self.name
+    }
+
+    /// Its functions, in the component's order.
+    pub fn functions(&self) -> &[ExportedFunction] {
+        &self.functions
+    }
+
+    /// The function called `name`, if there is one.
+    pub fn function(&self, name: &str) -> Option<&ExportedFunction> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.functions.iter().position(|f| f.name == name)
+    }
+
+    pub(crate) fn function_names(&self) -> Vec<String> {
+        self.functions.iter().map(|f| f.name.clone()).collect()
+    }
+}
+
+impl ExportedFunction {
+    /// The function's name inside its interface.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its parameter and result types.
+    pub fn ty(&self) -> &ComponentFunc {
+        &self.ty
+    }
+
+    /// How many parameters it takes.
+    pub fn param_count(&self) -> usize {
+        self.params
+    }
+
+    /// How many results it returns (0 or 1 in today's component model).
+    pub fn result_count(&self) -> usize {
+        self.results
+    }
+
+    pub(crate) fn index(&self) -> &ComponentExportIndex {
+        &self.index
+    }
+}
+
+impl fmt::Debug for ExportedFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportedFunction")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `path` and loads it as a plugin; errors name the file.
+pub(crate) fn load_file(
+    engine: &Engine,
+    linker: &Linker<PluginState>,
+    path: &Path,
+) -> Result<Plugin, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_bytes(engine, linker, &path.display().to_string(), &bytes)
+}
+
+/// Compiles and links `bytes`; `origin` names them in errors.
+pub(crate) fn load_bytes(
+    engine: &Engine,
+    linker: &Linker<PluginState>,
+    origin: &str,
+    bytes: &[u8],
+) -> Result<Plugin, Error> {
+    let not_a_component = |reason: String| Error::NotAComponent {
+        origin: origin.to_string(),
+        reason,
+    };
+    check_header(bytes).map_err(not_a_component)?;
+    let component = Component::new(engine, bytes).map_err(|e| not_a_component(reason(&e)))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| Error::Link {
+            origin: origin.to_string(),
+            reason: reason(&e),
+        })?;
+    let exports = exported_interfaces(engine, &component);
+    Ok(Plugin {
+        inner: Arc::new(PluginInner {
+            origin: origin.to_string(),
+            pre,
+            exports,
+        }),
+    })
+}
+
+/// Tells a component from the things most often mistaken for one, before the
+/// compiler gives a less direct message.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err("not a WebAssembly binary (no `\\0asm` header)".into());
+    }
+    if bytes[4..8] == CORE_MODULE {
+        return Err("this is a core WebAssembly module, not a component: build it for \
+             wasm32-wasip2, or wrap it with `wasm-tools component new`"
+            .into());
+    }
+    Ok(())
+}
+
+/// Every export whose name is an interface name, with its functions.
+fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedInterface> {
+    let mut found = Vec::new();
+    for (export_name, export) in component.component_type().exports(engine) {
+        let ComponentItem::ComponentInstance(instance) = export.ty else {
+            continue;
+        };
+        let Ok(name) = export_name.parse::<InterfaceName>() else {
+            continue;
+        };
+        let Some((_, instance_index)) = component.get_export(None, export_name) else {
+            continue;
+        };
+        let functions = instance
+            .exports(engine)
+            .filter_map(|(func_name, export)| match export.ty {
+                ComponentItem::ComponentFunc(ty) => {
+                    let (_, index) = component.get_export(Some(&instance_index), func_name)?;
+                    let (params, results) = (ty.params().len(), ty.results().len());
+                    Some(ExportedFunction {
+                        name: func_name.to_string(),
+                        index,
+                        ty,
+                        params,
+                        results,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        found.push(ExportedInterface { name, functions });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_header;
+
+    #[test]
+    fn header_checks_name_the_problem() {
+        assert!(check_header(b"").unwrap_err().contains("empty"));
+        assert!(check_header(b"hello world").unwrap_err().contains("header"));
+        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core"));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,80 @@
+//! What a plugin may touch: the per-instance state wasmtime keeps for it (WASI
+//! with nothing granted, resource limits) and the linker that offers it WASI.
+//!
+//! Nothing is granted by default: no preopened directories, no environment,
+//! no network, no inherited stdio. Memory is capped per instance.
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::error::Error;
+
+/// The default cap on one instance's linear memory: 256 MiB.
+pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
+
+/// The data wasmtime keeps beside each plugin instance: its WASI context and
+/// its resource limits. Typed calls receive a `Store<PluginState>`.
+///
+/// ```
+/// use hotslot::PluginState;
+/// fn call_with(store: &mut wasmtime::Store<PluginState>) {
+///     let _ = store.data();
+/// }
+/// ```
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The limits each instance runs under.
+///
+/// ```
+/// let limits = hotslot::Limits { max_memory: 64 << 20, ..Default::default() };
+/// assert_eq!(limits.max_memory, 64 << 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory one instance may grow to, in bytes.
+    pub max_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory: DEFAULT_MAX_MEMORY,
+        }
+    }
+}
+
+/// A linker that offers WASI p2 (synchronously) and nothing else.
+pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| Error::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
+    Ok(linker)
+}
+
+/// A fresh store for one instance of a plugin, with nothing granted.
+pub(crate) fn new_store(engine: &Engine, limits: &Limits) -> Store<PluginState> {
+    let state = PluginState {
+        wasi: WasiCtx::builder().build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory)
+            .build(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store
+}

@@ -1,0 +1,479 @@
+//! Stable slots and the handles that reach them.
+//!
+//! A slot is the host-side place one implementation (an interface and a name)
+//! lives at. It publishes its current *generation* — one instance of one
+//! plugin — through an [`ArcSwapOption`]: a reload stores a new generation in
+//! one atomic step, so every call sees either the old generation or the new
+//! one, never a mixture. A call holds the generation it started on until it
+//! returns; the old generation's store (and its memory) is freed when the last
+//! such call ends.
+//!
+//! A [`Handle`] points at a slot, or, when it came from
+//! [`Registry::get`](crate::Registry::get), at whichever slot currently serves
+//! its request: the registry re-points it as implementations come and go.
+
+use std::any::{type_name, Any, TypeId};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwapOption;
+use wasmtime::component::{Func, Instance, Val};
+use wasmtime::Store;
+
+use crate::error::{reason, Error};
+use crate::loader::{ExportedInterface, Plugin};
+use crate::sandbox::{self, Limits, PluginState};
+use crate::version::{InterfaceName, Request};
+
+/// Typed bindings made by wasmtime's `bindgen!` for a world, loadable from an
+/// instance. Implement it with [`hotslot::bindings!`](crate::bindings) for the
+/// world's struct, then call through a handle with [`Handle::call_typed`].
+///
+/// ```ignore
+/// wasmtime::component::bindgen!({ path: "wit/greeter", world: "greeter" });
+/// hotslot::bindings!(Greeter);
+///
+/// let answer = handle.call_typed(|greeter: &Greeter, store| {
+///     greeter.demo_greeter_greet().call_hello(store, "world")
+/// })?;
+/// ```
+pub trait Bindings: Sized + Send + 'static {
+    /// Looks up (and type-checks) the world's exports in `instance`.
+    fn load(store: &mut Store<PluginState>, instance: &Instance) -> wasmtime::Result<Self>;
+}
+
+/// Implements [`Bindings`] for the world structs `bindgen!` generates, which
+/// all have a `new(store, instance)` constructor.
+///
+/// ```ignore
+/// wasmtime::component::bindgen!({ path: "wit/calc", world: "calculator" });
+/// hotslot::bindings!(Calculator);
+/// ```
+#[macro_export]
+macro_rules! bindings {
+    ($($world:ty),+ $(,)?) => {$(
+        impl $crate::Bindings for $world {
+            fn load(
+                store: &mut $crate::wasmtime::Store<$crate::PluginState>,
+                instance: &$crate::wasmtime::component::Instance,
+            ) -> $crate::wasmtime::Result<Self> {
+                <$world>::new(store, instance)
+            }
+        }
+    )+};
+}
+
+/// One instance of one plugin behind a slot. Replaced whole on reload.
+pub(crate) struct Generation {
+    number: u64,
+    name: Arc<str>,
+    plugin: Plugin,
+    /// Which of the plugin's exports this slot serves.
+    export: usize,
+    limits: Limits,
+    /// `None` after a call failed inside the instance: an instance that
+    /// trapped must not run again, so the next call makes a fresh one.
+    live: Mutex<Option<Live>>,
+}
+
+/// A running instance and what was looked up in it.
+struct Live {
+    store: Store<PluginState>,
+    instance: Instance,
+    /// The interface's functions, in the order of `ExportedInterface::functions`.
+    funcs: Vec<Func>,
+    /// Typed bindings loaded so far, by type. Usually zero or one entry.
+    typed: Vec<(TypeId, Box<dyn Any + Send>)>,
+}
+
+impl Generation {
+    /// Instantiates `plugin` for its export number `export`. Fails if the
+    /// instance cannot be made, so a bad plugin never reaches a slot.
+    pub(crate) fn new(
+        number: u64,
+        name: &str,
+        plugin: Plugin,
+        export: usize,
+        limits: Limits,
+    ) -> Result<Self, Error> {
+        let generation = Generation {
+            number,
+            name: name.into(),
+            plugin,
+            export,
+            limits,
+            live: Mutex::new(None),
+        };
+        let live = generation.instantiate()?;
+        *generation.lock() = Some(live);
+        Ok(generation)
+    }
+
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
+    pub(crate) fn interface(&self) -> &InterfaceName {
+        self.exported().name()
+    }
+
+    pub(crate) fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    pub(crate) fn serves(&self, request: &Request) -> bool {
+        self.interface().serves(request)
+    }
+
+    fn exported(&self) -> &ExportedInterface {
+        &self.plugin.exports()[self.export]
+    }
+
+    fn instantiate(&self) -> Result<Live, Error> {
+        let failed = |e: wasmtime::Error| Error::Instantiate {
+            interface: self.interface().to_string(),
+            name: self.name.to_string(),
+            origin: self.plugin.origin().to_string(),
+            reason: reason(&e),
+        };
+        let pre = self.plugin.instance_pre();
+        let mut store = sandbox::new_store(pre.engine(), &self.limits);
+        let instance = pre.instantiate(&mut store).map_err(failed)?;
+        let mut funcs = Vec::new();
+        for function in self.exported().functions() {
+            let func = instance
+                .get_func(&mut store, function.index())
+                .ok_or_else(|| failed(wasmtime::format_err!("no function `{}`", function.name())))?;
+            funcs.push(func);
+        }
+        Ok(Live {
+            store,
+            instance,
+            funcs,
+            typed: Vec::new(),
+        })
+    }
+
+    /// Locks the instance. A panic in a caller's typed closure poisons the
+    /// lock mid-call; the instance is then discarded like a trapped one.
+    fn lock(&self) -> MutexGuard<'_, Option<Live>> {
+        self.live.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            self.live.clear_poison();
+            guard
+        })
+    }
+
+    /// The running instance, made afresh if the last one failed.
+    fn live<'a>(&self, guard: &'a mut Option<Live>) -> Result<&'a mut Live, Error> {
+        if guard.is_none() {
+            *guard = Some(self.instantiate()?);
+        }
+        Ok(guard.as_mut().expect("just filled"))
+    }
+
+    fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let exported = self.exported();
+        let Some(position) = exported.position(function) else {
+            return Err(Error::NoSuchFunction {
+                interface: self.interface().to_string(),
+                name: self.name.to_string(),
+                function: function.to_string(),
+                available: exported.function_names(),
+            });
+        };
+        let signature = &exported.functions()[position];
+        if args.len() != signature.param_count() {
+            return Err(Error::BadArguments {
+                interface: self.interface().to_string(),
+                function: function.to_string(),
+                reason: format!(
+                    "expected {} argument(s), got {}",
+                    signature.param_count(),
+                    args.len()
+                ),
+            });
+        }
+        let mut results = vec![Val::Bool(false); signature.result_count()];
+        let mut guard = self.lock();
+        let live = self.live(&mut guard)?;
+        match live.funcs[position].call(&mut live.store, args, &mut results) {
+            Ok(()) => Ok(results),
+            Err(error) => {
+                let error = self.call_failed(function, args, &error);
+                // Wrong arguments are refused before the guest runs; anything
+                // else may have left the instance half-way, so it goes.
+                if !matches!(error, Error::BadArguments { .. }) {
+                    *guard = None;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn call_typed<B, R>(
+        &self,
+        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Error>
+    where
+        B: Bindings,
+    {
+        let mut guard = self.lock();
+        let live = self.live(&mut guard)?;
+        let Live {
+            store,
+            instance,
+            typed,
+            ..
+        } = live;
+        let key = TypeId::of::<B>();
+        let position = match typed.iter().position(|(id, _)| *id == key) {
+            Some(position) => position,
+            None => {
+                let bindings = B::load(store, instance).map_err(|e| Error::Bindings {
+                    interface: self.interface().to_string(),
+                    name: self.name.to_string(),
+                    bindings: type_name::<B>(),
+                    reason: reason(&e),
+                })?;
+                typed.push((key, Box::new(bindings)));
+                typed.len() - 1
+            }
+        };
+        let bindings = typed[position]
+            .1
+            .downcast_ref::<B>()
+            .expect("stored under its own TypeId");
+        match call(bindings, store) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                *guard = None;
+                Err(Error::Call {
+                    interface: self.interface().to_string(),
+                    name: self.name.to_string(),
+                    function: type_name::<B>().to_string(),
+                    reason: reason(&error),
+                })
+            }
+        }
+    }
+
+    /// Words a failed dynamic call: arguments of the wrong type are the
+    /// caller's mistake, anything else happened in the plugin.
+    fn call_failed(&self, function: &str, args: &[Val], error: &wasmtime::Error) -> Error {
+        let signature = self.exported().function(function);
+        let mismatch = signature.and_then(|s| crate::values::mismatch(s.ty(), args));
+        match mismatch {
+            Some(reason) if error.downcast_ref::<wasmtime::Trap>().is_none() => {
+                Error::BadArguments {
+                    interface: self.interface().to_string(),
+                    function: function.to_string(),
+                    reason,
+                }
+            }
+            _ => Error::Call {
+                interface: self.interface().to_string(),
+                name: self.name.to_string(),
+                function: function.to_string(),
+                reason: reason(error),
+            },
+        }
+    }
+}
+
+/// The host-side place of one implementation: an interface (within one
+/// version line) and a name. It outlives every generation put behind it.
+pub(crate) struct Slot {
+    name: String,
+    /// The interface this slot last served, for messages once it is empty.
+    interface: Mutex<InterfaceName>,
+    current: ArcSwapOption<Generation>,
+}
+
+impl Slot {
+    pub(crate) fn new(name: &str, interface: InterfaceName) -> Self {
+        Slot {
+            name: name.to_string(),
+            interface: Mutex::new(interface),
+            current: ArcSwapOption::empty(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn interface(&self) -> InterfaceName {
+        self.interface
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn current(&self) -> Option<Arc<Generation>> {
+        self.current.load_full()
+    }
+
+    /// Publishes `generation` (or empties the slot) in one atomic step and
+    /// returns what was there.
+    pub(crate) fn replace(&self, generation: Option<Arc<Generation>>) -> Option<Arc<Generation>> {
+        if let Some(g) = &generation {
+            *self
+                .interface
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = g.interface().clone();
+        }
+        self.current.swap(generation)
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::Unavailable {
+            interface: self.interface().to_string(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Runs `f` on the current generation; the generation stays alive until
+    /// `f` returns, even if the slot is reloaded meanwhile.
+    fn with<R>(&self, f: impl FnOnce(&Generation) -> Result<R, Error>) -> Result<R, Error> {
+        match &*self.current.load() {
+            Some(generation) => f(generation),
+            None => Err(self.unavailable()),
+        }
+    }
+}
+
+/// What a [`Registry::get`](crate::Registry::get) handle points at: the slot
+/// that currently serves its request, re-pointed by the registry.
+pub(crate) struct Binding {
+    request: Request,
+    slot: ArcSwapOption<Slot>,
+}
+
+impl Binding {
+    pub(crate) fn new(request: Request) -> Self {
+        Binding {
+            request,
+            slot: ArcSwapOption::empty(),
+        }
+    }
+
+    pub(crate) fn request(&self) -> &Request {
+        &self.request
+    }
+
+    pub(crate) fn point_at(&self, slot: Option<Arc<Slot>>) {
+        self.slot.store(slot);
+    }
+}
+
+/// A stable handle to an implementation. Cheap to clone, `Send + Sync`.
+///
+/// Calls go to whatever generation is behind the slot at the moment the call
+/// starts: after a reload every handle already held reaches the new code.
+/// While the slot is empty, calls fail with [`Error::Unavailable`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// use hotslot::{wasmtime::component::Val, Registry};
+/// let registry = Registry::new()?;
+/// let plugin = registry.load_file("plugins/greeter_a.wasm")?;
+/// registry.add_implementation("demo:greeter/greet@1.0.0", "impl_1", &plugin)?;
+/// let greet = registry.first_implementation("demo:greeter/greet@1.0.0")?;
+/// let answer = greet.call("hello", &[Val::String("world".into())])?;
+/// assert_eq!(answer, [Val::String("a: hello, world".into())]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    target: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    Slot(Arc<Slot>),
+    Request(Arc<Binding>),
+}
+
+impl Handle {
+    pub(crate) fn to_slot(slot: Arc<Slot>) -> Self {
+        Handle {
+            target: Target::Slot(slot),
+        }
+    }
+
+    pub(crate) fn to_binding(binding: Arc<Binding>) -> Self {
+        Handle {
+            target: Target::Request(binding),
+        }
+    }
+
+    /// Calls `function` with `args`, dynamically: the argument count and
+    /// types are checked against the interface's WIT.
+    pub fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        self.with(|generation| generation.call(function, args))
+    }
+
+    /// Calls through typed bindings generated by `bindgen!` (see
+    /// [`Bindings`]). The bindings are loaded once per generation.
+    pub fn call_typed<B, R>(
+        &self,
+        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Error>
+    where
+        B: Bindings,
+    {
+        self.with(|generation| generation.call_typed(call))
+    }
+
+    /// The interface (with the version its current implementation exports),
+    /// or `None` while nothing serves this handle.
+    pub fn interface(&self) -> Option<InterfaceName> {
+        self.with(|g| Ok(g.interface().clone())).ok()
+    }
+
+    /// The implementation's name (for a `get` handle, the one serving it now).
+    pub fn name(&self) -> Option<String> {
+        match &self.target {
+            Target::Slot(slot) => Some(slot.name().to_string()),
+            Target::Request(binding) => binding.slot.load().as_ref().map(|s| s.name().to_string()),
+        }
+    }
+
+    /// The generation serving calls now; it grows with every reload.
+    pub fn generation(&self) -> Option<u64> {
+        self.with(|g| Ok(g.number())).ok()
+    }
+
+    /// The interface export serving calls now, with its functions and types.
+    pub fn exported(&self) -> Option<ExportedInterface> {
+        self.with(|g| Ok(g.exported().clone())).ok()
+    }
+
+    /// True if a call made now would reach an implementation.
+    pub fn is_available(&self) -> bool {
+        self.with(|_| Ok(())).is_ok()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&Generation) -> Result<R, Error>) -> Result<R, Error> {
+        match &self.target {
+            Target::Slot(slot) => slot.with(f),
+            Target::Request(binding) => match &*binding.slot.load() {
+                Some(slot) => slot.with(f),
+                None => Err(Error::Unavailable {
+                    interface: binding.request.to_string(),
+                    name: "*".to_string(),
+                }),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Slot(slot) => write!(f, "Handle({} `{}`)", slot.interface(), slot.name()),
+            Target::Request(binding) => write!(f, "Handle(get {})", binding.request),
+        }
+    }
+}
