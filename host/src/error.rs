@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// ```
 /// use hotslot::{Error, Registry};
 /// let registry = Registry::new().unwrap();
-/// let handle = registry.get("demo:greeter/greet@1.0.0".parse().unwrap());
+/// let handle = registry.get("demo:greeter/greet@1.0.0").unwrap();
 /// // No implementation yet: the handle exists, the call says why it failed.
 /// match handle.call("hello", &[]) {
 ///     Err(Error::Unavailable { interface, .. }) => assert_eq!(interface, "demo:greeter/greet@1.0.0"),

@@ -1,1 +1,9 @@
-fn main(){}
+//! hotslot's integration tests: one binary (each test binary links all of
+//! wasmtime), one module per concept. They drive the public API with the real
+//! components built by `make plugins`.
+
+mod common;
+mod registry;
+mod typed;
+mod values;
+mod versions;

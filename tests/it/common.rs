@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use hotslot::wasmtime::component::Val;
+use hotslot::{Handle, Plugin, Registry};
+
+/// The path of a plugin built by `make plugins`.
+pub fn plugin_path(stem: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(format!("{stem}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+/// A plugin built by `make plugins`, loaded into `registry`.
+pub fn plugin(registry: &Registry, stem: &str) -> Plugin {
+    registry
+        .load_file(plugin_path(stem))
+        .unwrap_or_else(|e| panic!("loading {stem}: {e}"))
+}
+
+/// Calls `hello(name)` through a greeter handle.
+pub fn hello(handle: &Handle, name: &str) -> Result<String, hotslot::Error> {
+    match handle.call("hello", &[Val::String(name.into())])?.as_slice() {
+        [Val::String(answer)] => Ok(answer.clone()),
+        other => panic!("hello answered {other:?}"),
+    }
+}
+
+pub const GREET: &str = "demo:greeter/greet@1.0.0";
+
+/// A component, written in WAT, that exports `demo:probe/probe@VERSION` with
+/// one function `version: func() -> u32` answering `answer`.
+pub fn probe_component(version: &str, answer: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "v") (result i32) i32.const {answer}))
+            (core instance $i (instantiate $m))
+            (func $v (result u32) (canon lift (core func $i "v")))
+            (instance $probe (export "version" (func $v)))
+            (export "demo:probe/probe@{version}" (instance $probe))
+        )"#
+    ))
+    .expect("probe WAT parses")
+}
+
+/// Calls a probe's `version` function.
+pub fn probe_answer(handle: &Handle) -> Result<u32, hotslot::Error> {
+    match handle.call("version", &[])?.as_slice() {
+        [Val::U32(n)] => Ok(*n),
+        other => panic!("version answered {other:?}"),
+    }
+}
