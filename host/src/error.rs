@@ -176,3 +176,4 @@ fn list_or_none(items: &[String]) -> String {
 pub(crate) fn reason(error: &wasmtime::Error) -> String {
     format!("{error:#}")
 }
+

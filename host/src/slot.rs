@@ -13,6 +13,7 @@
 //! its request: the registry re-points it as implementations come and go.
 
 use std::any::{type_name, Any, TypeId};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
@@ -62,7 +63,8 @@ macro_rules! bindings {
     )+};
 }
 
-/// One instance of one plugin behind a slot. Replaced whole on reload.
+/// One version of one implementation: a plugin, the export it serves, and
+/// the instance made for it. Replaced whole on reload.
 pub(crate) struct Generation {
     number: u64,
     name: Arc<str>,
@@ -70,9 +72,9 @@ pub(crate) struct Generation {
     /// Which of the plugin's exports this slot serves.
     export: usize,
     limits: Limits,
-    /// `None` after a call failed inside the instance: an instance that
-    /// trapped must not run again, so the next call makes a fresh one.
-    live: Mutex<Option<Live>>,
+    /// The instance made (and so checked) when the generation was created,
+    /// until the slot takes it to serve calls.
+    first: Mutex<Option<Live>>,
 }
 
 /// A running instance and what was looked up in it.
@@ -95,16 +97,16 @@ impl Generation {
         export: usize,
         limits: Limits,
     ) -> Result<Self, Error> {
-        let generation = Generation {
+        let mut generation = Generation {
             number,
             name: name.into(),
             plugin,
             export,
             limits,
-            live: Mutex::new(None),
+            first: Mutex::new(None),
         };
         let live = generation.instantiate()?;
-        *generation.lock() = Some(live);
+        generation.first = Mutex::new(Some(live));
         Ok(generation)
     }
 
@@ -153,26 +155,25 @@ impl Generation {
         })
     }
 
-    /// Locks the instance. A panic in a caller's typed closure poisons the
-    /// lock mid-call; the instance is then discarded like a trapped one.
-    fn lock(&self) -> MutexGuard<'_, Option<Live>> {
-        self.live.lock().unwrap_or_else(|poisoned| {
-            let mut guard = poisoned.into_inner();
-            *guard = None;
-            self.live.clear_poison();
-            guard
-        })
-    }
-
-    /// The running instance, made afresh if the last one failed.
-    fn live<'a>(&self, guard: &'a mut Option<Live>) -> Result<&'a mut Live, Error> {
-        if guard.is_none() {
-            *guard = Some(self.instantiate()?);
+    /// The instance to serve with: the one made at creation the first time,
+    /// a fresh one after a call failed in the last.
+    fn live<'a>(&self, slot: &'a mut Option<Live>) -> Result<&'a mut Live, Error> {
+        if slot.is_none() {
+            let first = lock(&self.first).take();
+            *slot = Some(match first {
+                Some(live) => live,
+                None => self.instantiate()?,
+            });
         }
-        Ok(guard.as_mut().expect("just filled"))
+        Ok(slot.as_mut().expect("just filled"))
     }
 
-    fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+    fn call(
+        &self,
+        slot: &mut Option<Live>,
+        function: &str,
+        args: &[Val],
+    ) -> Result<Vec<Val>, Error> {
         let exported = self.exported();
         let Some(position) = exported.position(function) else {
             return Err(Error::NoSuchFunction {
@@ -195,8 +196,7 @@ impl Generation {
             });
         }
         let mut results = vec![Val::Bool(false); signature.result_count()];
-        let mut guard = self.lock();
-        let live = self.live(&mut guard)?;
+        let live = self.live(slot)?;
         match live.funcs[position].call(&mut live.store, args, &mut results) {
             Ok(()) => Ok(results),
             Err(error) => {
@@ -204,7 +204,7 @@ impl Generation {
                 // Wrong arguments are refused before the guest runs; anything
                 // else may have left the instance half-way, so it goes.
                 if !matches!(error, Error::BadArguments { .. }) {
-                    *guard = None;
+                    *slot = None;
                 }
                 Err(error)
             }
@@ -213,19 +213,18 @@ impl Generation {
 
     fn call_typed<B, R>(
         &self,
+        slot: &mut Option<Live>,
         call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, Error>
     where
         B: Bindings,
     {
-        let mut guard = self.lock();
-        let live = self.live(&mut guard)?;
         let Live {
             store,
             instance,
             typed,
             ..
-        } = live;
+        } = self.live(slot)?;
         let key = TypeId::of::<B>();
         let position = match typed.iter().position(|(id, _)| *id == key) {
             Some(position) => position,
@@ -247,7 +246,7 @@ impl Generation {
         match call(bindings, store) {
             Ok(value) => Ok(value),
             Err(error) => {
-                *guard = None;
+                *slot = None;
                 Err(Error::Call {
                     interface: self.interface().to_string(),
                     name: self.name.to_string(),
@@ -283,11 +282,34 @@ impl Generation {
 
 /// The host-side place of one implementation: an interface (within one
 /// version line) and a name. It outlives every generation put behind it.
+///
+/// Two views of the current generation, kept apart so the call path takes a
+/// single uncontended lock:
+/// - `published` is what the registry last put here, swapped atomically, with
+///   `publications` counting the swaps;
+/// - `serving`, under the lock every call takes anyway (a store serves one
+///   call at a time), holds the generation calls run on and its instance.
+///   A call that finds `publications` moved on catches up first: from then on
+///   it runs on the new generation. A call already running keeps its own, and
+///   catches up (freeing the old instance) as it finishes.
 pub(crate) struct Slot {
     name: String,
     /// The interface this slot last served, for messages once it is empty.
     interface: Mutex<InterfaceName>,
-    current: ArcSwapOption<Generation>,
+    published: ArcSwapOption<Generation>,
+    publications: AtomicU64,
+    serving: Mutex<Serving>,
+}
+
+/// The generation calls run on, and its instance.
+#[derive(Default)]
+struct Serving {
+    /// The value of `publications` this reflects.
+    seen: u64,
+    generation: Option<Arc<Generation>>,
+    /// `None` until the first call, and after a call failed in the instance:
+    /// an instance that trapped must not run again.
+    live: Option<Live>,
 }
 
 impl Slot {
@@ -295,7 +317,9 @@ impl Slot {
         Slot {
             name: name.to_string(),
             interface: Mutex::new(interface),
-            current: ArcSwapOption::empty(),
+            published: ArcSwapOption::empty(),
+            publications: AtomicU64::new(0),
+            serving: Mutex::new(Serving::default()),
         }
     }
 
@@ -304,42 +328,82 @@ impl Slot {
     }
 
     pub(crate) fn interface(&self) -> InterfaceName {
-        self.interface
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        lock(&self.interface).clone()
     }
 
+    /// The generation the next call will run on.
     pub(crate) fn current(&self) -> Option<Arc<Generation>> {
-        self.current.load_full()
+        self.published.load_full()
     }
 
     /// Publishes `generation` (or empties the slot) in one atomic step and
-    /// returns what was there.
+    /// returns what was there. Never waits for a call in flight.
     pub(crate) fn replace(&self, generation: Option<Arc<Generation>>) -> Option<Arc<Generation>> {
         if let Some(g) = &generation {
-            *self
-                .interface
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = g.interface().clone();
+            *lock(&self.interface) = g.interface().clone();
         }
-        self.current.swap(generation)
+        let previous = self.published.swap(generation);
+        self.publications.fetch_add(1, Ordering::AcqRel);
+        // With no call in flight, let go of the old instance now rather than
+        // at the next call.
+        if let Ok(mut serving) = self.serving.try_lock() {
+            self.catch_up(&mut serving);
+        }
+        previous
     }
 
-    fn unavailable(&self) -> Error {
-        Error::Unavailable {
-            interface: self.interface().to_string(),
-            name: self.name.clone(),
+    fn catch_up(&self, serving: &mut Serving) {
+        // Read the count before the pointer: a swap between the two is then
+        // seen again by the next call, never missed.
+        serving.seen = self.publications.load(Ordering::Acquire);
+        let newest = self.published.load_full();
+        let same = match (&serving.generation, &newest) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            serving.live = None;
+            serving.generation = newest;
         }
     }
 
-    /// Runs `f` on the current generation; the generation stays alive until
-    /// `f` returns, even if the slot is reloaded meanwhile.
-    fn with<R>(&self, f: impl FnOnce(&Generation) -> Result<R, Error>) -> Result<R, Error> {
-        match &*self.current.load() {
-            Some(generation) => f(generation),
-            None => Err(self.unavailable()),
+    /// Runs `f` on the serving generation and its instance, under the slot's
+    /// lock.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&Generation, &mut Option<Live>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut serving = self.serving.lock().unwrap_or_else(|poisoned| {
+            // A typed closure panicked mid-call: discard that instance.
+            let mut serving = poisoned.into_inner();
+            serving.live = None;
+            self.serving.clear_poison();
+            serving
+        });
+        if serving.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(&mut serving);
         }
+        let Serving {
+            generation, live, ..
+        } = &mut *serving;
+        let result = match generation {
+            Some(generation) => f(generation, live),
+            None => Err(Error::Unavailable {
+                interface: self.interface().to_string(),
+                name: self.name.clone(),
+            }),
+        };
+        if serving.seen != self.publications.load(Ordering::Acquire) {
+            // Reloaded while this call ran: its old instance goes now.
+            self.catch_up(&mut serving);
+        }
+        result
+    }
+
+    /// Runs `f` on the published generation, without touching the instance.
+    fn peek<R>(&self, f: impl FnOnce(&Generation) -> R) -> Option<R> {
+        self.published.load().as_deref().map(f)
     }
 }
 
@@ -411,7 +475,7 @@ impl Handle {
     /// Calls `function` with `args`, dynamically: the argument count and
     /// types are checked against the interface's WIT.
     pub fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
-        self.with(|generation| generation.call(function, args))
+        self.with_slot(|slot| slot.with(|generation, live| generation.call(live, function, args)))
     }
 
     /// Calls through typed bindings generated by `bindgen!` (see
@@ -423,43 +487,45 @@ impl Handle {
     where
         B: Bindings,
     {
-        self.with(|generation| generation.call_typed(call))
+        self.with_slot(|slot| slot.with(|generation, live| generation.call_typed(live, call)))
     }
 
     /// The interface (with the version its current implementation exports),
     /// or `None` while nothing serves this handle.
     pub fn interface(&self) -> Option<InterfaceName> {
-        self.with(|g| Ok(g.interface().clone())).ok()
+        self.peek(|g| g.interface().clone())
     }
 
     /// The implementation's name (for a `get` handle, the one serving it now).
     pub fn name(&self) -> Option<String> {
-        match &self.target {
-            Target::Slot(slot) => Some(slot.name().to_string()),
-            Target::Request(binding) => binding.slot.load().as_ref().map(|s| s.name().to_string()),
-        }
+        self.with_slot(|slot| Ok(slot.name().to_string())).ok()
     }
 
     /// The generation serving calls now; it grows with every reload.
     pub fn generation(&self) -> Option<u64> {
-        self.with(|g| Ok(g.number())).ok()
+        self.peek(|g| g.number())
     }
 
     /// The interface export serving calls now, with its functions and types.
     pub fn exported(&self) -> Option<ExportedInterface> {
-        self.with(|g| Ok(g.exported().clone())).ok()
+        self.peek(|g| g.exported().clone())
     }
 
     /// True if a call made now would reach an implementation.
     pub fn is_available(&self) -> bool {
-        self.with(|_| Ok(())).is_ok()
+        self.peek(|_| ()).is_some()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&Generation) -> Result<R, Error>) -> Result<R, Error> {
+    fn peek<R>(&self, f: impl FnOnce(&Generation) -> R) -> Option<R> {
+        self.with_slot(|slot| Ok(slot.peek(f))).ok().flatten()
+    }
+
+    /// Runs `f` on the slot this handle reaches now.
+    fn with_slot<R>(&self, f: impl FnOnce(&Slot) -> Result<R, Error>) -> Result<R, Error> {
         match &self.target {
-            Target::Slot(slot) => slot.with(f),
+            Target::Slot(slot) => f(slot),
             Target::Request(binding) => match &*binding.slot.load() {
-                Some(slot) => slot.with(f),
+                Some(slot) => f(slot),
                 None => Err(Error::Unavailable {
                     interface: binding.request.to_string(),
                     name: "*".to_string(),
@@ -476,4 +542,9 @@ impl std::fmt::Debug for Handle {
             Target::Request(binding) => write!(f, "Handle(get {})", binding.request),
         }
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
