@@ -28,13 +28,15 @@ mod sandbox;
 mod slot;
 mod values;
 mod version;
+pub mod watch;
 
 pub use error::Error;
-pub use loader::{ExportedFunction, ExportedInterface, Plugin};
+pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
 pub use sandbox::{Limits, PluginState, DEFAULT_MAX_MEMORY};
 pub use slot::{Bindings, Handle};
 pub use version::{InterfaceName, Request};
+pub use watch::{LoadTimings, WatchEvent, Watcher};
 
 /// The wasmtime this crate is built on, for `Val`, `bindgen!` and typed calls.
 pub use wasmtime;

@@ -6,8 +6,11 @@
 //! generations; each of those instantiates it afresh.
 
 use std::fmt;
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
@@ -33,14 +36,20 @@ use crate::version::{InterfaceName, Request};
 /// ```
 #[derive(Clone)]
 pub struct Plugin {
-    inner: Arc<PluginInner>,
+    origin: Arc<str>,
+    compiled: Arc<Compiled>,
 }
 
-struct PluginInner {
-    origin: String,
+/// What compiling a component's bytes gives, shared by every plugin loaded
+/// from the same bytes.
+struct Compiled {
     pre: InstancePre<PluginState>,
     exports: Vec<ExportedInterface>,
+    hash: ContentHash,
 }
+
+/// SHA-256 of a component's bytes.
+pub type ContentHash = [u8; 32];
 
 /// One interface a component exports, with its functions.
 #[derive(Clone, Debug)]
@@ -62,24 +71,24 @@ pub struct ExportedFunction {
 impl Plugin {
     /// Where the plugin came from: its file path, or the name it was loaded under.
     pub fn origin(&self) -> &str {
-        &self.inner.origin
+        &self.origin
     }
 
     /// The interfaces the component exports, in the component's order.
     /// Exports that are not named interfaces (plain functions, unnamed
     /// instances) are not listed.
     pub fn exports(&self) -> &[ExportedInterface] {
-        &self.inner.exports
+        &self.compiled.exports
     }
 
     /// The exported interface that best serves `request`: among those that
     /// serve it, the highest version.
     pub fn export_serving(&self, request: &Request) -> Option<&ExportedInterface> {
-        self.position_serving(request).map(|i| &self.inner.exports[i])
+        self.position_serving(request).map(|i| &self.compiled.exports[i])
     }
 
     pub(crate) fn position_serving(&self, request: &Request) -> Option<usize> {
-        let exports = &self.inner.exports;
+        let exports = &self.compiled.exports;
         (0..exports.len())
             .filter(|&i| exports[i].name.serves(request))
             .max_by(|&a, &b| exports[a].name.version().cmp(&exports[b].name.version()))
@@ -87,19 +96,24 @@ impl Plugin {
 
     /// The component, as wasmtime compiled it.
     pub fn component(&self) -> &Component {
-        self.inner.pre.component()
+        self.compiled.pre.component()
+    }
+
+    /// SHA-256 of the component's bytes: equal hashes, equal plugins.
+    pub fn content_hash(&self) -> &ContentHash {
+        &self.compiled.hash
     }
 
     pub(crate) fn instance_pre(&self) -> &InstancePre<PluginState> {
-        &self.inner.pre
+        &self.compiled.pre
     }
 }
 
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")
-            .field("origin", &self.inner.origin)
-            .field("exports", &self.inner.exports)
+            .field("origin", &self.origin)
+            .field("exports", &self.compiled.exports)
             .finish()
     }
 }
@@ -163,46 +177,84 @@ impl fmt::Debug for ExportedFunction {
     }
 }
 
-/// Reads `path` and loads it as a plugin; errors name the file.
-pub(crate) fn load_file(
-    engine: &Engine,
-    linker: &Linker<PluginState>,
-    path: &Path,
-) -> Result<Plugin, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_bytes(engine, linker, &path.display().to_string(), &bytes)
+/// How many compiled components the loader keeps for reuse. A hot-reload
+/// session flips between a handful of versions; older ones are dropped first.
+const CACHE_ENTRIES: usize = 32;
+
+/// Compiles components for one engine and linker, remembering recent ones by
+/// content hash so that bytes seen before (a reverted file, two builds
+/// swapped back and forth) skip compilation.
+pub(crate) struct Loader {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Mutex<VecDeque<Arc<Compiled>>>,
 }
 
-/// Compiles and links `bytes`; `origin` names them in errors.
-pub(crate) fn load_bytes(
-    engine: &Engine,
-    linker: &Linker<PluginState>,
-    origin: &str,
-    bytes: &[u8],
-) -> Result<Plugin, Error> {
-    let not_a_component = |reason: String| Error::NotAComponent {
-        origin: origin.to_string(),
-        reason,
-    };
-    check_header(bytes).map_err(not_a_component)?;
-    let component = Component::new(engine, bytes).map_err(|e| not_a_component(reason(&e)))?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| Error::Link {
-            origin: origin.to_string(),
-            reason: reason(&e),
+impl Loader {
+    pub(crate) fn new(engine: Engine, linker: Linker<PluginState>) -> Self {
+        Loader {
+            engine,
+            linker,
+            cache: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads `path` and loads it as a plugin; errors name the file.
+    pub(crate) fn load_file(&self, path: &Path) -> Result<(Plugin, bool), Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
         })?;
-    let exports = exported_interfaces(engine, &component);
-    Ok(Plugin {
-        inner: Arc::new(PluginInner {
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Compiles and links `bytes` (or finds them compiled already); `origin`
+    /// names them in errors. The flag tells whether the cache served them.
+    pub(crate) fn load_bytes(&self, origin: &str, bytes: &[u8]) -> Result<(Plugin, bool), Error> {
+        let hash: ContentHash = Sha256::digest(bytes).into();
+        let plugin = |compiled| Plugin {
+            origin: origin.into(),
+            compiled,
+        };
+        if let Some(compiled) = self.cached(&hash) {
+            return Ok((plugin(compiled), true));
+        }
+        let compiled = Arc::new(self.compile(origin, bytes, hash)?);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() == CACHE_ENTRIES {
+            cache.pop_front();
+        }
+        cache.push_back(compiled.clone());
+        Ok((plugin(compiled), false))
+    }
+
+    fn cached(&self, hash: &ContentHash) -> Option<Arc<Compiled>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.iter().find(|c| &c.hash == hash).cloned()
+    }
+
+    fn compile(&self, origin: &str, bytes: &[u8], hash: ContentHash) -> Result<Compiled, Error> {
+        let not_a_component = |reason: String| Error::NotAComponent {
             origin: origin.to_string(),
-            pre,
-            exports,
-        }),
-    })
+            reason,
+        };
+        check_header(bytes).map_err(not_a_component)?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| not_a_component(reason(&e)))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Link {
+                origin: origin.to_string(),
+                reason: reason(&e),
+            })?;
+        let exports = exported_interfaces(&self.engine, &component);
+        Ok(Compiled { pre, exports, hash })
+    }
 }
 
 /// Tells a component from the things most often mistaken for one, before the

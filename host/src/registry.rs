@@ -11,13 +11,12 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use wasmtime::component::Linker;
 use wasmtime::Engine;
 
 use crate::engine::shared_engine;
 use crate::error::Error;
-use crate::loader::{self, Plugin};
-use crate::sandbox::{self, Limits, PluginState};
+use crate::loader::{Loader, Plugin};
+use crate::sandbox::{self, Limits};
 use crate::slot::{Binding, Generation, Handle, Slot};
 use crate::version::{InterfaceName, Request};
 
@@ -123,8 +122,7 @@ pub struct Implementation {
 /// # Ok(()) }
 /// ```
 pub struct Registry {
-    engine: Engine,
-    linker: Linker<PluginState>,
+    loader: Loader,
     limits: Limits,
     next_generation: AtomicU64,
     state: Mutex<State>,
@@ -150,8 +148,7 @@ impl Registry {
     /// does), whose instances run under `limits`.
     pub fn with_engine(engine: Engine, limits: Limits) -> Result<Self, Error> {
         Ok(Registry {
-            linker: sandbox::linker(&engine)?,
-            engine,
+            loader: Loader::new(engine.clone(), sandbox::linker(&engine)?),
             limits,
             next_generation: AtomicU64::new(1),
             state: Mutex::new(State::default()),
@@ -161,17 +158,24 @@ impl Registry {
 
     /// The wasmtime engine plugins are compiled for.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.loader.engine()
     }
 
-    /// Reads and compiles a component file.
+    /// Reads and compiles a component file. Bytes compiled recently (by
+    /// content hash) are not compiled again.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, Error> {
-        loader::load_file(&self.engine, &self.linker, path.as_ref())
+        Ok(self.loader.load_file(path.as_ref())?.0)
     }
 
     /// Compiles a component from bytes; `origin` names it in errors.
     pub fn load_bytes(&self, origin: &str, bytes: &[u8]) -> Result<Plugin, Error> {
-        loader::load_bytes(&self.engine, &self.linker, origin, bytes)
+        Ok(self.loader.load_bytes(origin, bytes)?.0)
+    }
+
+    /// Like [`Registry::load_bytes`], also telling whether the compile cache
+    /// served the bytes.
+    pub(crate) fn load_bytes_cached(&self, origin: &str, bytes: &[u8]) -> Result<(Plugin, bool), Error> {
+        self.loader.load_bytes(origin, bytes)
     }
 
     /// Adds `plugin` as the implementation `name` of `interface`

@@ -7,3 +7,4 @@ mod registry;
 mod typed;
 mod values;
 mod versions;
+mod watch;

@@ -1,0 +1,288 @@
+//! The watcher, through real files in a temporary directory. Every wait is on
+//! a watcher event or a poll with a deadline, never a bare sleep.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hotslot::{Error, Registry, WatchEvent, Watcher};
+
+use crate::common::{hello, plugin_path, GREET};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Setup {
+    dir: tempfile::TempDir,
+    registry: Arc<Registry>,
+    watcher: Watcher,
+    events: Receiver<WatchEvent>,
+}
+
+impl Setup {
+    /// A watched temporary directory holding `files` (name, plugin stem).
+    fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, stem) in files {
+            fs::copy(plugin_path(stem), dir.path().join(name)).unwrap();
+        }
+        let registry = Arc::new(Registry::new().unwrap());
+        let mut watcher = Watcher::new(registry.clone(), dir.path());
+        let events = watcher.subscribe();
+        watcher.start().unwrap();
+        Setup { dir, registry, watcher, events }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().canonicalize().unwrap().join(name)
+    }
+
+    /// Waits for the first event that `want` accepts; panics with what came
+    /// instead once the deadline passes.
+    fn wait_for(&self, what: &str, want: impl Fn(&WatchEvent) -> bool) -> WatchEvent {
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(event) if want(&event) => return event,
+                Ok(event) => seen.push(event),
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} within {DEADLINE:?}; saw {seen:#?}");
+    }
+
+    fn wait_loaded(&self, name: &str) -> WatchEvent {
+        let file = self.path(name);
+        self.wait_for(&format!("load of {name}"), |e| {
+            matches!(e, WatchEvent::Loaded { file: f, .. } if *f == file)
+        })
+    }
+
+    fn wait_reloaded(&self, name: &str) -> WatchEvent {
+        let file = self.path(name);
+        self.wait_for(&format!("reload of {name}"), |e| {
+            matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file)
+        })
+    }
+
+    fn wait_removed(&self, name: &str) {
+        let file = self.path(name);
+        self.wait_for(&format!("removal of {name}"), |e| {
+            matches!(e, WatchEvent::Removed { file: f, .. } if *f == file)
+        });
+    }
+
+    fn wait_rejected(&self, name: &str) -> String {
+        let file = self.path(name);
+        match self.wait_for(&format!("rejection of {name}"), |e| {
+            matches!(e, WatchEvent::Rejected { file: f, .. } if *f == file)
+        }) {
+            WatchEvent::Rejected { reason, .. } => reason,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Replaces `name` the way `cp` does: truncate, write, close.
+    fn copy_plain(&self, stem: &str, name: &str) {
+        fs::copy(plugin_path(stem), self.dir.path().join(name)).unwrap();
+    }
+
+    /// Replaces `name` atomically: write a temporary file, rename it over.
+    fn copy_atomic(&self, stem: &str, name: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.partial"));
+        fs::copy(plugin_path(stem), &tmp).unwrap();
+        fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) {
+        fs::write(self.dir.path().join(name), bytes).unwrap();
+    }
+}
+
+/// Adds a marker plugin and returns every event before its load: events are
+/// handled in order, so anything earlier writes caused has been reported.
+fn events_before_barrier(setup: &Setup, marker: &str) -> Vec<WatchEvent> {
+    setup.copy_plain("greeter_b", marker);
+    let file = setup.path(marker);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).expect("barrier timed out");
+        let event = setup.events.recv_timeout(left).expect("barrier timed out");
+        if matches!(&event, WatchEvent::Loaded { file: f, .. } if *f == file) {
+            return seen;
+        }
+        seen.push(event);
+    }
+}
+
+#[test]
+fn loads_every_component_at_start_in_file_name_order() {
+    let setup = Setup::new(&[("b_second.wasm", "greeter_b"), ("a_first.wasm", "greeter_a")]);
+    let names: Vec<String> = setup.registry.list().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["a_first", "b_second"]);
+    let first = setup.registry.first_implementation(GREET).unwrap();
+    assert_eq!(hello(&first, "o").unwrap(), "a: hello, o");
+    setup.wait_loaded("a_first.wasm");
+    setup.wait_loaded("b_second.wasm");
+}
+
+#[test]
+fn a_component_exporting_two_interfaces_is_registered_for_both() {
+    let setup = Setup::new(&[("calc.wasm", "calc")]);
+    match setup.wait_loaded("calc.wasm") {
+        WatchEvent::Loaded { interfaces, name, .. } => {
+            assert_eq!(name, "calc");
+            let names: Vec<String> = interfaces.iter().map(|(i, _)| i.to_string()).collect();
+            assert_eq!(names, ["demo:calc/math@1.0.0", GREET]);
+        }
+        _ => unreachable!(),
+    }
+    assert!(setup.registry.first_implementation("demo:calc/math@1").is_ok());
+}
+
+#[test]
+fn create_then_plain_copy_over_then_atomic_rename_over() {
+    let setup = Setup::new(&[]);
+    let handle = setup.registry.get(GREET).unwrap();
+    assert!(!handle.is_available());
+
+    setup.copy_plain("greeter_a", "g.wasm");
+    setup.wait_loaded("g.wasm");
+    assert_eq!(hello(&handle, "1").unwrap(), "a: hello, 1");
+
+    setup.copy_plain("greeter_b", "g.wasm");
+    setup.wait_reloaded("g.wasm");
+    assert_eq!(hello(&handle, "2").unwrap(), "b: bonjour, 2");
+
+    setup.copy_atomic("greeter_a", "g.wasm");
+    match setup.wait_reloaded("g.wasm") {
+        WatchEvent::Reloaded { timings, .. } => assert!(timings.cached, "a's bytes were compiled before"),
+        _ => unreachable!(),
+    }
+    assert_eq!(hello(&handle, "3").unwrap(), "a: hello, 3");
+}
+
+/// The seed's sequence, through files: a handle taken before a delete and a
+/// re-add reaches the new component.
+#[test]
+fn delete_then_re_add_under_the_same_name() {
+    let setup = Setup::new(&[("impl_1.wasm", "greeter_a")]);
+    let x = setup.registry.first_implementation(GREET).unwrap();
+    assert_eq!(hello(&x, "w").unwrap(), "a: hello, w");
+
+    fs::remove_file(setup.dir.path().join("impl_1.wasm")).unwrap();
+    setup.wait_removed("impl_1.wasm");
+    assert!(matches!(hello(&x, "w"), Err(Error::Unavailable { .. })));
+
+    setup.copy_plain("greeter_b", "impl_1.wasm");
+    setup.wait_loaded("impl_1.wasm");
+    assert_eq!(hello(&x, "w").unwrap(), "b: bonjour, w");
+}
+
+#[test]
+fn rename_removes_the_old_name_and_adds_the_new() {
+    let setup = Setup::new(&[("old.wasm", "greeter_a")]);
+    let old = setup.registry.first_implementation(GREET).unwrap();
+    fs::rename(setup.dir.path().join("old.wasm"), setup.dir.path().join("new.wasm")).unwrap();
+    setup.wait_removed("old.wasm");
+    setup.wait_loaded("new.wasm");
+    assert!(matches!(hello(&old, "w"), Err(Error::Unavailable { .. })));
+    let names: Vec<String> = setup.registry.list().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["new"]);
+}
+
+#[test]
+fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
+    let setup = Setup::new(&[("calc.wasm", "calc")]);
+    let greet = setup.registry.first_implementation(GREET).unwrap();
+    let good = fs::read(plugin_path("calc")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 3].to_vec(), "not a usable component"),
+        ("garbage", b"\x7fELF not a component".to_vec(), "not a WebAssembly binary"),
+        ("core module", wat::parse_str("(module)").unwrap(), "core WebAssembly module"),
+        ("empty", Vec::new(), "empty"),
+        (
+            "lost export",
+            fs::read(plugin_path("greeter_a")).unwrap(),
+            "no longer exports demo:calc/math@1.0.0",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        setup.write("calc.wasm", &bytes);
+        let reason = setup.wait_rejected("calc.wasm");
+        assert!(reason.contains(expected), "{what}: {reason}");
+        assert!(reason.contains("calc.wasm"), "{what}: names the file: {reason}");
+        assert_eq!(hello(&greet, "ok").unwrap(), "calc: ok has 2 letters", "after {what}");
+    }
+    // The next good change is tried again, and taken.
+    setup.write("calc.wasm", &good);
+    setup.wait_reloaded("calc.wasm");
+    assert_eq!(hello(&greet, "ok").unwrap(), "calc: ok has 2 letters");
+}
+
+#[test]
+fn unchanged_content_other_files_and_reads_reload_nothing() {
+    let setup = Setup::new(&[("g.wasm", "greeter_a")]);
+    setup.wait_loaded("g.wasm");
+    let generation = setup.registry.list()[0].generation;
+
+    setup.copy_plain("greeter_a", "g.wasm"); // same bytes
+    fs::read(setup.dir.path().join("g.wasm")).unwrap(); // a read
+    setup.write("notes.txt", b"not a plugin");
+    setup.write("g.wasm.bak", b"not a plugin either");
+    fs::create_dir(setup.dir.path().join("sub")).unwrap();
+    fs::copy(plugin_path("greeter_b"), setup.dir.path().join("sub/nested.wasm")).unwrap();
+
+    let seen = events_before_barrier(&setup, "marker.wasm");
+    assert!(seen.is_empty(), "expected nothing, saw {seen:#?}");
+    let g = setup.registry.list().into_iter().find(|i| i.name == "g").unwrap();
+    assert_eq!(g.generation, generation);
+}
+
+/// Two threads call through one handle while the file is rewritten (plain,
+/// non-atomic copies) 100 times, alternating two components.
+#[test]
+fn storm_of_plain_rewrites_never_fails_a_call() {
+    let setup = Setup::new(&[("g.wasm", "greeter_a")]);
+    let handle = setup.registry.first_implementation(GREET).unwrap();
+    let writing = Arc::new(AtomicBool::new(true));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (handle, writing) = (handle.clone(), writing.clone());
+            thread::spawn(move || {
+                let mut calls = 0u32;
+                while writing.load(Ordering::Acquire) || calls < 10 {
+                    let answer = hello(&handle, "s").expect("no call may fail");
+                    assert!(answer == "a: hello, s" || answer == "b: bonjour, s", "{answer}");
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+
+    let stems = ["greeter_b", "greeter_a"];
+    for i in 0..100 {
+        setup.copy_plain(stems[i % 2], "g.wasm");
+    }
+    writing.store(false, Ordering::Release);
+    for caller in callers {
+        assert!(caller.join().unwrap() >= 10);
+    }
+    // The last write (i = 99) was greeter_a: poll until it answers, bounded.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answer = hello(&handle, "s").unwrap();
+        if answer == "a: hello, s" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still answering {answer:?} after the storm");
+        let _ = setup.events.recv_timeout(Duration::from_millis(100));
+    }
+    let _ = &setup.watcher;
+}
