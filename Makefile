@@ -31,7 +31,7 @@ run: plugins
 
 # Benchmarks are not tests: they are run by hand and reported in BENCHMARKS.md.
 bench: plugins
-	env -u RUST_BACKTRACE cargo bench -p hotslot --bench call
+	env -u RUST_BACKTRACE cargo bench -p hotslot
 
 doc:
 	cargo doc -p hotslot --no-deps
