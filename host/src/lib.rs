@@ -20,9 +20,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod engine;
 mod error;
 mod loader;
+mod output;
 mod registry;
 mod sandbox;
 mod slot;
@@ -33,7 +35,7 @@ pub mod watch;
 pub use error::Error;
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
-pub use sandbox::{Limits, PluginState, DEFAULT_MAX_MEMORY};
+pub use sandbox::{Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
 pub use slot::{Bindings, Handle};
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, WatchEvent, Watcher};

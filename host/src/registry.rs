@@ -91,6 +91,23 @@ pub enum RegistryEvent {
     },
 }
 
+impl std::fmt::Display for RegistryEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryEvent::Added { interface, name, generation } => {
+                write!(f, "added {interface} `{name}` (generation {generation})")
+            }
+            RegistryEvent::Replaced { interface, name, generation, previous } => write!(
+                f,
+                "replaced {interface} `{name}` (generation {previous} -> {generation})"
+            ),
+            RegistryEvent::Removed { interface, name, generation } => {
+                write!(f, "removed {interface} `{name}` (generation {generation})")
+            }
+        }
+    }
+}
+
 /// One registered implementation, as [`Registry::list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Implementation {
@@ -340,7 +357,7 @@ impl Registry {
     }
 
     fn publish(&self, event: RegistryEvent) {
-        tracing::info!(?event, "registry");
+        tracing::info!("{event}");
         lock(&self.subscribers).retain(|s| s.send(event.clone()).is_ok());
     }
 

@@ -4,11 +4,14 @@
 //! Nothing is granted by default: no preopened directories, no environment,
 //! no network, no inherited stdio. Memory is capped per instance.
 
+use std::time::Duration;
+
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Error;
+use crate::output::LogOutput;
 
 /// The default cap on one instance's linear memory: 256 MiB.
 pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
@@ -42,17 +45,24 @@ impl WasiView for PluginState {
 /// ```
 /// let limits = hotslot::Limits { max_memory: 64 << 20, ..Default::default() };
 /// assert_eq!(limits.max_memory, 64 << 20);
+/// assert_eq!(limits.timeout, hotslot::DEFAULT_TIMEOUT);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The most linear memory one instance may grow to, in bytes.
     pub max_memory: usize,
+    /// The longest one call (or one instantiation) may run.
+    pub timeout: Duration,
 }
+
+/// The default deadline for one call: 5 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_memory: DEFAULT_MAX_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -65,10 +75,14 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     Ok(linker)
 }
 
-/// A fresh store for one instance of a plugin, with nothing granted.
-pub(crate) fn new_store(engine: &Engine, limits: &Limits) -> Store<PluginState> {
+/// A fresh store for one instance of the plugin `name`, with nothing
+/// granted; what it prints goes to the log under its name.
+pub(crate) fn new_store(engine: &Engine, name: &str, limits: &Limits) -> Store<PluginState> {
     let state = PluginState {
-        wasi: WasiCtx::builder().build(),
+        wasi: WasiCtx::builder()
+            .stdout(LogOutput::new(name, "stdout"))
+            .stderr(LogOutput::new(name, "stderr"))
+            .build(),
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.max_memory)

@@ -138,7 +138,7 @@ impl Generation {
             reason: reason(&e),
         };
         let pre = self.plugin.instance_pre();
-        let mut store = sandbox::new_store(pre.engine(), &self.limits);
+        let mut store = sandbox::new_store(pre.engine(), &self.name, &self.limits);
         let instance = pre.instantiate(&mut store).map_err(failed)?;
         let mut funcs = Vec::new();
         for function in self.exported().functions() {

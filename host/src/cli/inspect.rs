@@ -1,0 +1,116 @@
+//! `hotslot inspect` and `hotslot list`: what a component imports and
+//! exports, and what a directory would load.
+
+use std::path::Path;
+
+use wit_component::{DecodedWasm, WitPrinter};
+
+use crate::registry::Registry;
+
+/// The component's world — its imports and exports — and every interface
+/// they name, as WIT with versions.
+pub fn inspect(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // The same checks as loading, so a core module or garbage gets the same
+    // clear message rather than a decoder's.
+    let registry = Registry::new().map_err(|e| e.to_string())?;
+    registry
+        .load_bytes(&path.display().to_string(), &bytes)
+        .map_err(|e| e.to_string())?;
+    let decoded = wit_component::decode(&bytes)
+        .map_err(|e| format!("cannot decode the WIT of {}: {e:#}", path.display()))?;
+    let (resolve, main) = match &decoded {
+        DecodedWasm::Component(resolve, world) => (resolve, resolve.worlds[*world].package),
+        DecodedWasm::WitPackage(resolve, package) => (resolve, Some(*package)),
+    };
+    let main = main.ok_or_else(|| format!("{} has no package", path.display()))?;
+    let nested: Vec<_> = resolve
+        .packages
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| *id != main)
+        .collect();
+    let mut printer = WitPrinter::default();
+    printer
+        .print(resolve, main, &nested)
+        .map_err(|e| format!("cannot print the WIT of {}: {e:#}", path.display()))?;
+    Ok(printer.output.to_string())
+}
+
+/// One row of `hotslot list`.
+pub struct Row {
+    /// The file name.
+    pub file: String,
+    /// `interface@version`, or `-` when the file does not load.
+    pub interface: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// `yes`, or `no: reason`.
+    pub loads: String,
+}
+
+/// What `hotslot watch DIR` would load, file by file in file-name order.
+pub fn list(dir: &Path) -> Result<Vec<Row>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    files.sort();
+    let registry = Registry::new().map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for path in files {
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let row = |interface: String, loads: String| Row { file: file.clone(), interface, size, loads };
+        let plugin = match registry.load_file(&path) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string()))));
+                continue;
+            }
+        };
+        if plugin.exports().is_empty() {
+            rows.push(row("-".into(), "no: exports no interface".into()));
+        }
+        for export in plugin.exports() {
+            let interface = export.name().to_string();
+            // Instantiating checks the start-up code too, as watch would.
+            let loads = match registry.add_implementation(&interface, &name, &plugin) {
+                Ok(_) => "yes".to_string(),
+                Err(e) => format!("no: {}", one_line(&e.to_string())),
+            };
+            rows.push(row(interface, loads));
+        }
+    }
+    Ok(rows)
+}
+
+/// Lays rows out as an aligned table with a header.
+pub fn table(rows: &[Row]) -> String {
+    let header = ["FILE", "INTERFACE", "SIZE", "LOADS"];
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| [r.file.clone(), r.interface.clone(), r.size.to_string(), r.loads.clone()])
+        .collect();
+    let width = |i: usize| {
+        cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    let line = |c: [&str; 4]| {
+        format!(
+            "{:w0$}  {:w1$}  {:>w2$}  {}",
+            c[0], c[1], c[2], c[3],
+            w0 = widths[0], w1 = widths[1], w2 = widths[2]
+        )
+    };
+    let mut out = vec![line(header)];
+    out.extend(cells.iter().map(|c| line([&c[0], &c[1], &c[2], &c[3]])));
+    out.join("\n")
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

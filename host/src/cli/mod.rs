@@ -1,0 +1,169 @@
+//! The `hotslot` command line: `watch`, `call`, `inspect` and `list`.
+//!
+//! Answers go to standard output, one line per request; events, logs and
+//! what plugins print go to standard error.
+
+mod inspect;
+mod request;
+mod session;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+pub use request::{render, CallRequest};
+pub use session::answer;
+
+use crate::registry::Registry;
+use crate::sandbox::Limits;
+use crate::watch::Watcher;
+
+/// Host WebAssembly component plugins that hot-reload behind stable handles.
+#[derive(Parser)]
+#[command(name = "hotslot", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and watch a directory of components, then answer requests read
+    /// from standard input, one line each.
+    #[command(after_help = WATCH_EXAMPLE)]
+    Watch {
+        /// The directory of `*.wasm` components.
+        dir: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Make one call on one component and print the answer.
+    #[command(after_help = CALL_EXAMPLE)]
+    Call {
+        /// The component file.
+        file: PathBuf,
+        /// `INTERFACE[@VERSION]#FUNCTION(ARGS)`, arguments in WAVE.
+        request: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Print a component's imports and exports as WIT, with versions.
+    #[command(after_help = "Example:\n  hotslot inspect plugins/greeter_a.wasm")]
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+    },
+    /// Show what `watch` would load from a directory, and why not when not.
+    #[command(after_help = "Example:\n  hotslot list plugins")]
+    List {
+        /// The directory of `*.wasm` components.
+        dir: PathBuf,
+    },
+}
+
+const WATCH_EXAMPLE: &str = r#"Requests are INTERFACE[@VERSION]#FUNCTION(ARGS), arguments and answers in WAVE;
+`list` shows what is loaded. Failures answer a line starting with `error: `.
+
+Example:
+  $ hotslot watch plugins
+  demo:greeter/greet@1.0.0#hello("world")
+  "a: hello, world"
+  demo:calc/math@1#add(40, 2)
+  42
+  list
+  demo:calc/math@1.0.0 calc 1
+  ...
+  end"#;
+
+const CALL_EXAMPLE: &str = r#"Exits 0 with the answer (an `err(...)` value too), 1 on failure, 2 on a usage error.
+
+Example:
+  $ hotslot call plugins/calc.wasm 'demo:calc/math@1#add(1, 2)'
+  3"#;
+
+/// Limits for every plugin instance.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Most linear memory one instance may use, in MiB.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_memory_mib: usize,
+    /// Longest one call may run, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    timeout_ms: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_memory: self.max_memory_mib.saturating_mul(1 << 20),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+/// Runs the command line; what `main` calls.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = matches!(cli.command, Command::Watch { .. });
+    init_logging(verbose);
+    let outcome = match cli.command {
+        Command::Watch { dir, limits } => watch(dir, limits.limits()),
+        Command::Call { file, request, limits } => call(file, &request, limits.limits()),
+        Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
+        Command::List { dir } => inspect::list(&dir).map(|rows| println!("{}", inspect::table(&rows))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn watch(dir: PathBuf, limits: Limits) -> Result<(), String> {
+    // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
+    let _ = ctrlc::set_handler(|| std::process::exit(0));
+    let registry = Arc::new(registry(limits)?);
+    let mut watcher = Watcher::new(registry.clone(), &dir);
+    watcher.start().map_err(|e| e.to_string())?;
+    session::serve(&registry).map_err(|e| format!("reading requests: {e}"))
+}
+
+fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
+    let registry = registry(limits)?;
+    let plugin = registry.load_file(&file).map_err(|e| e.to_string())?;
+    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    for export in plugin.exports() {
+        registry
+            .add_implementation(&export.name().to_string(), &name, &plugin)
+            .map_err(|e| e.to_string())?;
+    }
+    let answer = session::call(&registry, request)?;
+    println!("{answer}");
+    Ok(())
+}
+
+fn registry(limits: Limits) -> Result<Registry, String> {
+    let engine = crate::engine::shared_engine().map_err(|e| e.to_string())?;
+    Registry::with_engine(engine, limits).map_err(|e| e.to_string())
+}
+
+/// Logs go to standard error; `HOTSLOT_LOG` (error, warn, info, debug, trace)
+/// overrides the level.
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let level = std::env::var("HOTSLOT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(level)
+        .try_init();
+}

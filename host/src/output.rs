@@ -1,0 +1,186 @@
+//! Where plugins' standard output and error go: into the host's log, line by
+//! line and prefixed with the plugin's name, never to the host's own standard
+//! output. A plugin that floods is cut to a steady rate; what is dropped is
+//! counted and said.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Longest line logged; the rest of a longer line is dropped.
+const MAX_LINE: usize = 4096;
+/// Bytes a plugin may log at once, and per second after that.
+const BURST: f64 = 256.0 * 1024.0;
+const RATE: f64 = 64.0 * 1024.0;
+
+/// One plugin stream (stdout or stderr) feeding the log.
+#[derive(Clone)]
+pub(crate) struct LogOutput {
+    inner: Arc<Mutex<LineLog>>,
+}
+
+struct LineLog {
+    plugin: Arc<str>,
+    stream: &'static str,
+    line: Vec<u8>,
+    /// The current line was longer than `MAX_LINE`.
+    cut: bool,
+    allowance: f64,
+    refilled: Instant,
+    dropped: u64,
+}
+
+impl LogOutput {
+    pub(crate) fn new(plugin: &str, stream: &'static str) -> Self {
+        LogOutput {
+            inner: Arc::new(Mutex::new(LineLog {
+                plugin: plugin.into(),
+                stream,
+                line: Vec::new(),
+                cut: false,
+                allowance: BURST,
+                refilled: Instant::now(),
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        log.write(bytes);
+    }
+
+    fn flush(&self) {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        log.emit();
+    }
+}
+
+impl LineLog {
+    fn write(&mut self, bytes: &[u8]) {
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            let room = MAX_LINE.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&text[..text.len().min(room)]);
+            self.cut |= text.len() > room;
+            if ends_line {
+                self.emit();
+            }
+        }
+    }
+
+    /// Logs the line gathered so far, if the rate allows.
+    fn emit(&mut self) {
+        if self.line.is_empty() && !self.cut {
+            return;
+        }
+        let now = Instant::now();
+        self.allowance = (self.allowance + RATE * (now - self.refilled).as_secs_f64()).min(BURST);
+        self.refilled = now;
+        let cost = self.line.len().max(1) as f64;
+        if self.allowance < cost {
+            self.dropped += self.line.len() as u64 + 1;
+        } else {
+            self.allowance -= cost;
+            if self.dropped > 0 {
+                tracing::warn!(
+                    "[{} {}] output flood: {} bytes dropped",
+                    self.plugin,
+                    self.stream,
+                    self.dropped
+                );
+                self.dropped = 0;
+            }
+            let text = String::from_utf8_lossy(&self.line);
+            let cut = if self.cut { " [line cut]" } else { "" };
+            tracing::info!("[{} {}] {text}{cut}", self.plugin, self.stream);
+        }
+        self.line.clear();
+        self.cut = false;
+    }
+}
+
+impl IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LogOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        LogOutput::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        LogOutput::flush(self);
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for LogOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        LogOutput::write(&self, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        LogOutput::flush(&self);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        LogOutput::flush(&self);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_and_floods_are_dropped() {
+        let out = LogOutput::new("p", "stdout");
+        out.write(&vec![b'x'; MAX_LINE * 2]);
+        out.write(b"\n");
+        {
+            let log = out.inner.lock().unwrap();
+            assert!(log.line.is_empty() && !log.cut);
+        }
+        for _ in 0..200 {
+            out.write(&[b'y'; 4000]);
+            out.write(b"\n");
+        }
+        assert!(out.inner.lock().unwrap().dropped > 0, "a flood is cut to the rate");
+    }
+}
