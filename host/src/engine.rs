@@ -5,11 +5,14 @@
 //! - no `component-model-async` (a crate feature, not set here): it triples
 //!   the cost of every synchronous component call and wasmtime-wasi's p2 does
 //!   not need it;
+//! - epoch interruption, so an endless loop is stopped at its deadline; a
+//!   thread per engine advances the epoch every [`EPOCH_TICK`];
 //! - the pooling allocator, so that the fresh instance behind a reload costs
 //!   about a microsecond rather than eight. Where the machine refuses the
 //!   pool's address-space reservation we fall back to on-demand allocation.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -27,15 +30,44 @@ use crate::error::Error;
 pub fn new_engine() -> Result<Engine, Error> {
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
-    match Engine::new(&config) {
-        Ok(engine) => Ok(engine),
+    let engine = match Engine::new(&config) {
+        Ok(engine) => engine,
         Err(pool_error) => {
             tracing::warn!(
                 "pooling allocator unavailable ({pool_error:#}); instantiating on demand"
             );
-            Engine::new(&base_config()).map_err(|e| Error::Engine(format!("{e:#}")))
+            Engine::new(&base_config()).map_err(|e| Error::Engine(format!("{e:#}")))?
         }
-    }
+    };
+    start_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The number of epoch ticks that covers `timeout`, rounded up, plus one so
+/// that a call never gets less than its full time.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+}
+
+/// Advances the engine's epoch every tick, for as long as the engine lives.
+/// (This sleep is a clock, not a wait for an event.)
+fn start_ticker(engine: &Engine) -> Result<(), Error> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("hotslot-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::Engine(format!("cannot start the epoch thread: {e}")))
 }
 
 /// The engine shared by every registry made with [`Registry::new`](crate::Registry::new).
@@ -54,9 +86,15 @@ pub fn shared_engine() -> Result<Engine, Error> {
     Ok(SHARED.get_or_init(|| engine).clone())
 }
 
+/// The most stack one call's wasm frames may use.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Deep recursion traps here rather than exhausting the host's stack.
+    config.max_wasm_stack(MAX_WASM_STACK);
     config
 }
 

@@ -133,8 +133,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The call itself failed inside the plugin: a trap, or a host error.
-    #[error("{interface} `{name}` failed in {function}: {reason}")]
+    /// The call itself failed inside the plugin. The instance it ran in is
+    /// discarded; the next call gets a fresh one.
+    #[error("{interface} `{name}` failed in {function}: {fault}: {reason}")]
     Call {
         /// The interface.
         interface: String,
@@ -142,6 +143,8 @@ pub enum Error {
         name: String,
         /// The function.
         function: String,
+        /// What kind of failure it was.
+        fault: Fault,
         /// The trap or error, as wasmtime words it.
         reason: String,
     },
@@ -164,6 +167,50 @@ pub enum Error {
     Engine(String),
 }
 
+/// Why a call failed inside a plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The guest trapped (`unreachable`, a panic, a bad memory access...).
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Timeout,
+    /// The guest's stack overflowed (endless recursion).
+    StackOverflow,
+    /// The guest tried to grow memory or a table past its limit.
+    Limit,
+    /// The host failed the call (a WASI error, an exit, a type mismatch).
+    Host,
+}
+
+impl Fault {
+    /// Classifies a wasmtime error from a call.
+    pub(crate) fn of(error: &wasmtime::Error) -> Fault {
+        use wasmtime::Trap;
+        if error.downcast_ref::<crate::sandbox::LimitHit>().is_some() {
+            return Fault::Limit;
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Fault::Timeout,
+            Some(Trap::StackOverflow) => Fault::StackOverflow,
+            Some(_) => Fault::Trap,
+            None => Fault::Host,
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fault::Trap => "trap",
+            Fault::Timeout => "deadline exceeded",
+            Fault::StackOverflow => "stack overflow",
+            Fault::Limit => "resource limit hit",
+            Fault::Host => "host error",
+        })
+    }
+}
+
 fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
         "nothing".to_string()
@@ -172,8 +219,18 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-/// Renders a wasmtime error with its causes on one line.
+/// Renders a wasmtime error with its causes on one line. The wasm backtrace
+/// a trap carries is left out (it spans many lines) and logged at debug level.
 pub(crate) fn reason(error: &wasmtime::Error) -> String {
-    format!("{error:#}")
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        tracing::debug!("{backtrace}");
+    }
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 

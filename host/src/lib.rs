@@ -32,10 +32,10 @@ mod values;
 mod version;
 pub mod watch;
 
-pub use error::Error;
+pub use error::{Error, Fault};
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
-pub use sandbox::{Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
+pub use sandbox::{LimitHit, Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
 pub use slot::{Bindings, Handle};
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, WatchEvent, Watcher};

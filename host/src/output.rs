@@ -57,9 +57,12 @@ impl LogOutput {
         log.write(bytes);
     }
 
-    fn flush(&self) {
-        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        log.emit();
+}
+
+impl Drop for LineLog {
+    /// A last line without a newline is logged when the instance goes.
+    fn drop(&mut self) {
+        self.emit();
     }
 }
 
@@ -138,7 +141,8 @@ impl OutputStream for LogOutput {
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        LogOutput::flush(self);
+        // Lines are logged whole, at their newline: guests flush after every
+        // piece of a line.
         Ok(())
     }
 
@@ -154,12 +158,10 @@ impl AsyncWrite for LogOutput {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        LogOutput::flush(&self);
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        LogOutput::flush(&self);
         Poll::Ready(Ok(()))
     }
 }

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store};
+
+use crate::engine::deadline_ticks;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Error;
@@ -28,8 +30,47 @@ pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
 }
+
+/// Caps memory and table growth. Going past a cap traps with [`LimitHit`],
+/// so the call fails with a cause a caller can name, instead of the guest
+/// seeing a failed allocation and aborting in its own words.
+struct Limiter {
+    max_memory: usize,
+    max_table_elements: usize,
+}
+
+/// A plugin instance tried to grow past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} limit hit: tried to grow to {desired}, limit {limit}")]
+pub struct LimitHit {
+    /// `memory` (bytes) or `table` (elements).
+    pub what: &'static str,
+    /// The size asked for.
+    pub desired: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            return Err(LimitHit { what: "memory", desired, limit: self.max_memory }.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            return Err(LimitHit { what: "table", desired, limit: self.max_table_elements }.into());
+        }
+        Ok(true)
+    }
+}
+
+/// Table elements one instance may have: generous for any real plugin.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -84,11 +125,15 @@ pub(crate) fn new_store(engine: &Engine, name: &str, limits: &Limits) -> Store<P
             .stderr(LogOutput::new(name, "stderr"))
             .build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.max_memory)
-            .build(),
+        limits: Limiter {
+            max_memory: limits.max_memory,
+            max_table_elements: MAX_TABLE_ELEMENTS,
+        },
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
+    // Start-up code is bounded by the same deadline as a call.
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits.timeout));
     store
 }

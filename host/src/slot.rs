@@ -20,7 +20,8 @@ use arc_swap::ArcSwapOption;
 use wasmtime::component::{Func, Instance, Val};
 use wasmtime::Store;
 
-use crate::error::{reason, Error};
+use crate::engine::deadline_ticks;
+use crate::error::{reason, Error, Fault};
 use crate::loader::{ExportedInterface, Plugin};
 use crate::sandbox::{self, Limits, PluginState};
 use crate::version::{InterfaceName, Request};
@@ -72,6 +73,8 @@ pub(crate) struct Generation {
     /// Which of the plugin's exports this slot serves.
     export: usize,
     limits: Limits,
+    /// `limits.timeout` in epoch ticks, set before every call.
+    deadline: u64,
     /// The instance made (and so checked) when the generation was created,
     /// until the slot takes it to serve calls.
     first: Mutex<Option<Live>>,
@@ -102,6 +105,7 @@ impl Generation {
             name: name.into(),
             plugin,
             export,
+            deadline: deadline_ticks(limits.timeout),
             limits,
             first: Mutex::new(None),
         };
@@ -197,6 +201,7 @@ impl Generation {
         }
         let mut results = vec![Val::Bool(false); signature.result_count()];
         let live = self.live(slot)?;
+        live.store.set_epoch_deadline(self.deadline);
         match live.funcs[position].call(&mut live.store, args, &mut results) {
             Ok(()) => Ok(results),
             Err(error) => {
@@ -243,6 +248,7 @@ impl Generation {
             .1
             .downcast_ref::<B>()
             .expect("stored under its own TypeId");
+        store.set_epoch_deadline(self.deadline);
         match call(bindings, store) {
             Ok(value) => Ok(value),
             Err(error) => {
@@ -251,6 +257,7 @@ impl Generation {
                     interface: self.interface().to_string(),
                     name: self.name.to_string(),
                     function: type_name::<B>().to_string(),
+                    fault: Fault::of(&error),
                     reason: reason(&error),
                 })
             }
@@ -274,6 +281,7 @@ impl Generation {
                 interface: self.interface().to_string(),
                 name: self.name.to_string(),
                 function: function.to_string(),
+                fault: Fault::of(error),
                 reason: reason(error),
             },
         }
