@@ -2,6 +2,7 @@
 //! wasmtime), one module per concept. They drive the public API with the real
 //! components built by `make plugins`.
 
+mod cli;
 mod common;
 mod registry;
 mod typed;

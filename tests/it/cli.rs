@@ -1,0 +1,350 @@
+//! The real `hotslot` binary, driven as scripts and people drive it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::plugin_path;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn hotslot() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hotslot"))
+}
+
+/// A directory holding copies of plugins, under the names given.
+fn plugin_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, stem) in files {
+        std::fs::copy(plugin_path(stem), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+/// A running `hotslot watch`, answering one line per request.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    answers: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Session {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = hotslot()
+            .arg("watch")
+            .arg(dir)
+            .args(extra)
+            .env("HOTSLOT_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, answers) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut child_stderr = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = child_stderr.read(&mut buffer) {
+                if n == 0 {
+                    return;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let stdin = child.stdin.take();
+        Session { child, stdin, answers, stderr }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn next_line(&self, after: &str) -> String {
+        self.answers.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+            panic!("no answer to {after:?}; stderr: {}", self.stderr.lock().unwrap())
+        })
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        self.send(line);
+        self.next_line(line)
+    }
+
+    /// Closes standard input and waits for the exit; returns the exit
+    /// status's success, what is left on stdout, and stderr.
+    fn finish(mut self) -> (bool, Vec<String>, String) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.answers.iter().collect();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.success(), rest, stderr)
+    }
+}
+
+#[test]
+fn a_session_for_each_interface() {
+    let dir = plugin_dir(&[
+        ("greeter_a.wasm", "greeter_a"),
+        ("z_calc.wasm", "calc"),
+        ("filter_basic.wasm", "filter_basic"),
+    ]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask(r#"demo:greeter/greet@1.0.0#hello("world")"#), r#""a: hello, world""#);
+    assert_eq!(s.ask(r#"demo:greeter/greet#hello("no version")"#), r#""a: hello, no version""#);
+    assert_eq!(s.ask("demo:calc/math@1#add(40, 2)"), "42");
+    assert_eq!(s.ask("demo:calc/math@1.0#add(-5, 2)"), "-3");
+    let opts = r#"{case-mode: keep, max-len: none, banned: ["darn"], scope: {comments}}"#;
+    assert_eq!(
+        s.ask(&format!(r#"demo:text/filter@1.2#check("oh darn", {opts})"#)),
+        r#"ok(drop("banned word: darn"))"#
+    );
+    assert_eq!(
+        s.ask(r#"demo:text/filter@1.2.0#check("Hi", {case-mode: upper, max-len: some(1), banned: [], scope: {}})"#),
+        r#"ok(rewrite("H"))"#
+    );
+    assert_eq!(
+        s.ask(&format!(r#"demo:text/filter#check("", {opts})"#)),
+        r#"err("empty line")"#,
+        "a WIT err is an answer"
+    );
+    assert_eq!(
+        s.ask(r#"demo:text/filter#stats("a bb ccc")"#),
+        r#"{lines: 1, words: 3, longest: some("ccc")}"#
+    );
+    assert_eq!(
+        s.ask(&format!(r#"demo:text/filter#apply(["keep", "darn it"], {opts})"#)),
+        r#"["keep"]"#
+    );
+    // A blank line gets no answer: the next line's answer comes next.
+    s.send("");
+    s.send("   ");
+    assert_eq!(s.ask("demo:calc/math#add(1, 1)"), "2");
+
+    s.send("list");
+    let mut listed = Vec::new();
+    loop {
+        let line = s.next_line("list");
+        if line == "end" {
+            break;
+        }
+        listed.push(line);
+    }
+    let generation = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    let shape: Vec<String> = listed.iter().map(|l| l.rsplit_once(' ').unwrap().0.to_string()).collect();
+    assert_eq!(
+        shape,
+        [
+            "demo:text/filter@1.2.0 filter_basic",
+            "demo:greeter/greet@1.0.0 greeter_a",
+            "demo:calc/math@1.0.0 z_calc",
+            "demo:greeter/greet@1.0.0 z_calc",
+        ]
+    );
+    assert!(listed.iter().all(|l| generation(l) >= 1));
+
+    let (ok, rest, _) = s.finish();
+    assert!(ok, "end of input exits 0");
+    assert!(rest.is_empty(), "nothing after the answers: {rest:?}");
+}
+
+#[test]
+fn every_failure_is_one_error_line_and_the_process_lives_on() {
+    let dir = plugin_dir(&[("greeter_a.wasm", "greeter_a"), ("rogue.wasm", "rogue")]);
+    let mut s = Session::start(dir.path(), &["--timeout-ms", "300"]);
+    let failures = [
+        ("unparseable", "this is not a request"),
+        ("no function part", "demo:greeter/greet@1.0.0"),
+        ("unclosed arguments", r#"demo:greeter/greet#hello("x""#),
+        ("bad interface name", "Demo Greeter#hello()"),
+        ("unknown interface", r#"demo:nothing/here#hello("x")"#),
+        ("unknown function", r#"demo:greeter/greet#goodbye("x")"#),
+        ("too few arguments", "demo:greeter/greet#hello()"),
+        ("too many arguments", r#"demo:greeter/greet#hello("a", "b")"#),
+        ("wrong type", "demo:greeter/greet#hello(42)"),
+        ("bad WAVE", "demo:greeter/greet#hello(\"unterminated)"),
+        ("no implementation of that version", r#"demo:greeter/greet@2#hello("x")"#),
+        ("newer minor than served", r#"demo:greeter/greet@1.1#hello("x")"#),
+        ("trap", "demo:rogue/misbehave#trap()"),
+        ("deadline", "demo:rogue/misbehave#spin()"),
+    ];
+    for (what, request) in failures {
+        let answer = s.ask(request);
+        assert!(answer.starts_with("error: "), "{what}: {answer}");
+        assert_eq!(s.ask(r#"demo:greeter/greet#hello("still")"#), r#""a: hello, still""#, "after {what}");
+    }
+    assert_eq!(s.ask("demo:rogue/misbehave#ping()"), r#""pong""#);
+    let (ok, _, stderr) = s.finish();
+    assert!(ok);
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+}
+
+#[test]
+fn a_replaced_file_is_answered_from_by_the_next_calls() {
+    let dir = plugin_dir(&[("g.wasm", "greeter_a")]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask(r#"demo:greeter/greet#hello("x")"#), r#""a: hello, x""#);
+    let tmp = dir.path().join(".g.partial");
+    std::fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answer = s.ask(r#"demo:greeter/greet#hello("x")"#);
+        if answer == r#""b: bonjour, x""# {
+            break;
+        }
+        assert_eq!(answer, r#""a: hello, x""#);
+        assert!(Instant::now() < deadline, "the reload never showed");
+    }
+    let (ok, _, stderr) = s.finish();
+    assert!(ok);
+    assert!(stderr.contains("reloaded"), "the reload is logged on stderr: {stderr}");
+}
+
+#[test]
+fn plugin_output_never_reaches_stdout() {
+    let dir = plugin_dir(&[("chatty.wasm", "chatty"), ("rogue.wasm", "rogue")]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask(r#"demo:greeter/greet#hello("x")"#), r#""chatty: hi, x""#);
+    assert_eq!(s.ask("demo:rogue/misbehave#flood(50, 20)"), "()");
+    assert_eq!(s.ask("demo:rogue/misbehave#trap()").split(' ').next(), Some("error:"));
+    let (ok, rest, stderr) = s.finish();
+    assert!(ok);
+    assert!(rest.is_empty(), "stdout holds answers only: {rest:?}");
+    assert!(stderr.contains("[chatty stdout] chatty stdout: greeting x"), "{stderr}");
+    assert!(stderr.contains("[chatty stderr] chatty stderr: greeting x"), "{stderr}");
+    assert!(stderr.contains("rogue: trapping on request"), "{stderr}");
+}
+
+fn run(args: &[&str]) -> Output {
+    hotslot().args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn call_answers_on_stdout_and_exits_by_outcome() {
+    let calc = plugin_path("calc");
+    let calc = calc.to_str().unwrap();
+    let out = run(&["call", calc, "demo:calc/math@1#add(1, 2)"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "3\n".to_string()));
+
+    let filter = plugin_path("filter_basic");
+    let out = run(&[
+        "call",
+        filter.to_str().unwrap(),
+        r#"demo:text/filter#check("", {case-mode: keep, max-len: none, banned: [], scope: {}})"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "an err value is an answer");
+    assert_eq!(text(&out.stdout), "err(\"empty line\")\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not wasm").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    let missing = dir.path().join("missing.wasm");
+    for (file, expected) in [
+        (&missing, "missing.wasm"),
+        (&garbage, "not a WebAssembly binary"),
+        (&core, "core WebAssembly module"),
+    ] {
+        let out = run(&["call", file.to_str().unwrap(), "demo:calc/math#add(1, 2)"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr.contains(expected) && stderr.contains(file.file_name().unwrap().to_str().unwrap()), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
+    let out = run(&["call", calc, "demo:calc/math#add(1, \"two\")"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: "));
+
+    let out = run(&["call", calc]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn inspect_prints_the_wit_of_imports_and_exports() {
+    let out = run(&["inspect", plugin_path("filter_basic").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let wit = text(&out.stdout);
+    assert!(wit.contains("export demo:text/filter@1.2.0;"), "{wit}");
+    assert!(wit.contains("import wasi:cli/stdout@0.2"), "{wit}");
+    assert!(wit.contains("package demo:text@1.2.0"), "{wit}");
+    // Every function and type of the WIT source is in the output, as written.
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/text/filter.wit"),
+    )
+    .unwrap();
+    for line in source.lines().map(str::trim) {
+        let declares = line.contains(": func(")
+            || ["record ", "variant ", "enum ", "flags "].iter().any(|k| line.starts_with(k));
+        // Types print over several lines: their opening is compared.
+        let expected = match line.find('{') {
+            Some(brace) if !line.contains(": func(") => &line[..=brace],
+            _ => line,
+        };
+        if declares {
+            assert!(wit.contains(expected), "missing `{expected}` in:\n{wit}");
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"nope").unwrap();
+    let out = run(&["inspect", garbage.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("garbage.wasm"));
+}
+
+#[test]
+fn list_shows_what_watch_would_load() {
+    let dir = plugin_dir(&[("greeter_a.wasm", "greeter_a"), ("calc.wasm", "calc")]);
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+    let out = run(&["list", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["FILE", "INTERFACE", "SIZE", "LOADS"]);
+    assert_eq!(rows[1][..2], ["broken.wasm", "-"]);
+    assert_eq!(rows[1][3], "no:");
+    assert_eq!(rows[2][..2], ["calc.wasm", "demo:calc/math@1.0.0"]);
+    assert_eq!(rows[3][..2], ["calc.wasm", "demo:greeter/greet@1.0.0"]);
+    assert_eq!(rows[4][..2], ["greeter_a.wasm", "demo:greeter/greet@1.0.0"]);
+    let size = std::fs::metadata(dir.path().join("greeter_a.wasm")).unwrap().len();
+    assert_eq!(rows[4][2], size.to_string());
+    assert_eq!(rows[4][3], "yes");
+    assert!(!table.contains("notes.txt"));
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in ["watch", "call", "inspect", "list"] {
+        let out = run(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        assert!(help.contains("Example"), "{command}: {help}");
+    }
+}
