@@ -162,6 +162,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A plugin manifest (`NAME.toml`) that does not parse or grants what
+    /// cannot be granted.
+    #[error("bad manifest {file}: {reason}")]
+    Manifest {
+        /// The manifest file.
+        file: String,
+        /// What is wrong, with the line for a syntax error.
+        reason: String,
+    },
+
     /// The wasmtime engine could not be configured.
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod engine;
 mod error;
 mod loader;
+mod manifest;
 mod output;
 mod registry;
 mod sandbox;
@@ -33,6 +34,7 @@ mod version;
 pub mod watch;
 
 pub use error::{Error, Fault};
+pub use manifest::{manifest_path, DirGrant, Grants, MAX_INSTANCES};
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
 pub use sandbox::{LimitHit, Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};

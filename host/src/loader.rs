@@ -17,6 +17,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
 use crate::error::{reason, Error};
+use crate::manifest::Grants;
 use crate::sandbox::PluginState;
 use crate::version::{InterfaceName, Request};
 
@@ -38,6 +39,7 @@ use crate::version::{InterfaceName, Request};
 pub struct Plugin {
     origin: Arc<str>,
     compiled: Arc<Compiled>,
+    grants: Arc<Grants>,
 }
 
 /// What compiling a component's bytes gives, shared by every plugin loaded
@@ -97,6 +99,26 @@ impl Plugin {
     /// The component, as wasmtime compiled it.
     pub fn component(&self) -> &Component {
         self.compiled.pre.component()
+    }
+
+    /// The same plugin, granted `grants` (directories, environment, limits)
+    /// in every instance made from now on.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let grants = hotslot::Grants::for_component("plugins/rogue.wasm".as_ref())?;
+    /// let plugin = registry.load_file("plugins/rogue.wasm")?.with_grants(grants);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_grants(mut self, grants: Grants) -> Plugin {
+        self.grants = Arc::new(grants);
+        self
+    }
+
+    /// What this plugin is granted.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     /// SHA-256 of the component's bytes: equal hashes, equal plugins.
@@ -219,6 +241,7 @@ impl Loader {
         let plugin = |compiled| Plugin {
             origin: origin.into(),
             compiled,
+            grants: Arc::default(),
         };
         if let Some(compiled) = self.cached(&hash) {
             return Ok((plugin(compiled), true));

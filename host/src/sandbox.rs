@@ -10,9 +10,10 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
 
 use crate::engine::deadline_ticks;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Error;
+use crate::manifest::Grants;
 use crate::output::LogOutput;
 
 /// The default cap on one instance's linear memory: 256 MiB.
@@ -116,14 +117,27 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     Ok(linker)
 }
 
-/// A fresh store for one instance of the plugin `name`, with nothing
-/// granted; what it prints goes to the log under its name.
-pub(crate) fn new_store(engine: &Engine, name: &str, limits: &Limits) -> Store<PluginState> {
+/// A fresh store for one instance of the plugin `name`: WASI with only what
+/// `grants` allow; what it prints goes to the log under its name.
+pub(crate) fn new_store(
+    engine: &Engine,
+    name: &str,
+    limits: &Limits,
+    grants: &Grants,
+) -> wasmtime::Result<Store<PluginState>> {
+    let mut wasi = WasiCtx::builder();
+    wasi.stdout(LogOutput::new(name, "stdout"))
+        .stderr(LogOutput::new(name, "stderr"));
+    for (key, value) in &grants.env {
+        wasi.env(key, value);
+    }
+    for dir in &grants.dirs {
+        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| e.context(format!("cannot grant {}", dir.host.display())))?;
+    }
     let state = PluginState {
-        wasi: WasiCtx::builder()
-            .stdout(LogOutput::new(name, "stdout"))
-            .stderr(LogOutput::new(name, "stderr"))
-            .build(),
+        wasi: wasi.build(),
         table: ResourceTable::new(),
         limits: Limiter {
             max_memory: limits.max_memory,
@@ -135,5 +149,5 @@ pub(crate) fn new_store(engine: &Engine, name: &str, limits: &Limits) -> Store<P
     // Start-up code is bounded by the same deadline as a call.
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(limits.timeout));
-    store
+    Ok(store)
 }

@@ -13,8 +13,8 @@
 //! its request: the registry re-points it as implementations come and go.
 
 use std::any::{type_name, Any, TypeId};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use arc_swap::ArcSwapOption;
 use wasmtime::component::{Func, Instance, Val};
@@ -23,6 +23,7 @@ use wasmtime::Store;
 use crate::engine::deadline_ticks;
 use crate::error::{reason, Error, Fault};
 use crate::loader::{ExportedInterface, Plugin};
+use crate::manifest::MAX_INSTANCES;
 use crate::sandbox::{self, Limits, PluginState};
 use crate::version::{InterfaceName, Request};
 
@@ -75,6 +76,8 @@ pub(crate) struct Generation {
     limits: Limits,
     /// `limits.timeout` in epoch ticks, set before every call.
     deadline: u64,
+    /// How many instances may serve calls at once.
+    instances: usize,
     /// The instance made (and so checked) when the generation was created,
     /// until the slot takes it to serve calls.
     first: Mutex<Option<Live>>,
@@ -100,12 +103,15 @@ impl Generation {
         export: usize,
         limits: Limits,
     ) -> Result<Self, Error> {
+        // The plugin's manifest may set its own limits.
+        let limits = plugin.grants().limits(&limits);
         let mut generation = Generation {
             number,
             name: name.into(),
-            plugin,
+            instances: plugin.grants().instance_count(),
             export,
             deadline: deadline_ticks(limits.timeout),
+            plugin,
             limits,
             first: Mutex::new(None),
         };
@@ -142,7 +148,8 @@ impl Generation {
             reason: reason(&e),
         };
         let pre = self.plugin.instance_pre();
-        let mut store = sandbox::new_store(pre.engine(), &self.name, &self.limits);
+        let mut store = sandbox::new_store(pre.engine(), &self.name, &self.limits, self.plugin.grants())
+            .map_err(failed)?;
         let instance = pre.instantiate(&mut store).map_err(failed)?;
         let mut funcs = Vec::new();
         for function in self.exported().functions() {
@@ -295,23 +302,31 @@ impl Generation {
 /// single uncontended lock:
 /// - `published` is what the registry last put here, swapped atomically, with
 ///   `publications` counting the swaps;
-/// - `serving`, under the lock every call takes anyway (a store serves one
-///   call at a time), holds the generation calls run on and its instance.
-///   A call that finds `publications` moved on catches up first: from then on
-///   it runs on the new generation. A call already running keeps its own, and
-///   catches up (freeing the old instance) as it finishes.
+/// - each *lane* holds, under the lock a call takes anyway (a store serves
+///   one call at a time), the generation its calls run on and an instance of
+///   it. A call that finds `publications` moved on catches its lane up first:
+///   from then on it runs on the new generation. A call already running keeps
+///   its own, and catches up (freeing the old instance) as it finishes.
+///
+/// A plugin may serve several calls at once, one per lane, up to the
+/// instances its manifest grants.
 pub(crate) struct Slot {
     name: String,
     /// The interface this slot last served, for messages once it is empty.
     interface: Mutex<InterfaceName>,
     published: ArcSwapOption<Generation>,
     publications: AtomicU64,
-    serving: Mutex<Serving>,
+    /// How many lanes the published generation may use.
+    width: AtomicUsize,
+    /// Where a call waits when every lane in use is busy.
+    next_lane: AtomicUsize,
+    lanes: Box<[Mutex<Lane>]>,
 }
 
-/// The generation calls run on, and its instance.
+/// One instance's worth of a slot: the generation calls run on, and its
+/// instance.
 #[derive(Default)]
-struct Serving {
+struct Lane {
     /// The value of `publications` this reflects.
     seen: u64,
     generation: Option<Arc<Generation>>,
@@ -327,7 +342,9 @@ impl Slot {
             interface: Mutex::new(interface),
             published: ArcSwapOption::empty(),
             publications: AtomicU64::new(0),
-            serving: Mutex::new(Serving::default()),
+            width: AtomicUsize::new(1),
+            next_lane: AtomicUsize::new(0),
+            lanes: (0..MAX_INSTANCES).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -349,52 +366,63 @@ impl Slot {
     pub(crate) fn replace(&self, generation: Option<Arc<Generation>>) -> Option<Arc<Generation>> {
         if let Some(g) = &generation {
             *lock(&self.interface) = g.interface().clone();
+            self.width.store(g.instances, Ordering::Relaxed);
         }
         let previous = self.published.swap(generation);
         self.publications.fetch_add(1, Ordering::AcqRel);
-        // With no call in flight, let go of the old instance now rather than
-        // at the next call.
-        if let Ok(mut serving) = self.serving.try_lock() {
-            self.catch_up(&mut serving);
+        // Lanes with no call in flight let go of their old instance now
+        // rather than at their next call.
+        for lane in self.lanes.iter() {
+            if let Ok(mut lane) = lane.try_lock() {
+                self.catch_up(&mut lane);
+            }
         }
         previous
     }
 
-    fn catch_up(&self, serving: &mut Serving) {
+    fn catch_up(&self, lane: &mut Lane) {
         // Read the count before the pointer: a swap between the two is then
         // seen again by the next call, never missed.
-        serving.seen = self.publications.load(Ordering::Acquire);
+        lane.seen = self.publications.load(Ordering::Acquire);
         let newest = self.published.load_full();
-        let same = match (&serving.generation, &newest) {
+        let same = match (&lane.generation, &newest) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         };
         if !same {
-            serving.live = None;
-            serving.generation = newest;
+            lane.live = None;
+            lane.generation = newest;
         }
     }
 
-    /// Runs `f` on the serving generation and its instance, under the slot's
-    /// lock.
+    /// A free lane among those in use, or else a turn to wait on one.
+    fn acquire(&self) -> MutexGuard<'_, Lane> {
+        let width = self.width.load(Ordering::Relaxed).clamp(1, self.lanes.len());
+        for lane in &self.lanes[..width] {
+            match lane.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return recover(lane, poisoned),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let turn = self.next_lane.fetch_add(1, Ordering::Relaxed) % width;
+        let lane = &self.lanes[turn];
+        lane.lock().unwrap_or_else(|poisoned| recover(lane, poisoned))
+    }
+
+    /// Runs `f` on a lane's generation and instance, under the lane's lock.
     fn with<R>(
         &self,
         f: impl FnOnce(&Generation, &mut Option<Live>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let mut serving = self.serving.lock().unwrap_or_else(|poisoned| {
-            // A typed closure panicked mid-call: discard that instance.
-            let mut serving = poisoned.into_inner();
-            serving.live = None;
-            self.serving.clear_poison();
-            serving
-        });
-        if serving.seen != self.publications.load(Ordering::Acquire) {
-            self.catch_up(&mut serving);
+        let mut lane = self.acquire();
+        if lane.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(&mut lane);
         }
-        let Serving {
+        let Lane {
             generation, live, ..
-        } = &mut *serving;
+        } = &mut *lane;
         let result = match generation {
             Some(generation) => f(generation, live),
             None => Err(Error::Unavailable {
@@ -402,17 +430,29 @@ impl Slot {
                 name: self.name.clone(),
             }),
         };
-        if serving.seen != self.publications.load(Ordering::Acquire) {
+        if lane.seen != self.publications.load(Ordering::Acquire) {
             // Reloaded while this call ran: its old instance goes now.
-            self.catch_up(&mut serving);
+            self.catch_up(&mut lane);
         }
         result
     }
 
-    /// Runs `f` on the published generation, without touching the instance.
+    /// Runs `f` on the published generation, without touching an instance.
     fn peek<R>(&self, f: impl FnOnce(&Generation) -> R) -> Option<R> {
         self.published.load().as_deref().map(f)
     }
+}
+
+/// A typed closure panicked mid-call and poisoned its lane: the instance it
+/// ran in is discarded like a trapped one.
+fn recover<'a>(
+    lane: &'a Mutex<Lane>,
+    poisoned: PoisonError<MutexGuard<'a, Lane>>,
+) -> MutexGuard<'a, Lane> {
+    let mut guard = poisoned.into_inner();
+    guard.live = None;
+    lane.clear_poison();
+    guard
 }
 
 /// What a [`Registry::get`](crate::Registry::get) handle points at: the slot

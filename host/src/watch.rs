@@ -1,6 +1,10 @@
 //! Keeping a directory of components in the registry: load them all at
 //! start, then add, reload and remove them as their files change.
 //!
+//! Beside `NAME.wasm`, a manifest `NAME.toml` grants the plugin directories,
+//! environment and limits; a change to it reloads the plugin, and a manifest
+//! that does not parse is rejected like a bad component.
+//!
 //! A file replaces the running instance only once it has been read whole,
 //! compiled, instantiated and found to export at least what it exported
 //! before. Anything less is *rejected*: the old instance keeps serving, and
@@ -25,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::loader::ContentHash;
+use crate::manifest::{manifest_path, Grants};
 use crate::registry::Registry;
 use crate::version::InterfaceName;
 
@@ -264,13 +269,20 @@ impl DirState {
             EventKind::Access(_) => return,
             EventKind::Modify(ModifyKind::Metadata(_)) => return,
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
-                self.forget(&event.paths[0]);
+                match self.is_component_file(&event.paths[0]) {
+                    true => self.forget(&event.paths[0]),
+                    false => self.sync_now(&event.paths[0]),
+                }
                 self.sync_now(&event.paths[1]);
                 return;
             }
             EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
                 for path in &event.paths {
-                    self.forget(path);
+                    // A manifest that goes reloads its plugin without grants.
+                    match self.is_component_file(path) {
+                        true => self.forget(path),
+                        false => self.sync_now(path),
+                    }
                 }
                 return;
             }
@@ -280,17 +292,29 @@ impl DirState {
         for path in &event.paths {
             if complete {
                 self.sync_now(path);
-            } else if self.is_component_file(path) {
-                self.pending.insert(path.clone(), Instant::now() + QUIET_PERIOD);
+            } else if let Some(component) = self.component_for(path) {
+                self.pending.insert(component, Instant::now() + QUIET_PERIOD);
             }
         }
     }
 
     fn sync_now(&mut self, path: &Path) {
-        if self.is_component_file(path) {
-            self.pending.remove(path);
-            self.sync(path);
+        if let Some(component) = self.component_for(path) {
+            self.pending.remove(&component);
+            self.sync(&component);
         }
+    }
+
+    /// The component a changed file is about: itself, or for a manifest
+    /// `NAME.toml`, `NAME.wasm` (a manifest change reloads its plugin).
+    fn component_for(&self, path: &Path) -> Option<PathBuf> {
+        if self.is_component_file(path) {
+            return Some(path.to_path_buf());
+        }
+        let is_manifest = path.parent() == Some(self.dir.as_path())
+            && path.extension().is_some_and(|e| e == "toml");
+        let component = path.with_extension("wasm");
+        (is_manifest && component.is_file()).then_some(component)
     }
 
     fn sync_due(&mut self) {
@@ -339,9 +363,22 @@ impl DirState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(path),
             Err(e) => return self.reject(path, format!("cannot read {}: {e}", path.display())),
         };
+        let manifest = manifest_path(path);
+        let manifest_text = match std::fs::read_to_string(&manifest) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return self.reject(path, format!("cannot read {}: {e}", manifest.display())),
+        };
         let read = started.elapsed();
         let name = stem(path);
-        let hash: ContentHash = Sha256::digest(&bytes).into();
+        // The manifest is part of what is loaded: a change to either reloads.
+        let mut hasher = Sha256::new();
+        hasher.update(&bytes);
+        if let Some(text) = &manifest_text {
+            hasher.update(b"\0manifest\0");
+            hasher.update(text.as_bytes());
+        }
+        let hash: ContentHash = hasher.finalize().into();
         if self.files.get(&name).is_some_and(|f| f.tried == hash) {
             return; // Same bytes as last time: nothing to do.
         }
@@ -355,7 +392,14 @@ impl DirState {
             })
             .interfaces
             .clone();
-        match self.load(path, &name, &bytes, &previous) {
+        let grants = match &manifest_text {
+            None => Grants::default(),
+            Some(text) => match Grants::from_toml(text, &self.dir, &manifest.display().to_string()) {
+                Ok(grants) => grants,
+                Err(e) => return self.reject(path, e.to_string()),
+            },
+        };
+        match self.load(path, &name, &bytes, grants, &previous) {
             Ok((interfaces, compile, cached)) => {
                 let timings = LoadTimings {
                     started,
@@ -386,6 +430,7 @@ impl DirState {
         path: &Path,
         name: &str,
         bytes: &[u8],
+        grants: Grants,
         previous: &[InterfaceName],
     ) -> Result<(Vec<(InterfaceName, u64)>, Duration, bool), String> {
         let compiling = Instant::now();
@@ -393,6 +438,7 @@ impl DirState {
             .registry
             .load_bytes_cached(&path.display().to_string(), bytes)
             .map_err(|e| e.to_string())?;
+        let plugin = plugin.with_grants(grants);
         let compile = compiling.elapsed();
         if plugin.exports().is_empty() {
             return Err(format!("{} exports no interface", path.display()));

@@ -4,7 +4,9 @@
 
 mod cli;
 mod common;
+mod props;
 mod registry;
+mod sandbox;
 mod typed;
 mod values;
 mod versions;

@@ -286,3 +286,26 @@ fn storm_of_plain_rewrites_never_fails_a_call() {
     }
     let _ = &setup.watcher;
 }
+
+#[test]
+fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
+    use hotslot::wasmtime::component::Val;
+    let setup = Setup::new(&[("rogue.wasm", "rogue")]);
+    setup.wait_loaded("rogue.wasm");
+    let handle = setup.registry.first_implementation("demo:rogue/misbehave").unwrap();
+    let mode = || handle.call("env", &[Val::String("MODE".into())]).unwrap().remove(0);
+    assert_eq!(mode(), Val::Option(None));
+
+    setup.write("rogue.toml", b"[env]\nMODE = \"one\"\n");
+    setup.wait_reloaded("rogue.wasm");
+    assert_eq!(mode(), Val::Option(Some(Box::new(Val::String("one".into())))));
+
+    setup.write("rogue.toml", b"[env]\nMODE = \"two\"\n[limits\n");
+    let reason = setup.wait_rejected("rogue.wasm");
+    assert!(reason.contains("rogue.toml") && reason.contains("line 3"), "{reason}");
+    assert_eq!(mode(), Val::Option(Some(Box::new(Val::String("one".into())))), "old one stays");
+
+    fs::remove_file(setup.dir.path().join("rogue.toml")).unwrap();
+    setup.wait_reloaded("rogue.wasm");
+    assert_eq!(mode(), Val::Option(None));
+}

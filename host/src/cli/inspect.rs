@@ -65,7 +65,9 @@ pub fn list(dir: &Path) -> Result<Vec<Row>, String> {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let row = |interface: String, loads: String| Row { file: file.clone(), interface, size, loads };
-        let plugin = match registry.load_file(&path) {
+        let loaded = crate::manifest::Grants::for_component(&path)
+            .and_then(|grants| Ok(registry.load_file(&path)?.with_grants(grants)));
+        let plugin = match loaded {
             Ok(plugin) => plugin,
             Err(e) => {
                 rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string()))));

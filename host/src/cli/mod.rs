@@ -135,7 +135,8 @@ fn watch(dir: PathBuf, limits: Limits) -> Result<(), String> {
 
 fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
     let registry = registry(limits)?;
-    let plugin = registry.load_file(&file).map_err(|e| e.to_string())?;
+    let grants = crate::manifest::Grants::for_component(&file).map_err(|e| e.to_string())?;
+    let plugin = registry.load_file(&file).map_err(|e| e.to_string())?.with_grants(grants);
     let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     for export in plugin.exports() {
         registry

@@ -1,0 +1,213 @@
+//! What a plugin is granted, from the manifest `NAME.toml` beside
+//! `NAME.wasm`. Without a manifest a plugin gets nothing: no directories, no
+//! environment, the host's default limits and one instance.
+//!
+//! ```toml
+//! [limits]
+//! max-memory-mib = 64    # linear memory per instance
+//! timeout-ms = 1000      # deadline per call
+//! instances = 2          # instances that may serve calls at once
+//!
+//! [env]
+//! GREETING = "hello"
+//!
+//! [[dir]]
+//! host = "data"          # relative to the manifest's directory
+//! guest = "/data"
+//! mode = "read-only"     # or "read-write"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::sandbox::Limits;
+
+/// The most instances one implementation may serve calls with at once.
+pub const MAX_INSTANCES: usize = 16;
+
+/// What one plugin is granted. The default grants nothing.
+///
+/// ```
+/// use std::path::Path;
+/// let grants = hotslot::Grants::from_toml(
+///     "[limits]\ntimeout-ms = 250\n[env]\nMODE = \"test\"\n",
+///     Path::new("."),
+///     "demo.toml",
+/// ).unwrap();
+/// assert_eq!(grants.timeout, Some(std::time::Duration::from_millis(250)));
+/// assert_eq!(grants.env, [("MODE".to_string(), "test".to_string())]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Host directories the plugin may open.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables it sees.
+    pub env: Vec<(String, String)>,
+    /// Its memory limit, if not the host's default.
+    pub max_memory: Option<usize>,
+    /// Its call deadline, if not the host's default.
+    pub timeout: Option<Duration>,
+    /// How many instances may serve its calls at once (default 1).
+    pub instances: Option<usize>,
+}
+
+/// A host directory mapped into a plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the plugin sees it.
+    pub guest: String,
+    /// Whether the plugin may change it.
+    pub writable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ManifestFile {
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    dir: Vec<DirSection>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LimitsSection {
+    max_memory_mib: Option<u64>,
+    timeout_ms: Option<u64>,
+    instances: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DirSection {
+    host: PathBuf,
+    guest: String,
+    #[serde(default)]
+    mode: Mode,
+}
+
+#[derive(Default, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    #[default]
+    ReadOnly,
+    ReadWrite,
+}
+
+impl Grants {
+    /// Parses a manifest; relative host directories are taken from `base`.
+    /// Errors name `origin` and, for syntax, the line.
+    pub fn from_toml(text: &str, base: &Path, origin: &str) -> Result<Grants, Error> {
+        let bad = |reason: String| Error::Manifest {
+            file: origin.to_string(),
+            reason,
+        };
+        let file: ManifestFile =
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_string()))?;
+        let limits = file.limits;
+        if let Some(n) = limits.instances {
+            if n == 0 || n as usize > MAX_INSTANCES {
+                return Err(bad(format!("instances must be 1 to {MAX_INSTANCES}, not {n}")));
+            }
+        }
+        if limits.timeout_ms == Some(0) {
+            return Err(bad("timeout-ms must be more than 0".into()));
+        }
+        let mut dirs = Vec::new();
+        for dir in file.dir {
+            let host = base.join(&dir.host);
+            if !host.is_dir() {
+                return Err(bad(format!("{} is not a directory", host.display())));
+            }
+            if dir.guest.is_empty() {
+                return Err(bad(format!("no guest path for {}", host.display())));
+            }
+            dirs.push(DirGrant {
+                host,
+                guest: dir.guest,
+                writable: dir.mode == Mode::ReadWrite,
+            });
+        }
+        Ok(Grants {
+            dirs,
+            env: file.env.into_iter().collect(),
+            max_memory: limits
+                .max_memory_mib
+                .map(|mib| usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
+            timeout: limits.timeout_ms.map(Duration::from_millis),
+            instances: limits.instances.map(|n| n as usize),
+        })
+    }
+
+    /// Reads the manifest beside `component` (`NAME.toml` for `NAME.wasm`);
+    /// no file means no grants.
+    pub fn for_component(component: &Path) -> Result<Grants, Error> {
+        let path = manifest_path(component);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let base = path.parent().unwrap_or(Path::new("."));
+                Grants::from_toml(&text, base, &path.display().to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Grants::default()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// `defaults`, with what this manifest sets instead.
+    pub(crate) fn limits(&self, defaults: &Limits) -> Limits {
+        Limits {
+            max_memory: self.max_memory.unwrap_or(defaults.max_memory),
+            timeout: self.timeout.unwrap_or(defaults.timeout),
+        }
+    }
+
+    /// How many instances may serve at once.
+    pub(crate) fn instance_count(&self) -> usize {
+        self.instances.unwrap_or(1).clamp(1, MAX_INSTANCES)
+    }
+}
+
+/// `NAME.toml` beside `NAME.wasm`.
+pub fn manifest_path(component: &Path) -> PathBuf {
+    component.with_extension("toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_manifest_names_its_line() {
+        let err = Grants::from_toml("[limits]\ntimeout-ms = \"soon\"\n", Path::new("."), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.toml") && err.contains("line 2"), "{err}");
+        let err = Grants::from_toml("[limits]\nspeed = 3\n", Path::new("."), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn limits_override_the_defaults() {
+        let grants = Grants::from_toml(
+            "[limits]\nmax-memory-mib = 8\ninstances = 3\n",
+            Path::new("."),
+            "p.toml",
+        )
+        .unwrap();
+        let limits = grants.limits(&Limits::default());
+        assert_eq!(limits.max_memory, 8 << 20);
+        assert_eq!(limits.timeout, Limits::default().timeout);
+        assert_eq!(grants.instance_count(), 3);
+        assert!(Grants::from_toml("[limits]\ninstances = 99\n", Path::new("."), "p").is_err());
+    }
+}

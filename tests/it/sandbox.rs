@@ -1,0 +1,192 @@
+//! One test per fault a plugin can commit, with the rogue plugin. Each costs
+//! the call it happens in, and the next call through the same handle works.
+
+use std::time::{Duration, Instant};
+
+use hotslot::wasmtime::component::Val;
+use hotslot::{Error, Fault, Grants, Handle, Limits, Registry};
+
+use crate::common::plugin;
+
+const ROGUE: &str = "demo:rogue/misbehave@0.1.0";
+
+fn rogue_with(limits: Limits, grants: Grants) -> (Registry, Handle) {
+    let engine = hotslot::engine::shared_engine().unwrap();
+    let registry = Registry::with_engine(engine, limits).unwrap();
+    let rogue = plugin(&registry, "rogue").with_grants(grants);
+    registry.add_implementation(ROGUE, "rogue", &rogue).unwrap();
+    let handle = registry.first_implementation(ROGUE).unwrap();
+    (registry, handle)
+}
+
+fn rogue(limits: Limits) -> (Registry, Handle) {
+    rogue_with(limits, Grants::default())
+}
+
+fn fault(result: Result<Vec<Val>, Error>) -> (Fault, String) {
+    match result {
+        Err(e @ Error::Call { fault, .. }) => (fault, e.to_string()),
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+}
+
+/// The handle still serves, from a fresh instance (its call count restarts).
+fn serves_afresh(handle: &Handle) {
+    assert_eq!(handle.call("ping", &[]).unwrap(), [Val::String("pong".into())]);
+    assert_eq!(handle.call("count", &[]).unwrap(), [Val::U32(1)], "a fresh instance");
+}
+
+fn text(s: &str) -> Val {
+    Val::String(s.into())
+}
+
+#[test]
+fn a_trap_fails_one_call_naming_plugin_function_and_cause() {
+    let (_registry, handle) = rogue(Limits::default());
+    assert_eq!(handle.call("count", &[]).unwrap(), [Val::U32(1)]);
+    assert_eq!(handle.call("count", &[]).unwrap(), [Val::U32(2)]);
+    let (kind, message) = fault(handle.call("trap", &[]));
+    assert_eq!(kind, Fault::Trap);
+    for part in [ROGUE, "`rogue`", "trap", "unreachable"] {
+        assert!(message.contains(part), "{message}");
+    }
+    serves_afresh(&handle);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_within_twice_the_deadline() {
+    let timeout = Duration::from_millis(300);
+    let (_registry, handle) = rogue(Limits { timeout, ..Limits::default() });
+    let started = Instant::now();
+    let (kind, message) = fault(handle.call("spin", &[]));
+    let took = started.elapsed();
+    assert_eq!(kind, Fault::Timeout, "{message}");
+    assert!(took >= timeout && took < 2 * timeout, "stopped after {took:?}");
+    assert!(message.contains("spin") && message.contains("deadline"), "{message}");
+    serves_afresh(&handle);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_limit() {
+    let (_registry, handle) = rogue(Limits { max_memory: 32 << 20, ..Limits::default() });
+    assert_eq!(handle.call("hog", &[Val::U32(8)]).unwrap(), [Val::U32(8)]);
+    let (kind, message) = fault(handle.call("hog", &[Val::U32(1024)]));
+    assert_eq!(kind, Fault::Limit, "{message}");
+    assert!(message.contains("memory limit"), "{message}");
+    serves_afresh(&handle);
+}
+
+#[test]
+fn endless_recursion_overflows_the_wasm_stack_not_the_host() {
+    let (_registry, handle) = rogue(Limits::default());
+    assert_eq!(handle.call("recurse", &[Val::U64(1000)]).unwrap(), [Val::U64(1000)]);
+    let (kind, message) = fault(handle.call("recurse", &[Val::U64(u64::MAX)]));
+    assert_eq!(kind, Fault::StackOverflow, "{message}");
+    serves_afresh(&handle);
+}
+
+#[test]
+fn an_output_flood_costs_nothing_but_its_own_call() {
+    let (_registry, handle) = rogue(Limits::default());
+    let flood = handle.call("flood", &[Val::U32(20_000), Val::U32(200)]);
+    assert!(flood.is_ok(), "{flood:?}");
+    assert_eq!(handle.call("ping", &[]).unwrap(), [text("pong")]);
+}
+
+#[test]
+fn nothing_is_granted_by_default() {
+    let (_registry, handle) = rogue(Limits::default());
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "host secret").unwrap();
+    let path = secret.path().to_str().unwrap();
+    match handle.call("read-file", &[text(path)]).unwrap().as_slice() {
+        [Val::Result(Err(_))] => {}
+        other => panic!("read a host file without a grant: {other:?}"),
+    }
+    assert_eq!(handle.call("env", &[text("HOME")]).unwrap(), [Val::Option(None)]);
+    assert_eq!(handle.call("env", &[text("PATH")]).unwrap(), [Val::Option(None)]);
+}
+
+#[test]
+fn granted_directories_and_environment_are_reachable_read_only_enforced() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("ro")).unwrap();
+    std::fs::create_dir(base.path().join("rw")).unwrap();
+    std::fs::write(base.path().join("ro/greeting.txt"), "granted").unwrap();
+    let grants = Grants::from_toml(
+        r#"
+        [env]
+        MODE = "sandboxed"
+
+        [[dir]]
+        host = "ro"
+        guest = "/ro"
+
+        [[dir]]
+        host = "rw"
+        guest = "/rw"
+        mode = "read-write"
+        "#,
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let (_registry, handle) = rogue_with(Limits::default(), grants);
+
+    let ok = |v: Option<Val>| Val::Result(Ok(v.map(Box::new)));
+    assert_eq!(
+        handle.call("read-file", &[text("/ro/greeting.txt")]).unwrap(),
+        [ok(Some(text("granted")))]
+    );
+    match handle.call("write-file", &[text("/ro/new.txt"), text("x")]).unwrap().as_slice() {
+        [Val::Result(Err(_))] => {}
+        other => panic!("wrote into a read-only grant: {other:?}"),
+    }
+    assert!(!base.path().join("ro/new.txt").exists());
+    assert_eq!(
+        handle.call("write-file", &[text("/rw/new.txt"), text("written")]).unwrap(),
+        [ok(None)]
+    );
+    assert_eq!(std::fs::read_to_string(base.path().join("rw/new.txt")).unwrap(), "written");
+    // Outside the grants, still nothing.
+    match handle.call("read-file", &[text("/etc/passwd")]).unwrap().as_slice() {
+        [Val::Result(Err(_))] => {}
+        other => panic!("escaped the grants: {other:?}"),
+    }
+    assert_eq!(
+        handle.call("env", &[text("MODE")]).unwrap(),
+        [Val::Option(Some(Box::new(text("sandboxed"))))]
+    );
+}
+
+#[test]
+fn a_manifest_limit_overrides_the_default() {
+    let grants = Grants::from_toml("[limits]\ntimeout-ms = 100\n", std::path::Path::new("."), "m").unwrap();
+    let (_registry, handle) = rogue_with(Limits::default(), grants);
+    let started = Instant::now();
+    let (kind, _) = fault(handle.call("spin", &[]));
+    assert_eq!(kind, Fault::Timeout);
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+}
+
+mod typed {
+    hotslot::wasmtime::component::bindgen!({ path: "../wit/rogue", world: "rogue" });
+    hotslot::bindings!(Rogue);
+}
+
+/// With two instances granted, a second call is served while the first is
+/// still running (here: from inside it), by an instance of its own.
+#[test]
+fn two_instances_serve_two_calls_at_once() {
+    let grants = Grants::from_toml("[limits]\ninstances = 2\n", std::path::Path::new("."), "m").unwrap();
+    let (_registry, handle) = rogue_with(Limits::default(), grants);
+    let (outer, inner) = handle
+        .call_typed(|r: &typed::Rogue, store| {
+            let outer = r.demo_rogue_misbehave().call_count(&mut *store)?;
+            let inner = handle.call("count", &[]).expect("a second lane serves");
+            Ok((outer, inner))
+        })
+        .unwrap();
+    assert_eq!(outer, 1);
+    assert_eq!(inner, [Val::U32(1)], "its own instance");
+}
