@@ -4,7 +4,7 @@
 GUEST_OUT := guest-plugins/target/wasm32-wasip2/release
 PLUGINS   := plugins
 
-.PHONY: all setup plugins test run bench doc clean
+.PHONY: all setup plugins test run bench fuzz doc clean
 
 all: test
 
@@ -32,6 +32,13 @@ run: plugins
 # Benchmarks are not tests: they are run by hand and reported in BENCHMARKS.md.
 bench: plugins
 	env -u RUST_BACKTRACE cargo bench -p hotslot
+
+# Fuzzing needs the nightly toolchain and cargo-fuzz; FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz: plugins
+	cargo install cargo-fuzz --locked --quiet || true
+	cd host && cargo +nightly fuzz run loader -- -max_total_time=$(FUZZ_SECONDS)
+	cd host && cargo +nightly fuzz run request -- -max_total_time=$(FUZZ_SECONDS)
 
 doc:
 	cargo doc -p hotslot --no-deps
