@@ -75,6 +75,15 @@ fn one_reload(
     }
 }
 
+/// One reload, timed.
+struct Sample {
+    kind: &'static str,
+    latency: Duration,
+    notice: Duration,
+    compile: Duration,
+    swap: Duration,
+}
+
 fn bench_reload(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let dir_path = dir.path().canonicalize().unwrap();
@@ -86,7 +95,7 @@ fn bench_reload(c: &mut Criterion) {
     watcher.start().unwrap();
     let handle = registry.first_implementation("demo:greeter/greet@1").unwrap();
 
-    let mut splits: Vec<(&str, Duration, Duration, Duration, Duration)> = Vec::new();
+    let mut splits: Vec<Sample> = Vec::new();
     let mut group = c.benchmark_group("reload");
     group.sample_size(30).measurement_time(Duration::from_secs(10));
     let mut flip = 0u64;
@@ -95,10 +104,10 @@ fn bench_reload(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 flip += 1;
-                let bytes = if flip % 2 == 0 { &a } else { &b };
+                let bytes = if flip.is_multiple_of(2) { &a } else { &b };
                 let (latency, notice, t) = one_reload(&dir_path, &handle, &events, bytes);
                 assert!(t.cached || flip <= 2);
-                splits.push(("cache_hit", latency, notice, t.compile, t.swap));
+                splits.push(Sample { kind: "cache_hit", latency, notice, compile: t.compile, swap: t.swap });
                 total += latency;
             }
             total
@@ -110,11 +119,11 @@ fn bench_reload(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 fresh += 1;
-                let base = if fresh % 2 == 0 { &a } else { &b };
+                let base = if fresh.is_multiple_of(2) { &a } else { &b };
                 let bytes = with_custom_section(base, fresh);
                 let (latency, notice, t) = one_reload(&dir_path, &handle, &events, &bytes);
                 assert!(!t.cached);
-                splits.push(("compile", latency, notice, t.compile, t.swap));
+                splits.push(Sample { kind: "compile", latency, notice, compile: t.compile, swap: t.swap });
                 total += latency;
             }
             total
@@ -123,22 +132,22 @@ fn bench_reload(c: &mut Criterion) {
     group.finish();
 
     for kind in ["cache_hit", "compile"] {
-        let mut rows: Vec<_> = splits.iter().filter(|s| s.0 == kind).collect();
+        let rows: Vec<&Sample> = splits.iter().filter(|s| s.kind == kind).collect();
         if rows.is_empty() {
             continue;
         }
-        let median = |f: &dyn Fn(&&(&str, Duration, Duration, Duration, Duration)) -> Duration,
-                      rows: &mut Vec<_>| {
-            rows.sort_by_key(|r| f(r));
-            f(&rows[rows.len() / 2])
+        let median = |field: fn(&Sample) -> Duration| {
+            let mut values: Vec<Duration> = rows.iter().map(|r| field(r)).collect();
+            values.sort();
+            values[values.len() / 2]
         };
-        let total = median(&|r| r.1, &mut rows);
-        let notice = median(&|r| r.2, &mut rows);
-        let compile = median(&|r| r.3, &mut rows);
-        let swap = median(&|r| r.4, &mut rows);
         println!(
-            "reload/{kind}: {} samples, medians: write→answer {total:?}, write→watcher starts {notice:?}, compile {compile:?}, swap {swap:?}",
-            rows.len()
+            "reload/{kind}: {} samples, medians: write→answer {:?}, write→watcher starts {:?}, compile {:?}, swap {:?}",
+            rows.len(),
+            median(|s| s.latency),
+            median(|s| s.notice),
+            median(|s| s.compile),
+            median(|s| s.swap),
         );
     }
 }

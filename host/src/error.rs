@@ -239,8 +239,13 @@ pub(crate) fn reason(error: &wasmtime::Error) -> String {
         .chain()
         .map(|cause| cause.to_string())
         .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
-        .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|text| one_line(&text))
         .collect::<Vec<_>>()
         .join(": ")
 }
 
+/// `text` with every run of white space (newlines included) made one space,
+/// for messages that must fit on one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -29,6 +29,7 @@ mod output;
 mod registry;
 mod sandbox;
 mod slot;
+mod sync;
 mod values;
 mod version;
 pub mod watch;

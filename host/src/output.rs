@@ -14,6 +14,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::sync::lock;
+
 /// Longest line logged; the rest of a longer line is dropped.
 const MAX_LINE: usize = 4096;
 /// Bytes a plugin may log at once, and per second after that.
@@ -53,7 +55,7 @@ impl LogOutput {
     }
 
     fn write(&self, bytes: &[u8]) {
-        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = lock(&self.inner);
         log.write(bytes);
     }
 

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::loader::{Loader, Plugin};
 use crate::sandbox::{self, Limits};
 use crate::slot::{Binding, Generation, Handle, Slot};
+use crate::sync::lock;
 use crate::version::{InterfaceName, Request};
 
 /// Something that names a request: a `&str` such as
@@ -412,10 +413,4 @@ fn same_line(interface: &InterfaceName, request: &Request) -> bool {
         }
         Some(_) => interface.line() == wanted.line(),
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every update under these locks is a single assignment or push).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

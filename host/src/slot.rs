@@ -25,6 +25,7 @@ use crate::error::{reason, Error, Fault};
 use crate::loader::{ExportedInterface, Plugin};
 use crate::manifest::MAX_INSTANCES;
 use crate::sandbox::{self, Limits, PluginState};
+use crate::sync::lock;
 use crate::version::{InterfaceName, Request};
 
 /// Typed bindings made by wasmtime's `bindgen!` for a world, loadable from an
@@ -590,9 +591,4 @@ impl std::fmt::Debug for Handle {
             Target::Request(binding) => write!(f, "Handle(get {})", binding.request),
         }
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::loader::ContentHash;
 use crate::manifest::{manifest_path, Grants};
 use crate::registry::Registry;
+use crate::sync::lock;
 use crate::version::InterfaceName;
 
 /// How long a file must be quiet, after a change whose completion we did not
@@ -497,8 +498,4 @@ fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

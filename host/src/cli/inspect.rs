@@ -5,6 +5,7 @@ use std::path::Path;
 
 use wit_component::{DecodedWasm, WitPrinter};
 
+use crate::error::one_line;
 use crate::registry::Registry;
 
 /// The component's world — its imports and exports — and every interface
@@ -111,8 +112,4 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = vec![line(header)];
     out.extend(cells.iter().map(|c| line([&c[0], &c[1], &c[2], &c[3]])));
     out.join("\n")
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -4,7 +4,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use crate::cli::request::{render, CallRequest};
-use crate::error::Error;
+use crate::error::{one_line, Error};
 use crate::registry::Registry;
 
 /// The answer to one line: the lines to print (none for a blank line).
@@ -61,10 +61,6 @@ fn list(registry: &Registry) -> Vec<String> {
         .collect();
     lines.push("end".to_string());
     lines
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Reads request lines until end of input, answering each at once. On a
