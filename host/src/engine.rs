@@ -12,7 +12,7 @@
 //!   pool's address-space reservation we fall back to on-demand allocation.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -53,37 +53,29 @@ pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
 }
 
-/// Advances the engine's epoch every tick, for as long as the engine lives.
-/// (This sleep is a clock, not a wait for an event.)
+/// Advances the engine's epoch once per tick of wall time, for as long as
+/// the engine lives. The epoch follows the clock, not the number of sleeps, so
+/// a ticker delayed by a busy machine catches up instead of stretching every
+/// deadline. (This sleep is a clock, not a wait for an event.)
 fn start_ticker(engine: &Engine) -> Result<(), Error> {
     let weak = engine.weak();
+    let started = Instant::now();
     std::thread::Builder::new()
         .name("hotslot-epoch".into())
-        .spawn(move || loop {
-            std::thread::sleep(EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => return,
+        .spawn(move || {
+            let mut ticks: u128 = 0;
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                let Some(engine) = weak.upgrade() else { return };
+                let due = started.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks += 1;
+                }
             }
         })
         .map(drop)
         .map_err(|e| Error::Engine(format!("cannot start the epoch thread: {e}")))
-}
-
-/// The engine shared by every registry made with [`Registry::new`](crate::Registry::new).
-///
-/// ```
-/// let a = hotslot::engine::shared_engine().unwrap();
-/// let b = hotslot::engine::shared_engine().unwrap();
-/// assert!(wasmtime::Engine::same(&a, &b));
-/// ```
-pub fn shared_engine() -> Result<Engine, Error> {
-    static SHARED: OnceLock<Engine> = OnceLock::new();
-    if let Some(engine) = SHARED.get() {
-        return Ok(engine.clone());
-    }
-    let engine = new_engine()?;
-    Ok(SHARED.get_or_init(|| engine).clone())
 }
 
 /// The most stack one call's wasm frames may use.

@@ -190,3 +190,35 @@ fn two_instances_serve_two_calls_at_once() {
     assert_eq!(outer, 1);
     assert_eq!(inner, [Val::U32(1)], "its own instance");
 }
+
+/// Start-up code is bounded like a call: a component whose start function
+/// never returns is refused at its deadline, and nothing reaches the slot.
+#[test]
+fn an_endless_start_function_is_stopped_and_refused() {
+    let timeout = Duration::from_millis(200);
+    let engine = hotslot::engine::shared_engine().unwrap();
+    let registry = Registry::with_engine(engine, Limits { timeout, ..Limits::default() }).unwrap();
+    let bytes = wat::parse_str(
+        r#"(component
+            (core module $m
+                (func $forever (loop $again (br $again)))
+                (start $forever)
+                (func (export "v") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func $v (result u32) (canon lift (core func $i "v")))
+            (instance $probe (export "version" (func $v)))
+            (export "demo:probe/probe@1.0.0" (instance $probe))
+        )"#,
+    )
+    .unwrap();
+    let plugin = registry.load_bytes("looping-start.wasm", &bytes).unwrap();
+    let handle = registry.get("demo:probe/probe@1").unwrap();
+    let started = Instant::now();
+    let err = registry
+        .add_implementation("demo:probe/probe@1.0.0", "loop", &plugin)
+        .unwrap_err();
+    assert!(started.elapsed() < 2 * timeout, "took {:?}", started.elapsed());
+    assert!(matches!(err, Error::Instantiate { .. }), "{err:?}");
+    assert!(err.to_string().contains("looping-start.wasm") && err.to_string().contains("interrupt"), "{err}");
+    assert!(!handle.is_available());
+}
