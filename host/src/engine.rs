@@ -78,6 +78,22 @@ fn start_ticker(engine: &Engine) -> Result<(), Error> {
         .map_err(|e| Error::Engine(format!("cannot start the epoch thread: {e}")))
 }
 
+/// The engine shared by every registry made with [`Registry::new`](crate::Registry::new).
+///
+/// ```
+/// let a = hotslot::engine::shared_engine().unwrap();
+/// let b = hotslot::engine::shared_engine().unwrap();
+/// assert!(wasmtime::Engine::same(&a, &b));
+/// ```
+pub fn shared_engine() -> Result<Engine, Error> {
+    static SHARED: OnceLock<Engine> = OnceLock::new();
+    if let Some(engine) = SHARED.get() {
+        return Ok(engine.clone());
+    }
+    let engine = new_engine()?;
+    Ok(SHARED.get_or_init(|| engine).clone())
+}
+
 /// The most stack one call's wasm frames may use.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
