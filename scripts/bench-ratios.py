@@ -17,13 +17,14 @@ def median_ns(path):
         return json.load(f)["median"]["point_estimate"]
 
 
-print("| call | direct wasmtime | through a handle | ratio |")
+print("| call | direct wasmtime | through hotslot | ratio |")
 print("|---|---|---|---|")
 for group in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report"):
     for direct in sorted(group.glob("*_direct")):
         kind = direct.name[: -len("_direct")]
-        handle = group / f"{kind}_handle"
-        if not handle.exists():
-            continue
-        d, h = median_ns(direct), median_ns(handle)
-        print(f"| {group.name} ({kind}) | {d:.1f} ns | {h:.1f} ns | {h / d:.2f}x |")
+        d = median_ns(direct)
+        for way in ("handle", "batch"):
+            other = group / f"{kind}_{way}"
+            if other.exists():
+                h = median_ns(other)
+                print(f"| {group.name} ({kind}, {way}) | {d:.1f} ns | {h:.1f} ns | {h / d:.2f}x |")

@@ -82,6 +82,16 @@ fn bench_calls(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    group.bench_function("typed/batch", |b| {
+        math.batch(|calls| {
+            b.iter(|| {
+                calls
+                    .call_typed(|c: &Calculator, s| c.demo_calc_math().call_add(s, black_box(1), black_box(2)))
+                    .unwrap()
+            })
+        })
+        .unwrap()
+    });
     group.bench_function("dynamic/direct", |b| {
         b.iter(|| {
             let mut results = [Val::Bool(false)];

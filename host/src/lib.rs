@@ -39,7 +39,7 @@ pub use manifest::{manifest_path, DirGrant, Grants, MAX_INSTANCES};
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
 pub use sandbox::{LimitHit, Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
-pub use slot::{Bindings, Handle};
+pub use slot::{Batch, Bindings, Handle};
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, WatchEvent, Watcher};
 

@@ -86,3 +86,33 @@ fn a_call_in_flight_finishes_on_its_own_generation() {
     assert_eq!(hello(&x, "3").unwrap(), "b: bonjour, 3");
     assert!(x.generation().unwrap() > old);
 }
+
+/// A batch holds one instance for many calls, yet each call goes to the
+/// newest generation: a reload between two calls is picked up by the second.
+#[test]
+fn a_batch_picks_up_a_reload_between_its_calls() {
+    let registry = Registry::new().unwrap();
+    let impl_b = plugin(&registry, "greeter_b");
+    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a")).unwrap();
+    let x = registry.first_implementation(GREET).unwrap();
+    let (first, second, dynamic) = x
+        .batch(|calls| {
+            let hello = |g: &Greeter, s: &mut hotslot::wasmtime::Store<hotslot::PluginState>| {
+                g.demo_greeter_greet().call_hello(s, "n")
+            };
+            let first = calls.call_typed(hello)?;
+            registry.add_implementation(GREET, "impl_1", &impl_b).unwrap();
+            let second = calls.call_typed(hello)?;
+            let dynamic = calls.call("hello", &[hotslot::wasmtime::component::Val::String("d".into())])?;
+            Ok::<_, Error>((first, second, dynamic))
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, "a: hello, n");
+    assert_eq!(second, "b: bonjour, n");
+    assert_eq!(dynamic, [hotslot::wasmtime::component::Val::String("b: bonjour, d".into())]);
+
+    registry.remove_implementation(GREET, "impl_1").unwrap();
+    let inside = x.batch(|calls| calls.call("hello", &[])).unwrap();
+    assert!(matches!(inside, Err(Error::Unavailable { .. })));
+}
