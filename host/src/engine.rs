@@ -106,6 +106,10 @@ fn base_config() -> Config {
     config
 }
 
+/// The largest table a pooled instance may have (address space is reserved
+/// for it, not memory).
+const MAX_POOLED_TABLE_ELEMENTS: usize = 1 << 18;
+
 /// Sized for a host with many plugins: every plugin generation holds one
 /// instance, and a reload briefly holds two.
 fn pool() -> PoolingAllocationConfig {
@@ -115,6 +119,9 @@ fn pool() -> PoolingAllocationConfig {
     pool.max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
+        // Interpreters compiled to wasm (Python, JavaScript) have function
+        // tables far beyond the pool's default of 20,000 elements.
+        .table_elements(MAX_POOLED_TABLE_ELEMENTS)
         // The per-plugin memory limit (sandbox) is lower; this is the ceiling.
         .max_memory_size(4 << 30);
     pool
