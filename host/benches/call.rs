@@ -35,7 +35,10 @@ struct Raw {
 
 impl WasiView for Raw {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -45,7 +48,10 @@ fn direct_store(engine: &Engine) -> (Store<Raw>, Instance) {
     let mut linker: Linker<Raw> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     let component = Component::from_file(engine, plugin_path("calc")).unwrap();
-    let state = Raw { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+    let state = Raw {
+        wasi: WasiCtx::builder().build(),
+        table: ResourceTable::new(),
+    };
     let mut store = Store::new(engine, state);
     // The engine has epoch interruption on (hotslot's deadlines); a direct
     // embedder on it sets a deadline too, here once, far away.
@@ -58,10 +64,16 @@ fn bench_calls(c: &mut Criterion) {
     let registry = Registry::new().unwrap();
     let engine = registry.engine().clone();
     let calc = registry.load_file(plugin_path("calc")).unwrap();
-    registry.add_implementation("demo:calc/math@1.0.0", "calc", &calc).unwrap();
-    registry.add_implementation("demo:greeter/greet@1.0.0", "calc", &calc).unwrap();
+    registry
+        .add_implementation("demo:calc/math@1.0.0", "calc", &calc)
+        .unwrap();
+    registry
+        .add_implementation("demo:greeter/greet@1.0.0", "calc", &calc)
+        .unwrap();
     let math = registry.first_implementation("demo:calc/math@1").unwrap();
-    let greet = registry.first_implementation("demo:greeter/greet@1").unwrap();
+    let greet = registry
+        .first_implementation("demo:greeter/greet@1")
+        .unwrap();
 
     let (mut store, instance) = direct_store(&engine);
     let direct_calc = Calculator::new(&mut store, &instance).unwrap();
@@ -74,19 +86,28 @@ fn bench_calls(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("add");
     group.bench_function("typed/direct", |b| {
-        b.iter(|| direct_calc.demo_calc_math().call_add(&mut store, black_box(1), black_box(2)).unwrap())
+        b.iter(|| {
+            direct_calc
+                .demo_calc_math()
+                .call_add(&mut store, black_box(1), black_box(2))
+                .unwrap()
+        })
     });
     group.bench_function("typed/handle", |b| {
         b.iter(|| {
-            math.call_typed(|c: &Calculator, s| c.demo_calc_math().call_add(s, black_box(1), black_box(2)))
-                .unwrap()
+            math.call_typed(|c: &Calculator, s| {
+                c.demo_calc_math().call_add(s, black_box(1), black_box(2))
+            })
+            .unwrap()
         })
     });
     group.bench_function("typed/batch", |b| {
         math.batch(|calls| {
             b.iter(|| {
                 calls
-                    .call_typed(|c: &Calculator, s| c.demo_calc_math().call_add(s, black_box(1), black_box(2)))
+                    .call_typed(|c: &Calculator, s| {
+                        c.demo_calc_math().call_add(s, black_box(1), black_box(2))
+                    })
                     .unwrap()
             })
         })
@@ -96,24 +117,39 @@ fn bench_calls(c: &mut Criterion) {
         b.iter(|| {
             let mut results = [Val::Bool(false)];
             add_func
-                .call(&mut store, &[Val::S32(black_box(1)), Val::S32(black_box(2))], &mut results)
+                .call(
+                    &mut store,
+                    &[Val::S32(black_box(1)), Val::S32(black_box(2))],
+                    &mut results,
+                )
                 .unwrap();
             results
         })
     });
     group.bench_function("dynamic/handle", |b| {
-        b.iter(|| math.call("add", &[Val::S32(black_box(1)), Val::S32(black_box(2))]).unwrap())
+        b.iter(|| {
+            math.call("add", &[Val::S32(black_box(1)), Val::S32(black_box(2))])
+                .unwrap()
+        })
     });
     group.finish();
 
     let mut group = c.benchmark_group("hello");
     group.bench_function("typed/direct", |b| {
-        b.iter(|| direct_greet.demo_greeter_greet().call_hello(&mut store, black_box("sixteen bytes!!!")).unwrap())
+        b.iter(|| {
+            direct_greet
+                .demo_greeter_greet()
+                .call_hello(&mut store, black_box("sixteen bytes!!!"))
+                .unwrap()
+        })
     });
     group.bench_function("typed/handle", |b| {
         b.iter(|| {
             greet
-                .call_typed(|g: &Greeter, s| g.demo_greeter_greet().call_hello(s, black_box("sixteen bytes!!!")))
+                .call_typed(|g: &Greeter, s| {
+                    g.demo_greeter_greet()
+                        .call_hello(s, black_box("sixteen bytes!!!"))
+                })
                 .unwrap()
         })
     });

@@ -65,9 +65,16 @@ fn one_reload(
     }
     let latency = written.elapsed();
     loop {
-        match events.recv_timeout(Duration::from_secs(30)).expect("reload event") {
+        match events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reload event")
+        {
             WatchEvent::Reloaded { timings, .. } => {
-                return (latency, timings.started.saturating_duration_since(written), timings)
+                return (
+                    latency,
+                    timings.started.saturating_duration_since(written),
+                    timings,
+                )
             }
             WatchEvent::Rejected { reason, .. } => panic!("rejected: {reason}"),
             _ => {}
@@ -93,11 +100,15 @@ fn bench_reload(c: &mut Criterion) {
     let mut watcher = Watcher::new(registry.clone(), &dir_path);
     let events = watcher.subscribe();
     watcher.start().unwrap();
-    let handle = registry.first_implementation("demo:greeter/greet@1").unwrap();
+    let handle = registry
+        .first_implementation("demo:greeter/greet@1")
+        .unwrap();
 
     let mut splits: Vec<Sample> = Vec::new();
     let mut group = c.benchmark_group("reload");
-    group.sample_size(30).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(10));
     let mut flip = 0u64;
     group.bench_function("cache_hit", |bench| {
         bench.iter_custom(|iters| {
@@ -107,7 +118,13 @@ fn bench_reload(c: &mut Criterion) {
                 let bytes = if flip.is_multiple_of(2) { &a } else { &b };
                 let (latency, notice, t) = one_reload(&dir_path, &handle, &events, bytes);
                 assert!(t.cached || flip <= 2);
-                splits.push(Sample { kind: "cache_hit", latency, notice, compile: t.compile, swap: t.swap });
+                splits.push(Sample {
+                    kind: "cache_hit",
+                    latency,
+                    notice,
+                    compile: t.compile,
+                    swap: t.swap,
+                });
                 total += latency;
             }
             total
@@ -123,7 +140,13 @@ fn bench_reload(c: &mut Criterion) {
                 let bytes = with_custom_section(base, fresh);
                 let (latency, notice, t) = one_reload(&dir_path, &handle, &events, &bytes);
                 assert!(!t.cached);
-                splits.push(Sample { kind: "compile", latency, notice, compile: t.compile, swap: t.swap });
+                splits.push(Sample {
+                    kind: "compile",
+                    latency,
+                    notice,
+                    compile: t.compile,
+                    swap: t.swap,
+                });
                 total += latency;
             }
             total

@@ -58,7 +58,10 @@ pub enum Error {
 
     /// A component does not export the interface it was added for, at a
     /// compatible version.
-    #[error("{origin} does not export {interface} (it exports: {})", list_or_none(exported))]
+    #[error(
+        "{origin} does not export {interface} (it exports: {})",
+        list_or_none(exported)
+    )]
     NotExported {
         /// The interface asked for.
         interface: String,
@@ -110,7 +113,10 @@ pub enum Error {
     },
 
     /// The interface has no function of that name.
-    #[error("{interface} `{name}` has no function `{function}` (it has: {})", list_or_none(available))]
+    #[error(
+        "{interface} `{name}` has no function `{function}` (it has: {})",
+        list_or_none(available)
+    )]
     NoSuchFunction {
         /// The interface.
         interface: String,

@@ -23,6 +23,8 @@
 pub mod cli;
 pub mod engine;
 mod error;
+mod generation;
+mod handle;
 mod loader;
 mod manifest;
 mod output;
@@ -35,11 +37,11 @@ mod version;
 pub mod watch;
 
 pub use error::{Error, Fault};
-pub use manifest::{manifest_path, DirGrant, Grants, MAX_INSTANCES};
+pub use handle::{Batch, Bindings, Handle};
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
+pub use manifest::{manifest_path, DirGrant, Grants, MAX_INSTANCES};
 pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
 pub use sandbox::{LimitHit, Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
-pub use slot::{Batch, Bindings, Handle};
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, WatchEvent, Watcher};
 

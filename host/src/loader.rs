@@ -5,8 +5,8 @@
 //! A plugin is compiled once and can then serve any number of slots and
 //! generations; each of those instantiates it afresh.
 
-use std::fmt;
 use std::collections::VecDeque;
+use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -86,7 +86,8 @@ impl Plugin {
     /// The exported interface that best serves `request`: among those that
     /// serve it, the highest version.
     pub fn export_serving(&self, request: &Request) -> Option<&ExportedInterface> {
-        self.position_serving(request).map(|i| &self.compiled.exports[i])
+        self.position_serving(request)
+            .map(|i| &self.compiled.exports[i])
     }
 
     pub(crate) fn position_serving(&self, request: &Request) -> Option<usize> {
@@ -292,9 +293,11 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
         return Err("not a WebAssembly binary (no `\\0asm` header)".into());
     }
     if bytes[4..8] == CORE_MODULE {
-        return Err("this is a core WebAssembly module, not a component: build it for \
+        return Err(
+            "this is a core WebAssembly module, not a component: build it for \
              wasm32-wasip2, or wrap it with `wasm-tools component new`"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -342,7 +345,9 @@ mod tests {
     fn header_checks_name_the_problem() {
         assert!(check_header(b"").unwrap_err().contains("empty"));
         assert!(check_header(b"hello world").unwrap_err().contains("header"));
-        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core"));
+        assert!(check_header(b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .contains("core"));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -115,7 +115,9 @@ impl Grants {
         let limits = file.limits;
         if let Some(n) = limits.instances {
             if n == 0 || n as usize > MAX_INSTANCES {
-                return Err(bad(format!("instances must be 1 to {MAX_INSTANCES}, not {n}")));
+                return Err(bad(format!(
+                    "instances must be 1 to {MAX_INSTANCES}, not {n}"
+                )));
             }
         }
         if limits.timeout_ms == Some(0) {
@@ -186,9 +188,13 @@ mod tests {
 
     #[test]
     fn a_malformed_manifest_names_its_line() {
-        let err = Grants::from_toml("[limits]\ntimeout-ms = \"soon\"\n", Path::new("."), "p.toml")
-            .unwrap_err()
-            .to_string();
+        let err = Grants::from_toml(
+            "[limits]\ntimeout-ms = \"soon\"\n",
+            Path::new("."),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("p.toml") && err.contains("line 2"), "{err}");
         let err = Grants::from_toml("[limits]\nspeed = 3\n", Path::new("."), "p.toml")
             .unwrap_err()

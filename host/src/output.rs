@@ -58,7 +58,6 @@ impl LogOutput {
         let mut log = lock(&self.inner);
         log.write(bytes);
     }
-
 }
 
 impl Drop for LineLog {
@@ -154,7 +153,11 @@ impl OutputStream for LogOutput {
 }
 
 impl AsyncWrite for LogOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         LogOutput::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -185,6 +188,9 @@ mod tests {
             out.write(&[b'y'; 4000]);
             out.write(b"\n");
         }
-        assert!(out.inner.lock().unwrap().dropped > 0, "a flood is cut to the rate");
+        assert!(
+            out.inner.lock().unwrap().dropped > 0,
+            "a flood is cut to the rate"
+        );
     }
 }

@@ -7,17 +7,19 @@
 //! handles already given out reach the new code.
 
 use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use wasmtime::Engine;
 
 use crate::engine::shared_engine;
 use crate::error::Error;
+use crate::generation::Generation;
+use crate::handle::Handle;
 use crate::loader::{Loader, Plugin};
 use crate::sandbox::{self, Limits};
-use crate::slot::{Binding, Generation, Handle, Slot};
+use crate::slot::{Binding, Slot};
 use crate::sync::lock;
 use crate::version::{InterfaceName, Request};
 
@@ -95,14 +97,27 @@ pub enum RegistryEvent {
 impl std::fmt::Display for RegistryEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RegistryEvent::Added { interface, name, generation } => {
+            RegistryEvent::Added {
+                interface,
+                name,
+                generation,
+            } => {
                 write!(f, "added {interface} `{name}` (generation {generation})")
             }
-            RegistryEvent::Replaced { interface, name, generation, previous } => write!(
+            RegistryEvent::Replaced {
+                interface,
+                name,
+                generation,
+                previous,
+            } => write!(
                 f,
                 "replaced {interface} `{name}` (generation {previous} -> {generation})"
             ),
-            RegistryEvent::Removed { interface, name, generation } => {
+            RegistryEvent::Removed {
+                interface,
+                name,
+                generation,
+            } => {
                 write!(f, "removed {interface} `{name}` (generation {generation})")
             }
         }
@@ -192,7 +207,11 @@ impl Registry {
 
     /// Like [`Registry::load_bytes`], also telling whether the compile cache
     /// served the bytes.
-    pub(crate) fn load_bytes_cached(&self, origin: &str, bytes: &[u8]) -> Result<(Plugin, bool), Error> {
+    pub(crate) fn load_bytes_cached(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<(Plugin, bool), Error> {
         self.loader.load_bytes(origin, bytes)
     }
 
@@ -215,7 +234,11 @@ impl Registry {
             .ok_or_else(|| Error::NotExported {
                 interface: request.to_string(),
                 origin: plugin.origin().to_string(),
-                exported: plugin.exports().iter().map(|e| e.name().to_string()).collect(),
+                exported: plugin
+                    .exports()
+                    .iter()
+                    .map(|e| e.name().to_string())
+                    .collect(),
             })?;
         let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
         // Instantiate before taking the lock: a slow start-up must not stall
@@ -293,9 +316,11 @@ impl Registry {
     pub fn first_implementation(&self, request: impl IntoRequest) -> Result<Handle, Error> {
         let request = request.into_request()?;
         let first = self.lock().serving(&request).next();
-        first.map(Handle::to_slot).ok_or_else(|| Error::NoImplementation {
-            request: request.to_string(),
-        })
+        first
+            .map(Handle::to_slot)
+            .ok_or_else(|| Error::NoImplementation {
+                request: request.to_string(),
+            })
     }
 
     /// Handles to every implementation that serves `request`, in
@@ -394,8 +419,7 @@ impl State {
     /// Points every live `get` handle at the first slot serving its request,
     /// and forgets the handles that were dropped.
     fn repoint_bindings(&mut self) {
-        let bindings: Vec<Arc<Binding>> =
-            self.bindings.iter().filter_map(Weak::upgrade).collect();
+        let bindings: Vec<Arc<Binding>> = self.bindings.iter().filter_map(Weak::upgrade).collect();
         for binding in &bindings {
             binding.point_at(self.serving(binding.request()).next());
         }

@@ -55,16 +55,36 @@ pub struct LimitHit {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _: usize,
+        desired: usize,
+        _: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
-            return Err(LimitHit { what: "memory", desired, limit: self.max_memory }.into());
+            return Err(LimitHit {
+                what: "memory",
+                desired,
+                limit: self.max_memory,
+            }
+            .into());
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _: usize,
+        desired: usize,
+        _: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_table_elements {
-            return Err(LimitHit { what: "table", desired, limit: self.max_table_elements }.into());
+            return Err(LimitHit {
+                what: "table",
+                desired,
+                limit: self.max_table_elements,
+            }
+            .into());
         }
         Ok(true)
     }
@@ -132,7 +152,11 @@ pub(crate) fn new_store(
         wasi.env(key, value);
     }
     for dir in &grants.dirs {
-        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
         wasi.preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(|e| e.context(format!("cannot grant {}", dir.host.display())))?;
     }

@@ -49,12 +49,15 @@ fn fits(ty: &Type, val: &Val) -> Result<(), String> {
             if expected.len() != fields.len() {
                 return wrong();
             }
-            expected.iter().zip(fields).try_for_each(|(field, (name, value))| {
-                if field.name != name {
-                    return Err(format!("expected field `{}`, got `{name}`", field.name));
-                }
-                fits(&field.ty, value).map_err(|why| format!("field `{name}`: {why}"))
-            })
+            expected
+                .iter()
+                .zip(fields)
+                .try_for_each(|(field, (name, value))| {
+                    if field.name != name {
+                        return Err(format!("expected field `{}`, got `{name}`", field.name));
+                    }
+                    fits(&field.ty, value).map_err(|why| format!("field `{name}`: {why}"))
+                })
         }
         (Type::Tuple(tuple), Val::Tuple(items)) => {
             let types: Vec<_> = tuple.types().collect();

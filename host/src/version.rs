@@ -211,8 +211,12 @@ fn is_wit_identifier(word: &str) -> bool {
         && word.split('-').all(|part| {
             let mut chars = part.chars();
             matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-                && (part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    || part.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+                && (part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    || part
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
         })
 }
 
@@ -249,7 +253,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_names() {
-        for bad in ["", "a", "a:b", "a/b", "a:b/", "a:b/c@", "a:b/c@x", "A b:c/d", "a:b/c@1"] {
+        for bad in [
+            "", "a", "a:b", "a/b", "a:b/", "a:b/c@", "a:b/c@x", "A b:c/d", "a:b/c@1",
+        ] {
             assert!(bad.parse::<InterfaceName>().is_err(), "{bad:?} parsed");
         }
         assert!("a:b/c@1".parse::<Request>().is_ok());

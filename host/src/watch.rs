@@ -294,7 +294,8 @@ impl DirState {
             if complete {
                 self.sync_now(path);
             } else if let Some(component) = self.component_for(path) {
-                self.pending.insert(component, Instant::now() + QUIET_PERIOD);
+                self.pending
+                    .insert(component, Instant::now() + QUIET_PERIOD);
             }
         }
     }
@@ -344,7 +345,10 @@ impl DirState {
             return;
         };
         for interface in &state.interfaces {
-            if let Err(e) = self.registry.remove_implementation(&interface.to_string(), &name) {
+            if let Err(e) = self
+                .registry
+                .remove_implementation(&interface.to_string(), &name)
+            {
                 tracing::warn!("removing {}: {e}", path.display());
             }
         }
@@ -395,7 +399,8 @@ impl DirState {
             .clone();
         let grants = match &manifest_text {
             None => Grants::default(),
-            Some(text) => match Grants::from_toml(text, &self.dir, &manifest.display().to_string()) {
+            Some(text) => match Grants::from_toml(text, &self.dir, &manifest.display().to_string())
+            {
                 Ok(grants) => grants,
                 Err(e) => return self.reject(path, e.to_string()),
             },
@@ -414,9 +419,19 @@ impl DirState {
                 }
                 let file = path.to_path_buf();
                 self.publish(if previous.is_empty() {
-                    WatchEvent::Loaded { file, name, interfaces, timings }
+                    WatchEvent::Loaded {
+                        file,
+                        name,
+                        interfaces,
+                        timings,
+                    }
                 } else {
-                    WatchEvent::Reloaded { file, name, interfaces, timings }
+                    WatchEvent::Reloaded {
+                        file,
+                        name,
+                        interfaces,
+                        timings,
+                    }
                 });
             }
             Err(reason) => self.reject(path, reason),
@@ -476,7 +491,9 @@ impl DirState {
         match &event {
             WatchEvent::Rejected { reason, .. } => tracing::warn!("rejected: {reason}"),
             WatchEvent::Loaded { file, .. } => tracing::info!("loaded {}", file.display()),
-            WatchEvent::Reloaded { file, interfaces, .. } => tracing::info!(
+            WatchEvent::Reloaded {
+                file, interfaces, ..
+            } => tracing::info!(
                 "reloaded {} (generation {})",
                 file.display(),
                 interfaces.iter().map(|(_, g)| g).max().unwrap_or(&0)

@@ -64,11 +64,18 @@ impl Session {
                 if n == 0 {
                     return;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
         let stdin = child.stdin.take();
-        Session { child, stdin, answers, stderr }
+        Session {
+            child,
+            stdin,
+            answers,
+            stderr,
+        }
     }
 
     fn send(&mut self, line: &str) {
@@ -79,7 +86,10 @@ impl Session {
 
     fn next_line(&self, after: &str) -> String {
         self.answers.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            panic!("no answer to {after:?}; stderr: {}", self.stderr.lock().unwrap())
+            panic!(
+                "no answer to {after:?}; stderr: {}",
+                self.stderr.lock().unwrap()
+            )
         })
     }
 
@@ -107,8 +117,14 @@ fn a_session_for_each_interface() {
         ("filter_basic.wasm", "filter_basic"),
     ]);
     let mut s = Session::start(dir.path(), &[]);
-    assert_eq!(s.ask(r#"demo:greeter/greet@1.0.0#hello("world")"#), r#""a: hello, world""#);
-    assert_eq!(s.ask(r#"demo:greeter/greet#hello("no version")"#), r#""a: hello, no version""#);
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet@1.0.0#hello("world")"#),
+        r#""a: hello, world""#
+    );
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello("no version")"#),
+        r#""a: hello, no version""#
+    );
     assert_eq!(s.ask("demo:calc/math@1#add(40, 2)"), "42");
     assert_eq!(s.ask("demo:calc/math@1.0#add(-5, 2)"), "-3");
     let opts = r#"{case-mode: keep, max-len: none, banned: ["darn"], scope: {comments}}"#;
@@ -130,7 +146,9 @@ fn a_session_for_each_interface() {
         r#"{lines: 1, words: 3, longest: some("ccc")}"#
     );
     assert_eq!(
-        s.ask(&format!(r#"demo:text/filter#apply(["keep", "darn it"], {opts})"#)),
+        s.ask(&format!(
+            r#"demo:text/filter#apply(["keep", "darn it"], {opts})"#
+        )),
         r#"["keep"]"#
     );
     // A blank line gets no answer: the next line's answer comes next.
@@ -148,7 +166,10 @@ fn a_session_for_each_interface() {
         listed.push(line);
     }
     let generation = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
-    let shape: Vec<String> = listed.iter().map(|l| l.rsplit_once(' ').unwrap().0.to_string()).collect();
+    let shape: Vec<String> = listed
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+        .collect();
     assert_eq!(
         shape,
         [
@@ -177,18 +198,31 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
         ("unknown interface", r#"demo:nothing/here#hello("x")"#),
         ("unknown function", r#"demo:greeter/greet#goodbye("x")"#),
         ("too few arguments", "demo:greeter/greet#hello()"),
-        ("too many arguments", r#"demo:greeter/greet#hello("a", "b")"#),
+        (
+            "too many arguments",
+            r#"demo:greeter/greet#hello("a", "b")"#,
+        ),
         ("wrong type", "demo:greeter/greet#hello(42)"),
         ("bad WAVE", "demo:greeter/greet#hello(\"unterminated)"),
-        ("no implementation of that version", r#"demo:greeter/greet@2#hello("x")"#),
-        ("newer minor than served", r#"demo:greeter/greet@1.1#hello("x")"#),
+        (
+            "no implementation of that version",
+            r#"demo:greeter/greet@2#hello("x")"#,
+        ),
+        (
+            "newer minor than served",
+            r#"demo:greeter/greet@1.1#hello("x")"#,
+        ),
         ("trap", "demo:rogue/misbehave#trap()"),
         ("deadline", "demo:rogue/misbehave#spin()"),
     ];
     for (what, request) in failures {
         let answer = s.ask(request);
         assert!(answer.starts_with("error: "), "{what}: {answer}");
-        assert_eq!(s.ask(r#"demo:greeter/greet#hello("still")"#), r#""a: hello, still""#, "after {what}");
+        assert_eq!(
+            s.ask(r#"demo:greeter/greet#hello("still")"#),
+            r#""a: hello, still""#,
+            "after {what}"
+        );
     }
     assert_eq!(s.ask("demo:rogue/misbehave#ping()"), r#""pong""#);
     let (ok, _, stderr) = s.finish();
@@ -200,7 +234,10 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
 fn a_replaced_file_is_answered_from_by_the_next_calls() {
     let dir = plugin_dir(&[("g.wasm", "greeter_a")]);
     let mut s = Session::start(dir.path(), &[]);
-    assert_eq!(s.ask(r#"demo:greeter/greet#hello("x")"#), r#""a: hello, x""#);
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello("x")"#),
+        r#""a: hello, x""#
+    );
     let tmp = dir.path().join(".g.partial");
     std::fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
     std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
@@ -215,21 +252,36 @@ fn a_replaced_file_is_answered_from_by_the_next_calls() {
     }
     let (ok, _, stderr) = s.finish();
     assert!(ok);
-    assert!(stderr.contains("reloaded"), "the reload is logged on stderr: {stderr}");
+    assert!(
+        stderr.contains("reloaded"),
+        "the reload is logged on stderr: {stderr}"
+    );
 }
 
 #[test]
 fn plugin_output_never_reaches_stdout() {
     let dir = plugin_dir(&[("chatty.wasm", "chatty"), ("rogue.wasm", "rogue")]);
     let mut s = Session::start(dir.path(), &[]);
-    assert_eq!(s.ask(r#"demo:greeter/greet#hello("x")"#), r#""chatty: hi, x""#);
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello("x")"#),
+        r#""chatty: hi, x""#
+    );
     assert_eq!(s.ask("demo:rogue/misbehave#flood(50, 20)"), "()");
-    assert_eq!(s.ask("demo:rogue/misbehave#trap()").split(' ').next(), Some("error:"));
+    assert_eq!(
+        s.ask("demo:rogue/misbehave#trap()").split(' ').next(),
+        Some("error:")
+    );
     let (ok, rest, stderr) = s.finish();
     assert!(ok);
     assert!(rest.is_empty(), "stdout holds answers only: {rest:?}");
-    assert!(stderr.contains("[chatty stdout] chatty stdout: greeting x"), "{stderr}");
-    assert!(stderr.contains("[chatty stderr] chatty stderr: greeting x"), "{stderr}");
+    assert!(
+        stderr.contains("[chatty stdout] chatty stdout: greeting x"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[chatty stderr] chatty stderr: greeting x"),
+        "{stderr}"
+    );
     assert!(stderr.contains("rogue: trapping on request"), "{stderr}");
 }
 
@@ -246,7 +298,10 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     let calc = plugin_path("calc");
     let calc = calc.to_str().unwrap();
     let out = run(&["call", calc, "demo:calc/math@1#add(1, 2)"]);
-    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "3\n".to_string()));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "3\n".to_string())
+    );
 
     let filter = plugin_path("filter_basic");
     let out = run(&[
@@ -272,7 +327,11 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(out.stdout.is_empty());
-        assert!(stderr.contains(expected) && stderr.contains(file.file_name().unwrap().to_str().unwrap()), "{stderr}");
+        assert!(
+            stderr.contains(expected)
+                && stderr.contains(file.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 
@@ -299,7 +358,9 @@ fn inspect_prints_the_wit_of_imports_and_exports() {
     .unwrap();
     for line in source.lines().map(str::trim) {
         let declares = line.contains(": func(")
-            || ["record ", "variant ", "enum ", "flags "].iter().any(|k| line.starts_with(k));
+            || ["record ", "variant ", "enum ", "flags "]
+                .iter()
+                .any(|k| line.starts_with(k));
         // Types print over several lines: their opening is compared.
         let expected = match line.find('{') {
             Some(brace) if !line.contains(": func(") => &line[..=brace],
@@ -326,14 +387,19 @@ fn list_shows_what_watch_would_load() {
     let out = run(&["list", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], ["FILE", "INTERFACE", "SIZE", "LOADS"]);
     assert_eq!(rows[1][..2], ["broken.wasm", "-"]);
     assert_eq!(rows[1][3], "no:");
     assert_eq!(rows[2][..2], ["calc.wasm", "demo:calc/math@1.0.0"]);
     assert_eq!(rows[3][..2], ["calc.wasm", "demo:greeter/greet@1.0.0"]);
     assert_eq!(rows[4][..2], ["greeter_a.wasm", "demo:greeter/greet@1.0.0"]);
-    let size = std::fs::metadata(dir.path().join("greeter_a.wasm")).unwrap().len();
+    let size = std::fs::metadata(dir.path().join("greeter_a.wasm"))
+        .unwrap()
+        .len();
     assert_eq!(rows[4][2], size.to_string());
     assert_eq!(rows[4][3], "yes");
     assert!(!table.contains("notes.txt"));

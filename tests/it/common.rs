@@ -27,7 +27,10 @@ pub fn plugin(registry: &Registry, stem: &str) -> Plugin {
 
 /// Calls `hello(name)` through a greeter handle.
 pub fn hello(handle: &Handle, name: &str) -> Result<String, hotslot::Error> {
-    match handle.call("hello", &[Val::String(name.into())])?.as_slice() {
+    match handle
+        .call("hello", &[Val::String(name.into())])?
+        .as_slice()
+    {
         [Val::String(answer)] => Ok(answer.clone()),
         other => panic!("hello answered {other:?}"),
     }

@@ -19,7 +19,9 @@ fn registry() -> &'static Registry {
             ("demo:calc/math@1.0.0", "calc"),
             ("demo:greeter/greet@1.0.0", "greeter_a"),
         ] {
-            registry.add_implementation(interface, stem, &plugin(&registry, stem)).unwrap();
+            registry
+                .add_implementation(interface, stem, &plugin(&registry, stem))
+                .unwrap();
         }
         registry
     })
@@ -52,7 +54,12 @@ fn request_line() -> impl Strategy<Value = String> {
         "[a-z:/@.0-9]{0,20}",
     ];
     let function = prop_oneof![
-        Just("check".to_string()), Just("apply".to_string()), Just("stats".to_string()), Just("add".to_string()), Just("hello".to_string()), "[a-z-]{0,8}"
+        Just("check".to_string()),
+        Just("apply".to_string()),
+        Just("stats".to_string()),
+        Just("add".to_string()),
+        Just("hello".to_string()),
+        "[a-z-]{0,8}"
     ];
     let arg = prop_oneof![
         Just("\"text\"".to_string()),

@@ -17,11 +17,15 @@ fn seed_sequence_reaches_the_new_implementation() {
     let impl_a = plugin(&registry, "greeter_a");
     let impl_b = plugin(&registry, "greeter_b");
 
-    registry.add_implementation(GREET, "impl_1", &impl_a).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &impl_a)
+        .unwrap();
     let x = registry.first_implementation(GREET).unwrap();
     assert_eq!(hello(&x, "world").unwrap(), "a: hello, world");
     registry.remove_implementation(GREET, "impl_1").unwrap();
-    registry.add_implementation(GREET, "impl_1", &impl_b).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &impl_b)
+        .unwrap();
 
     assert_eq!(hello(&x, "world").unwrap(), "b: bonjour, world");
 }
@@ -32,7 +36,9 @@ fn get_before_any_implementation_starts_working_when_one_is_added() {
     let handle = registry.get("demo:greeter/greet@1.0").unwrap();
     assert!(!handle.is_available());
     match hello(&handle, "early") {
-        Err(Error::Unavailable { interface, .. }) => assert_eq!(interface, "demo:greeter/greet@1.0.0"),
+        Err(Error::Unavailable { interface, .. }) => {
+            assert_eq!(interface, "demo:greeter/greet@1.0.0")
+        }
         other => panic!("expected Unavailable, got {other:?}"),
     }
 
@@ -80,7 +86,10 @@ fn calls_between_remove_and_add_fail_with_unavailable() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(x.generation().is_none());
-    assert!(registry.first_implementation(GREET).is_err(), "an empty slot serves nothing");
+    assert!(
+        registry.first_implementation(GREET).is_err(),
+        "an empty slot serves nothing"
+    );
 
     registry
         .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_b"))
@@ -99,7 +108,11 @@ fn removing_an_unknown_implementation_is_an_error() {
 #[test]
 fn implementations_come_in_registration_order() {
     let registry = Registry::new().unwrap();
-    for (name, stem) in [("one", "greeter_b"), ("two", "greeter_a"), ("three", "calc")] {
+    for (name, stem) in [
+        ("one", "greeter_b"),
+        ("two", "greeter_a"),
+        ("three", "calc"),
+    ] {
         registry
             .add_implementation(GREET, name, &plugin(&registry, stem))
             .unwrap();
@@ -114,9 +127,16 @@ fn implementations_come_in_registration_order() {
     };
     assert_eq!(
         answers(&registry),
-        ["b: bonjour, ann", "a: hello, ann", "calc: ann has 3 letters"]
+        [
+            "b: bonjour, ann",
+            "a: hello, ann",
+            "calc: ann has 3 letters"
+        ]
     );
-    assert_eq!(hello(&registry.first_implementation(GREET).unwrap(), "ann").unwrap(), "b: bonjour, ann");
+    assert_eq!(
+        hello(&registry.first_implementation(GREET).unwrap(), "ann").unwrap(),
+        "b: bonjour, ann"
+    );
 
     match registry.single_implementation(GREET) {
         Err(Error::NotSingle { count, .. }) => assert_eq!(count, 3),
@@ -145,7 +165,9 @@ fn single_implementation_when_there_is_exactly_one() {
     registry
         .add_implementation(GREET, "only", &plugin(&registry, "greeter_a"))
         .unwrap();
-    let handle = registry.single_implementation("demo:greeter/greet").unwrap();
+    let handle = registry
+        .single_implementation("demo:greeter/greet")
+        .unwrap();
     assert_eq!(hello(&handle, "z").unwrap(), "a: hello, z");
 }
 
@@ -153,14 +175,23 @@ fn single_implementation_when_there_is_exactly_one() {
 fn a_component_exporting_several_interfaces_is_added_for_each() {
     let registry = Registry::new().unwrap();
     let calc = plugin(&registry, "calc");
-    let exported: Vec<String> = calc.exports().iter().map(|e| e.name().to_string()).collect();
+    let exported: Vec<String> = calc
+        .exports()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
     assert_eq!(exported, ["demo:calc/math@1.0.0", GREET]);
 
-    registry.add_implementation("demo:calc/math@1.0.0", "calc", &calc).unwrap();
+    registry
+        .add_implementation("demo:calc/math@1.0.0", "calc", &calc)
+        .unwrap();
     registry.add_implementation(GREET, "calc", &calc).unwrap();
     let math = registry.first_implementation("demo:calc/math").unwrap();
     use hotslot::wasmtime::component::Val;
-    assert_eq!(math.call("add", &[Val::S32(2), Val::S32(40)]).unwrap(), [Val::S32(42)]);
+    assert_eq!(
+        math.call("add", &[Val::S32(2), Val::S32(40)]).unwrap(),
+        [Val::S32(42)]
+    );
     assert_eq!(
         hello(&registry.first_implementation(GREET).unwrap(), "bo").unwrap(),
         "calc: bo has 2 letters"
@@ -178,7 +209,10 @@ fn refuses_a_component_that_does_not_export_the_interface() {
     let message = err.to_string();
     assert!(message.contains("demo:text/filter@1.2.0"), "{message}");
     assert!(message.contains("greeter_a.wasm"), "{message}");
-    assert!(message.contains(GREET), "names what it does export: {message}");
+    assert!(
+        message.contains(GREET),
+        "names what it does export: {message}"
+    );
 }
 
 #[test]
@@ -186,14 +220,29 @@ fn refuses_core_modules_garbage_empty_and_truncated_files() {
     let registry = Registry::new().unwrap();
     let component = std::fs::read(crate::common::plugin_path("greeter_a")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("core.wasm", wat::parse_str("(module)").unwrap(), "core WebAssembly module"),
-        ("garbage.wasm", b"definitely not wasm at all".to_vec(), "not a WebAssembly binary"),
+        (
+            "core.wasm",
+            wat::parse_str("(module)").unwrap(),
+            "core WebAssembly module",
+        ),
+        (
+            "garbage.wasm",
+            b"definitely not wasm at all".to_vec(),
+            "not a WebAssembly binary",
+        ),
         ("empty.wasm", Vec::new(), "empty"),
-        ("truncated.wasm", component[..component.len() / 2].to_vec(), ""),
+        (
+            "truncated.wasm",
+            component[..component.len() / 2].to_vec(),
+            "",
+        ),
     ];
     for (origin, bytes, expected) in cases {
         let err = registry.load_bytes(origin, &bytes).unwrap_err();
-        assert!(matches!(err, Error::NotAComponent { .. }), "{origin}: {err:?}");
+        assert!(
+            matches!(err, Error::NotAComponent { .. }),
+            "{origin}: {err:?}"
+        );
         let message = err.to_string();
         assert!(message.contains(origin), "names the file: {message}");
         assert!(message.contains(expected), "{origin}: {message}");
@@ -203,9 +252,14 @@ fn refuses_core_modules_garbage_empty_and_truncated_files() {
 #[test]
 fn a_missing_file_is_an_io_error_naming_it() {
     let registry = Registry::new().unwrap();
-    let err = registry.load_file("/nonexistent/dir/plugin.wasm").unwrap_err();
+    let err = registry
+        .load_file("/nonexistent/dir/plugin.wasm")
+        .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/dir/plugin.wasm"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/dir/plugin.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -222,14 +276,22 @@ fn subscribers_see_added_replaced_and_removed() {
     assert_eq!(
         seen,
         [
-            RegistryEvent::Added { interface: interface.clone(), name: name.clone(), generation: g1 },
+            RegistryEvent::Added {
+                interface: interface.clone(),
+                name: name.clone(),
+                generation: g1
+            },
             RegistryEvent::Replaced {
                 interface: interface.clone(),
                 name: name.clone(),
                 generation: g2,
                 previous: g1
             },
-            RegistryEvent::Removed { interface, name, generation: g2 },
+            RegistryEvent::Removed {
+                interface,
+                name,
+                generation: g2
+            },
         ]
     );
     assert!(g2 > g1);
@@ -240,8 +302,13 @@ fn subscribers_see_added_replaced_and_removed() {
 #[test]
 fn calls_through_one_handle_survive_200_swaps() {
     let registry = Arc::new(Registry::new().unwrap());
-    let impls = [plugin(&registry, "greeter_a"), plugin(&registry, "greeter_b")];
-    registry.add_implementation(GREET, "impl_1", &impls[0]).unwrap();
+    let impls = [
+        plugin(&registry, "greeter_a"),
+        plugin(&registry, "greeter_b"),
+    ];
+    registry
+        .add_implementation(GREET, "impl_1", &impls[0])
+        .unwrap();
     let handle = registry.first_implementation(GREET).unwrap();
     let swapping = Arc::new(AtomicBool::new(true));
     let answered = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
@@ -271,7 +338,9 @@ fn calls_through_one_handle_survive_200_swaps() {
         let registry = registry.clone();
         thread::spawn(move || {
             for i in 0..200 {
-                registry.add_implementation(GREET, "impl_1", &impls[(i + 1) % 2]).unwrap();
+                registry
+                    .add_implementation(GREET, "impl_1", &impls[(i + 1) % 2])
+                    .unwrap();
             }
         })
     };

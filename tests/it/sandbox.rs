@@ -32,8 +32,15 @@ fn fault(result: Result<Vec<Val>, Error>) -> (Fault, String) {
 
 /// The handle still serves, from a fresh instance (its call count restarts).
 fn serves_afresh(handle: &Handle) {
-    assert_eq!(handle.call("ping", &[]).unwrap(), [Val::String("pong".into())]);
-    assert_eq!(handle.call("count", &[]).unwrap(), [Val::U32(1)], "a fresh instance");
+    assert_eq!(
+        handle.call("ping", &[]).unwrap(),
+        [Val::String("pong".into())]
+    );
+    assert_eq!(
+        handle.call("count", &[]).unwrap(),
+        [Val::U32(1)],
+        "a fresh instance"
+    );
 }
 
 fn text(s: &str) -> Val {
@@ -56,19 +63,31 @@ fn a_trap_fails_one_call_naming_plugin_function_and_cause() {
 #[test]
 fn an_endless_loop_is_stopped_within_twice_the_deadline() {
     let timeout = Duration::from_millis(300);
-    let (_registry, handle) = rogue(Limits { timeout, ..Limits::default() });
+    let (_registry, handle) = rogue(Limits {
+        timeout,
+        ..Limits::default()
+    });
     let started = Instant::now();
     let (kind, message) = fault(handle.call("spin", &[]));
     let took = started.elapsed();
     assert_eq!(kind, Fault::Timeout, "{message}");
-    assert!(took >= timeout && took < 2 * timeout, "stopped after {took:?}");
-    assert!(message.contains("spin") && message.contains("deadline"), "{message}");
+    assert!(
+        took >= timeout && took < 2 * timeout,
+        "stopped after {took:?}"
+    );
+    assert!(
+        message.contains("spin") && message.contains("deadline"),
+        "{message}"
+    );
     serves_afresh(&handle);
 }
 
 #[test]
 fn a_memory_bomb_hits_the_limit() {
-    let (_registry, handle) = rogue(Limits { max_memory: 32 << 20, ..Limits::default() });
+    let (_registry, handle) = rogue(Limits {
+        max_memory: 32 << 20,
+        ..Limits::default()
+    });
     assert_eq!(handle.call("hog", &[Val::U32(8)]).unwrap(), [Val::U32(8)]);
     let (kind, message) = fault(handle.call("hog", &[Val::U32(1024)]));
     assert_eq!(kind, Fault::Limit, "{message}");
@@ -79,7 +98,10 @@ fn a_memory_bomb_hits_the_limit() {
 #[test]
 fn endless_recursion_overflows_the_wasm_stack_not_the_host() {
     let (_registry, handle) = rogue(Limits::default());
-    assert_eq!(handle.call("recurse", &[Val::U64(1000)]).unwrap(), [Val::U64(1000)]);
+    assert_eq!(
+        handle.call("recurse", &[Val::U64(1000)]).unwrap(),
+        [Val::U64(1000)]
+    );
     let (kind, message) = fault(handle.call("recurse", &[Val::U64(u64::MAX)]));
     assert_eq!(kind, Fault::StackOverflow, "{message}");
     serves_afresh(&handle);
@@ -103,8 +125,14 @@ fn nothing_is_granted_by_default() {
         [Val::Result(Err(_))] => {}
         other => panic!("read a host file without a grant: {other:?}"),
     }
-    assert_eq!(handle.call("env", &[text("HOME")]).unwrap(), [Val::Option(None)]);
-    assert_eq!(handle.call("env", &[text("PATH")]).unwrap(), [Val::Option(None)]);
+    assert_eq!(
+        handle.call("env", &[text("HOME")]).unwrap(),
+        [Val::Option(None)]
+    );
+    assert_eq!(
+        handle.call("env", &[text("PATH")]).unwrap(),
+        [Val::Option(None)]
+    );
 }
 
 #[test]
@@ -135,21 +163,36 @@ fn granted_directories_and_environment_are_reachable_read_only_enforced() {
 
     let ok = |v: Option<Val>| Val::Result(Ok(v.map(Box::new)));
     assert_eq!(
-        handle.call("read-file", &[text("/ro/greeting.txt")]).unwrap(),
+        handle
+            .call("read-file", &[text("/ro/greeting.txt")])
+            .unwrap(),
         [ok(Some(text("granted")))]
     );
-    match handle.call("write-file", &[text("/ro/new.txt"), text("x")]).unwrap().as_slice() {
+    match handle
+        .call("write-file", &[text("/ro/new.txt"), text("x")])
+        .unwrap()
+        .as_slice()
+    {
         [Val::Result(Err(_))] => {}
         other => panic!("wrote into a read-only grant: {other:?}"),
     }
     assert!(!base.path().join("ro/new.txt").exists());
     assert_eq!(
-        handle.call("write-file", &[text("/rw/new.txt"), text("written")]).unwrap(),
+        handle
+            .call("write-file", &[text("/rw/new.txt"), text("written")])
+            .unwrap(),
         [ok(None)]
     );
-    assert_eq!(std::fs::read_to_string(base.path().join("rw/new.txt")).unwrap(), "written");
+    assert_eq!(
+        std::fs::read_to_string(base.path().join("rw/new.txt")).unwrap(),
+        "written"
+    );
     // Outside the grants, still nothing.
-    match handle.call("read-file", &[text("/etc/passwd")]).unwrap().as_slice() {
+    match handle
+        .call("read-file", &[text("/etc/passwd")])
+        .unwrap()
+        .as_slice()
+    {
         [Val::Result(Err(_))] => {}
         other => panic!("escaped the grants: {other:?}"),
     }
@@ -161,12 +204,21 @@ fn granted_directories_and_environment_are_reachable_read_only_enforced() {
 
 #[test]
 fn a_manifest_limit_overrides_the_default() {
-    let grants = Grants::from_toml("[limits]\ntimeout-ms = 100\n", std::path::Path::new("."), "m").unwrap();
+    let grants = Grants::from_toml(
+        "[limits]\ntimeout-ms = 100\n",
+        std::path::Path::new("."),
+        "m",
+    )
+    .unwrap();
     let (_registry, handle) = rogue_with(Limits::default(), grants);
     let started = Instant::now();
     let (kind, _) = fault(handle.call("spin", &[]));
     assert_eq!(kind, Fault::Timeout);
-    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 mod typed {
@@ -178,7 +230,8 @@ mod typed {
 /// still running (here: from inside it), by an instance of its own.
 #[test]
 fn two_instances_serve_two_calls_at_once() {
-    let grants = Grants::from_toml("[limits]\ninstances = 2\n", std::path::Path::new("."), "m").unwrap();
+    let grants =
+        Grants::from_toml("[limits]\ninstances = 2\n", std::path::Path::new("."), "m").unwrap();
     let (_registry, handle) = rogue_with(Limits::default(), grants);
     let (outer, inner) = handle
         .call_typed(|r: &typed::Rogue, store| {
@@ -197,7 +250,14 @@ fn two_instances_serve_two_calls_at_once() {
 fn an_endless_start_function_is_stopped_and_refused() {
     let timeout = Duration::from_millis(200);
     let engine = hotslot::engine::shared_engine().unwrap();
-    let registry = Registry::with_engine(engine, Limits { timeout, ..Limits::default() }).unwrap();
+    let registry = Registry::with_engine(
+        engine,
+        Limits {
+            timeout,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
     let bytes = wat::parse_str(
         r#"(component
             (core module $m
@@ -217,8 +277,15 @@ fn an_endless_start_function_is_stopped_and_refused() {
     let err = registry
         .add_implementation("demo:probe/probe@1.0.0", "loop", &plugin)
         .unwrap_err();
-    assert!(started.elapsed() < 2 * timeout, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < 2 * timeout,
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(matches!(err, Error::Instantiate { .. }), "{err:?}");
-    assert!(err.to_string().contains("looping-start.wasm") && err.to_string().contains("interrupt"), "{err}");
+    assert!(
+        err.to_string().contains("looping-start.wasm") && err.to_string().contains("interrupt"),
+        "{err}"
+    );
     assert!(!handle.is_available());
 }

@@ -24,22 +24,31 @@ fn typed_hello(handle: &hotslot::Handle, name: &str) -> Result<String, Error> {
 #[test]
 fn typed_and_dynamic_calls_share_a_handle_across_reloads() {
     let registry = Registry::new().unwrap();
-    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a")).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
+        .unwrap();
     let x = registry.first_implementation(GREET).unwrap();
     assert_eq!(typed_hello(&x, "t").unwrap(), "a: hello, t");
     assert_eq!(hello(&x, "d").unwrap(), "a: hello, d");
 
-    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_b")).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_b"))
+        .unwrap();
     assert_eq!(typed_hello(&x, "t").unwrap(), "b: bonjour, t");
 
     registry.remove_implementation(GREET, "impl_1").unwrap();
-    assert!(matches!(typed_hello(&x, "t"), Err(Error::Unavailable { .. })));
+    assert!(matches!(
+        typed_hello(&x, "t"),
+        Err(Error::Unavailable { .. })
+    ));
 }
 
 #[test]
 fn typed_bindings_for_the_wrong_world_are_refused_by_name() {
     let registry = Registry::new().unwrap();
-    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a")).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
+        .unwrap();
     let x = registry.first_implementation(GREET).unwrap();
     let err = x
         .call_typed(|c: &Calculator, store| c.demo_calc_math().call_add(store, 1, 2))
@@ -54,7 +63,9 @@ fn typed_bindings_for_the_wrong_world_are_refused_by_name() {
 fn typed_add_on_a_multi_export_component() {
     let registry = Registry::new().unwrap();
     let calc = plugin(&registry, "calc");
-    registry.add_implementation("demo:calc/math@1.0.0", "calc", &calc).unwrap();
+    registry
+        .add_implementation("demo:calc/math@1.0.0", "calc", &calc)
+        .unwrap();
     let math = registry.get("demo:calc/math@1").unwrap();
     let sum = math
         .call_typed(|c: &Calculator, store| c.demo_calc_math().call_add(store, 40, 2))
@@ -68,7 +79,9 @@ fn typed_add_on_a_multi_export_component() {
 fn a_call_in_flight_finishes_on_its_own_generation() {
     let registry = Registry::new().unwrap();
     let impl_b = plugin(&registry, "greeter_b");
-    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a")).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
+        .unwrap();
     let x = registry.first_implementation(GREET).unwrap();
     let old = x.generation().unwrap();
 
@@ -76,13 +89,18 @@ fn a_call_in_flight_finishes_on_its_own_generation() {
         .call_typed(|g: &Greeter, store| {
             let before = g.demo_greeter_greet().call_hello(&mut *store, "1")?;
             // The reload lands while this call still holds the old instance.
-            registry.add_implementation(GREET, "impl_1", &impl_b).unwrap();
+            registry
+                .add_implementation(GREET, "impl_1", &impl_b)
+                .unwrap();
             let after = g.demo_greeter_greet().call_hello(&mut *store, "2")?;
             Ok((before, after))
         })
         .unwrap();
     assert_eq!(before, "a: hello, 1");
-    assert_eq!(after, "a: hello, 2", "the call in flight stays on its generation");
+    assert_eq!(
+        after, "a: hello, 2",
+        "the call in flight stays on its generation"
+    );
     assert_eq!(hello(&x, "3").unwrap(), "b: bonjour, 3");
     assert!(x.generation().unwrap() > old);
 }
@@ -93,7 +111,9 @@ fn a_call_in_flight_finishes_on_its_own_generation() {
 fn a_batch_picks_up_a_reload_between_its_calls() {
     let registry = Registry::new().unwrap();
     let impl_b = plugin(&registry, "greeter_b");
-    registry.add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a")).unwrap();
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
+        .unwrap();
     let x = registry.first_implementation(GREET).unwrap();
     let (first, second, dynamic) = x
         .batch(|calls| {
@@ -101,16 +121,26 @@ fn a_batch_picks_up_a_reload_between_its_calls() {
                 g.demo_greeter_greet().call_hello(s, "n")
             };
             let first = calls.call_typed(hello)?;
-            registry.add_implementation(GREET, "impl_1", &impl_b).unwrap();
+            registry
+                .add_implementation(GREET, "impl_1", &impl_b)
+                .unwrap();
             let second = calls.call_typed(hello)?;
-            let dynamic = calls.call("hello", &[hotslot::wasmtime::component::Val::String("d".into())])?;
+            let dynamic = calls.call(
+                "hello",
+                &[hotslot::wasmtime::component::Val::String("d".into())],
+            )?;
             Ok::<_, Error>((first, second, dynamic))
         })
         .unwrap()
         .unwrap();
     assert_eq!(first, "a: hello, n");
     assert_eq!(second, "b: bonjour, n");
-    assert_eq!(dynamic, [hotslot::wasmtime::component::Val::String("b: bonjour, d".into())]);
+    assert_eq!(
+        dynamic,
+        [hotslot::wasmtime::component::Val::String(
+            "b: bonjour, d".into()
+        )]
+    );
 
     registry.remove_implementation(GREET, "impl_1").unwrap();
     let inside = x.batch(|calls| calls.call("hello", &[])).unwrap();

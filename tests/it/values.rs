@@ -11,7 +11,10 @@ const FILTER: &str = "demo:text/filter@1.2.0";
 fn options(banned: &[&str], case_mode: &str, max_len: Option<u32>) -> Val {
     Val::Record(vec![
         ("case-mode".into(), Val::Enum(case_mode.into())),
-        ("max-len".into(), Val::Option(max_len.map(|n| Box::new(Val::U32(n))))),
+        (
+            "max-len".into(),
+            Val::Option(max_len.map(|n| Box::new(Val::U32(n)))),
+        ),
         (
             "banned".into(),
             Val::List(banned.iter().map(|w| Val::String((*w).into())).collect()),
@@ -23,7 +26,11 @@ fn options(banned: &[&str], case_mode: &str, max_len: Option<u32>) -> Val {
 fn registry_with_filters() -> Registry {
     let registry = Registry::new().unwrap();
     registry
-        .add_implementation("demo:text/filter@1.0.0", "basic", &plugin(&registry, "filter_basic"))
+        .add_implementation(
+            "demo:text/filter@1.0.0",
+            "basic",
+            &plugin(&registry, "filter_basic"),
+        )
         .unwrap();
     registry
         .add_implementation(FILTER, "shout", &plugin(&registry, "filter_shout"))
@@ -49,7 +56,10 @@ fn two_filters_answer_differently_through_rich_types() {
     let banned = options(&["darn"], "keep", None);
     assert_eq!(
         check(&registry, 0, "oh darn it", banned.clone()),
-        ok(Val::Variant("drop".into(), Some(Box::new(Val::String("banned word: darn".into())))))
+        ok(Val::Variant(
+            "drop".into(),
+            Some(Box::new(Val::String("banned word: darn".into())))
+        ))
     );
     assert_eq!(
         check(&registry, 1, "oh darn it", banned),
@@ -60,7 +70,10 @@ fn two_filters_answer_differently_through_rich_types() {
     );
     assert_eq!(
         check(&registry, 0, "Hello", options(&[], "upper", Some(3))),
-        ok(Val::Variant("rewrite".into(), Some(Box::new(Val::String("HEL".into())))))
+        ok(Val::Variant(
+            "rewrite".into(),
+            Some(Box::new(Val::String("HEL".into())))
+        ))
     );
     assert_eq!(
         check(&registry, 0, "fine", options(&[], "keep", None)),
@@ -78,18 +91,31 @@ fn lists_records_and_tuples_come_back_whole() {
     let registry = registry_with_filters();
     let basic = registry.first_implementation(FILTER).unwrap();
     let lines = Val::List(
-        ["keep me", "bad word", "Short"].iter().map(|s| Val::String((*s).into())).collect(),
+        ["keep me", "bad word", "Short"]
+            .iter()
+            .map(|s| Val::String((*s).into()))
+            .collect(),
     );
     assert_eq!(
-        basic.call("apply", &[lines, options(&["bad"], "lower", None)]).unwrap(),
-        [Val::List(vec![Val::String("keep me".into()), Val::String("short".into())])]
+        basic
+            .call("apply", &[lines, options(&["bad"], "lower", None)])
+            .unwrap(),
+        [Val::List(vec![
+            Val::String("keep me".into()),
+            Val::String("short".into())
+        ])]
     );
     assert_eq!(
-        basic.call("stats", &[Val::String("one two\nthree".into())]).unwrap(),
+        basic
+            .call("stats", &[Val::String("one two\nthree".into())])
+            .unwrap(),
         [Val::Record(vec![
             ("lines".into(), Val::U32(2)),
             ("words".into(), Val::U32(3)),
-            ("longest".into(), Val::Option(Some(Box::new(Val::String("three".into()))))),
+            (
+                "longest".into(),
+                Val::Option(Some(Box::new(Val::String("three".into()))))
+            ),
         ])]
     );
     assert_eq!(
@@ -108,20 +134,34 @@ fn bad_calls_are_typed_errors_and_the_instance_keeps_serving() {
 
     let err = basic.call("no-such", &[]).unwrap_err();
     assert!(matches!(err, Error::NoSuchFunction { .. }), "{err:?}");
-    assert!(err.to_string().contains("no-such") && err.to_string().contains("check"), "{err}");
+    assert!(
+        err.to_string().contains("no-such") && err.to_string().contains("check"),
+        "{err}"
+    );
 
     let err = basic.call("stats", &[]).unwrap_err();
     assert!(matches!(err, Error::BadArguments { .. }), "{err:?}");
-    assert!(err.to_string().contains("expected 1 argument(s), got 0"), "{err}");
+    assert!(
+        err.to_string().contains("expected 1 argument(s), got 0"),
+        "{err}"
+    );
 
     let err = basic.call("stats", &[Val::U32(3)]).unwrap_err();
     assert!(matches!(err, Error::BadArguments { .. }), "{err:?}");
-    assert!(err.to_string().contains("argument `text`: expected string, got u32"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("argument `text`: expected string, got u32"),
+        "{err}"
+    );
 
     let bad_enum = options(&[], "sideways", None);
-    let err = basic.call("check", &[Val::String("x".into()), bad_enum]).unwrap_err();
+    let err = basic
+        .call("check", &[Val::String("x".into()), bad_enum])
+        .unwrap_err();
     assert!(err.to_string().contains("sideways"), "{err}");
 
-    let answer = basic.call("stats", &[Val::String("still here".into())]).unwrap();
+    let answer = basic
+        .call("stats", &[Val::String("still here".into())])
+        .unwrap();
     assert!(matches!(&answer[0], Val::Record(_)));
 }

@@ -33,7 +33,12 @@ impl Setup {
         let mut watcher = Watcher::new(registry.clone(), dir.path());
         let events = watcher.subscribe();
         watcher.start().unwrap();
-        Setup { dir, registry, watcher, events }
+        Setup {
+            dir,
+            registry,
+            watcher,
+            events,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -57,30 +62,34 @@ impl Setup {
 
     fn wait_loaded(&self, name: &str) -> WatchEvent {
         let file = self.path(name);
-        self.wait_for(&format!("load of {name}"), |e| {
-            matches!(e, WatchEvent::Loaded { file: f, .. } if *f == file)
-        })
+        self.wait_for(
+            &format!("load of {name}"),
+            |e| matches!(e, WatchEvent::Loaded { file: f, .. } if *f == file),
+        )
     }
 
     fn wait_reloaded(&self, name: &str) -> WatchEvent {
         let file = self.path(name);
-        self.wait_for(&format!("reload of {name}"), |e| {
-            matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file)
-        })
+        self.wait_for(
+            &format!("reload of {name}"),
+            |e| matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file),
+        )
     }
 
     fn wait_removed(&self, name: &str) {
         let file = self.path(name);
-        self.wait_for(&format!("removal of {name}"), |e| {
-            matches!(e, WatchEvent::Removed { file: f, .. } if *f == file)
-        });
+        self.wait_for(
+            &format!("removal of {name}"),
+            |e| matches!(e, WatchEvent::Removed { file: f, .. } if *f == file),
+        );
     }
 
     fn wait_rejected(&self, name: &str) -> String {
         let file = self.path(name);
-        match self.wait_for(&format!("rejection of {name}"), |e| {
-            matches!(e, WatchEvent::Rejected { file: f, .. } if *f == file)
-        }) {
+        match self.wait_for(
+            &format!("rejection of {name}"),
+            |e| matches!(e, WatchEvent::Rejected { file: f, .. } if *f == file),
+        ) {
             WatchEvent::Rejected { reason, .. } => reason,
             _ => unreachable!(),
         }
@@ -111,7 +120,9 @@ fn events_before_barrier(setup: &Setup, marker: &str) -> Vec<WatchEvent> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let left = deadline.checked_duration_since(Instant::now()).expect("barrier timed out");
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("barrier timed out");
         let event = setup.events.recv_timeout(left).expect("barrier timed out");
         if matches!(&event, WatchEvent::Loaded { file: f, .. } if *f == file) {
             return seen;
@@ -122,7 +133,10 @@ fn events_before_barrier(setup: &Setup, marker: &str) -> Vec<WatchEvent> {
 
 #[test]
 fn loads_every_component_at_start_in_file_name_order() {
-    let setup = Setup::new(&[("b_second.wasm", "greeter_b"), ("a_first.wasm", "greeter_a")]);
+    let setup = Setup::new(&[
+        ("b_second.wasm", "greeter_b"),
+        ("a_first.wasm", "greeter_a"),
+    ]);
     let names: Vec<String> = setup.registry.list().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["a_first", "b_second"]);
     let first = setup.registry.first_implementation(GREET).unwrap();
@@ -135,14 +149,19 @@ fn loads_every_component_at_start_in_file_name_order() {
 fn a_component_exporting_two_interfaces_is_registered_for_both() {
     let setup = Setup::new(&[("calc.wasm", "calc")]);
     match setup.wait_loaded("calc.wasm") {
-        WatchEvent::Loaded { interfaces, name, .. } => {
+        WatchEvent::Loaded {
+            interfaces, name, ..
+        } => {
             assert_eq!(name, "calc");
             let names: Vec<String> = interfaces.iter().map(|(i, _)| i.to_string()).collect();
             assert_eq!(names, ["demo:calc/math@1.0.0", GREET]);
         }
         _ => unreachable!(),
     }
-    assert!(setup.registry.first_implementation("demo:calc/math@1").is_ok());
+    assert!(setup
+        .registry
+        .first_implementation("demo:calc/math@1")
+        .is_ok());
 }
 
 #[test]
@@ -161,7 +180,9 @@ fn create_then_plain_copy_over_then_atomic_rename_over() {
 
     setup.copy_atomic("greeter_a", "g.wasm");
     match setup.wait_reloaded("g.wasm") {
-        WatchEvent::Reloaded { timings, .. } => assert!(timings.cached, "a's bytes were compiled before"),
+        WatchEvent::Reloaded { timings, .. } => {
+            assert!(timings.cached, "a's bytes were compiled before")
+        }
         _ => unreachable!(),
     }
     assert_eq!(hello(&handle, "3").unwrap(), "a: hello, 3");
@@ -188,7 +209,11 @@ fn delete_then_re_add_under_the_same_name() {
 fn rename_removes_the_old_name_and_adds_the_new() {
     let setup = Setup::new(&[("old.wasm", "greeter_a")]);
     let old = setup.registry.first_implementation(GREET).unwrap();
-    fs::rename(setup.dir.path().join("old.wasm"), setup.dir.path().join("new.wasm")).unwrap();
+    fs::rename(
+        setup.dir.path().join("old.wasm"),
+        setup.dir.path().join("new.wasm"),
+    )
+    .unwrap();
     setup.wait_removed("old.wasm");
     setup.wait_loaded("new.wasm");
     assert!(matches!(hello(&old, "w"), Err(Error::Unavailable { .. })));
@@ -202,9 +227,21 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
     let greet = setup.registry.first_implementation(GREET).unwrap();
     let good = fs::read(plugin_path("calc")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated", good[..good.len() / 3].to_vec(), "not a usable component"),
-        ("garbage", b"\x7fELF not a component".to_vec(), "not a WebAssembly binary"),
-        ("core module", wat::parse_str("(module)").unwrap(), "core WebAssembly module"),
+        (
+            "truncated",
+            good[..good.len() / 3].to_vec(),
+            "not a usable component",
+        ),
+        (
+            "garbage",
+            b"\x7fELF not a component".to_vec(),
+            "not a WebAssembly binary",
+        ),
+        (
+            "core module",
+            wat::parse_str("(module)").unwrap(),
+            "core WebAssembly module",
+        ),
         ("empty", Vec::new(), "empty"),
         (
             "lost export",
@@ -216,8 +253,15 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
         setup.write("calc.wasm", &bytes);
         let reason = setup.wait_rejected("calc.wasm");
         assert!(reason.contains(expected), "{what}: {reason}");
-        assert!(reason.contains("calc.wasm"), "{what}: names the file: {reason}");
-        assert_eq!(hello(&greet, "ok").unwrap(), "calc: ok has 2 letters", "after {what}");
+        assert!(
+            reason.contains("calc.wasm"),
+            "{what}: names the file: {reason}"
+        );
+        assert_eq!(
+            hello(&greet, "ok").unwrap(),
+            "calc: ok has 2 letters",
+            "after {what}"
+        );
     }
     // The next good change is tried again, and taken.
     setup.write("calc.wasm", &good);
@@ -236,11 +280,20 @@ fn unchanged_content_other_files_and_reads_reload_nothing() {
     setup.write("notes.txt", b"not a plugin");
     setup.write("g.wasm.bak", b"not a plugin either");
     fs::create_dir(setup.dir.path().join("sub")).unwrap();
-    fs::copy(plugin_path("greeter_b"), setup.dir.path().join("sub/nested.wasm")).unwrap();
+    fs::copy(
+        plugin_path("greeter_b"),
+        setup.dir.path().join("sub/nested.wasm"),
+    )
+    .unwrap();
 
     let seen = events_before_barrier(&setup, "marker.wasm");
     assert!(seen.is_empty(), "expected nothing, saw {seen:#?}");
-    let g = setup.registry.list().into_iter().find(|i| i.name == "g").unwrap();
+    let g = setup
+        .registry
+        .list()
+        .into_iter()
+        .find(|i| i.name == "g")
+        .unwrap();
     assert_eq!(g.generation, generation);
 }
 
@@ -258,7 +311,10 @@ fn storm_of_plain_rewrites_never_fails_a_call() {
                 let mut calls = 0u32;
                 while writing.load(Ordering::Acquire) || calls < 10 {
                     let answer = hello(&handle, "s").expect("no call may fail");
-                    assert!(answer == "a: hello, s" || answer == "b: bonjour, s", "{answer}");
+                    assert!(
+                        answer == "a: hello, s" || answer == "b: bonjour, s",
+                        "{answer}"
+                    );
                     calls += 1;
                 }
                 calls
@@ -281,7 +337,10 @@ fn storm_of_plain_rewrites_never_fails_a_call() {
         if answer == "a: hello, s" {
             break;
         }
-        assert!(Instant::now() < deadline, "still answering {answer:?} after the storm");
+        assert!(
+            Instant::now() < deadline,
+            "still answering {answer:?} after the storm"
+        );
         let _ = setup.events.recv_timeout(Duration::from_millis(100));
     }
     let _ = &setup.watcher;
@@ -292,18 +351,36 @@ fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
     use hotslot::wasmtime::component::Val;
     let setup = Setup::new(&[("rogue.wasm", "rogue")]);
     setup.wait_loaded("rogue.wasm");
-    let handle = setup.registry.first_implementation("demo:rogue/misbehave").unwrap();
-    let mode = || handle.call("env", &[Val::String("MODE".into())]).unwrap().remove(0);
+    let handle = setup
+        .registry
+        .first_implementation("demo:rogue/misbehave")
+        .unwrap();
+    let mode = || {
+        handle
+            .call("env", &[Val::String("MODE".into())])
+            .unwrap()
+            .remove(0)
+    };
     assert_eq!(mode(), Val::Option(None));
 
     setup.write("rogue.toml", b"[env]\nMODE = \"one\"\n");
     setup.wait_reloaded("rogue.wasm");
-    assert_eq!(mode(), Val::Option(Some(Box::new(Val::String("one".into())))));
+    assert_eq!(
+        mode(),
+        Val::Option(Some(Box::new(Val::String("one".into()))))
+    );
 
     setup.write("rogue.toml", b"[env]\nMODE = \"two\"\n[limits\n");
     let reason = setup.wait_rejected("rogue.wasm");
-    assert!(reason.contains("rogue.toml") && reason.contains("line 3"), "{reason}");
-    assert_eq!(mode(), Val::Option(Some(Box::new(Val::String("one".into())))), "old one stays");
+    assert!(
+        reason.contains("rogue.toml") && reason.contains("line 3"),
+        "{reason}"
+    );
+    assert_eq!(
+        mode(),
+        Val::Option(Some(Box::new(Val::String("one".into())))),
+        "old one stays"
+    );
 
     fs::remove_file(setup.dir.path().join("rogue.toml")).unwrap();
     setup.wait_reloaded("rogue.wasm");

@@ -62,10 +62,21 @@ pub fn list(dir: &Path) -> Result<Vec<Row>, String> {
     let registry = Registry::new().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for path in files {
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let row = |interface: String, loads: String| Row { file: file.clone(), interface, size, loads };
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let row = |interface: String, loads: String| Row {
+            file: file.clone(),
+            interface,
+            size,
+            loads,
+        };
         let loaded = crate::manifest::Grants::for_component(&path)
             .and_then(|grants| Ok(registry.load_file(&path)?.with_grants(grants)));
         let plugin = match loaded {
@@ -96,17 +107,34 @@ pub fn table(rows: &[Row]) -> String {
     let header = ["FILE", "INTERFACE", "SIZE", "LOADS"];
     let cells: Vec<[String; 4]> = rows
         .iter()
-        .map(|r| [r.file.clone(), r.interface.clone(), r.size.to_string(), r.loads.clone()])
+        .map(|r| {
+            [
+                r.file.clone(),
+                r.interface.clone(),
+                r.size.to_string(),
+                r.loads.clone(),
+            ]
+        })
         .collect();
     let width = |i: usize| {
-        cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)
+        cells
+            .iter()
+            .map(|c| c[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
     };
     let widths = [width(0), width(1), width(2)];
     let line = |c: [&str; 4]| {
         format!(
             "{:w0$}  {:w1$}  {:>w2$}  {}",
-            c[0], c[1], c[2], c[3],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2]
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
         )
     };
     let mut out = vec![line(header)];

@@ -111,9 +111,15 @@ pub fn main() -> ExitCode {
     init_logging(verbose);
     let outcome = match cli.command {
         Command::Watch { dir, limits } => watch(dir, limits.limits()),
-        Command::Call { file, request, limits } => call(file, &request, limits.limits()),
+        Command::Call {
+            file,
+            request,
+            limits,
+        } => call(file, &request, limits.limits()),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
-        Command::List { dir } => inspect::list(&dir).map(|rows| println!("{}", inspect::table(&rows))),
+        Command::List { dir } => {
+            inspect::list(&dir).map(|rows| println!("{}", inspect::table(&rows)))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,8 +142,14 @@ fn watch(dir: PathBuf, limits: Limits) -> Result<(), String> {
 fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
     let registry = registry(limits)?;
     let grants = crate::manifest::Grants::for_component(&file).map_err(|e| e.to_string())?;
-    let plugin = registry.load_file(&file).map_err(|e| e.to_string())?.with_grants(grants);
-    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let plugin = registry
+        .load_file(&file)
+        .map_err(|e| e.to_string())?
+        .with_grants(grants);
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for export in plugin.exports() {
         registry
             .add_implementation(&export.name().to_string(), &name, &plugin)
@@ -160,7 +172,11 @@ fn init_logging(verbose: bool) {
     let level = std::env::var("HOTSLOT_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or_else(|| default.parse().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO));
+        .unwrap_or_else(|| {
+            default
+                .parse()
+                .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO)
+        });
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)

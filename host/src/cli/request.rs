@@ -61,13 +61,17 @@ impl CallRequest {
 /// An answer in WAVE: `()` for no results, the value for one, a tuple for
 /// several.
 pub fn render(results: &[Val]) -> Result<String, String> {
-    let wave = |v: &Val| hotslot_wave::to_string(v).map_err(|e| format!("cannot render {v:?}: {e}"));
+    let wave =
+        |v: &Val| hotslot_wave::to_string(v).map_err(|e| format!("cannot render {v:?}: {e}"));
     match results {
         [] => Ok("()".to_string()),
         [one] => wave(one),
         many => Ok(format!(
             "({})",
-            many.iter().map(wave).collect::<Result<Vec<_>, _>>()?.join(", ")
+            many.iter()
+                .map(wave)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ")
         )),
     }
 }

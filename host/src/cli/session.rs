@@ -29,9 +29,9 @@ pub fn call(registry: &Registry, line: &str) -> Result<String, String> {
     let handle = registry
         .first_implementation(request.interface())
         .map_err(|e| describe(&e))?;
-    let exported = handle.exported().ok_or_else(|| {
-        format!("no implementation of {} is loaded", request.interface())
-    })?;
+    let exported = handle
+        .exported()
+        .ok_or_else(|| format!("no implementation of {} is loaded", request.interface()))?;
     let function = exported.function(request.function()).ok_or_else(|| {
         let names: Vec<&str> = exported.functions().iter().map(|f| f.name()).collect();
         format!(
