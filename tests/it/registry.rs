@@ -356,3 +356,13 @@ fn calls_through_one_handle_survive_200_swaps() {
     // The last swap (i = 199) put impl_a behind the slot.
     assert_eq!(hello(&handle, "w").unwrap(), "a: hello, w");
 }
+
+#[test]
+fn handles_and_the_registry_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn cloneable<T: Clone>() {}
+    shared::<hotslot::Handle>();
+    cloneable::<hotslot::Handle>();
+    shared::<Registry>();
+    shared::<hotslot::Plugin>();
+}
