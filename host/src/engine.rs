@@ -14,7 +14,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use crate::error::Error;
 
@@ -28,7 +30,20 @@ use crate::error::Error;
 /// # drop(engine);
 /// ```
 pub fn new_engine() -> Result<Engine, Error> {
-    let mut config = base_config();
+    build_engine(false)
+}
+
+/// Like [`new_engine`]; with `disk_cache`, compiled code is also kept in
+/// wasmtime's own on-disk cache (its default directory, under the user's
+/// cache directory), so that a restarted host does not compile again what it
+/// compiled before. The `hotslot` CLI turns it on.
+///
+/// ```
+/// let engine = hotslot::engine::build_engine(true).unwrap();
+/// # drop(engine);
+/// ```
+pub fn build_engine(disk_cache: bool) -> Result<Engine, Error> {
+    let mut config = base_config(disk_cache);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,
@@ -36,7 +51,7 @@ pub fn new_engine() -> Result<Engine, Error> {
             tracing::warn!(
                 "pooling allocator unavailable ({pool_error:#}); instantiating on demand"
             );
-            Engine::new(&base_config()).map_err(|e| Error::Engine(format!("{e:#}")))?
+            Engine::new(&base_config(disk_cache)).map_err(|e| Error::Engine(format!("{e:#}")))?
         }
     };
     start_ticker(&engine)?;
@@ -97,8 +112,16 @@ pub fn shared_engine() -> Result<Engine, Error> {
 /// The most stack one call's wasm frames may use.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
-fn base_config() -> Config {
+fn base_config(disk_cache: bool) -> Config {
     let mut config = Config::new();
+    if disk_cache {
+        match Cache::new(CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!("compiling without wasmtime's disk cache: {e:#}"),
+        }
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     // Deep recursion traps here rather than exhausting the host's stack.

@@ -161,7 +161,9 @@ fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
 }
 
 fn registry(limits: Limits) -> Result<Registry, String> {
-    let engine = crate::engine::shared_engine().map_err(|e| e.to_string())?;
+    // One engine per process; with wasmtime's disk cache a restart (or the
+    // next `hotslot call`) does not compile the same component again.
+    let engine = crate::engine::build_engine(true).map_err(|e| e.to_string())?;
     Registry::with_engine(engine, limits).map_err(|e| e.to_string())
 }
 
