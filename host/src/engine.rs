@@ -61,11 +61,13 @@ pub fn build_engine(disk_cache: bool) -> Result<Engine, Error> {
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// The number of epoch ticks that covers `timeout`, rounded up, plus one so
-/// that a call never gets less than its full time.
+/// The number of epoch ticks that covers `timeout`, rounded up, plus two:
+/// one for the part of the current tick already gone, one for a ticker that
+/// woke late and catches up at once. A call gets at least its time on an idle
+/// machine; under heavy load it may be stopped by as much as the ticker lags.
 pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
-    (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+    (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(2)
 }
 
 /// Advances the engine's epoch once per tick of wall time, for as long as
