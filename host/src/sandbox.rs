@@ -61,15 +61,7 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            return Err(LimitHit {
-                what: "memory",
-                desired,
-                limit: self.max_memory,
-            }
-            .into());
-        }
-        Ok(true)
+        within("memory", desired, self.max_memory)
     }
 
     fn table_growing(
@@ -78,16 +70,21 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_table_elements {
-            return Err(LimitHit {
-                what: "table",
-                desired,
-                limit: self.max_table_elements,
-            }
-            .into());
-        }
-        Ok(true)
+        within("table", desired, self.max_table_elements)
     }
+}
+
+/// Allows growth up to `limit`; past it, traps with [`LimitHit`].
+fn within(what: &'static str, desired: usize, limit: usize) -> wasmtime::Result<bool> {
+    if desired > limit {
+        return Err(LimitHit {
+            what,
+            desired,
+            limit,
+        }
+        .into());
+    }
+    Ok(true)
 }
 
 /// Table elements one instance may have: generous for any real plugin.

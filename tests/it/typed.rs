@@ -17,6 +17,18 @@ mod calculator {
 use calculator::Calculator;
 use greeter::Greeter;
 
+/// A registry serving greeter_a as `impl_1`, a handle to it, and greeter_b
+/// loaded, ready to replace it.
+fn greeter_a_then_b() -> (Registry, hotslot::Handle, hotslot::Plugin) {
+    let registry = Registry::new().unwrap();
+    let impl_b = plugin(&registry, "greeter_b");
+    registry
+        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
+        .unwrap();
+    let x = registry.first_implementation(GREET).unwrap();
+    (registry, x, impl_b)
+}
+
 fn typed_hello(handle: &hotslot::Handle, name: &str) -> Result<String, Error> {
     handle.call_typed(|g: &Greeter, store| g.demo_greeter_greet().call_hello(store, name))
 }
@@ -77,12 +89,7 @@ fn typed_add_on_a_multi_export_component() {
 /// reload lands in the middle of it; the next call reaches the new one.
 #[test]
 fn a_call_in_flight_finishes_on_its_own_generation() {
-    let registry = Registry::new().unwrap();
-    let impl_b = plugin(&registry, "greeter_b");
-    registry
-        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
-        .unwrap();
-    let x = registry.first_implementation(GREET).unwrap();
+    let (registry, x, impl_b) = greeter_a_then_b();
     let old = x.generation().unwrap();
 
     let (before, after) = x
@@ -109,12 +116,7 @@ fn a_call_in_flight_finishes_on_its_own_generation() {
 /// newest generation: a reload between two calls is picked up by the second.
 #[test]
 fn a_batch_picks_up_a_reload_between_its_calls() {
-    let registry = Registry::new().unwrap();
-    let impl_b = plugin(&registry, "greeter_b");
-    registry
-        .add_implementation(GREET, "impl_1", &plugin(&registry, "greeter_a"))
-        .unwrap();
-    let x = registry.first_implementation(GREET).unwrap();
+    let (registry, x, impl_b) = greeter_a_then_b();
     let (first, second, dynamic) = x
         .batch(|calls| {
             let hello = |g: &Greeter, s: &mut hotslot::wasmtime::Store<hotslot::PluginState>| {
