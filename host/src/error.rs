@@ -178,6 +178,76 @@ pub enum Error {
         reason: String,
     },
 
+    /// A new version of a plugin does not export an interface the plugin
+    /// serves now. A reload must keep every interface (or none changes):
+    /// remove the implementation first to drop one.
+    #[error(
+        "{origin} does not export {interface}, which `{name}` serves now; \
+         a reload must keep every interface (remove it first to drop one)"
+    )]
+    WouldDrop {
+        /// The interface it would drop, as served now.
+        interface: String,
+        /// The plugin's name.
+        name: String,
+        /// Where the new version came from.
+        origin: String,
+    },
+
+    /// A plugin added whole under a name would take a slot that another
+    /// plugin serves under the same name (added for that one interface).
+    #[error(
+        "{interface} `{name}` is served by another plugin ({other}); \
+         remove it before adding {origin} under that name"
+    )]
+    NameTaken {
+        /// The interface.
+        interface: String,
+        /// The name.
+        name: String,
+        /// The plugin being added.
+        origin: String,
+        /// Where the plugin serving the slot came from.
+        other: String,
+    },
+
+    /// A call reached a plugin whose every instance this same thread is
+    /// already using (a typed closure, a batch or a plugin calling back into
+    /// it): waiting would never end, so the call fails at once.
+    #[error(
+        "{interface} `{name}` was re-entered: this thread already holds its \
+         every instance ({instances}), so the call would wait for itself"
+    )]
+    Reentered {
+        /// The interface called.
+        interface: String,
+        /// The plugin's name.
+        name: String,
+        /// How many instances the plugin may run.
+        instances: usize,
+    },
+
+    /// Every instance of a plugin stayed busy past the call's deadline.
+    #[error("{interface} `{name}`: no instance became free within {waited_ms} ms")]
+    Busy {
+        /// The interface called.
+        interface: String,
+        /// The plugin's name.
+        name: String,
+        /// How long the call waited.
+        waited_ms: u64,
+    },
+
+    /// A plugin name that cannot be used: empty, not UTF-8, or holding a
+    /// control character.
+    #[error("bad plugin name {name:?}: {reason}")]
+    BadName {
+        /// The name, as far as it can be shown.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The wasmtime engine could not be configured.
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),
@@ -203,7 +273,7 @@ impl Fault {
     /// Classifies a wasmtime error from a call.
     pub(crate) fn of(error: &wasmtime::Error) -> Fault {
         use wasmtime::Trap;
-        if error.downcast_ref::<crate::sandbox::LimitHit>().is_some() {
+        if error.downcast_ref::<crate::limits::LimitHit>().is_some() {
             return Fault::Limit;
         }
         match error.downcast_ref::<Trap>() {

@@ -20,28 +20,37 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bindings;
 pub mod cli;
 pub mod engine;
 mod error;
 mod generation;
 mod handle;
+mod limits;
 mod loader;
 mod manifest;
 mod output;
+mod program;
 mod registry;
 mod sandbox;
 mod slot;
+mod source;
 mod sync;
 mod values;
 mod version;
 pub mod watch;
 
+pub use bindings::Bindings;
 pub use error::{Error, Fault};
-pub use handle::{Batch, Bindings, Handle};
+pub use handle::{Batch, Handle};
+pub use limits::{
+    LimitHit, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, MAX_INSTANCES,
+};
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
-pub use manifest::{manifest_path, DirGrant, Grants, MAX_INSTANCES};
-pub use registry::{Implementation, IntoRequest, Registry, RegistryEvent};
-pub use sandbox::{LimitHit, Limits, PluginState, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
+pub use manifest::{manifest_path, DirGrant, Grants};
+pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEvent};
+pub use sandbox::PluginState;
+pub use source::plugin_name;
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, WatchEvent, Watcher};
 

@@ -19,6 +19,7 @@ use wasmtime::Engine;
 use crate::error::{reason, Error};
 use crate::manifest::Grants;
 use crate::sandbox::PluginState;
+use crate::source::{check_header, Source};
 use crate::version::{InterfaceName, Request};
 
 /// A compiled, linked component, ready to be instantiated. Cheap to clone.
@@ -120,6 +121,12 @@ impl Plugin {
     /// What this plugin is granted.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// True if both are the same compiled component with the same grants:
+    /// adding one where the other serves joins its running instances.
+    pub fn same_as(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.compiled, &other.compiled) && self.grants == other.grants
     }
 
     /// SHA-256 of the component's bytes: equal hashes, equal plugins.
@@ -226,13 +233,18 @@ impl Loader {
         &self.engine
     }
 
-    /// Reads `path` and loads it as a plugin; errors name the file.
-    pub(crate) fn load_file(&self, path: &Path) -> Result<(Plugin, bool), Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.load_bytes(&path.display().to_string(), &bytes)
+    /// Loads a component file as read, granted what its manifest grants;
+    /// errors name the file. The flag tells whether the cache served it.
+    pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
+        let grants = match &source.manifest {
+            None => Grants::default(),
+            Some((file, text)) => {
+                let base = file.parent().unwrap_or(Path::new("."));
+                Grants::from_toml(text, base, &file.display().to_string())?
+            }
+        };
+        let (plugin, cached) = self.load_bytes(&source.origin(), &source.bytes)?;
+        Ok((plugin.with_grants(grants), cached))
     }
 
     /// Compiles and links `bytes` (or finds them compiled already); `origin`
@@ -281,27 +293,6 @@ impl Loader {
     }
 }
 
-/// Tells a component from the things most often mistaken for one, before the
-/// compiler gives a less direct message.
-fn check_header(bytes: &[u8]) -> Result<(), String> {
-    const MAGIC: &[u8] = b"\0asm";
-    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
-    if bytes.is_empty() {
-        return Err("the file is empty".into());
-    }
-    if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err("not a WebAssembly binary (no `\\0asm` header)".into());
-    }
-    if bytes[4..8] == CORE_MODULE {
-        return Err(
-            "this is a core WebAssembly module, not a component: build it for \
-             wasm32-wasip2, or wrap it with `wasm-tools component new`"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
 /// Every export whose name is an interface name, with its functions.
 fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedInterface> {
     let mut found = Vec::new();
@@ -335,19 +326,4 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedIn
         found.push(ExportedInterface { name, functions });
     }
     found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_header;
-
-    #[test]
-    fn header_checks_name_the_problem() {
-        assert!(check_header(b"").unwrap_err().contains("empty"));
-        assert!(check_header(b"hello world").unwrap_err().contains("header"));
-        assert!(check_header(b"\0asm\x01\0\0\0")
-            .unwrap_err()
-            .contains("core"));
-        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
-    }
 }

@@ -24,10 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::sandbox::Limits;
-
-/// The most instances one implementation may serve calls with at once.
-pub const MAX_INSTANCES: usize = 16;
+use crate::limits::{Limits, MAX_INSTANCES};
 
 /// What one plugin is granted. The default grants nothing.
 ///
@@ -163,11 +160,16 @@ impl Grants {
         }
     }
 
-    /// `defaults`, with what this manifest sets instead.
-    pub(crate) fn limits(&self, defaults: &Limits) -> Limits {
+    /// The limits an instance runs under: the operator's `ceiling`, lowered
+    /// where this manifest asks for less. A manifest never raises a limit.
+    pub fn limits(&self, ceiling: &Limits) -> Limits {
         Limits {
-            max_memory: self.max_memory.unwrap_or(defaults.max_memory),
-            timeout: self.timeout.unwrap_or(defaults.timeout),
+            max_memory: self
+                .max_memory
+                .map_or(ceiling.max_memory, |m| m.min(ceiling.max_memory)),
+            timeout: self
+                .timeout
+                .map_or(ceiling.timeout, |t| t.min(ceiling.timeout)),
         }
     }
 
@@ -200,6 +202,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_lowers_limits_but_never_raises_them() {
+        let grants = Grants::from_toml(
+            "[limits]\nmax-memory-mib = 100000\ntimeout-ms = 100000000\n",
+            Path::new("."),
+            "p.toml",
+        )
+        .unwrap();
+        let ceiling = Limits {
+            max_memory: 16 << 20,
+            timeout: Duration::from_millis(200),
+        };
+        assert_eq!(grants.limits(&ceiling), ceiling);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! The registry: which implementations exist, in which order, and the slots
-//! and handles callers reach them through.
+//! The registry: which plugins and implementations exist, in which order,
+//! and the slots and handles callers reach them through.
 //!
-//! Named after the engine API registry hotslot comes from. Implementations are
-//! added under an interface and a name; adding again under the same pair (in
-//! the same version line) puts the new instance behind the existing slot, so
-//! handles already given out reach the new code.
+//! Named after the engine API registry hotslot comes from. A plugin is added
+//! under a name, for every interface it exports ([`Registry::add_plugin`]) or
+//! for one ([`Registry::add_implementation`]); adding again under the same
+//! name puts the new version behind the existing slots, so handles already
+//! given out reach the new code. A new version takes every slot of its name
+//! in one step, or none.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,11 +19,14 @@ use crate::engine::shared_engine;
 use crate::error::Error;
 use crate::generation::Generation;
 use crate::handle::Handle;
+use crate::limits::{Limits, DEFAULT_MAX_FILE_SIZE};
 use crate::loader::{Loader, Plugin};
-use crate::sandbox::{self, Limits};
-use crate::slot::{Binding, Slot};
+use crate::program::{Program, Published, Route};
+use crate::sandbox;
+use crate::slot::{Selection, Slot};
+use crate::source::{check_name, plugin_name, Source};
 use crate::sync::lock;
-use crate::version::{InterfaceName, Request};
+use crate::version::{InterfaceName, Line, Request};
 
 /// Something that names a request: a `&str` such as
 /// `"demo:greeter/greet@1.0.0"`, a [`Request`] or an [`InterfaceName`].
@@ -51,6 +56,18 @@ impl IntoRequest for Request {
 impl IntoRequest for &Request {
     fn into_request(self) -> Result<Request, Error> {
         Ok(self.clone())
+    }
+}
+
+impl IntoRequest for String {
+    fn into_request(self) -> Result<Request, Error> {
+        self.parse()
+    }
+}
+
+impl IntoRequest for &InterfaceName {
+    fn into_request(self) -> Result<Request, Error> {
+        Ok(self.clone().into())
     }
 }
 
@@ -129,12 +146,26 @@ impl std::fmt::Display for RegistryEvent {
 pub struct Implementation {
     /// The interface, with the version the implementation exports.
     pub interface: InterfaceName,
-    /// The implementation's name.
+    /// The implementation's (plugin's) name.
     pub name: String,
     /// The generation serving calls.
     pub generation: u64,
     /// Where the component came from.
     pub origin: String,
+}
+
+/// What [`Registry::add_plugin`] (or [`Registry::add_file`]) registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The plugin's name.
+    pub name: String,
+    /// The generation now serving every one of its interfaces.
+    pub generation: u64,
+    /// The generation it replaced, if the name served before.
+    pub previous: Option<u64>,
+    /// Every interface it serves, with the version it exports, in the
+    /// component's order.
+    pub interfaces: Vec<InterfaceName>,
 }
 
 /// The registry of implementations. Share it behind an `Arc`; every method
@@ -167,18 +198,29 @@ struct State {
     /// Every slot ever made, in registration order. Slots are never dropped:
     /// handles may point at them.
     slots: Vec<Arc<Slot>>,
-    /// The handles given out by `get`, re-pointed on every change.
-    bindings: Vec<Weak<Binding>>,
+    /// Every program ever made. A name usually has one; it has more when
+    /// different plugins were added under it for different interfaces
+    /// ([`Registry::add_implementation`]), each running on its own.
+    programs: Vec<Arc<Program>>,
+    /// What the handles given out by `get` reach, re-pointed on every change.
+    selections: Vec<Weak<Selection>>,
 }
 
 impl Registry {
     /// A registry on the process's shared engine, with default limits.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if wasmtime cannot be set up.
     pub fn new() -> Result<Self, Error> {
         Self::with_engine(shared_engine()?, Limits::default())
     }
 
     /// A registry on `engine` (configure it like [`crate::engine::new_engine`]
-    /// does), whose instances run under `limits`.
+    /// does), whose instances run under `limits`: manifests may lower them,
+    /// never raise them.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if WASI cannot be added to the linker.
     pub fn with_engine(engine: Engine, limits: Limits) -> Result<Self, Error> {
         Ok(Registry {
             loader: Loader::new(engine.clone(), sandbox::linker(&engine)?),
@@ -194,41 +236,173 @@ impl Registry {
         self.loader.engine()
     }
 
-    /// Reads and compiles a component file. Bytes compiled recently (by
-    /// content hash) are not compiled again.
-    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, Error> {
-        Ok(self.loader.load_file(path.as_ref())?.0)
+    /// The limits instances run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
-    /// Compiles a component from bytes; `origin` names it in errors.
+    /// Reads and compiles a component file, granted what the manifest beside
+    /// it (`NAME.toml` for `NAME.wasm`) grants, as `watch` does. Bytes
+    /// compiled recently (by content hash) are not compiled again.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read (or is not a regular file),
+    /// [`Error::NotAComponent`] and [`Error::Link`] for what it holds,
+    /// [`Error::Manifest`] for a manifest that does not parse.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, Error> {
+        Ok(self.load_source(&self.read(path.as_ref())?)?.0)
+    }
+
+    /// Compiles a component from bytes, with no grants; `origin` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`Error::NotAComponent`] and [`Error::Link`].
     pub fn load_bytes(&self, origin: &str, bytes: &[u8]) -> Result<Plugin, Error> {
         Ok(self.loader.load_bytes(origin, bytes)?.0)
     }
 
-    /// Like [`Registry::load_bytes`], also telling whether the compile cache
+    /// Reads a component file and its manifest, within the file size limit.
+    pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
+        Source::read(path, DEFAULT_MAX_FILE_SIZE)
+    }
+
+    /// Loads what [`Registry::read`] read, telling whether the compile cache
     /// served the bytes.
-    pub(crate) fn load_bytes_cached(
-        &self,
-        origin: &str,
-        bytes: &[u8],
-    ) -> Result<(Plugin, bool), Error> {
-        self.loader.load_bytes(origin, bytes)
+    pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
+        self.loader.load_source(source)
+    }
+
+    /// Loads a component file with its manifest ([`Registry::load_file`])
+    /// and adds it under its file stem for every interface it exports
+    /// ([`Registry::add_plugin`]): what `watch` does with each file.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let added = registry.add_file("plugins/calc.wasm")?;
+    /// assert_eq!(added.name, "calc");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Those of both, and [`Error::BadName`] for a file stem that is not
+    /// UTF-8 or holds control characters.
+    pub fn add_file(&self, path: impl AsRef<Path>) -> Result<Registered, Error> {
+        let path = path.as_ref();
+        let name = plugin_name(path)?;
+        let plugin = self.load_file(path)?;
+        self.add_plugin(&name, &plugin)
+    }
+
+    /// Adds `plugin` under `name` for every interface it exports, all served
+    /// by the same instances. If `name` serves already, the new version
+    /// replaces the old behind every slot in one step, or nothing changes: it
+    /// must export (in the same version line) every interface served now,
+    /// and its instance must start.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// let added = registry.add_plugin("calc", &calc)?;
+    /// println!("{} serves {:?} as generation {}", added.name, added.interfaces, added.generation);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotExported`] for a component that exports no interface,
+    /// [`Error::WouldDrop`] when a served interface is missing,
+    /// [`Error::NameTaken`] when another plugin serves one of its interfaces
+    /// under the same name,
+    /// [`Error::Instantiate`] when its instance cannot start, and
+    /// [`Error::BadName`].
+    pub fn add_plugin(&self, name: &str, plugin: &Plugin) -> Result<Registered, Error> {
+        check_name(name).map_err(|reason| Error::BadName {
+            name: name.to_string(),
+            reason,
+        })?;
+        if plugin.exports().is_empty() {
+            return Err(Error::NotExported {
+                interface: "any interface".into(),
+                origin: plugin.origin().to_string(),
+                exported: Vec::new(),
+            });
+        }
+        let mut wanted: Vec<(Line, usize)> = Vec::new();
+        for (export, exported) in plugin.exports().iter().enumerate() {
+            let line = exported.name().line();
+            if !wanted.iter().any(|(l, _)| *l == line) {
+                wanted.push((line.clone(), best_in_line(plugin, &line).unwrap_or(export)));
+            }
+        }
+        let program = self.lock().plugin_program(name, plugin, &wanted)?;
+        let _changing = lock(&program.changing);
+        let current = program.current();
+        if let Some(current) = &current {
+            keeps_every_line(current, plugin, name, |line| {
+                wanted.iter().any(|(l, _)| l == line)
+            })?;
+        }
+        let published = self.publish_generation(&program, plugin, wanted)?;
+        Ok(Registered {
+            name: name.to_string(),
+            generation: published.generation.number(),
+            previous: current.map(|c| c.generation.number()),
+            interfaces: published
+                .routes
+                .iter()
+                .map(|r| published.generation.exported(r.export).name().clone())
+                .collect(),
+        })
+    }
+
+    /// Removes the plugin `name` from every slot it serves. Its slots stay:
+    /// calls through handles already held fail with [`Error::Unavailable`]
+    /// until it is added again.
+    ///
+    /// # Errors
+    /// [`Error::NoImplementation`] if nothing by that name was ever added.
+    pub fn remove_plugin(&self, name: &str) -> Result<(), Error> {
+        let programs = self.lock().programs_named(name);
+        if programs.is_empty() {
+            return Err(Error::NoImplementation {
+                request: format!("a plugin named `{name}`"),
+            });
+        }
+        for program in programs {
+            let _changing = lock(&program.changing);
+            self.republish(&program, None);
+        }
+        Ok(())
     }
 
     /// Adds `plugin` as the implementation `name` of `interface`
     /// (`ns:pkg/iface@x.y.z`), and returns its generation number.
     ///
-    /// The plugin must export the interface at a compatible version. If a slot
-    /// for this name and interface (in the same version line) exists, the new
-    /// instance goes behind it and every handle already held reaches it;
-    /// calls in flight finish on the instance they started on.
+    /// The plugin must export the interface at a compatible version. If
+    /// `name` already serves this interface (in the same version line), the
+    /// new version goes behind its slots and every handle already held
+    /// reaches it; calls in flight finish on the instance they started on.
+    /// One plugin's interfaces share its instances: adding the same plugin
+    /// under the same name for another interface joins the running instance,
+    /// and a different plugin under that name replaces it for every
+    /// interface it serves (so it must export them all).
+    ///
+    /// # Errors
+    /// [`Error::NotExported`], [`Error::WouldDrop`], [`Error::Instantiate`],
+    /// [`Error::BadInterfaceName`] and [`Error::BadName`].
     pub fn add_implementation(
         &self,
-        interface: &str,
+        interface: impl IntoRequest,
         name: &str,
         plugin: &Plugin,
     ) -> Result<u64, Error> {
-        let request: Request = interface.parse()?;
+        let request = interface.into_request()?;
+        check_name(name).map_err(|reason| Error::BadName {
+            name: name.to_string(),
+            reason,
+        })?;
         let export = plugin
             .position_serving(&request)
             .ok_or_else(|| Error::NotExported {
@@ -240,79 +414,97 @@ impl Registry {
                     .map(|e| e.name().to_string())
                     .collect(),
             })?;
-        let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        // Instantiate before taking the lock: a slow start-up must not stall
-        // the registry, and a failing one never reaches a slot.
-        let generation = Arc::new(Generation::new(
-            number,
-            name,
-            plugin.clone(),
-            export,
-            self.limits.clone(),
-        )?);
-        let exported = generation.interface().clone();
-        let event = {
-            let mut state = self.lock();
-            let slot = state.slot_for(&exported, name);
-            let previous = slot.replace(Some(generation));
-            state.repoint_bindings();
-            match previous {
-                Some(previous) => RegistryEvent::Replaced {
-                    interface: exported,
-                    name: name.to_string(),
-                    generation: number,
-                    previous: previous.number(),
-                },
-                None => RegistryEvent::Added {
-                    interface: exported,
-                    name: name.to_string(),
-                    generation: number,
-                },
+        let line = plugin.exports()[export].name().line();
+        let program = self.lock().implementation_program(name, plugin, &line);
+        let _changing = lock(&program.changing);
+        let current = program.current();
+        if let Some(current) = &current {
+            let joins = current.generation.plugin().same_as(plugin)
+                && current.routes.iter().all(|r| r.line != line);
+            if joins {
+                let mut routes = current.routes.clone();
+                let generation = current.generation.clone();
+                let mut state = self.lock();
+                let slot = state.slot_for(&program, generation.exported(export).name());
+                routes.push(Route {
+                    slot: slot.id(),
+                    line,
+                    export,
+                });
+                drop(state);
+                self.republish(&program, Some(Published { generation, routes }));
+                return Ok(current.generation.number());
             }
-        };
-        self.publish(event);
-        Ok(number)
+        }
+        // A new generation: it serves this interface and every one served now.
+        let mut wanted = vec![(line.clone(), export)];
+        if let Some(current) = &current {
+            keeps_every_line(current, plugin, name, |l| *l == line)?;
+            for route in current.routes.iter().filter(|r| r.line != line) {
+                let best = best_in_line(plugin, &route.line).expect("checked just above");
+                wanted.push((route.line.clone(), best));
+            }
+        }
+        Ok(self
+            .publish_generation(&program, plugin, wanted)?
+            .generation
+            .number())
     }
 
     /// Removes the implementation `name` of `interface`. Its slot stays:
     /// calls through handles already held fail with [`Error::Unavailable`]
-    /// until an implementation is added under that name again.
+    /// until an implementation is added under that name again. The plugin's
+    /// other interfaces keep serving, on the same instances.
     ///
     /// `interface` picks the version line (`@1.0.0` reaches `1.x`); without a
-    /// version, every line of the interface loses `name`. Fails with
-    /// [`Error::NoImplementation`] if nothing by that name was registered.
-    pub fn remove_implementation(&self, interface: &str, name: &str) -> Result<(), Error> {
-        let request: Request = interface.parse()?;
-        let mut removed = Vec::new();
-        let mut known = false;
-        {
-            let mut state = self.lock();
-            for slot in &state.slots {
-                if slot.name() != name || !same_line(&slot.interface(), &request) {
-                    continue;
-                }
-                known = true;
-                if let Some(old) = slot.replace(None) {
-                    removed.push(RegistryEvent::Removed {
-                        interface: old.interface().clone(),
-                        name: name.to_string(),
-                        generation: old.number(),
-                    });
-                }
+    /// version, every line of the interface loses `name`.
+    ///
+    /// # Errors
+    /// [`Error::NoImplementation`] if nothing by that name was registered
+    /// for the interface.
+    pub fn remove_implementation(&self, interface: impl IntoRequest, name: &str) -> Result<(), Error> {
+        let request = interface.into_request()?;
+        let unknown = || Error::NoImplementation {
+            request: format!("{request} named `{name}`"),
+        };
+        let mut programs: Vec<Arc<Program>> = Vec::new();
+        for slot in self.lock().slots.iter() {
+            let program = slot.program();
+            if slot.name() == name
+                && same_line(&slot.interface(), &request)
+                && !programs.iter().any(|p| Arc::ptr_eq(p, program))
+            {
+                programs.push(program.clone());
             }
-            state.repoint_bindings();
         }
-        if !known {
-            return Err(Error::NoImplementation {
-                request: format!("{request} named `{name}`"),
-            });
+        if programs.is_empty() {
+            return Err(unknown());
         }
-        removed.into_iter().for_each(|event| self.publish(event));
+        for program in programs {
+            let _changing = lock(&program.changing);
+            let Some(current) = program.current() else {
+                continue;
+            };
+            let generation = current.generation.clone();
+            let routes: Vec<Route> = current
+                .routes
+                .iter()
+                .filter(|r| !same_line(generation.exported(r.export).name(), &request))
+                .cloned()
+                .collect();
+            if routes.len() != current.routes.len() {
+                let next = (!routes.is_empty()).then_some(Published { generation, routes });
+                self.republish(&program, next);
+            }
+        }
         Ok(())
     }
 
     /// A handle to the first implementation (in registration order) that
     /// serves `request`.
+    ///
+    /// # Errors
+    /// [`Error::NoImplementation`] when none serves it now.
     pub fn first_implementation(&self, request: impl IntoRequest) -> Result<Handle, Error> {
         let request = request.into_request()?;
         let first = self.lock().serving(&request).next();
@@ -323,8 +515,40 @@ impl Registry {
             })
     }
 
+    /// A handle to the implementation `name` of `request`: the slot of that
+    /// plugin serving the request, or, while it serves nothing there, the
+    /// slot it had in that version line.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/greeter_b.wasm")?;
+    /// let b = registry.implementation("demo:greeter/greet@1", "greeter_b")?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoImplementation`] when `name` never served the interface.
+    pub fn implementation(&self, request: impl IntoRequest, name: &str) -> Result<Handle, Error> {
+        let request = request.into_request()?;
+        let state = self.lock();
+        let named = || state.slots.iter().filter(|s| s.name() == name);
+        let found = named()
+            .find(|s| s.serves(&request))
+            .or_else(|| named().find(|s| same_line(&s.interface(), &request)));
+        found
+            .cloned()
+            .map(Handle::to_slot)
+            .ok_or_else(|| Error::NoImplementation {
+                request: format!("{request} named `{name}`"),
+            })
+    }
+
     /// Handles to every implementation that serves `request`, in
     /// registration order.
+    ///
+    /// # Errors
+    /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn implementations(&self, request: impl IntoRequest) -> Result<Vec<Handle>, Error> {
         let request = request.into_request()?;
         let state = self.lock();
@@ -332,8 +556,10 @@ impl Registry {
         Ok(found)
     }
 
-    /// A handle to the one implementation that serves `request`; an error if
-    /// there are none or several.
+    /// A handle to the one implementation that serves `request`.
+    ///
+    /// # Errors
+    /// [`Error::NotSingle`] if there are none or several.
     pub fn single_implementation(&self, request: impl IntoRequest) -> Result<Handle, Error> {
         let request = request.into_request()?;
         let mut found = self.implementations(&request)?;
@@ -349,12 +575,15 @@ impl Registry {
     /// A handle that serves `request` through whichever implementation is
     /// first to serve it at the time of each call. It can be taken before any
     /// implementation exists, and starts working as soon as one is added.
+    ///
+    /// # Errors
+    /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn get(&self, request: impl IntoRequest) -> Result<Handle, Error> {
-        let binding = Arc::new(Binding::new(request.into_request()?));
+        let selection = Arc::new(Selection::new(request.into_request()?));
         let mut state = self.lock();
-        binding.point_at(state.serving(binding.request()).next());
-        state.bindings.push(Arc::downgrade(&binding));
-        Ok(Handle::to_binding(binding))
+        selection.point_at(state.serving(selection.request()).next());
+        state.selections.push(Arc::downgrade(&selection));
+        Ok(Handle::to_selection(selection))
     }
 
     /// Every implementation currently loaded, in registration order.
@@ -363,9 +592,8 @@ impl Registry {
             .slots
             .iter()
             .filter_map(|slot| {
-                let generation = slot.current()?;
-                Some(Implementation {
-                    interface: generation.interface().clone(),
+                slot.peek(|generation, export| Implementation {
+                    interface: generation.exported(export).name().clone(),
                     name: slot.name().to_string(),
                     generation: generation.number(),
                     origin: generation.plugin().origin().to_string(),
@@ -382,6 +610,58 @@ impl Registry {
         receiver
     }
 
+    /// Instantiates `plugin` as a new generation of `program` and publishes
+    /// it for `wanted` (line, export) pairs. Called with `program.changing`
+    /// held: instantiating outside the registry's lock keeps a slow start-up
+    /// from stalling the registry, and a failing one never reaches a slot.
+    fn publish_generation(
+        &self,
+        program: &Arc<Program>,
+        plugin: &Plugin,
+        wanted: Vec<(Line, usize)>,
+    ) -> Result<Arc<Published>, Error> {
+        let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let generation = Arc::new(Generation::new(
+            number,
+            program.name(),
+            plugin.clone(),
+            &self.limits,
+        )?);
+        let routes = {
+            let mut state = self.lock();
+            wanted
+                .into_iter()
+                .map(|(line, export)| {
+                    let slot = state.slot_for(program, generation.exported(export).name());
+                    Route {
+                        slot: slot.id(),
+                        line,
+                        export,
+                    }
+                })
+                .collect()
+        };
+        let published = Arc::new(Published { generation, routes });
+        self.republish_arc(program, Some(published.clone()));
+        Ok(published)
+    }
+
+    fn republish(&self, program: &Program, next: Option<Published>) {
+        self.republish_arc(program, next.map(Arc::new));
+    }
+
+    /// Publishes `next` for `program`, re-points `get` handles and tells
+    /// subscribers what changed.
+    fn republish_arc(&self, program: &Program, next: Option<Arc<Published>>) {
+        let events = {
+            let mut state = self.lock();
+            let previous = program.publish(next.clone());
+            state.repoint_selections();
+            changes(program.name(), previous.as_deref(), next.as_deref())
+        };
+        events.into_iter().for_each(|event| self.publish(event));
+    }
+
     fn publish(&self, event: RegistryEvent) {
         tracing::info!("{event}");
         lock(&self.subscribers).retain(|s| s.send(event.clone()).is_ok());
@@ -393,17 +673,85 @@ impl Registry {
 }
 
 impl State {
-    /// The slot for `name` in `interface`'s version line, made if new.
-    fn slot_for(&mut self, interface: &InterfaceName, name: &str) -> Arc<Slot> {
+    fn programs_named(&self, name: &str) -> Vec<Arc<Program>> {
+        self.programs
+            .iter()
+            .filter(|p| p.name() == name)
+            .cloned()
+            .collect()
+    }
+
+    fn new_program(&mut self, name: &str) -> Arc<Program> {
+        let program = Arc::new(Program::new(name));
+        self.programs.push(program.clone());
+        program
+    }
+
+    /// The program a whole plugin is added to under `name`: the name's
+    /// first program (made if new). Refused when a line it would serve
+    /// belongs to another program of that name.
+    fn plugin_program(
+        &mut self,
+        name: &str,
+        plugin: &Plugin,
+        wanted: &[(Line, usize)],
+    ) -> Result<Arc<Program>, Error> {
+        let program = match self.programs.iter().find(|p| p.name() == name) {
+            Some(program) => program.clone(),
+            None => return Ok(self.new_program(name)),
+        };
+        for (line, export) in wanted {
+            let taken = self.slots.iter().find(|s| {
+                s.name() == name && s.line() == line && !Arc::ptr_eq(s.program(), &program)
+            });
+            if let Some(slot) = taken {
+                let other = slot.peek(|g, _| g.plugin().origin().to_string());
+                return Err(Error::NameTaken {
+                    interface: plugin.exports()[*export].name().to_string(),
+                    name: name.to_string(),
+                    origin: plugin.origin().to_string(),
+                    other: other.unwrap_or_else(|| "none now".into()),
+                });
+            }
+        }
+        Ok(program)
+    }
+
+    /// The program `plugin` is added to as the implementation `name` of
+    /// `line`: the one that has that slot; else one of that name running the
+    /// same plugin, to share its instances; else a new one.
+    fn implementation_program(&mut self, name: &str, plugin: &Plugin, line: &Line) -> Arc<Program> {
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| s.name() == name && s.line() == line)
+        {
+            return slot.program().clone();
+        }
+        let running_it = self.programs.iter().find(|p| {
+            p.name() == name
+                && p
+                    .peek(|published| published.generation.plugin().same_as(plugin))
+                    .unwrap_or(false)
+        });
+        match running_it {
+            Some(program) => program.clone(),
+            None => self.new_program(name),
+        }
+    }
+
+    /// The slot of `program` in `interface`'s version line, made if new.
+    fn slot_for(&mut self, program: &Arc<Program>, interface: &InterfaceName) -> Arc<Slot> {
         let line = interface.line();
         if let Some(slot) = self
             .slots
             .iter()
-            .find(|s| s.name() == name && s.interface().line() == line)
+            .find(|s| Arc::ptr_eq(s.program(), program) && *s.line() == line)
         {
             return slot.clone();
         }
-        let slot = Arc::new(Slot::new(name, interface.clone()));
+        let id = self.slots.len() as u64;
+        let slot = Arc::new(Slot::new(id, interface.clone(), program.clone()));
         self.slots.push(slot.clone());
         slot
     }
@@ -412,19 +760,91 @@ impl State {
     fn serving<'a>(&'a self, request: &'a Request) -> impl Iterator<Item = Arc<Slot>> + 'a {
         self.slots
             .iter()
-            .filter(|slot| slot.current().is_some_and(|g| g.serves(request)))
+            .filter(|slot| slot.serves(request))
             .cloned()
     }
 
     /// Points every live `get` handle at the first slot serving its request,
     /// and forgets the handles that were dropped.
-    fn repoint_bindings(&mut self) {
-        let bindings: Vec<Arc<Binding>> = self.bindings.iter().filter_map(Weak::upgrade).collect();
-        for binding in &bindings {
-            binding.point_at(self.serving(binding.request()).next());
+    fn repoint_selections(&mut self) {
+        let selections: Vec<Arc<Selection>> =
+            self.selections.iter().filter_map(Weak::upgrade).collect();
+        for selection in &selections {
+            selection.point_at(self.serving(selection.request()).next());
         }
-        self.bindings = bindings.iter().map(Arc::downgrade).collect();
+        self.selections = selections.iter().map(Arc::downgrade).collect();
     }
+}
+
+/// The export of `plugin` that serves `line`: the highest version in it.
+fn best_in_line(plugin: &Plugin, line: &Line) -> Option<usize> {
+    let exports = plugin.exports();
+    (0..exports.len())
+        .filter(|&i| exports[i].name().line() == *line)
+        .max_by(|&a, &b| exports[a].name().version().cmp(&exports[b].name().version()))
+}
+
+/// Fails unless a new version of `name` keeps every line `current` serves
+/// (apart from those `exempt` says it takes care of).
+fn keeps_every_line(
+    current: &Published,
+    plugin: &Plugin,
+    name: &str,
+    exempt: impl Fn(&Line) -> bool,
+) -> Result<(), Error> {
+    for route in &current.routes {
+        if !exempt(&route.line) && best_in_line(plugin, &route.line).is_none() {
+            return Err(Error::WouldDrop {
+                interface: current.generation.exported(route.export).name().to_string(),
+                name: name.to_string(),
+                origin: plugin.origin().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The events that moving `name` from `before` to `after` makes, slot by slot.
+fn changes(name: &str, before: Option<&Published>, after: Option<&Published>) -> Vec<RegistryEvent> {
+    let mut events = Vec::new();
+    let routes = |p: Option<&Published>| p.map(|p| p.routes.clone()).unwrap_or_default();
+    let (old_routes, new_routes) = (routes(before), routes(after));
+    if let Some(after) = after {
+        let generation = after.generation.number();
+        for route in &new_routes {
+            let interface = after.generation.exported(route.export).name().clone();
+            let name = name.to_string();
+            match before.filter(|b| b.export_for(route.slot).is_some()) {
+                None => events.push(RegistryEvent::Added {
+                    interface,
+                    name,
+                    generation,
+                }),
+                Some(before) if before.generation.number() != generation => {
+                    events.push(RegistryEvent::Replaced {
+                        interface,
+                        name,
+                        generation,
+                        previous: before.generation.number(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(before) = before {
+        for route in old_routes
+            .iter()
+            .filter(|r| !new_routes.iter().any(|n| n.slot == r.slot))
+        {
+            events.push(RegistryEvent::Removed {
+                interface: before.generation.exported(route.export).name().clone(),
+                name: name.to_string(),
+                generation: before.generation.number(),
+            });
+        }
+    }
+    events
 }
 
 /// Whether a slot that last served `interface` is in the version line a

@@ -4,20 +4,15 @@
 //! Nothing is granted by default: no preopened directories, no environment,
 //! no network, no inherited stdio. Memory is capped per instance.
 
-use std::time::Duration;
-
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
-
-use crate::engine::deadline_ticks;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use crate::engine::deadline_ticks;
 use crate::error::Error;
+use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::LogOutput;
-
-/// The default cap on one instance's linear memory: 256 MiB.
-pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
 /// its resource limits. Typed calls receive a `Store<PluginState>`.
@@ -40,18 +35,6 @@ pub struct PluginState {
 struct Limiter {
     max_memory: usize,
     max_table_elements: usize,
-}
-
-/// A plugin instance tried to grow past its limit.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} limit hit: tried to grow to {desired}, limit {limit}")]
-pub struct LimitHit {
-    /// `memory` (bytes) or `table` (elements).
-    pub what: &'static str,
-    /// The size asked for.
-    pub desired: usize,
-    /// The limit.
-    pub limit: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -87,41 +70,11 @@ fn within(what: &'static str, desired: usize, limit: usize) -> wasmtime::Result<
     Ok(true)
 }
 
-/// Table elements one instance may have: generous for any real plugin.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-/// The limits each instance runs under.
-///
-/// ```
-/// let limits = hotslot::Limits { max_memory: 64 << 20, ..Default::default() };
-/// assert_eq!(limits.max_memory, 64 << 20);
-/// assert_eq!(limits.timeout, hotslot::DEFAULT_TIMEOUT);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The most linear memory one instance may grow to, in bytes.
-    pub max_memory: usize,
-    /// The longest one call (or one instantiation) may run.
-    pub timeout: Duration,
-}
-
-/// The default deadline for one call: 5 s.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_memory: DEFAULT_MAX_MEMORY,
-            timeout: DEFAULT_TIMEOUT,
         }
     }
 }

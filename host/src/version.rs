@@ -14,6 +14,11 @@ use semver::Version;
 
 use crate::error::Error;
 
+/// The versions of one interface that may replace one another behind one
+/// slot: package, interface, and the major version (or for `0.x`, major and
+/// minor).
+pub(crate) type Line = (String, String, Option<(u64, u64)>);
+
 /// The name of a WIT interface, with the version of its package if it has one.
 ///
 /// ```
@@ -66,7 +71,7 @@ impl InterfaceName {
     /// The set of versions that may replace one another behind one slot: the
     /// major version, or for `0.x` the major and minor. Two names with the same
     /// line are the same interface, released at different times.
-    pub(crate) fn line(&self) -> (String, String, Option<(u64, u64)>) {
+    pub(crate) fn line(&self) -> Line {
         let line = self.version.as_ref().map(|v| match v.major {
             0 => (0, v.minor),
             major => (major, u64::MAX),

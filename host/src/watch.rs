@@ -25,12 +25,10 @@ use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
-use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::loader::ContentHash;
-use crate::manifest::{manifest_path, Grants};
 use crate::registry::Registry;
+use crate::source::plugin_name;
 use crate::sync::lock;
 use crate::version::InterfaceName;
 
@@ -219,10 +217,10 @@ struct DirState {
 }
 
 struct FileState {
-    /// The content last tried, loaded or rejected.
-    tried: ContentHash,
-    /// The interfaces registered for the content that serves, if any.
-    interfaces: Vec<InterfaceName>,
+    /// The content (component and manifest) last tried, loaded or rejected.
+    tried: [u8; 32],
+    /// The content that serves, if any.
+    serving: Option<[u8; 32]>,
 }
 
 impl DirState {
@@ -334,79 +332,70 @@ impl DirState {
         }
     }
 
-    /// A file that left: remove its implementation (its slots stay).
+    /// A file that left: remove its plugin (its slots stay).
     fn forget(&mut self, path: &Path) {
         if !self.is_component_file(path) {
             return;
         }
         self.pending.remove(path);
-        let name = stem(path);
+        let Ok(name) = plugin_name(path) else { return };
         let Some(state) = self.files.remove(&name) else {
             return;
         };
-        for interface in &state.interfaces {
-            if let Err(e) = self
-                .registry
-                .remove_implementation(&interface.to_string(), &name)
-            {
-                tracing::warn!("removing {}: {e}", path.display());
-            }
+        if state.serving.is_none() {
+            return;
         }
-        if !state.interfaces.is_empty() {
-            self.publish(WatchEvent::Removed {
-                file: path.to_path_buf(),
-                name,
-            });
+        if let Err(e) = self.registry.remove_plugin(&name) {
+            tracing::warn!("removing {}: {e}", path.display());
         }
+        self.publish(WatchEvent::Removed {
+            file: path.to_path_buf(),
+            name,
+        });
     }
 
     /// Brings the registry in line with the file as it is now.
     fn sync(&mut self, path: &Path) {
         let started = Instant::now();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(path),
-            Err(e) => return self.reject(path, format!("cannot read {}: {e}", path.display())),
+        let name = match plugin_name(path) {
+            Ok(name) => name,
+            Err(e) => return self.reject(path, e.to_string()),
         };
-        let manifest = manifest_path(path);
-        let manifest_text = match std::fs::read_to_string(&manifest) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return self.reject(path, format!("cannot read {}: {e}", manifest.display())),
+        let read = self.registry.read(path);
+        // The manifest is part of what is loaded: a change to either reloads.
+        // A file refused before it was read whole is known by the refusal
+        // and its metadata instead.
+        let hash = match &read {
+            Ok(source) => source.hash(),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return self.forget(path)
+            }
+            Err(e) => refusal_hash(path, e),
+        };
+        let state = self.files.entry(name.clone()).or_insert(FileState {
+            tried: [0; 32],
+            serving: None,
+        });
+        // Same content as last time, or as what serves (back after a
+        // half-written version was refused): nothing to do.
+        let unchanged = state.tried == hash || state.serving == Some(hash);
+        state.tried = hash;
+        if unchanged {
+            return;
+        }
+        let source = match read {
+            Ok(source) => source,
+            Err(e) => return self.reject(path, e.to_string()),
         };
         let read = started.elapsed();
-        let name = stem(path);
-        // The manifest is part of what is loaded: a change to either reloads.
-        let mut hasher = Sha256::new();
-        hasher.update(&bytes);
-        if let Some(text) = &manifest_text {
-            hasher.update(b"\0manifest\0");
-            hasher.update(text.as_bytes());
-        }
-        let hash: ContentHash = hasher.finalize().into();
-        if self.files.get(&name).is_some_and(|f| f.tried == hash) {
-            return; // Same bytes as last time: nothing to do.
-        }
-        let previous = self
-            .files
-            .entry(name.clone())
-            .and_modify(|f| f.tried = hash)
-            .or_insert(FileState {
-                tried: hash,
-                interfaces: Vec::new(),
-            })
-            .interfaces
-            .clone();
-        let grants = match &manifest_text {
-            None => Grants::default(),
-            Some(text) => match Grants::from_toml(text, &self.dir, &manifest.display().to_string())
-            {
-                Ok(grants) => grants,
-                Err(e) => return self.reject(path, e.to_string()),
-            },
-        };
-        match self.load(path, &name, &bytes, grants, &previous) {
-            Ok((interfaces, compile, cached)) => {
+        let compiling = Instant::now();
+        let loaded = self
+            .registry
+            .load_source(&source)
+            .and_then(|(plugin, cached)| Ok((self.registry.add_plugin(&name, &plugin)?, cached)));
+        let compile = compiling.elapsed();
+        match loaded {
+            Ok((registered, cached)) => {
                 let timings = LoadTimings {
                     started,
                     read,
@@ -415,69 +404,31 @@ impl DirState {
                     swap: started.elapsed().saturating_sub(read + compile),
                 };
                 if let Some(state) = self.files.get_mut(&name) {
-                    state.interfaces = interfaces.iter().map(|(i, _)| i.clone()).collect();
+                    state.serving = Some(hash);
                 }
+                let interfaces = registered
+                    .interfaces
+                    .iter()
+                    .map(|i| (i.clone(), registered.generation))
+                    .collect();
                 let file = path.to_path_buf();
-                self.publish(if previous.is_empty() {
-                    WatchEvent::Loaded {
+                self.publish(match registered.previous {
+                    None => WatchEvent::Loaded {
                         file,
                         name,
                         interfaces,
                         timings,
-                    }
-                } else {
-                    WatchEvent::Reloaded {
+                    },
+                    Some(_) => WatchEvent::Reloaded {
                         file,
                         name,
                         interfaces,
                         timings,
-                    }
+                    },
                 });
             }
-            Err(reason) => self.reject(path, reason),
+            Err(e) => self.reject(path, e.to_string()),
         }
-    }
-
-    /// Compiles `bytes` and puts them behind `name`'s slots, unless they
-    /// fall short of what `previous` promised.
-    #[allow(clippy::type_complexity)]
-    fn load(
-        &self,
-        path: &Path,
-        name: &str,
-        bytes: &[u8],
-        grants: Grants,
-        previous: &[InterfaceName],
-    ) -> Result<(Vec<(InterfaceName, u64)>, Duration, bool), String> {
-        let compiling = Instant::now();
-        let (plugin, cached) = self
-            .registry
-            .load_bytes_cached(&path.display().to_string(), bytes)
-            .map_err(|e| e.to_string())?;
-        let plugin = plugin.with_grants(grants);
-        let compile = compiling.elapsed();
-        if plugin.exports().is_empty() {
-            return Err(format!("{} exports no interface", path.display()));
-        }
-        if let Some(lost) = previous
-            .iter()
-            .find(|i| plugin.export_serving(&(*i).clone().into()).is_none())
-        {
-            return Err(format!(
-                "{} no longer exports {lost}, which it was loaded for",
-                path.display()
-            ));
-        }
-        let mut registered = Vec::new();
-        for export in plugin.exports() {
-            let interface = export.name().to_string();
-            let generation = self
-                .registry
-                .add_implementation(&interface, name, &plugin)
-                .map_err(|e| e.to_string())?;
-            registered.push((export.name().clone(), generation));
-        }
-        Ok((registered, compile, cached))
     }
 
     fn reject(&self, path: &Path, reason: String) {
@@ -511,8 +462,18 @@ impl DirState {
     }
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// Stands for the content of a file refused before it was read whole: the
+/// refusal, and the file's identity, size and modification time.
+fn refusal_hash(path: &Path, error: &Error) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    hasher.update(b"refused\0");
+    hasher.update(error.to_string().as_bytes());
+    if let Ok(meta) = std::fs::metadata(path) {
+        for n in [meta.ino(), meta.size(), meta.mtime() as u64, meta.mtime_nsec() as u64] {
+            hasher.update(n.to_le_bytes());
+        }
+    }
+    hasher.finalize().into()
 }

@@ -31,6 +31,7 @@ struct Session {
     stdin: Option<ChildStdin>,
     answers: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Session {
@@ -58,7 +59,7 @@ impl Session {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut child_stderr = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n) = child_stderr.read(&mut buffer) {
                 if n == 0 {
@@ -75,6 +76,7 @@ impl Session {
             stdin,
             answers,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -104,6 +106,10 @@ impl Session {
         drop(self.stdin.take());
         let status = self.child.wait().unwrap();
         let rest: Vec<String> = self.answers.iter().collect();
+        // All of stderr, to its end, before it is checked.
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
         let stderr = self.stderr.lock().unwrap().clone();
         (status.success(), rest, stderr)
     }
@@ -179,7 +185,13 @@ fn a_session_for_each_interface() {
             "demo:greeter/greet@1.0.0 z_calc",
         ]
     );
-    assert!(listed.iter().all(|l| generation(l) >= 1));
+    // One generation per plugin: calc's two interfaces share one instance,
+    // and each plugin's number is its own.
+    let generations: Vec<u64> = listed.iter().map(|l| generation(l)).collect();
+    assert_eq!(generations[2], generations[3], "{listed:?}");
+    assert_ne!(generations[0], generations[1], "{listed:?}");
+    assert_ne!(generations[1], generations[2], "{listed:?}");
+    assert_ne!(generations[0], generations[2], "{listed:?}");
 
     let (ok, rest, _) = s.finish();
     assert!(ok, "end of input exits 0");

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod props;
+mod plugins;
 mod registry;
 mod sandbox;
 mod typed;

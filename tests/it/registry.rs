@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use hotslot::{Error, Registry, RegistryEvent};
 
@@ -298,7 +299,9 @@ fn subscribers_see_added_replaced_and_removed() {
 }
 
 /// Two threads call through one handle while a third swaps impl_a and impl_b
-/// 200 times: every call answers as a or b, none fails.
+/// 200 times, each time waiting (bounded) until a caller has been answered
+/// by the new one: every call answers from a or b, none fails, and every
+/// swap was seen.
 #[test]
 fn calls_through_one_handle_survive_200_swaps() {
     let registry = Arc::new(Registry::new().unwrap());
@@ -311,48 +314,47 @@ fn calls_through_one_handle_survive_200_swaps() {
         .unwrap();
     let handle = registry.first_implementation(GREET).unwrap();
     let swapping = Arc::new(AtomicBool::new(true));
-    let answered = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    // How many calls each of a and b answered, and who answered last.
+    let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let last = Arc::new(AtomicUsize::new(0));
 
     let callers: Vec<_> = (0..2)
         .map(|_| {
             let (handle, swapping) = (handle.clone(), swapping.clone());
-            let answered = answered.clone();
+            let (answered, last) = (answered.clone(), last.clone());
             thread::spawn(move || {
-                let mut calls = 0;
-                // Keep calling until the swaps are done, and at least a few times.
-                while swapping.load(Ordering::Acquire) || calls < 10 {
+                while swapping.load(Ordering::SeqCst) {
                     let answer = hello(&handle, "w").expect("no call may fail during swaps");
-                    match answer.as_str() {
-                        "a: hello, w" => answered[0].fetch_add(1, Ordering::Relaxed),
-                        "b: bonjour, w" => answered[1].fetch_add(1, Ordering::Relaxed),
+                    let who = match answer.as_str() {
+                        "a: hello, w" => 0,
+                        "b: bonjour, w" => 1,
                         other => panic!("answer from neither a nor b: {other}"),
                     };
-                    calls += 1;
+                    answered[who].fetch_add(1, Ordering::SeqCst);
+                    last.store(who, Ordering::SeqCst);
                 }
-                calls
             })
         })
         .collect();
 
-    let swapper = {
-        let registry = registry.clone();
-        thread::spawn(move || {
-            for i in 0..200 {
-                registry
-                    .add_implementation(GREET, "impl_1", &impls[(i + 1) % 2])
-                    .unwrap();
-            }
-        })
-    };
-    swapper.join().unwrap();
-    swapping.store(false, Ordering::Release);
-    let calls: usize = callers.into_iter().map(|c| c.join().unwrap()).sum();
+    for i in 0..200 {
+        let next = (i + 1) % 2;
+        registry
+            .add_implementation(GREET, "impl_1", &impls[next])
+            .unwrap();
+        // Every call that starts from now on reaches `next`.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while last.load(Ordering::SeqCst) != next {
+            assert!(Instant::now() < deadline, "swap {i} was never answered from");
+            thread::yield_now();
+        }
+    }
+    swapping.store(false, Ordering::SeqCst);
+    callers.into_iter().for_each(|c| c.join().unwrap());
 
-    assert!(calls >= 20);
-    assert_eq!(
-        answered[0].load(Ordering::Relaxed) + answered[1].load(Ordering::Relaxed),
-        calls
-    );
+    // 100 swaps to each, each seen at least once.
+    assert!(answered[0].load(Ordering::SeqCst) >= 100);
+    assert!(answered[1].load(Ordering::SeqCst) >= 100);
     // The last swap (i = 199) put impl_a behind the slot.
     assert_eq!(hello(&handle, "w").unwrap(), "a: hello, w");
 }

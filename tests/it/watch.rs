@@ -110,6 +110,14 @@ impl Setup {
     fn write(&self, name: &str, bytes: &[u8]) {
         fs::write(self.dir.path().join(name), bytes).unwrap();
     }
+
+    /// Writes `name` whole in one step (a temporary file renamed over it),
+    /// so the watcher can never read it half-written.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.dir.path().join(format!(".{name}.partial"));
+        fs::write(&tmp, bytes).unwrap();
+        fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+    }
 }
 
 /// Adds a marker plugin and returns every event before its load: events are
@@ -246,11 +254,11 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
         (
             "lost export",
             fs::read(plugin_path("greeter_a")).unwrap(),
-            "no longer exports demo:calc/math@1.0.0",
+            "does not export demo:calc/math@1.0.0",
         ),
     ];
     for (what, bytes, expected) in cases {
-        setup.write("calc.wasm", &bytes);
+        setup.write_atomic("calc.wasm", &bytes);
         let reason = setup.wait_rejected("calc.wasm");
         assert!(reason.contains(expected), "{what}: {reason}");
         assert!(
@@ -263,8 +271,10 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
             "after {what}"
         );
     }
-    // The next good change is tried again, and taken.
-    setup.write("calc.wasm", &good);
+    // The good bytes back are what serves already: nothing to reload. The
+    // next good change (here, to the manifest) is tried again, and taken.
+    setup.write_atomic("calc.wasm", &good);
+    setup.write_atomic("calc.toml", b"[env]\nX = \"1\"\n");
     setup.wait_reloaded("calc.wasm");
     assert_eq!(hello(&greet, "ok").unwrap(), "calc: ok has 2 letters");
 }
@@ -275,7 +285,7 @@ fn unchanged_content_other_files_and_reads_reload_nothing() {
     setup.wait_loaded("g.wasm");
     let generation = setup.registry.list()[0].generation;
 
-    setup.copy_plain("greeter_a", "g.wasm"); // same bytes
+    setup.copy_atomic("greeter_a", "g.wasm"); // same bytes
     fs::read(setup.dir.path().join("g.wasm")).unwrap(); // a read
     setup.write("notes.txt", b"not a plugin");
     setup.write("g.wasm.bak", b"not a plugin either");
@@ -298,7 +308,8 @@ fn unchanged_content_other_files_and_reads_reload_nothing() {
 }
 
 /// Two threads call through one handle while the file is rewritten (plain,
-/// non-atomic copies) 100 times, alternating two components.
+/// non-atomic copies) 101 times, alternating two components; the last write
+/// differs from what was loaded first, so a dead watcher cannot pass.
 #[test]
 fn storm_of_plain_rewrites_never_fails_a_call() {
     let setup = Setup::new(&[("g.wasm", "greeter_a")]);
@@ -323,18 +334,18 @@ fn storm_of_plain_rewrites_never_fails_a_call() {
         .collect();
 
     let stems = ["greeter_b", "greeter_a"];
-    for i in 0..100 {
+    for i in 0..=100 {
         setup.copy_plain(stems[i % 2], "g.wasm");
     }
     writing.store(false, Ordering::Release);
     for caller in callers {
         assert!(caller.join().unwrap() >= 10);
     }
-    // The last write (i = 99) was greeter_a: poll until it answers, bounded.
+    // The last write (i = 100) was greeter_b: poll until it answers, bounded.
     let deadline = Instant::now() + DEADLINE;
     loop {
         let answer = hello(&handle, "s").unwrap();
-        if answer == "a: hello, s" {
+        if answer == "b: bonjour, s" {
             break;
         }
         assert!(
@@ -363,14 +374,14 @@ fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
     };
     assert_eq!(mode(), Val::Option(None));
 
-    setup.write("rogue.toml", b"[env]\nMODE = \"one\"\n");
+    setup.write_atomic("rogue.toml", b"[env]\nMODE = \"one\"\n");
     setup.wait_reloaded("rogue.wasm");
     assert_eq!(
         mode(),
         Val::Option(Some(Box::new(Val::String("one".into()))))
     );
 
-    setup.write("rogue.toml", b"[env]\nMODE = \"two\"\n[limits\n");
+    setup.write_atomic("rogue.toml", b"[env]\nMODE = \"two\"\n[limits\n");
     let reason = setup.wait_rejected("rogue.wasm");
     assert!(
         reason.contains("rogue.toml") && reason.contains("line 3"),

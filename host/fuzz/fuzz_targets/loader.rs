@@ -13,10 +13,8 @@ fn registry() -> &'static hotslot::Registry {
 fuzz_target!(|bytes: &[u8]| {
     let registry = registry();
     if let Ok(plugin) = registry.load_bytes("fuzz.wasm", bytes) {
-        // Whatever loads is also registered (and so instantiated) for each
-        // interface it exports.
-        for export in plugin.exports() {
-            let _ = registry.add_implementation(&export.name().to_string(), "fuzz", &plugin);
-        }
+        // Whatever loads is also registered (and so instantiated), the way
+        // every file is.
+        let _ = registry.add_plugin("fuzz", &plugin);
     }
 });

@@ -13,14 +13,9 @@ fn registry() -> &'static hotslot::Registry {
         let registry = hotslot::Registry::new().expect("engine");
         let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
         for stem in ["filter_basic", "calc", "greeter_a"] {
-            let plugin = registry
-                .load_file(plugins.join(format!("{stem}.wasm")))
+            registry
+                .add_file(plugins.join(format!("{stem}.wasm")))
                 .expect("run `make plugins` first");
-            for export in plugin.exports() {
-                registry
-                    .add_implementation(&export.name().to_string(), stem, &plugin)
-                    .expect("example plugins load");
-            }
         }
         registry
     })

@@ -50,53 +50,34 @@ pub struct Row {
     pub loads: String,
 }
 
-/// What `hotslot watch DIR` would load, file by file in file-name order.
-pub fn list(dir: &Path) -> Result<Vec<Row>, String> {
+/// What `hotslot watch DIR` would load, file by file in file-name order,
+/// loading each into `registry` exactly as `watch` would.
+pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut files: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .collect();
     files.sort();
-    let registry = Registry::new().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for path in files {
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file = one_line(&path.file_name().unwrap_or_default().to_string_lossy());
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let row = |interface: String, loads: String| Row {
             file: file.clone(),
             interface,
             size,
             loads,
         };
-        let loaded = crate::manifest::Grants::for_component(&path)
-            .and_then(|grants| Ok(registry.load_file(&path)?.with_grants(grants)));
-        let plugin = match loaded {
-            Ok(plugin) => plugin,
-            Err(e) => {
-                rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string()))));
-                continue;
-            }
-        };
-        if plugin.exports().is_empty() {
-            rows.push(row("-".into(), "no: exports no interface".into()));
-        }
-        for export in plugin.exports() {
-            let interface = export.name().to_string();
-            // Instantiating checks the start-up code too, as watch would.
-            let loads = match registry.add_implementation(&interface, &name, &plugin) {
-                Ok(_) => "yes".to_string(),
-                Err(e) => format!("no: {}", one_line(&e.to_string())),
-            };
-            rows.push(row(interface, loads));
+        match registry.add_file(&path) {
+            Ok(added) => rows.extend(
+                added
+                    .interfaces
+                    .iter()
+                    .map(|i| row(i.to_string(), "yes".into())),
+            ),
+            Err(e) => rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string())))),
         }
     }
     Ok(rows)

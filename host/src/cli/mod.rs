@@ -17,8 +17,8 @@ use clap::{Parser, Subcommand};
 pub use request::{render, CallRequest};
 pub use session::answer;
 
+use crate::limits::{Limits, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
-use crate::sandbox::Limits;
 use crate::watch::Watcher;
 
 /// Host WebAssembly component plugins that hot-reload behind stable handles.
@@ -61,6 +61,8 @@ enum Command {
     List {
         /// The directory of `*.wasm` components.
         dir: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
@@ -87,11 +89,13 @@ Example:
 /// Limits for every plugin instance.
 #[derive(clap::Args)]
 struct LimitArgs {
-    /// Most linear memory one instance may use, in MiB.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    /// Most linear memory one instance may use, in MiB (a manifest may ask
+    /// for less, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MEMORY >> 20)]
     max_memory_mib: usize,
-    /// Longest one call may run, in milliseconds.
-    #[arg(long, value_name = "N", default_value_t = 5000)]
+    /// Longest one call may run, in milliseconds (a manifest may ask for
+    /// less, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMEOUT.as_millis() as u64)]
     timeout_ms: u64,
 }
 
@@ -117,9 +121,9 @@ pub fn main() -> ExitCode {
             limits,
         } => call(file, &request, limits.limits()),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
-        Command::List { dir } => {
-            inspect::list(&dir).map(|rows| println!("{}", inspect::table(&rows)))
-        }
+        Command::List { dir, limits } => registry(limits.limits())
+            .and_then(|registry| inspect::list(&registry, &dir))
+            .map(|rows| println!("{}", inspect::table(&rows))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,20 +145,7 @@ fn watch(dir: PathBuf, limits: Limits) -> Result<(), String> {
 
 fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
     let registry = registry(limits)?;
-    let grants = crate::manifest::Grants::for_component(&file).map_err(|e| e.to_string())?;
-    let plugin = registry
-        .load_file(&file)
-        .map_err(|e| e.to_string())?
-        .with_grants(grants);
-    let name = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for export in plugin.exports() {
-        registry
-            .add_implementation(&export.name().to_string(), &name, &plugin)
-            .map_err(|e| e.to_string())?;
-    }
+    registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
     println!("{answer}");
     Ok(())

@@ -1,0 +1,64 @@
+//! Every limit a plugin instance runs under, with its default: one home for
+//! the numbers the CLI's flags, a manifest's `[limits]` and the library's
+//! [`Limits`] set. Pure data; it imports nothing of ours.
+
+use std::time::Duration;
+
+/// The default cap on one instance's linear memory: 256 MiB.
+pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
+
+/// The default deadline for one call (and for start-up code): 5 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most instances one plugin may serve calls with at once.
+pub const MAX_INSTANCES: usize = 16;
+
+/// Table elements one instance may grow to: generous for any real plugin,
+/// interpreters compiled to wasm included.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The limits each instance runs under. A manifest may lower them for its
+/// plugin, never raise them.
+///
+/// ```
+/// let limits = hotslot::Limits { max_memory: 64 << 20, ..Default::default() };
+/// assert_eq!(limits.max_memory, 64 << 20);
+/// assert_eq!(limits.timeout, hotslot::DEFAULT_TIMEOUT);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory one instance may grow to, in bytes.
+    pub max_memory: usize,
+    /// The longest one call (or one instantiation) may run.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory: DEFAULT_MAX_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A plugin instance tried to grow memory or a table past its limit. It
+/// travels inside the wasmtime error of the call that hit it.
+///
+/// ```
+/// let hit = hotslot::LimitHit { what: "memory", desired: 2 << 20, limit: 1 << 20 };
+/// assert!(hit.to_string().contains("memory limit hit"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{what} limit hit: tried to grow to {desired}, limit {limit}")]
+pub struct LimitHit {
+    /// `memory` (bytes) or `table` (elements).
+    pub what: &'static str,
+    /// The size asked for.
+    pub desired: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// The largest component file the host reads: 256 MiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 << 20;

@@ -1,0 +1,268 @@
+//! Programs: a named plugin as it runs. There is one program per plugin
+//! name, and it outlives every generation put in it. It holds the generation
+//! serving now, which of its exports serves which slot (its *routes*), and
+//! the *lanes* calls run on: one instance each, shared by every interface the
+//! plugin exports, so what a call through one interface leaves in the
+//! plugin's memory the next call through another sees.
+//!
+//! Publication is one atomic step. `published` (generation and routes
+//! together) is swapped through an [`ArcSwapOption`] and `publications`
+//! counts the swaps; every slot of the plugin moves at once, and a call sees
+//! either the old generation with the old routes or the new with the new.
+//! Each lane keeps, under the lock a call takes anyway (a store serves one
+//! call at a time), the publication its calls run on and its instance. A call
+//! that finds `publications` moved on catches its lane up first; a call
+//! already running keeps its own, and the lane catches up (freeing the old
+//! instance) as the call lets it go.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use parking_lot::{Mutex as LaneLock, MutexGuard};
+
+use crate::error::Error;
+use crate::generation::{Generation, Live};
+use crate::limits::MAX_INSTANCES;
+use crate::version::Line;
+
+/// Identifies a slot within the registry.
+pub(crate) type SlotId = u64;
+
+/// What a program serves: a generation, and which of its exports serves
+/// which slot. Replaced whole, never changed in place.
+pub(crate) struct Published {
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) routes: Vec<Route>,
+}
+
+/// One slot served by one export of a generation.
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    pub(crate) slot: SlotId,
+    pub(crate) line: Line,
+    pub(crate) export: usize,
+}
+
+impl Published {
+    /// The export serving `slot`, if this publication serves it.
+    pub(crate) fn export_for(&self, slot: SlotId) -> Option<usize> {
+        self.routes.iter().find(|r| r.slot == slot).map(|r| r.export)
+    }
+}
+
+/// A named plugin as it runs; see the module's documentation.
+pub(crate) struct Program {
+    name: Arc<str>,
+    published: ArcSwapOption<Published>,
+    publications: AtomicU64,
+    /// How many lanes the published generation may use.
+    width: AtomicUsize,
+    /// How long a call waits for a busy lane: the published deadline.
+    wait_nanos: AtomicU64,
+    /// Where a call waits when every lane in use is busy.
+    next_turn: AtomicUsize,
+    lanes: Box<[LaneCell]>,
+    /// Held while a change to this program is prepared and published, so
+    /// that changes happen one at a time and generation numbers only grow.
+    pub(crate) changing: Mutex<()>,
+}
+
+/// One lane, on a cache line of its own: two threads calling through two
+/// lanes never write the same line.
+#[repr(align(128))]
+struct LaneCell {
+    /// The token of the thread holding the lane, or 0: lets a thread see
+    /// that it is waiting for itself.
+    owner: AtomicU64,
+    lane: LaneLock<Lane>,
+}
+
+/// One instance's worth of a program: the publication its calls run on, and
+/// its instance.
+#[derive(Default)]
+pub(crate) struct Lane {
+    /// The value of `publications` this reflects.
+    seen: u64,
+    published: Option<Arc<Published>>,
+    /// `None` until the first call, and after a call failed in the instance:
+    /// an instance that trapped must not run again.
+    live: Option<Live>,
+}
+
+/// A lane held by this thread. Letting it go catches the lane up with any
+/// publication that came meanwhile, so an old instance is freed at once.
+pub(crate) struct HeldLane<'a> {
+    program: &'a Program,
+    cell: &'a LaneCell,
+    guard: MutexGuard<'a, Lane>,
+}
+
+/// Why no lane could be had.
+pub(crate) enum NoLane {
+    /// This thread holds every lane already.
+    Reentered { instances: usize },
+    /// Every lane stayed busy for the whole wait.
+    Busy { waited: Duration },
+}
+
+impl Program {
+    pub(crate) fn new(name: &str) -> Self {
+        Program {
+            name: name.into(),
+            published: ArcSwapOption::empty(),
+            publications: AtomicU64::new(0),
+            width: AtomicUsize::new(1),
+            wait_nanos: AtomicU64::new(0),
+            next_turn: AtomicUsize::new(0),
+            lanes: (0..MAX_INSTANCES)
+                .map(|_| LaneCell {
+                    owner: AtomicU64::new(0),
+                    lane: LaneLock::new(Lane::default()),
+                })
+                .collect(),
+            changing: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the next call will run on.
+    pub(crate) fn current(&self) -> Option<Arc<Published>> {
+        self.published.load_full()
+    }
+
+    /// Runs `f` on the current publication, without touching an instance.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&Published) -> R) -> Option<R> {
+        self.published.load().as_deref().map(f)
+    }
+
+    /// Publishes `next` (or empties the program) in one atomic step and
+    /// returns what was there. Never waits for a call in flight.
+    pub(crate) fn publish(&self, next: Option<Arc<Published>>) -> Option<Arc<Published>> {
+        if let Some(next) = &next {
+            let generation = &next.generation;
+            self.width.store(generation.instances(), Ordering::Relaxed);
+            let wait = generation.limits().timeout.as_nanos();
+            self.wait_nanos
+                .store(wait.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        let previous = self.published.swap(next);
+        self.publications.fetch_add(1, Ordering::AcqRel);
+        // Lanes with no call in flight let go of their old instance now
+        // rather than at their next call.
+        for cell in self.lanes.iter() {
+            if let Some(mut lane) = cell.lane.try_lock() {
+                self.catch_up(&mut lane);
+            }
+        }
+        previous
+    }
+
+    fn catch_up(&self, lane: &mut Lane) {
+        // Read the count before the pointer: a swap between the two is then
+        // seen again by the next call, never missed.
+        lane.seen = self.publications.load(Ordering::Acquire);
+        let newest = self.published.load_full();
+        let same_generation = match (&lane.published, &newest) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.generation, &b.generation),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_generation {
+            lane.live = None;
+        }
+        lane.published = newest;
+    }
+
+    /// A free lane among those in use; else waits for one that this thread
+    /// does not hold, at most the published deadline.
+    pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, NoLane> {
+        let width = self
+            .width
+            .load(Ordering::Relaxed)
+            .clamp(1, self.lanes.len());
+        let me = thread_token();
+        // Threads start at different lanes, so two callers of a plugin with
+        // two instances do not both try the same one first.
+        let start = me as usize % width;
+        for i in 0..width {
+            let cell = &self.lanes[(start + i) % width];
+            if let Some(guard) = cell.lane.try_lock() {
+                return Ok(self.hold(cell, guard, me));
+            }
+        }
+        let turn = self.next_turn.fetch_add(1, Ordering::Relaxed);
+        let cell = (0..width)
+            .map(|i| &self.lanes[(turn + i) % width])
+            .find(|cell| cell.owner.load(Ordering::Relaxed) != me)
+            .ok_or(NoLane::Reentered { instances: width })?;
+        let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
+        match cell.lane.try_lock_for(waited) {
+            Some(guard) => Ok(self.hold(cell, guard, me)),
+            None => Err(NoLane::Busy { waited }),
+        }
+    }
+
+    fn hold<'a>(
+        &'a self,
+        cell: &'a LaneCell,
+        guard: MutexGuard<'a, Lane>,
+        me: u64,
+    ) -> HeldLane<'a> {
+        cell.owner.store(me, Ordering::Relaxed);
+        HeldLane {
+            program: self,
+            cell,
+            guard,
+        }
+    }
+
+    /// Runs `f` on the newest generation's export for `slot`, on a lane
+    /// already held; `None` if nothing serves the slot now.
+    pub(crate) fn serve<R>(
+        &self,
+        held: &mut HeldLane<'_>,
+        slot: SlotId,
+        f: impl FnOnce(&Generation, usize, &mut Option<Live>) -> Result<R, Error>,
+    ) -> Option<Result<R, Error>> {
+        let lane = &mut *held.guard;
+        if lane.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(lane);
+        }
+        let Lane {
+            published, live, ..
+        } = lane;
+        let published = published.as_ref()?;
+        let export = published.export_for(slot)?;
+        Some(f(&published.generation, export, live))
+    }
+}
+
+impl Drop for HeldLane<'_> {
+    fn drop(&mut self) {
+        // A typed closure that panicked mid-call may have left the instance
+        // half-way: it is discarded like a trapped one.
+        if std::thread::panicking() {
+            self.guard.live = None;
+        }
+        let program = self.program;
+        if self.guard.seen != program.publications.load(Ordering::Acquire) {
+            program.catch_up(&mut self.guard);
+        }
+        // Cleared before the lock goes (the guard drops after this).
+        self.cell.owner.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A number for this thread, never 0, cheap to read.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|token| *token)
+}

@@ -1,0 +1,256 @@
+//! One plugin, one set of instances: the interfaces a component exports
+//! share its memory, move together on a reload, and a reload takes every
+//! slot or none. Re-entering a plugin's only instance fails at once.
+
+use std::time::{Duration, Instant};
+
+use hotslot::wasmtime::component::Val;
+use hotslot::{Error, Fault, Grants, Handle, Registry};
+
+use crate::common::{plugin, plugin_path};
+
+const COUNTER: &str = "demo:tally/counter@1.0.0";
+const ADMIN: &str = "demo:tally/admin@1.0.0";
+
+mod tally {
+    hotslot::bindgen!(Tally, { path: "../wit/tally", world: "tally" });
+}
+
+fn add(counter: &Handle, n: u32) -> Result<u64, Error> {
+    match counter.call("add", &[Val::U32(n)])?.as_slice() {
+        [Val::U64(total)] => Ok(*total),
+        other => panic!("add answered {other:?}"),
+    }
+}
+
+fn total(admin: &Handle) -> Result<u64, Error> {
+    match admin.call("total", &[])?.as_slice() {
+        [Val::U64(total)] => Ok(*total),
+        other => panic!("total answered {other:?}"),
+    }
+}
+
+/// A registry serving tally under its name, and a handle to each interface.
+fn tally() -> (Registry, Handle, Handle) {
+    let registry = Registry::new().unwrap();
+    let added = registry
+        .add_plugin("tally", &plugin(&registry, "tally"))
+        .unwrap();
+    let names: Vec<String> = added.interfaces.iter().map(|i| i.to_string()).collect();
+    assert_eq!(names, [COUNTER, ADMIN]);
+    assert_eq!(added.previous, None);
+    let counter = registry.implementation(COUNTER, "tally").unwrap();
+    let admin = registry.implementation(ADMIN, "tally").unwrap();
+    (registry, counter, admin)
+}
+
+#[test]
+fn two_interfaces_of_one_plugin_share_its_memory() {
+    let (_registry, counter, admin) = tally();
+    assert_eq!(add(&counter, 5).unwrap(), 5);
+    assert_eq!(total(&admin).unwrap(), 5, "admin sees what counter did");
+    assert_eq!(add(&counter, 2).unwrap(), 7);
+    assert_eq!(total(&admin).unwrap(), 7);
+    assert_eq!(counter.generation(), admin.generation());
+}
+
+#[test]
+fn a_reload_moves_both_interfaces_to_one_new_instance() {
+    let (registry, counter, admin) = tally();
+    add(&counter, 3).unwrap();
+    let before = counter.generation().unwrap();
+    let events = registry.subscribe();
+    let again = registry
+        .add_plugin("tally", &plugin(&registry, "tally"))
+        .unwrap();
+    assert_eq!(again.previous, Some(before));
+    assert!(again.generation > before);
+    assert_eq!(counter.generation(), Some(again.generation));
+    assert_eq!(admin.generation(), Some(again.generation));
+    assert_eq!(total(&admin).unwrap(), 0, "a new instance");
+    assert_eq!(add(&counter, 4).unwrap(), 4);
+    assert_eq!(total(&admin).unwrap(), 4, "one new instance, shared");
+    let replaced: Vec<_> = events.try_iter().collect();
+    assert_eq!(replaced.len(), 2, "one event per interface: {replaced:?}");
+}
+
+#[test]
+fn a_fault_through_one_interface_replaces_the_instance_for_both() {
+    let (_registry, counter, admin) = tally();
+    add(&counter, 9).unwrap();
+    match admin.call("crash", &[]) {
+        Err(Error::Call { fault, .. }) => assert_eq!(fault, Fault::Trap),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(add(&counter, 1).unwrap(), 1, "counter runs on the fresh instance");
+    assert_eq!(total(&admin).unwrap(), 1);
+}
+
+#[test]
+fn adding_the_same_plugin_for_a_second_interface_joins_its_instance() {
+    let registry = Registry::new().unwrap();
+    let tally = plugin(&registry, "tally");
+    let first = registry.add_implementation(COUNTER, "t", &tally).unwrap();
+    let counter = registry.first_implementation(COUNTER).unwrap();
+    add(&counter, 6).unwrap();
+    let second = registry.add_implementation(ADMIN, "t", &tally).unwrap();
+    assert_eq!(first, second, "no new generation");
+    let admin = registry.first_implementation(ADMIN).unwrap();
+    assert_eq!(total(&admin).unwrap(), 6, "the running instance serves both");
+
+    // Removing one interface leaves the other on the same instance.
+    registry.remove_implementation(ADMIN, "t").unwrap();
+    assert!(matches!(total(&admin), Err(Error::Unavailable { .. })));
+    assert_eq!(add(&counter, 1).unwrap(), 7);
+}
+
+/// A component exporting both tally interfaces whose start-up traps in the
+/// core instance behind the second one.
+fn tally_that_cannot_start() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $one (func (export "add") (param i32) (result i64) i64.const 0))
+            (core module $two
+                (func $boom unreachable)
+                (start $boom)
+                (func (export "total") (result i64) i64.const 0))
+            (core instance $a (instantiate $one))
+            (core instance $b (instantiate $two))
+            (func $add (param "n" u32) (result u64) (canon lift (core func $a "add")))
+            (func $total (result u64) (canon lift (core func $b "total")))
+            (instance $counter (export "add" (func $add)))
+            (instance $admin (export "total" (func $total)))
+            (export "demo:tally/counter@1.0.0" (instance $counter))
+            (export "demo:tally/admin@1.0.0" (instance $admin))
+        )"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_reload_whose_second_export_cannot_start_leaves_both_on_the_old_version() {
+    let (registry, counter, admin) = tally();
+    add(&counter, 8).unwrap();
+    let generation = counter.generation();
+    let broken = registry
+        .load_bytes("broken-tally.wasm", &tally_that_cannot_start())
+        .unwrap();
+    let err = registry.add_plugin("tally", &broken).unwrap_err();
+    assert!(matches!(err, Error::Instantiate { .. }), "{err:?}");
+    assert!(err.to_string().contains("broken-tally.wasm"), "{err}");
+    assert_eq!((counter.generation(), admin.generation()), (generation, generation));
+    assert_eq!(total(&admin).unwrap(), 8, "the old instance, memory intact");
+    assert_eq!(add(&counter, 1).unwrap(), 9);
+}
+
+#[test]
+fn a_reload_that_drops_an_interface_changes_nothing() {
+    let (registry, counter, admin) = tally();
+    add(&counter, 2).unwrap();
+    let generation = counter.generation();
+    let only_counter = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "add") (param i32) (result i64) i64.const 100))
+            (core instance $i (instantiate $m))
+            (func $add (param "n" u32) (result u64) (canon lift (core func $i "add")))
+            (instance $counter (export "add" (func $add)))
+            (export "demo:tally/counter@1.0.0" (instance $counter))
+        )"#,
+    )
+    .unwrap();
+    let smaller = registry.load_bytes("smaller.wasm", &only_counter).unwrap();
+    let err = registry.add_plugin("tally", &smaller).unwrap_err();
+    assert!(matches!(err, Error::WouldDrop { .. }), "{err:?}");
+    assert!(err.to_string().contains(ADMIN), "{err}");
+    let err = registry
+        .add_implementation(COUNTER, "tally", &smaller)
+        .unwrap_err();
+    assert!(matches!(err, Error::WouldDrop { .. }), "{err:?}");
+    assert_eq!(counter.generation(), generation);
+    assert_eq!(add(&counter, 1).unwrap(), 3, "still the old instance");
+    assert_eq!(total(&admin).unwrap(), 3);
+}
+
+#[test]
+fn a_handle_by_interface_and_name_reaches_a_plugin_that_is_not_first() {
+    let registry = Registry::new().unwrap();
+    registry.add_file(plugin_path("greeter_a")).unwrap();
+    registry.add_file(plugin_path("greeter_b")).unwrap();
+    let b = registry
+        .implementation("demo:greeter/greet@1", "greeter_b")
+        .unwrap();
+    assert_eq!(crate::common::hello(&b, "x").unwrap(), "b: bonjour, x");
+    let err = registry
+        .implementation("demo:greeter/greet@1", "nobody")
+        .unwrap_err();
+    assert!(err.to_string().contains("nobody"), "{err}");
+}
+
+#[test]
+fn re_entering_the_only_instance_fails_at_once() {
+    let (_registry, counter, admin) = tally();
+    let started = Instant::now();
+    let inner = counter
+        .call_typed(|t: &tally::Tally, store| {
+            t.demo_tally_counter().call_add(&mut *store, 1)?;
+            // Through the other interface: the same, only, instance.
+            Ok(admin.call("total", &[]))
+        })
+        .unwrap();
+    match inner {
+        Err(Error::Reentered { name, instances, .. }) => {
+            assert_eq!((name.as_str(), instances), ("tally", 1))
+        }
+        other => panic!("expected Reentered, got {other:?}"),
+    }
+    let in_batch = counter
+        .batch(|calls| {
+            calls.call("add", &[Val::U32(1)])?;
+            counter.call("add", &[Val::U32(1)])
+        })
+        .unwrap();
+    assert!(
+        matches!(in_batch, Err(Error::Reentered { .. })),
+        "{in_batch:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "no waiting");
+    assert_eq!(total(&admin).unwrap(), 2, "both outer calls ran");
+}
+
+#[test]
+fn a_failed_typed_call_names_the_function() {
+    let (_registry, _counter, admin) = tally();
+    let err = admin
+        .call_typed(|t: &tally::Tally, store| t.demo_tally_admin().call_crash(store))
+        .unwrap_err();
+    match &err {
+        Error::Call { function, fault, .. } => {
+            assert_eq!((function.as_str(), *fault), ("crash", Fault::Trap))
+        }
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_plugin_loaded_from_a_file_gets_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tally.wasm");
+    std::fs::copy(plugin_path("tally"), &file).unwrap();
+    std::fs::write(dir.path().join("tally.toml"), "[env]\nTALLY_VERSION = \"v7\"\n").unwrap();
+    let registry = Registry::new().unwrap();
+    let plugin = registry.load_file(&file).unwrap();
+    assert_eq!(
+        plugin.grants(),
+        &Grants {
+            env: vec![("TALLY_VERSION".into(), "v7".into())],
+            ..Grants::default()
+        }
+    );
+    let added = registry.add_file(&file).unwrap();
+    assert_eq!(added.name, "tally");
+    let admin = registry.implementation(ADMIN, "tally").unwrap();
+    assert_eq!(
+        admin.call("version", &[]).unwrap(),
+        [Val::String("v7".into())]
+    );
+}
