@@ -48,7 +48,10 @@ pub(crate) struct Route {
 impl Published {
     /// The export serving `slot`, if this publication serves it.
     pub(crate) fn export_for(&self, slot: SlotId) -> Option<usize> {
-        self.routes.iter().find(|r| r.slot == slot).map(|r| r.export)
+        self.routes
+            .iter()
+            .find(|r| r.slot == slot)
+            .map(|r| r.export)
     }
 }
 

@@ -462,7 +462,11 @@ impl Registry {
     /// # Errors
     /// [`Error::NoImplementation`] if nothing by that name was registered
     /// for the interface.
-    pub fn remove_implementation(&self, interface: impl IntoRequest, name: &str) -> Result<(), Error> {
+    pub fn remove_implementation(
+        &self,
+        interface: impl IntoRequest,
+        name: &str,
+    ) -> Result<(), Error> {
         let request = interface.into_request()?;
         let unknown = || Error::NoImplementation {
             request: format!("{request} named `{name}`"),
@@ -730,8 +734,7 @@ impl State {
         }
         let running_it = self.programs.iter().find(|p| {
             p.name() == name
-                && p
-                    .peek(|published| published.generation.plugin().same_as(plugin))
+                && p.peek(|published| published.generation.plugin().same_as(plugin))
                     .unwrap_or(false)
         });
         match running_it {
@@ -781,7 +784,12 @@ fn best_in_line(plugin: &Plugin, line: &Line) -> Option<usize> {
     let exports = plugin.exports();
     (0..exports.len())
         .filter(|&i| exports[i].name().line() == *line)
-        .max_by(|&a, &b| exports[a].name().version().cmp(&exports[b].name().version()))
+        .max_by(|&a, &b| {
+            exports[a]
+                .name()
+                .version()
+                .cmp(&exports[b].name().version())
+        })
 }
 
 /// Fails unless a new version of `name` keeps every line `current` serves
@@ -805,7 +813,11 @@ fn keeps_every_line(
 }
 
 /// The events that moving `name` from `before` to `after` makes, slot by slot.
-fn changes(name: &str, before: Option<&Published>, after: Option<&Published>) -> Vec<RegistryEvent> {
+fn changes(
+    name: &str,
+    before: Option<&Published>,
+    after: Option<&Published>,
+) -> Vec<RegistryEvent> {
     let mut events = Vec::new();
     let routes = |p: Option<&Published>| p.map(|p| p.routes.clone()).unwrap_or_default();
     let (old_routes, new_routes) = (routes(before), routes(after));

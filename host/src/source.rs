@@ -38,7 +38,7 @@ pub(crate) struct Source {
 impl Source {
     /// Reads `path` (at most `max_size` bytes, header first) and its manifest.
     pub(crate) fn read(path: &Path, max_size: u64) -> Result<Source, Error> {
-        let bytes = read_regular(path, max_size, Some(&check_header))?;
+        let bytes = read_regular(path, max_size, Some(check_header))?;
         let manifest_file = manifest_path(path);
         let manifest = match read_regular(&manifest_file, MAX_MANIFEST_SIZE, None) {
             Ok(bytes) => {
@@ -76,13 +76,12 @@ impl Source {
     }
 }
 
+/// Checks the first bytes of a file before the rest is read.
+type HeaderCheck = fn(&[u8]) -> Result<(), String>;
+
 /// Reads a regular file of at most `max_size` bytes. `check` sees the first
 /// 8 bytes (or fewer, for a shorter file) before the rest is read.
-fn read_regular(
-    path: &Path,
-    max_size: u64,
-    check: Option<&dyn Fn(&[u8]) -> Result<(), String>>,
-) -> Result<Vec<u8>, Error> {
+fn read_regular(path: &Path, max_size: u64, check: Option<HeaderCheck>) -> Result<Vec<u8>, Error> {
     let io = |source: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source,

@@ -471,7 +471,12 @@ fn refusal_hash(path: &Path, error: &Error) -> [u8; 32] {
     hasher.update(b"refused\0");
     hasher.update(error.to_string().as_bytes());
     if let Ok(meta) = std::fs::metadata(path) {
-        for n in [meta.ino(), meta.size(), meta.mtime() as u64, meta.mtime_nsec() as u64] {
+        for n in [
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+        ] {
             hasher.update(n.to_le_bytes());
         }
     }

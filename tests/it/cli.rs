@@ -426,3 +426,52 @@ fn every_command_has_help_with_an_example() {
         assert!(help.contains("Example"), "{command}: {help}");
     }
 }
+
+/// Reads `list` answers up to `end`.
+fn listed(s: &mut Session) -> Vec<String> {
+    s.send("list");
+    let mut lines = Vec::new();
+    loop {
+        let line = s.next_line("list");
+        if line == "end" {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+/// The tally plugin exports two interfaces over one count: through `watch`
+/// they share one instance, and a reload moves both to one new instance.
+#[test]
+fn two_interfaces_of_one_plugin_share_a_count_through_watch() {
+    let dir = plugin_dir(&[("tally.wasm", "tally")]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask("demo:tally/counter#add(5)"), "5");
+    assert_eq!(s.ask("demo:tally/admin@1#total()"), "5");
+    assert_eq!(s.ask("demo:tally/counter#add(2)"), "7");
+    let before = listed(&mut s);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let generation = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(generation(&before[0]), generation(&before[1]));
+
+    // A manifest change reloads the plugin.
+    let tmp = dir.path().join(".tally.toml.partial");
+    std::fs::write(&tmp, "[env]\nTALLY_VERSION = \"v2\"\n").unwrap();
+    std::fs::rename(&tmp, dir.path().join("tally.toml")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while s.ask("demo:tally/admin#version()") != r#""v2""# {
+        assert!(Instant::now() < deadline, "the reload never showed");
+    }
+    assert_eq!(s.ask("demo:tally/admin#total()"), "0", "a new instance");
+    assert_eq!(s.ask("demo:tally/counter#add(1)"), "1");
+    assert_eq!(
+        s.ask("demo:tally/admin#total()"),
+        "1",
+        "one instance for both"
+    );
+    let after = listed(&mut s);
+    assert_eq!(generation(&after[0]), generation(&after[1]));
+    assert!(generation(&after[0]) > generation(&before[0]));
+    let (ok, _, _) = s.finish();
+    assert!(ok);
+}

@@ -2,10 +2,11 @@
 //! wasmtime), one module per concept. They drive the public API with the real
 //! components built by `make plugins`.
 
+mod architecture;
 mod cli;
 mod common;
-mod props;
 mod plugins;
+mod props;
 mod registry;
 mod sandbox;
 mod typed;

@@ -82,7 +82,11 @@ fn a_fault_through_one_interface_replaces_the_instance_for_both() {
         Err(Error::Call { fault, .. }) => assert_eq!(fault, Fault::Trap),
         other => panic!("expected a trap, got {other:?}"),
     }
-    assert_eq!(add(&counter, 1).unwrap(), 1, "counter runs on the fresh instance");
+    assert_eq!(
+        add(&counter, 1).unwrap(),
+        1,
+        "counter runs on the fresh instance"
+    );
     assert_eq!(total(&admin).unwrap(), 1);
 }
 
@@ -96,7 +100,11 @@ fn adding_the_same_plugin_for_a_second_interface_joins_its_instance() {
     let second = registry.add_implementation(ADMIN, "t", &tally).unwrap();
     assert_eq!(first, second, "no new generation");
     let admin = registry.first_implementation(ADMIN).unwrap();
-    assert_eq!(total(&admin).unwrap(), 6, "the running instance serves both");
+    assert_eq!(
+        total(&admin).unwrap(),
+        6,
+        "the running instance serves both"
+    );
 
     // Removing one interface leaves the other on the same instance.
     registry.remove_implementation(ADMIN, "t").unwrap();
@@ -138,7 +146,10 @@ fn a_reload_whose_second_export_cannot_start_leaves_both_on_the_old_version() {
     let err = registry.add_plugin("tally", &broken).unwrap_err();
     assert!(matches!(err, Error::Instantiate { .. }), "{err:?}");
     assert!(err.to_string().contains("broken-tally.wasm"), "{err}");
-    assert_eq!((counter.generation(), admin.generation()), (generation, generation));
+    assert_eq!(
+        (counter.generation(), admin.generation()),
+        (generation, generation)
+    );
     assert_eq!(total(&admin).unwrap(), 8, "the old instance, memory intact");
     assert_eq!(add(&counter, 1).unwrap(), 9);
 }
@@ -198,7 +209,9 @@ fn re_entering_the_only_instance_fails_at_once() {
         })
         .unwrap();
     match inner {
-        Err(Error::Reentered { name, instances, .. }) => {
+        Err(Error::Reentered {
+            name, instances, ..
+        }) => {
             assert_eq!((name.as_str(), instances), ("tally", 1))
         }
         other => panic!("expected Reentered, got {other:?}"),
@@ -224,7 +237,9 @@ fn a_failed_typed_call_names_the_function() {
         .call_typed(|t: &tally::Tally, store| t.demo_tally_admin().call_crash(store))
         .unwrap_err();
     match &err {
-        Error::Call { function, fault, .. } => {
+        Error::Call {
+            function, fault, ..
+        } => {
             assert_eq!((function.as_str(), *fault), ("crash", Fault::Trap))
         }
         other => panic!("expected a failed call, got {other:?}"),
@@ -236,7 +251,11 @@ fn a_plugin_loaded_from_a_file_gets_its_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tally.wasm");
     std::fs::copy(plugin_path("tally"), &file).unwrap();
-    std::fs::write(dir.path().join("tally.toml"), "[env]\nTALLY_VERSION = \"v7\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("tally.toml"),
+        "[env]\nTALLY_VERSION = \"v7\"\n",
+    )
+    .unwrap();
     let registry = Registry::new().unwrap();
     let plugin = registry.load_file(&file).unwrap();
     assert_eq!(
@@ -253,4 +272,98 @@ fn a_plugin_loaded_from_a_file_gets_its_manifest() {
         admin.call("version", &[]).unwrap(),
         [Val::String("v7".into())]
     );
+}
+
+/// Two threads reload one plugin over and over while a third watches its
+/// handles: the generation they report never goes back, and both
+/// interfaces always report the same one.
+#[test]
+fn generations_only_grow_under_concurrent_reloads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (registry, counter, admin) = tally();
+    let registry = Arc::new(registry);
+    let tally = plugin(&registry, "tally");
+    let reloading = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let reloading = reloading.clone();
+        std::thread::spawn(move || {
+            let mut highest = 0;
+            let mut seen = 0;
+            while reloading.load(Ordering::SeqCst) {
+                let now = counter.generation().unwrap();
+                assert!(
+                    now >= highest,
+                    "generation went back from {highest} to {now}"
+                );
+                highest = now;
+                seen += 1;
+            }
+            (highest, seen)
+        })
+    };
+    let reloaders: Vec<_> = (0..2)
+        .map(|_| {
+            let (registry, tally) = (registry.clone(), tally.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    registry.add_plugin("tally", &tally).unwrap();
+                }
+            })
+        })
+        .collect();
+    reloaders.into_iter().for_each(|r| r.join().unwrap());
+    reloading.store(false, Ordering::SeqCst);
+    let (highest, seen) = watcher.join().unwrap();
+    assert!(seen > 0);
+    let last = admin.generation().unwrap();
+    assert!(last >= highest);
+    let listed: Vec<u64> = registry.list().iter().map(|i| i.generation).collect();
+    assert_eq!(listed, [last, last], "both interfaces on the last reload");
+}
+
+/// A plugin whose fresh instances cannot start (here: its granted directory
+/// is gone) does not pay for an instantiation on every call: after a failed
+/// attempt, calls fail at once, saying so, until the pause is over.
+#[test]
+fn failed_recoveries_back_off() {
+    use hotslot::Limits;
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let grants = Grants::from_toml(
+        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let registry =
+        Registry::with_engine(hotslot::engine::shared_engine().unwrap(), Limits::default())
+            .unwrap();
+    let rogue = plugin(&registry, "rogue").with_grants(grants);
+    registry.add_plugin("rogue", &rogue).unwrap();
+    let handle = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    let ping = || handle.call("ping", &[]);
+    assert!(ping().is_ok());
+
+    std::fs::remove_dir(&data).unwrap();
+    assert!(matches!(handle.call("trap", &[]), Err(Error::Call { .. })));
+    let first = ping().unwrap_err();
+    assert!(matches!(first, Error::Instantiate { .. }), "{first:?}");
+    assert!(first.to_string().contains("data"), "{first}");
+
+    // The directory is back, so an attempt would now succeed: the call
+    // fails anyway, at once, because the host is not trying yet.
+    std::fs::create_dir(&data).unwrap();
+    let second = ping().unwrap_err();
+    assert!(second.to_string().contains("not tried again"), "{second}");
+
+    // After the pause, the next call recovers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ping().is_err() {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::yield_now();
+    }
 }

@@ -345,7 +345,10 @@ fn calls_through_one_handle_survive_200_swaps() {
         // Every call that starts from now on reaches `next`.
         let deadline = Instant::now() + Duration::from_secs(20);
         while last.load(Ordering::SeqCst) != next {
-            assert!(Instant::now() < deadline, "swap {i} was never answered from");
+            assert!(
+                Instant::now() < deadline,
+                "swap {i} was never answered from"
+            );
             thread::yield_now();
         }
     }

@@ -13,7 +13,7 @@ fn add_probe(registry: &Registry, version: &str, name: &str, answer: u32) {
         )
         .unwrap();
     registry
-        .add_implementation(&format!("demo:probe/probe@{version}"), name, &plugin)
+        .add_implementation(format!("demo:probe/probe@{version}"), name, &plugin)
         .unwrap();
 }
 

@@ -12,7 +12,7 @@ use hotslot::{Registry, Watcher};
 // Typed bindings for the `demo:calc` world, generated through hotslot's
 // re-export of wasmtime: this crate needs no wasmtime dependency of its own.
 mod calc {
-    hotslot::bindgen!(Calculator, { path: "../../wit/calc", world: "calculator" });
+    hotslot::bindgen!(Calculator, { path: "wit/calc", world: "calculator" });
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,11 +28,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Ask for an interface, not a plugin: whichever serves it answers.
     let math = registry.get("demo:calc/math@1")?;
-    let sum = math.call_typed(|c: &calc::Calculator, store| c.demo_calc_math().call_add(store, 40, 2))?;
-    println!("demo:calc/math#add(40, 2) = {sum} (from `{}`)", math.name().unwrap_or_default());
+    let sum =
+        math.call_typed(|c: &calc::Calculator, store| c.demo_calc_math().call_add(store, 40, 2))?;
+    println!(
+        "demo:calc/math#add(40, 2) = {sum} (from `{}`)",
+        math.name().unwrap_or_default()
+    );
 
     for implementation in registry.list() {
-        println!("{} {} {}", implementation.interface, implementation.name, implementation.generation);
+        println!(
+            "{} {} {}",
+            implementation.interface, implementation.name, implementation.generation
+        );
     }
     Ok(())
 }
