@@ -19,6 +19,7 @@ use wasmtime::{
 };
 
 use crate::error::Error;
+use crate::limits::{MAX_TABLE_ELEMENTS, MAX_WASM_STACK};
 
 /// Builds a fresh engine with hotslot's configuration.
 ///
@@ -43,8 +44,52 @@ pub fn new_engine() -> Result<Engine, Error> {
 /// # drop(engine);
 /// ```
 pub fn build_engine(disk_cache: bool) -> Result<Engine, Error> {
+    build(&EngineOptions {
+        disk_cache,
+        ..EngineOptions::default()
+    })
+}
+
+/// How to build an engine; the defaults are what [`new_engine`] uses.
+///
+/// ```
+/// use hotslot::engine::{build, EngineOptions};
+/// let small = build(&EngineOptions { pool_instances: 8, ..EngineOptions::default() }).unwrap();
+/// # drop(small);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Keep compiled code in wasmtime's on-disk cache (see [`build_engine`]).
+    pub disk_cache: bool,
+    /// How many component instances the pooling allocator holds at once.
+    /// Every plugin holds one per instance it runs; a reload briefly holds
+    /// one more. When the pool is full, idle instances of other plugins are
+    /// freed (they start again at their next call) to make room.
+    pub pool_instances: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            disk_cache: false,
+            pool_instances: DEFAULT_POOL_INSTANCES,
+        }
+    }
+}
+
+/// Component instances in the default pool.
+pub const DEFAULT_POOL_INSTANCES: u32 = 1000;
+
+/// Builds an engine as `options` say.
+///
+/// # Errors
+/// [`Error::Engine`] if wasmtime refuses the configuration.
+pub fn build(options: &EngineOptions) -> Result<Engine, Error> {
+    let disk_cache = options.disk_cache;
     let mut config = base_config(disk_cache);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
+        options.pool_instances,
+    )));
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,
         Err(pool_error) => {
@@ -111,9 +156,6 @@ pub fn shared_engine() -> Result<Engine, Error> {
     Ok(SHARED.get_or_init(|| engine).clone())
 }
 
-/// The most stack one call's wasm frames may use.
-pub const MAX_WASM_STACK: usize = 512 * 1024;
-
 fn base_config(disk_cache: bool) -> Config {
     let mut config = Config::new();
     if disk_cache {
@@ -131,22 +173,24 @@ fn base_config(disk_cache: bool) -> Config {
     config
 }
 
-/// The largest table a pooled instance may have (address space is reserved
-/// for it, not memory).
-const MAX_POOLED_TABLE_ELEMENTS: usize = 1 << 18;
-
 /// Sized for a host with many plugins: every plugin generation holds one
 /// instance, and a reload briefly holds two.
-fn pool() -> PoolingAllocationConfig {
+fn pool(instances: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
-    // Components from other languages carry adapters and runtimes of several
-    // core instances, memories and tables each.
-    pool.max_core_instances_per_component(64)
+    // A wit-bindgen component holds three or four core instances, one or two
+    // memories and a few tables; other languages' more.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        // Components from other languages carry adapters and runtimes of
+        // several core instances, memories and tables each.
+        .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
         // Interpreters compiled to wasm (Python, JavaScript) have function
         // tables far beyond the pool's default of 20,000 elements.
-        .table_elements(MAX_POOLED_TABLE_ELEMENTS)
+        .table_elements(MAX_TABLE_ELEMENTS)
         // The per-plugin memory limit (sandbox) is lower; this is the ceiling.
         .max_memory_size(4 << 30);
     pool

@@ -15,6 +15,7 @@ use crate::engine::deadline_ticks;
 use crate::error::{reason, Error, Fault};
 use crate::limits::Limits;
 use crate::loader::{ExportedInterface, Plugin};
+use crate::output::OutputBudget;
 use crate::sandbox::{self, PluginState};
 use crate::sync::lock;
 
@@ -34,6 +35,21 @@ pub(crate) struct Generation {
     first: Mutex<Option<Live>>,
     /// Failed attempts to replace a faulted instance.
     backoff: Mutex<Backoff>,
+    /// What it shares with the plugin's other generations.
+    shared: Shared,
+}
+
+/// Frees idle instances (of any plugin) when wasmtime's instance pool is
+/// full, and tells how many it freed.
+pub(crate) type Reclaim = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// What every generation of one plugin shares with the host around it.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// What the plugin may still print.
+    pub(crate) output: OutputBudget,
+    /// Makes room in a full instance pool.
+    pub(crate) reclaim: Reclaim,
 }
 
 /// A running instance and what was looked up in it.
@@ -69,6 +85,7 @@ impl Generation {
         name: &str,
         plugin: Plugin,
         limits: &Limits,
+        shared: Shared,
     ) -> Result<Self, Error> {
         let limits = plugin.grants().limits(limits);
         let generation = Generation {
@@ -80,6 +97,7 @@ impl Generation {
             limits,
             first: Mutex::new(None),
             backoff: Mutex::default(),
+            shared,
         };
         let live = generation.instantiate(&generation.all_interfaces())?;
         *lock(&generation.first) = Some(live);
@@ -116,6 +134,8 @@ impl Generation {
         names.join(", ")
     }
 
+    /// A fresh instance. When wasmtime's instance pool is full, idle
+    /// instances are freed to make room and the attempt is made once more.
     fn instantiate(&self, interface: &str) -> Result<Live, Error> {
         let failed = |e: wasmtime::Error| Error::Instantiate {
             interface: interface.to_string(),
@@ -123,20 +143,36 @@ impl Generation {
             origin: self.plugin.origin().to_string(),
             reason: reason(&e),
         };
+        match self.try_instantiate() {
+            Err(e) if pool_full(&e) => {
+                let freed = (self.shared.reclaim)();
+                tracing::warn!(
+                    "the instance pool is full: freed {freed} idle instance(s) to start `{}`",
+                    self.name
+                );
+                self.try_instantiate().map_err(failed)
+            }
+            other => other.map_err(failed),
+        }
+    }
+
+    fn try_instantiate(&self) -> wasmtime::Result<Live> {
         let pre = self.plugin.instance_pre();
-        let mut store =
-            sandbox::new_store(pre.engine(), &self.name, &self.limits, self.plugin.grants())
-                .map_err(failed)?;
-        let instance = pre.instantiate(&mut store).map_err(failed)?;
+        let mut store = sandbox::new_store(
+            pre.engine(),
+            &self.name,
+            &self.limits,
+            self.plugin.grants(),
+            &self.shared.output,
+        )?;
+        let instance = guarded(|| pre.instantiate(&mut store))?;
         let mut funcs = Vec::with_capacity(self.plugin.exports().len());
         for exported in self.plugin.exports() {
             let mut these = Vec::with_capacity(exported.functions().len());
             for function in exported.functions() {
                 let func = instance
                     .get_func(&mut store, function.index())
-                    .ok_or_else(|| {
-                        failed(wasmtime::format_err!("no function `{}`", function.name()))
-                    })?;
+                    .ok_or_else(|| wasmtime::format_err!("no function `{}`", function.name()))?;
                 these.push(func);
             }
             funcs.push(these);
@@ -147,6 +183,12 @@ impl Generation {
             funcs,
             typed: Vec::new(),
         })
+    }
+
+    /// Drops the instance made at creation if no lane has taken it yet: it
+    /// starts again when a call needs it. True if there was one.
+    pub(crate) fn drop_spare(&self) -> bool {
+        lock(&self.first).take().is_some()
     }
 
     /// The instance to serve with: the one made at creation the first time,
@@ -241,7 +283,8 @@ impl Generation {
         let mut results = vec![Val::Bool(false); signature.result_count()];
         let live = self.live(slot, export)?;
         live.store.set_epoch_deadline(self.deadline);
-        match live.funcs[export][position].call(&mut live.store, args, &mut results) {
+        let func = live.funcs[export][position];
+        match guarded(|| func.call(&mut live.store, args, &mut results)) {
             Ok(()) => Ok(results),
             Err(error) => {
                 let error = self.call_failed(export, function, args, &error);
@@ -291,7 +334,7 @@ impl Generation {
             .downcast_ref::<B>()
             .expect("stored under its own TypeId");
         store.set_epoch_deadline(self.deadline);
-        match call(bindings, store) {
+        match guarded(|| call(bindings, store)) {
             Ok(value) => Ok(value),
             Err(error) => {
                 *slot = None;
@@ -367,6 +410,33 @@ impl Generation {
                 fault: Fault::of(error),
                 reason: reason(error),
             },
+        }
+    }
+}
+
+/// Whether instantiating failed because wasmtime's instance pool is full.
+fn pool_full(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
+}
+
+/// Runs `f`, turning a panic inside it into an error. wasmtime carries a
+/// panic in a host function (WASI's included) out through the guest's frames
+/// to its caller; here it fails the one call (whose instance then goes)
+/// rather than the host.
+fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(wasmtime::format_err!(
+                "the host panicked during the call: {message}"
+            ))
         }
     }
 }

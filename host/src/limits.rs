@@ -14,8 +14,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_INSTANCES: usize = 16;
 
 /// Table elements one instance may grow to: generous for any real plugin,
-/// interpreters compiled to wasm included.
-pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// interpreters compiled to wasm included (their function tables go far
+/// beyond wasmtime's pool default of 20,000). The pool reserves address
+/// space, not memory, for this many per table.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 18;
+
+/// The most stack one call's wasm frames may use: deep recursion traps here
+/// rather than exhausting the host's stack.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
 
 /// The limits each instance runs under. A manifest may lower them for its
 /// plugin, never raise them.
@@ -31,6 +37,11 @@ pub struct Limits {
     pub max_memory: usize,
     /// The longest one call (or one instantiation) may run.
     pub timeout: Duration,
+    /// The most WASI handles one instance may hold at once: open files and
+    /// directories, and the streams and pollables made from them.
+    pub max_open_files: usize,
+    /// The largest component file read, in bytes.
+    pub max_file_size: u64,
 }
 
 impl Default for Limits {
@@ -38,9 +49,18 @@ impl Default for Limits {
         Limits {
             max_memory: DEFAULT_MAX_MEMORY,
             timeout: DEFAULT_TIMEOUT,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 }
+
+/// The default cap on WASI handles per instance: 256.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
+
+/// The most directories one manifest may grant: each is an open descriptor
+/// in every instance.
+pub const MAX_DIR_GRANTS: usize = 64;
 
 /// A plugin instance tried to grow memory or a table past its limit. It
 /// travels inside the wasmtime error of the call that hit it.

@@ -233,14 +233,20 @@ impl Loader {
         &self.engine
     }
 
-    /// Loads a component file as read, granted what its manifest grants;
-    /// errors name the file. The flag tells whether the cache served it.
-    pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
+    /// Loads a component file as read, granted what its manifest grants
+    /// within `grant_root` (by default, the directory of the file); errors
+    /// name the file. The flag tells whether the cache served it.
+    pub(crate) fn load_source(
+        &self,
+        source: &Source,
+        grant_root: Option<&Path>,
+    ) -> Result<(Plugin, bool), Error> {
         let grants = match &source.manifest {
             None => Grants::default(),
             Some((file, text)) => {
                 let base = file.parent().unwrap_or(Path::new("."));
-                Grants::from_toml(text, base, &file.display().to_string())?
+                let root = grant_root.unwrap_or(base);
+                Grants::from_toml_within(text, base, &file.display().to_string(), root)?
             }
         };
         let (plugin, cached) = self.load_bytes(&source.origin(), &source.bytes)?;

@@ -6,6 +6,7 @@
 //! [limits]
 //! max-memory-mib = 64    # linear memory per instance
 //! timeout-ms = 1000      # deadline per call
+//! max-open-files = 32    # WASI handles per instance
 //! instances = 2          # instances that may serve calls at once
 //!
 //! [env]
@@ -24,7 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::limits::{Limits, MAX_INSTANCES};
+use crate::limits::{Limits, MAX_DIR_GRANTS, MAX_INSTANCES};
 
 /// What one plugin is granted. The default grants nothing.
 ///
@@ -48,6 +49,8 @@ pub struct Grants {
     pub max_memory: Option<usize>,
     /// Its call deadline, if not the host's default.
     pub timeout: Option<Duration>,
+    /// Its cap on WASI handles per instance, if not the host's default.
+    pub max_open_files: Option<usize>,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,
 }
@@ -79,6 +82,7 @@ struct ManifestFile {
 struct LimitsSection {
     max_memory_mib: Option<u64>,
     timeout_ms: Option<u64>,
+    max_open_files: Option<u64>,
     instances: Option<u64>,
 }
 
@@ -103,6 +107,31 @@ impl Grants {
     /// Parses a manifest; relative host directories are taken from `base`.
     /// Errors name `origin` and, for syntax, the line.
     pub fn from_toml(text: &str, base: &Path, origin: &str) -> Result<Grants, Error> {
+        Self::parse(text, base, origin, None)
+    }
+
+    /// Like [`Grants::from_toml`], for a manifest its plugin's author wrote:
+    /// every granted directory must resolve (symlinks followed) inside
+    /// `root`, or the manifest is refused naming the path.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// let dir = std::env::temp_dir();
+    /// let err = hotslot::Grants::from_toml_within(
+    ///     "[[dir]]\nhost = \"/\"\nguest = \"/all\"\n", &dir, "p.toml", &dir,
+    /// ).unwrap_err();
+    /// assert!(err.to_string().contains("outside"), "{err}");
+    /// ```
+    pub fn from_toml_within(
+        text: &str,
+        base: &Path,
+        origin: &str,
+        root: &Path,
+    ) -> Result<Grants, Error> {
+        Self::parse(text, base, origin, Some(root))
+    }
+
+    fn parse(text: &str, base: &Path, origin: &str, root: Option<&Path>) -> Result<Grants, Error> {
         let bad = |reason: String| Error::Manifest {
             file: origin.to_string(),
             reason,
@@ -120,11 +149,42 @@ impl Grants {
         if limits.timeout_ms == Some(0) {
             return Err(bad("timeout-ms must be more than 0".into()));
         }
+        if file.dir.len() > MAX_DIR_GRANTS {
+            return Err(bad(format!(
+                "{} directories granted; at most {MAX_DIR_GRANTS}",
+                file.dir.len()
+            )));
+        }
+        let root = match root {
+            Some(root) => Some(root.canonicalize().map_err(|e| {
+                bad(format!(
+                    "cannot resolve the grant root {}: {e}",
+                    root.display()
+                ))
+            })?),
+            None => None,
+        };
         let mut dirs = Vec::new();
         for dir in file.dir {
-            let host = base.join(&dir.host);
+            let mut host = base.join(&dir.host);
             if !host.is_dir() {
                 return Err(bad(format!("{} is not a directory", host.display())));
+            }
+            if let Some(root) = &root {
+                let real = host
+                    .canonicalize()
+                    .map_err(|e| bad(format!("cannot resolve {}: {e}", host.display())))?;
+                if !real.starts_with(root) {
+                    return Err(bad(format!(
+                        "{} resolves to {}, outside the grant root {}",
+                        host.display(),
+                        real.display(),
+                        root.display()
+                    )));
+                }
+                // The resolved path from now on: a symlink swapped in later
+                // does not move the grant.
+                host = real;
             }
             if dir.guest.is_empty() {
                 return Err(bad(format!("no guest path for {}", host.display())));
@@ -142,18 +202,22 @@ impl Grants {
                 .max_memory_mib
                 .map(|mib| usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
             timeout: limits.timeout_ms.map(Duration::from_millis),
+            max_open_files: limits
+                .max_open_files
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             instances: limits.instances.map(|n| n as usize),
         })
     }
 
     /// Reads the manifest beside `component` (`NAME.toml` for `NAME.wasm`);
-    /// no file means no grants.
+    /// no file means no grants. Granted directories must lie inside the
+    /// component's own directory.
     pub fn for_component(component: &Path) -> Result<Grants, Error> {
         let path = manifest_path(component);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let base = path.parent().unwrap_or(Path::new("."));
-                Grants::from_toml(&text, base, &path.display().to_string())
+                Grants::from_toml_within(&text, base, &path.display().to_string(), base)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Grants::default()),
             Err(source) => Err(Error::Io { path, source }),
@@ -170,6 +234,10 @@ impl Grants {
             timeout: self
                 .timeout
                 .map_or(ceiling.timeout, |t| t.min(ceiling.timeout)),
+            max_open_files: self
+                .max_open_files
+                .map_or(ceiling.max_open_files, |n| n.min(ceiling.max_open_files)),
+            max_file_size: ceiling.max_file_size,
         }
     }
 
@@ -215,6 +283,7 @@ mod tests {
         let ceiling = Limits {
             max_memory: 16 << 20,
             timeout: Duration::from_millis(200),
+            ..Limits::default()
         };
         assert_eq!(grants.limits(&ceiling), ceiling);
     }

@@ -1,7 +1,10 @@
 //! Where plugins' standard output and error go: into the host's log, line by
 //! line and prefixed with the plugin's name, never to the host's own standard
 //! output. A plugin that floods is cut to a steady rate; what is dropped is
-//! counted and said.
+//! counted and said. The rate is the plugin's, not an instance's: both of its
+//! streams, in every instance it ever runs, draw on one [`OutputBudget`], so
+//! a plugin that floods and traps gets no fresh allowance from its next
+//! instance.
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +25,43 @@ const MAX_LINE: usize = 4096;
 const BURST: f64 = 256.0 * 1024.0;
 const RATE: f64 = 64.0 * 1024.0;
 
+/// What one plugin may still log: a token bucket refilled at `RATE` up to
+/// `BURST`, shared by everything the plugin prints.
+#[derive(Clone)]
+pub(crate) struct OutputBudget {
+    inner: Arc<Mutex<Bucket>>,
+}
+
+struct Bucket {
+    allowance: f64,
+    refilled: Instant,
+}
+
+impl OutputBudget {
+    pub(crate) fn new() -> Self {
+        OutputBudget {
+            inner: Arc::new(Mutex::new(Bucket {
+                allowance: BURST,
+                refilled: Instant::now(),
+            })),
+        }
+    }
+
+    /// Takes `cost` bytes' worth if the budget allows, else nothing.
+    fn take(&self, cost: f64) -> bool {
+        let mut bucket = lock(&self.inner);
+        let now = Instant::now();
+        let refill = RATE * (now - bucket.refilled).as_secs_f64();
+        bucket.allowance = (bucket.allowance + refill).min(BURST);
+        bucket.refilled = now;
+        if bucket.allowance < cost {
+            return false;
+        }
+        bucket.allowance -= cost;
+        true
+    }
+}
+
 /// One plugin stream (stdout or stderr) feeding the log.
 #[derive(Clone)]
 pub(crate) struct LogOutput {
@@ -34,21 +74,19 @@ struct LineLog {
     line: Vec<u8>,
     /// The current line was longer than `MAX_LINE`.
     cut: bool,
-    allowance: f64,
-    refilled: Instant,
+    budget: OutputBudget,
     dropped: u64,
 }
 
 impl LogOutput {
-    pub(crate) fn new(plugin: &str, stream: &'static str) -> Self {
+    pub(crate) fn new(plugin: &str, stream: &'static str, budget: &OutputBudget) -> Self {
         LogOutput {
             inner: Arc::new(Mutex::new(LineLog {
                 plugin: plugin.into(),
                 stream,
                 line: Vec::new(),
                 cut: false,
-                allowance: BURST,
-                refilled: Instant::now(),
+                budget: budget.clone(),
                 dropped: 0,
             })),
         }
@@ -88,14 +126,10 @@ impl LineLog {
         if self.line.is_empty() && !self.cut {
             return;
         }
-        let now = Instant::now();
-        self.allowance = (self.allowance + RATE * (now - self.refilled).as_secs_f64()).min(BURST);
-        self.refilled = now;
         let cost = self.line.len().max(1) as f64;
-        if self.allowance < cost {
+        if !self.budget.take(cost) {
             self.dropped += self.line.len() as u64 + 1;
         } else {
-            self.allowance -= cost;
             if self.dropped > 0 {
                 tracing::warn!(
                     "[{} {}] output flood: {} bytes dropped",
@@ -177,7 +211,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_and_floods_are_dropped() {
-        let out = LogOutput::new("p", "stdout");
+        let out = LogOutput::new("p", "stdout", &OutputBudget::new());
         out.write(&vec![b'x'; MAX_LINE * 2]);
         out.write(b"\n");
         {
@@ -191,6 +225,23 @@ mod tests {
         assert!(
             out.inner.lock().unwrap().dropped > 0,
             "a flood is cut to the rate"
+        );
+    }
+
+    #[test]
+    fn a_new_instance_gets_no_fresh_allowance() {
+        let budget = OutputBudget::new();
+        let first = LogOutput::new("p", "stdout", &budget);
+        for _ in 0..100 {
+            first.write(&[b'y'; 4000]);
+            first.write(b"\n");
+        }
+        let second = LogOutput::new("p", "stderr", &budget);
+        second.write(&[b'z'; 4000]);
+        second.write(b"\n");
+        assert!(
+            second.inner.lock().unwrap().dropped > 0,
+            "the budget is spent"
         );
     }
 }

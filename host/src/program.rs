@@ -16,15 +16,16 @@
 //! instance) as the call lets it go.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex as LaneLock, MutexGuard};
 
 use crate::error::Error;
-use crate::generation::{Generation, Live};
+use crate::generation::{Generation, Live, Reclaim, Shared};
 use crate::limits::MAX_INSTANCES;
+use crate::output::OutputBudget;
 use crate::version::Line;
 
 /// Identifies a slot within the registry.
@@ -58,6 +59,9 @@ impl Published {
 /// A named plugin as it runs; see the module's documentation.
 pub(crate) struct Program {
     name: Arc<str>,
+    /// Its place among the registry's programs: slots of a lower rank come
+    /// first in lookups.
+    rank: usize,
     published: ArcSwapOption<Published>,
     publications: AtomicU64,
     /// How many lanes the published generation may use.
@@ -70,6 +74,8 @@ pub(crate) struct Program {
     /// Held while a change to this program is prepared and published, so
     /// that changes happen one at a time and generation numbers only grow.
     pub(crate) changing: Mutex<()>,
+    /// What every generation of the plugin shares.
+    shared: Shared,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -111,9 +117,10 @@ pub(crate) enum NoLane {
 }
 
 impl Program {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, rank: usize, reclaim: Reclaim) -> Self {
         Program {
             name: name.into(),
+            rank,
             published: ArcSwapOption::empty(),
             publications: AtomicU64::new(0),
             width: AtomicUsize::new(1),
@@ -126,11 +133,39 @@ impl Program {
                 })
                 .collect(),
             changing: Mutex::new(()),
+            shared: Shared {
+                output: OutputBudget::new(),
+                reclaim,
+            },
         }
+    }
+
+    /// What every generation of this plugin shares.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Frees the instances no call is using (they start again when a call
+    /// needs one), and tells how many it freed.
+    pub(crate) fn free_idle(&self) -> usize {
+        let mut freed = 0;
+        for cell in self.lanes.iter() {
+            if let Some(mut lane) = cell.lane.try_lock() {
+                freed += usize::from(lane.live.take().is_some());
+            }
+        }
+        if let Some(published) = self.current() {
+            freed += usize::from(published.generation.drop_spare());
+        }
+        freed
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn rank(&self) -> usize {
+        self.rank
     }
 
     /// What the next call will run on.
@@ -268,4 +303,26 @@ fn thread_token() -> u64 {
         static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     TOKEN.with(|token| *token)
+}
+
+/// Every program of a registry, so that a full instance pool can be made
+/// room in: instances no call is using are the cheapest to give back.
+#[derive(Default)]
+pub(crate) struct Programs {
+    all: Mutex<Vec<Weak<Program>>>,
+}
+
+impl Programs {
+    pub(crate) fn add(&self, program: &Arc<Program>) {
+        crate::sync::lock(&self.all).push(Arc::downgrade(program));
+    }
+
+    /// Frees every idle instance; how many.
+    pub(crate) fn free_idle(&self) -> usize {
+        let programs: Vec<Arc<Program>> = crate::sync::lock(&self.all)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        programs.iter().map(|p| p.free_idle()).sum()
+    }
 }

@@ -8,7 +8,7 @@
 //! given out reach the new code. A new version takes every slot of its name
 //! in one step, or none.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -17,11 +17,11 @@ use wasmtime::Engine;
 
 use crate::engine::shared_engine;
 use crate::error::Error;
-use crate::generation::Generation;
+use crate::generation::{Generation, Reclaim};
 use crate::handle::Handle;
-use crate::limits::{Limits, DEFAULT_MAX_FILE_SIZE};
+use crate::limits::Limits;
 use crate::loader::{Loader, Plugin};
-use crate::program::{Program, Published, Route};
+use crate::program::{Program, Programs, Published, Route};
 use crate::sandbox;
 use crate::slot::{Selection, Slot};
 use crate::source::{check_name, plugin_name, Source};
@@ -188,6 +188,8 @@ pub struct Registered {
 pub struct Registry {
     loader: Loader,
     limits: Limits,
+    /// Where manifests' directory grants must lie; `None`: beside the file.
+    grant_root: Option<PathBuf>,
     next_generation: AtomicU64,
     state: Mutex<State>,
     subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
@@ -195,8 +197,8 @@ pub struct Registry {
 
 #[derive(Default)]
 struct State {
-    /// Every slot ever made, in registration order. Slots are never dropped:
-    /// handles may point at them.
+    /// Every slot ever made, in the order of their programs, then of
+    /// registration. Slots are never dropped: handles may point at them.
     slots: Vec<Arc<Slot>>,
     /// Every program ever made. A name usually has one; it has more when
     /// different plugins were added under it for different interfaces
@@ -204,6 +206,8 @@ struct State {
     programs: Vec<Arc<Program>>,
     /// What the handles given out by `get` reach, re-pointed on every change.
     selections: Vec<Weak<Selection>>,
+    /// Every program, for making room in a full instance pool.
+    every_program: Arc<Programs>,
 }
 
 impl Registry {
@@ -225,10 +229,25 @@ impl Registry {
         Ok(Registry {
             loader: Loader::new(engine.clone(), sandbox::linker(&engine)?),
             limits,
+            grant_root: None,
             next_generation: AtomicU64::new(1),
             state: Mutex::new(State::default()),
             subscribers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same registry, accepting manifests (read by
+    /// [`Registry::load_file`] and [`Registry::add_file`]) that grant
+    /// directories anywhere inside `root`, rather than only inside the
+    /// directory of their component.
+    ///
+    /// ```
+    /// let registry = hotslot::Registry::new()?.with_grant_root("/srv/plugin-data");
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
+    pub fn with_grant_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.grant_root = Some(root.into());
+        self
     }
 
     /// The wasmtime engine plugins are compiled for.
@@ -242,7 +261,9 @@ impl Registry {
     }
 
     /// Reads and compiles a component file, granted what the manifest beside
-    /// it (`NAME.toml` for `NAME.wasm`) grants, as `watch` does. Bytes
+    /// it (`NAME.toml` for `NAME.wasm`) grants, as `watch` does: directories
+    /// only inside the grant root ([`Registry::with_grant_root`]; by default
+    /// the file's own directory), limits only below the registry's. Bytes
     /// compiled recently (by content hash) are not compiled again.
     ///
     /// # Errors
@@ -262,15 +283,25 @@ impl Registry {
         Ok(self.loader.load_bytes(origin, bytes)?.0)
     }
 
+    /// Takes `name`'s place in the order of lookups now, before its plugin
+    /// loads, so that plugins loaded together keep the order they were
+    /// listed in however their loads finish.
+    pub(crate) fn reserve(&self, name: &str) {
+        let mut state = self.lock();
+        if !state.programs.iter().any(|p| p.name() == name) {
+            state.new_program(name);
+        }
+    }
+
     /// Reads a component file and its manifest, within the file size limit.
     pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
-        Source::read(path, DEFAULT_MAX_FILE_SIZE)
+        Source::read(path, self.limits.max_file_size)
     }
 
     /// Loads what [`Registry::read`] read, telling whether the compile cache
     /// served the bytes.
     pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
-        self.loader.load_source(source)
+        self.loader.load_source(source, self.grant_root.as_deref())
     }
 
     /// Loads a component file with its manifest ([`Registry::load_file`])
@@ -630,6 +661,7 @@ impl Registry {
             program.name(),
             plugin.clone(),
             &self.limits,
+            program.shared().clone(),
         )?);
         let routes = {
             let mut state = self.lock();
@@ -686,7 +718,10 @@ impl State {
     }
 
     fn new_program(&mut self, name: &str) -> Arc<Program> {
-        let program = Arc::new(Program::new(name));
+        let every_program = self.every_program.clone();
+        let reclaim: Reclaim = Arc::new(move || every_program.free_idle());
+        let program = Arc::new(Program::new(name, self.programs.len(), reclaim));
+        self.every_program.add(&program);
         self.programs.push(program.clone());
         program
     }
@@ -755,7 +790,14 @@ impl State {
         }
         let id = self.slots.len() as u64;
         let slot = Arc::new(Slot::new(id, interface.clone(), program.clone()));
-        self.slots.push(slot.clone());
+        // Lookups go in program order: a plugin added (or reserved) earlier
+        // comes first, whenever its slots were made.
+        let place = self
+            .slots
+            .iter()
+            .position(|s| s.program().rank() > program.rank())
+            .unwrap_or(self.slots.len());
+        self.slots.insert(place, slot.clone());
         slot
     }
 

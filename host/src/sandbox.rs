@@ -12,7 +12,7 @@ use crate::engine::deadline_ticks;
 use crate::error::Error;
 use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
-use crate::output::LogOutput;
+use crate::output::{LogOutput, OutputBudget};
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
 /// its resource limits. Typed calls receive a `Store<PluginState>`.
@@ -81,10 +81,25 @@ impl WasiView for PluginState {
 
 /// A linker that offers WASI p2 (synchronously) and nothing else.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
+    start_wasi_runtime()?;
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
     Ok(linker)
+}
+
+/// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
+/// the host has file descriptors to spare. Made lazily at a plugin's first
+/// filesystem call instead, a plugin that had taken every descriptor would
+/// find it impossible to make, and wasmtime-wasi panics then.
+fn start_wasi_runtime() -> Result<(), Error> {
+    std::panic::catch_unwind(|| wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| ())).map_err(
+        |_| {
+            Error::Engine(
+                "cannot start wasmtime-wasi's I/O runtime (out of file descriptors?)".into(),
+            )
+        },
+    )
 }
 
 /// A fresh store for one instance of the plugin `name`: WASI with only what
@@ -94,10 +109,11 @@ pub(crate) fn new_store(
     name: &str,
     limits: &Limits,
     grants: &Grants,
+    output: &OutputBudget,
 ) -> wasmtime::Result<Store<PluginState>> {
     let mut wasi = WasiCtx::builder();
-    wasi.stdout(LogOutput::new(name, "stdout"))
-        .stderr(LogOutput::new(name, "stderr"));
+    wasi.stdout(LogOutput::new(name, "stdout", output))
+        .stderr(LogOutput::new(name, "stderr", output));
     for (key, value) in &grants.env {
         wasi.env(key, value);
     }
@@ -110,9 +126,14 @@ pub(crate) fn new_store(
         wasi.preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(|e| e.context(format!("cannot grant {}", dir.host.display())))?;
     }
+    // Every open file or directory is a handle in this table, beside the
+    // streams and pollables made from them: its cap is the plugin's share of
+    // the host's file descriptors.
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(limits.max_open_files);
     let state = PluginState {
         wasi: wasi.build(),
-        table: ResourceTable::new(),
+        table,
         limits: Limiter {
             max_memory: limits.max_memory,
             max_table_elements: MAX_TABLE_ELEMENTS,

@@ -15,15 +15,21 @@
 //! period. Other changes (a create or write whose close we never see) are
 //! picked up after a short quiet period. Reads, the host's own included, are
 //! ignored, and bytes identical to what is loaded reload nothing.
+//!
+//! Loading runs on a few worker threads, never on the thread that follows
+//! the directory: a plugin whose start-up is slow (it is bounded by the
+//! deadline) holds up no other file. Changes to one file are handled one at
+//! a time, in order; the order of registration stays the order of file
+//! names, however the loads finish.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::error::Error;
@@ -110,19 +116,68 @@ pub struct Watcher {
     dir: PathBuf,
     registry: Arc<Registry>,
     subscribers: Arc<Mutex<Vec<Sender<WatchEvent>>>>,
+    progress: Arc<Progress>,
     running: Option<Running>,
 }
 
 struct Running {
     // Dropping the notify watcher closes the channel the thread reads.
     _notify: notify::RecommendedWatcher,
-    stop: Sender<Message>,
-    thread: Option<JoinHandle<()>>,
+    messages: Sender<Message>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 enum Message {
     Fs(notify::Result<notify::Event>),
+    /// Load every component in the directory, in file-name order.
+    Scan,
+    /// A worker is done with a file.
+    Done(PathBuf),
     Stop,
+}
+
+/// How much work is under way (files loading, or waiting out their quiet
+/// period), so that a caller can wait until the watcher has caught up.
+#[derive(Default)]
+struct Progress {
+    busy: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Progress {
+    fn begin(&self) {
+        *lock(&self.busy) += 1;
+    }
+
+    fn end(&self) {
+        let mut busy = lock(&self.busy);
+        *busy = busy.saturating_sub(1);
+        if *busy == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        *lock(&self.busy) > 0
+    }
+
+    fn wait_until_idle(&self) {
+        let busy = lock(&self.busy);
+        let _idle = self
+            .idle
+            .wait_while(busy, |busy| *busy > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+
+    /// Waits until nothing is under way, at most `timeout`; true if so.
+    fn wait_idle(&self, timeout: Duration) -> bool {
+        let busy = lock(&self.busy);
+        let (busy, _) = self
+            .idle
+            .wait_timeout_while(busy, timeout, |busy| *busy > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *busy == 0
+    }
 }
 
 impl Watcher {
@@ -133,6 +188,7 @@ impl Watcher {
             dir: dir.as_ref().to_path_buf(),
             registry,
             subscribers: Arc::new(Mutex::new(Vec::new())),
+            progress: Arc::default(),
             running: None,
         }
     }
@@ -144,11 +200,29 @@ impl Watcher {
         receiver
     }
 
-    /// Starts watching, then loads every `*.wasm` in the directory in
-    /// file-name order (on this thread, so they are all in the registry when
-    /// it returns). Later changes are handled on a thread of the watcher's,
-    /// never on callers' threads.
+    /// Starts watching, then loads every `*.wasm` in the directory (several
+    /// at once, registered in file-name order), and returns once each has
+    /// loaded or been rejected. Later changes are handled on threads of the
+    /// watcher's, never on callers' threads.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be watched.
     pub fn start(&mut self) -> Result<(), Error> {
+        let started = self.running.is_some();
+        self.start_in_background()?;
+        if !started {
+            self.progress.wait_until_idle();
+        }
+        Ok(())
+    }
+
+    /// Like [`Watcher::start`], but returns at once, while the directory
+    /// loads: plugins become available one by one as they load.
+    /// [`Watcher::wait_idle`] waits for them.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be watched.
+    pub fn start_in_background(&mut self) -> Result<(), Error> {
         if self.running.is_some() {
             return Ok(());
         }
@@ -158,7 +232,7 @@ impl Watcher {
         })?;
         let (sender, receiver) = channel();
         let fs_sender = sender.clone();
-        let mut notify = notify::recommended_watcher(move |event| {
+        let notify = notify::recommended_watcher(move |event| {
             let _ = fs_sender.send(Message::Fs(event));
         })
         .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w))
@@ -166,26 +240,63 @@ impl Watcher {
             path: dir.clone(),
             source: std::io::Error::other(format!("cannot watch: {e}")),
         })?;
-        let _ = &mut notify;
-        // Watch before the first scan, so nothing written during it is lost.
-        let mut state = DirState {
+        let shared = Arc::new(Shared {
             dir: dir.clone(),
             registry: self.registry.clone(),
             subscribers: self.subscribers.clone(),
-            files: HashMap::new(),
+            files: Mutex::new(HashMap::new()),
+        });
+        let (jobs, job_queue) = channel::<PathBuf>();
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|source| Error::Io {
+                    path: dir.clone(),
+                    source,
+                })
+        };
+        let mut threads = Vec::new();
+        for i in 0..workers() {
+            let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), sender.clone());
+            threads.push(spawn(
+                format!("hotslot-load-{i}"),
+                Box::new(move || work(&shared, &job_queue, &done)),
+            )?);
+        }
+        // Watching began above, before the first scan: nothing written
+        // during it is lost.
+        self.progress.begin();
+        let _ = sender.send(Message::Scan);
+        let mut dispatcher = Dispatcher {
+            shared,
+            progress: self.progress.clone(),
+            jobs,
+            in_flight: HashMap::new(),
             pending: HashMap::new(),
         };
-        state.scan();
-        let thread = std::thread::Builder::new()
-            .name(format!("hotslot-watch {}", dir.display()))
-            .spawn(move || state.run(receiver))
-            .map_err(|source| Error::Io { path: dir, source })?;
+        threads.push(spawn(
+            format!("hotslot-watch {}", dir.display()),
+            Box::new(move || dispatcher.run(receiver)),
+        )?);
         self.running = Some(Running {
             _notify: notify,
-            stop: sender,
-            thread: Some(thread),
+            messages: sender,
+            threads,
         });
         Ok(())
+    }
+
+    /// Waits until every change seen so far has been handled (loaded or
+    /// rejected), at most `timeout`; true if it was.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.progress.wait_idle(timeout)
+    }
+
+    /// True while files are loading (or waiting out their quiet period).
+    pub fn is_busy(&self) -> bool {
+        self.progress.is_busy()
     }
 
     /// The directory watched.
@@ -196,24 +307,43 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        if let Some(mut running) = self.running.take() {
-            let _ = running.stop.send(Message::Stop);
-            if let Some(thread) = running.thread.take() {
+        if let Some(running) = self.running.take() {
+            let _ = running.messages.send(Message::Stop);
+            for thread in running.threads {
                 let _ = thread.join();
             }
         }
     }
 }
 
-/// What the watcher knows of the directory; owned by its thread.
-struct DirState {
+/// Loader threads: as many as the machine has cores, and at least two, so
+/// that one slow start-up never holds up every other file.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
+/// A loader thread: takes files off the queue until the queue goes.
+fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message>) {
+    loop {
+        let next = lock(queue).recv();
+        let Ok(path) = next else { return };
+        shared.sync(&path);
+        if done.send(Message::Done(path)).is_err() {
+            return;
+        }
+    }
+}
+
+/// What the dispatcher and the loaders share.
+struct Shared {
     dir: PathBuf,
     registry: Arc<Registry>,
     subscribers: Arc<Mutex<Vec<Sender<WatchEvent>>>>,
     /// By implementation name (file stem).
-    files: HashMap<String, FileState>,
-    /// Files changed without a sign of completion, and when to read them.
-    pending: HashMap<PathBuf, Instant>,
+    files: Mutex<HashMap<String, FileState>>,
 }
 
 struct FileState {
@@ -223,27 +353,20 @@ struct FileState {
     serving: Option<[u8; 32]>,
 }
 
-impl DirState {
-    fn scan(&mut self) {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => {
-                let reason = format!("cannot list {}: {e}", self.dir.display());
-                self.publish(WatchEvent::Rejected {
-                    file: self.dir.clone(),
-                    reason,
-                });
-                return;
-            }
-        };
-        files.retain(|p| self.is_component_file(p) && p.is_file());
-        files.sort();
-        for file in files {
-            self.sync(&file);
-        }
-    }
+/// Follows the directory's events and hands files to the loaders, one job
+/// per file at a time; owned by the watcher's thread.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    progress: Arc<Progress>,
+    jobs: Sender<PathBuf>,
+    /// Files a loader has now, and whether they changed again meanwhile.
+    in_flight: HashMap<PathBuf, bool>,
+    /// Files changed without a sign of completion, and when to read them.
+    pending: HashMap<PathBuf, Instant>,
+}
 
-    fn run(mut self, messages: Receiver<Message>) {
+impl Dispatcher {
+    fn run(&mut self, messages: Receiver<Message>) {
         loop {
             let timeout = self
                 .pending
@@ -254,10 +377,39 @@ impl DirState {
             match messages.recv_timeout(timeout) {
                 Ok(Message::Fs(Ok(event))) => self.on_event(event),
                 Ok(Message::Fs(Err(e))) => tracing::warn!("file watcher error: {e}"),
+                Ok(Message::Scan) => {
+                    self.scan();
+                    self.progress.end();
+                }
+                Ok(Message::Done(path)) => self.done(path),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.sync_due();
+        }
+    }
+
+    /// Every component in the directory, registered in file-name order:
+    /// each name's place is taken before any load begins.
+    fn scan(&mut self) {
+        let dir = &self.shared.dir;
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                let reason = format!("cannot list {}: {e}", dir.display());
+                self.shared.reject(dir, reason);
+                return;
+            }
+        };
+        files.retain(|p| self.shared.is_component_file(p));
+        files.sort();
+        for file in &files {
+            if let Ok(name) = plugin_name(file) {
+                self.shared.registry.reserve(&name);
+            }
+        }
+        for file in files {
+            self.schedule(file);
         }
     }
 
@@ -267,54 +419,59 @@ impl DirState {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
             EventKind::Access(_) => return,
             EventKind::Modify(ModifyKind::Metadata(_)) => return,
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
-                match self.is_component_file(&event.paths[0]) {
-                    true => self.forget(&event.paths[0]),
-                    false => self.sync_now(&event.paths[0]),
-                }
-                self.sync_now(&event.paths[1]);
-                return;
-            }
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
-                for path in &event.paths {
-                    // A manifest that goes reloads its plugin without grants.
-                    match self.is_component_file(path) {
-                        true => self.forget(path),
-                        false => self.sync_now(path),
-                    }
-                }
-                return;
-            }
-            EventKind::Modify(ModifyKind::Name(_)) => true,
+            // A rename, a removal: the file as it is now tells what to do
+            // (a component gone is removed; a manifest gone reloads its
+            // plugin without grants).
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
             _ => false,
         };
         for path in &event.paths {
+            let Some(component) = self.shared.component_for(path) else {
+                continue;
+            };
             if complete {
-                self.sync_now(path);
-            } else if let Some(component) = self.component_for(path) {
-                self.pending
-                    .insert(component, Instant::now() + QUIET_PERIOD);
+                self.end_pending(&component);
+                self.schedule(component);
+            } else if self
+                .pending
+                .insert(component, Instant::now() + QUIET_PERIOD)
+                .is_none()
+            {
+                self.progress.begin();
             }
         }
     }
 
-    fn sync_now(&mut self, path: &Path) {
-        if let Some(component) = self.component_for(path) {
-            self.pending.remove(&component);
-            self.sync(&component);
+    /// Hands `path` to a loader, or, if one has it now, marks it for
+    /// another look once that one is done.
+    fn schedule(&mut self, path: PathBuf) {
+        if let Some(again) = self.in_flight.get_mut(&path) {
+            *again = true;
+            return;
+        }
+        self.progress.begin();
+        self.in_flight.insert(path.clone(), false);
+        if self.jobs.send(path).is_err() {
+            self.progress.end();
         }
     }
 
-    /// The component a changed file is about: itself, or for a manifest
-    /// `NAME.toml`, `NAME.wasm` (a manifest change reloads its plugin).
-    fn component_for(&self, path: &Path) -> Option<PathBuf> {
-        if self.is_component_file(path) {
-            return Some(path.to_path_buf());
+    fn done(&mut self, path: PathBuf) {
+        match self.in_flight.remove(&path) {
+            Some(true) => {
+                // Changed while it loaded: look again.
+                self.progress.end();
+                self.schedule(path);
+            }
+            Some(false) => self.progress.end(),
+            None => {}
         }
-        let is_manifest = path.parent() == Some(self.dir.as_path())
-            && path.extension().is_some_and(|e| e == "toml");
-        let component = path.with_extension("wasm");
-        (is_manifest && component.is_file()).then_some(component)
+    }
+
+    fn end_pending(&mut self, component: &Path) {
+        if self.pending.remove(component).is_some() {
+            self.progress.end();
+        }
     }
 
     fn sync_due(&mut self) {
@@ -327,19 +484,29 @@ impl DirState {
             .collect();
         due.sort();
         for path in due {
-            self.pending.remove(&path);
-            self.sync(&path);
+            self.end_pending(&path);
+            self.schedule(path);
         }
+    }
+}
+
+impl Shared {
+    /// The component a changed file is about: itself, or for a manifest
+    /// `NAME.toml`, `NAME.wasm` (a manifest change reloads its plugin).
+    fn component_for(&self, path: &Path) -> Option<PathBuf> {
+        if self.is_component_file(path) {
+            return Some(path.to_path_buf());
+        }
+        let is_manifest = path.parent() == Some(self.dir.as_path())
+            && path.extension().is_some_and(|e| e == "toml");
+        let component = path.with_extension("wasm");
+        (is_manifest && component.exists()).then_some(component)
     }
 
     /// A file that left: remove its plugin (its slots stay).
-    fn forget(&mut self, path: &Path) {
-        if !self.is_component_file(path) {
-            return;
-        }
-        self.pending.remove(path);
+    fn forget(&self, path: &Path) {
         let Ok(name) = plugin_name(path) else { return };
-        let Some(state) = self.files.remove(&name) else {
+        let Some(state) = lock(&self.files).remove(&name) else {
             return;
         };
         if state.serving.is_none() {
@@ -355,7 +522,7 @@ impl DirState {
     }
 
     /// Brings the registry in line with the file as it is now.
-    fn sync(&mut self, path: &Path) {
+    fn sync(&self, path: &Path) {
         let started = Instant::now();
         let name = match plugin_name(path) {
             Ok(name) => name,
@@ -372,16 +539,19 @@ impl DirState {
             }
             Err(e) => refusal_hash(path, e),
         };
-        let state = self.files.entry(name.clone()).or_insert(FileState {
-            tried: [0; 32],
-            serving: None,
-        });
-        // Same content as last time, or as what serves (back after a
-        // half-written version was refused): nothing to do.
-        let unchanged = state.tried == hash || state.serving == Some(hash);
-        state.tried = hash;
-        if unchanged {
-            return;
+        {
+            let mut files = lock(&self.files);
+            let state = files.entry(name.clone()).or_insert(FileState {
+                tried: [0; 32],
+                serving: None,
+            });
+            // Same content as last time, or as what serves (back after a
+            // half-written version was refused): nothing to do.
+            let unchanged = state.tried == hash || state.serving == Some(hash);
+            state.tried = hash;
+            if unchanged {
+                return;
+            }
         }
         let source = match read {
             Ok(source) => source,
@@ -394,41 +564,40 @@ impl DirState {
             .load_source(&source)
             .and_then(|(plugin, cached)| Ok((self.registry.add_plugin(&name, &plugin)?, cached)));
         let compile = compiling.elapsed();
-        match loaded {
-            Ok((registered, cached)) => {
-                let timings = LoadTimings {
-                    started,
-                    read,
-                    compile,
-                    cached,
-                    swap: started.elapsed().saturating_sub(read + compile),
-                };
-                if let Some(state) = self.files.get_mut(&name) {
-                    state.serving = Some(hash);
-                }
-                let interfaces = registered
-                    .interfaces
-                    .iter()
-                    .map(|i| (i.clone(), registered.generation))
-                    .collect();
-                let file = path.to_path_buf();
-                self.publish(match registered.previous {
-                    None => WatchEvent::Loaded {
-                        file,
-                        name,
-                        interfaces,
-                        timings,
-                    },
-                    Some(_) => WatchEvent::Reloaded {
-                        file,
-                        name,
-                        interfaces,
-                        timings,
-                    },
-                });
-            }
-            Err(e) => self.reject(path, e.to_string()),
+        let (registered, cached) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => return self.reject(path, e.to_string()),
+        };
+        let timings = LoadTimings {
+            started,
+            read,
+            compile,
+            cached,
+            swap: started.elapsed().saturating_sub(read + compile),
+        };
+        if let Some(state) = lock(&self.files).get_mut(&name) {
+            state.serving = Some(hash);
         }
+        let interfaces = registered
+            .interfaces
+            .iter()
+            .map(|i| (i.clone(), registered.generation))
+            .collect();
+        let file = path.to_path_buf();
+        self.publish(match registered.previous {
+            None => WatchEvent::Loaded {
+                file,
+                name,
+                interfaces,
+                timings,
+            },
+            Some(_) => WatchEvent::Reloaded {
+                file,
+                name,
+                interfaces,
+                timings,
+            },
+        });
     }
 
     fn reject(&self, path: &Path, reason: String) {

@@ -149,8 +149,20 @@ fn loads_every_component_at_start_in_file_name_order() {
     assert_eq!(names, ["a_first", "b_second"]);
     let first = setup.registry.first_implementation(GREET).unwrap();
     assert_eq!(hello(&first, "o").unwrap(), "a: hello, o");
-    setup.wait_loaded("a_first.wasm");
-    setup.wait_loaded("b_second.wasm");
+    // They load in parallel: their events may come in either order.
+    let mut loaded: Vec<PathBuf> = (0..2)
+        .map(
+            |_| match setup.wait_for("a load", |e| matches!(e, WatchEvent::Loaded { .. })) {
+                WatchEvent::Loaded { file, .. } => file,
+                _ => unreachable!(),
+            },
+        )
+        .collect();
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        [setup.path("a_first.wasm"), setup.path("b_second.wasm")]
+    );
 }
 
 #[test]

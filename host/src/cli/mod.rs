@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 pub use request::{render, CallRequest};
 pub use session::answer;
 
-use crate::limits::{Limits, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT};
+use crate::limits::{
+    Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_TIMEOUT,
+};
 use crate::registry::Registry;
 use crate::watch::Watcher;
 
@@ -97,6 +99,17 @@ struct LimitArgs {
     /// less, never more).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMEOUT.as_millis() as u64)]
     timeout_ms: u64,
+    /// Most WASI handles (open files, streams) one instance may hold (a
+    /// manifest may ask for fewer, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_OPEN_FILES)]
+    max_open_files: usize,
+    /// Largest component file read, in MiB.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FILE_SIZE >> 20)]
+    max_file_mib: u64,
+    /// Where manifests may grant directories (default: the directory of the
+    /// component).
+    #[arg(long, value_name = "DIR")]
+    grant_root: Option<PathBuf>,
 }
 
 impl LimitArgs {
@@ -104,6 +117,8 @@ impl LimitArgs {
         Limits {
             max_memory: self.max_memory_mib.saturating_mul(1 << 20),
             timeout: Duration::from_millis(self.timeout_ms),
+            max_open_files: self.max_open_files,
+            max_file_size: self.max_file_mib.saturating_mul(1 << 20),
         }
     }
 }
@@ -114,14 +129,14 @@ pub fn main() -> ExitCode {
     let verbose = matches!(cli.command, Command::Watch { .. });
     init_logging(verbose);
     let outcome = match cli.command {
-        Command::Watch { dir, limits } => watch(dir, limits.limits()),
+        Command::Watch { dir, limits } => watch(dir, &limits),
         Command::Call {
             file,
             request,
             limits,
-        } => call(file, &request, limits.limits()),
+        } => call(file, &request, &limits),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
-        Command::List { dir, limits } => registry(limits.limits())
+        Command::List { dir, limits } => registry(&limits)
             .and_then(|registry| inspect::list(&registry, &dir))
             .map(|rows| println!("{}", inspect::table(&rows))),
     };
@@ -134,16 +149,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn watch(dir: PathBuf, limits: Limits) -> Result<(), String> {
+fn watch(dir: PathBuf, limits: &LimitArgs) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
     let registry = Arc::new(registry(limits)?);
     let mut watcher = Watcher::new(registry.clone(), &dir);
-    watcher.start().map_err(|e| e.to_string())?;
-    session::serve(&registry).map_err(|e| format!("reading requests: {e}"))
+    // Requests are answered while the directory loads: a plugin that is
+    // slow to compile or start holds up only the requests it must serve.
+    watcher.start_in_background().map_err(|e| e.to_string())?;
+    let session = session::Session {
+        registry: &registry,
+        watcher: Some(&watcher),
+    };
+    session::serve(&session).map_err(|e| format!("reading requests: {e}"))
 }
 
-fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
+fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
     let registry = registry(limits)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
@@ -151,11 +172,15 @@ fn call(file: PathBuf, request: &str, limits: Limits) -> Result<(), String> {
     Ok(())
 }
 
-fn registry(limits: Limits) -> Result<Registry, String> {
+fn registry(args: &LimitArgs) -> Result<Registry, String> {
     // One engine per process; with wasmtime's disk cache a restart (or the
     // next `hotslot call`) does not compile the same component again.
     let engine = crate::engine::build_engine(true).map_err(|e| e.to_string())?;
-    Registry::with_engine(engine, limits).map_err(|e| e.to_string())
+    let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
+    Ok(match &args.grant_root {
+        Some(root) => registry.with_grant_root(root),
+        None => registry,
+    })
 }
 
 /// Logs go to standard error; `HOTSLOT_LOG` (error, warn, info, debug, trace)

@@ -2,33 +2,75 @@
 //! each line it reads, and what `hotslot call` does with its one request.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use crate::cli::request::{render, CallRequest};
 use crate::error::{one_line, Error};
 use crate::registry::Registry;
+use crate::watch::Watcher;
+
+/// How long a request for an interface nothing serves yet waits for the
+/// plugins still loading (a big component compiles for seconds).
+const LOAD_WAIT: Duration = Duration::from_secs(120);
 
 /// The answer to one line: the lines to print (none for a blank line).
 /// Failures are one line starting with `error: `.
 pub fn answer(registry: &Registry, line: &str) -> Vec<String> {
-    let line = line.trim();
-    if line.is_empty() {
-        return Vec::new();
+    Session {
+        registry,
+        watcher: None,
     }
-    if line == "list" {
-        return list(registry);
-    }
-    match call(registry, line) {
-        Ok(answer) => vec![answer],
-        Err(message) => vec![format!("error: {}", one_line(&message))],
-    }
+    .answer(line)
 }
 
 /// Makes one call from a request line and renders the answer in WAVE.
 pub fn call(registry: &Registry, line: &str) -> Result<String, String> {
-    let request = CallRequest::parse(line)?;
-    let handle = registry
-        .first_implementation(request.interface())
-        .map_err(|e| describe(&e))?;
+    Session {
+        registry,
+        watcher: None,
+    }
+    .call(line)
+}
+
+/// What a session answers from: the registry, and the watcher still
+/// loading into it, if any.
+pub(crate) struct Session<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) watcher: Option<&'a Watcher>,
+}
+
+impl Session<'_> {
+    fn answer(&self, line: &str) -> Vec<String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Vec::new();
+        }
+        if line == "list" {
+            return list(self.registry);
+        }
+        match self.call(line) {
+            Ok(answer) => vec![answer],
+            Err(message) => vec![format!("error: {}", one_line(&message))],
+        }
+    }
+
+    fn call(&self, line: &str) -> Result<String, String> {
+        let request = CallRequest::parse(line)?;
+        let mut found = self.registry.first_implementation(request.interface());
+        // Nothing serves it yet: if plugins are still loading, it may be
+        // one of them.
+        if let (Err(Error::NoImplementation { .. }), Some(watcher)) = (&found, self.watcher) {
+            if watcher.is_busy() {
+                watcher.wait_idle(LOAD_WAIT);
+                found = self.registry.first_implementation(request.interface());
+            }
+        }
+        call_on(found.map_err(|e| describe(&e))?, &request)
+    }
+}
+
+/// Makes the call `request` asks for on `handle`.
+fn call_on(handle: crate::Handle, request: &CallRequest) -> Result<String, String> {
     let exported = handle
         .exported()
         .ok_or_else(|| format!("no implementation of {} is loaded", request.interface()))?;
@@ -65,25 +107,35 @@ fn list(registry: &Registry) -> Vec<String> {
 
 /// Reads request lines until end of input, answering each at once. On a
 /// terminal, with a prompt, line editing and history.
-pub fn serve(registry: &Registry) -> io::Result<()> {
+pub(crate) fn serve(session: &Session<'_>) -> io::Result<()> {
     if io::stdin().is_terminal() && io::stdout().is_terminal() {
-        return serve_terminal(registry);
+        return serve_terminal(session);
     }
     let stdin = io::stdin();
     let stdout = io::stdout();
-    for line in stdin.lock().lines() {
-        let line = line?;
-        let answer = answer(registry, &line);
+    let mut input = stdin.lock();
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        if input.read_until(b'\n', &mut bytes)? == 0 {
+            return Ok(());
+        }
+        let answer = match std::str::from_utf8(&bytes) {
+            Ok(line) => session.answer(line),
+            Err(e) => vec![format!(
+                "error: the request is not UTF-8 text (bad byte at {})",
+                e.valid_up_to()
+            )],
+        };
         let mut out = stdout.lock();
         for answer_line in answer {
             writeln!(out, "{answer_line}")?;
         }
         out.flush()?;
     }
-    Ok(())
 }
 
-fn serve_terminal(registry: &Registry) -> io::Result<()> {
+fn serve_terminal(session: &Session<'_>) -> io::Result<()> {
     use rustyline::error::ReadlineError;
     let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
     loop {
@@ -92,7 +144,7 @@ fn serve_terminal(registry: &Registry) -> io::Result<()> {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                for answer_line in answer(registry, &line) {
+                for answer_line in session.answer(&line) {
                     println!("{answer_line}");
                 }
             }
