@@ -52,7 +52,7 @@ pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEv
 pub use sandbox::PluginState;
 pub use source::plugin_name;
 pub use version::{InterfaceName, Request};
-pub use watch::{LoadTimings, WatchEvent, Watcher};
+pub use watch::{LoadTimings, Loading, WatchEvent, Watcher};
 
 /// The wasmtime this crate is built on, for `Val`, `bindgen!` and typed calls.
 pub use wasmtime;

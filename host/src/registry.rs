@@ -293,6 +293,13 @@ impl Registry {
         }
     }
 
+    /// The place of `name`'s first program in the order of lookups.
+    pub(crate) fn rank(&self, name: &str) -> Option<usize> {
+        let state = self.lock();
+        let program = state.programs.iter().find(|p| p.name() == name)?;
+        Some(program.rank())
+    }
+
     /// Reads a component file and its manifest, within the file size limit.
     pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
         Source::read(path, self.limits.max_file_size)

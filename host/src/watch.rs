@@ -136,48 +136,102 @@ enum Message {
     Stop,
 }
 
-/// How much work is under way (files loading, or waiting out their quiet
-/// period), so that a caller can wait until the watcher has caught up.
+/// What is under way: files loading or waiting out their quiet period (and
+/// what each will export, once compiled), so that callers can wait until
+/// the watcher has caught up, or until a file that matters to them has.
 #[derive(Default)]
 struct Progress {
-    busy: Mutex<usize>,
-    idle: Condvar,
+    state: Mutex<Underway>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Underway {
+    /// Jobs and quiet periods not yet over, the initial scan included.
+    busy: usize,
+    /// By plugin name: how many of those are its, and what its new content
+    /// exports once compiled.
+    files: HashMap<String, (usize, Option<Vec<InterfaceName>>)>,
+    /// Work not about one file yet (the initial scan, until it has listed
+    /// the directory).
+    unnamed: usize,
+    /// Counts changes, for waiting on the next one.
+    version: u64,
 }
 
 impl Progress {
-    fn begin(&self) {
-        *lock(&self.busy) += 1;
+    fn update(&self, f: impl FnOnce(&mut Underway)) {
+        let mut state = lock(&self.state);
+        f(&mut state);
+        state.version += 1;
+        self.changed.notify_all();
     }
 
-    fn end(&self) {
-        let mut busy = lock(&self.busy);
-        *busy = busy.saturating_sub(1);
-        if *busy == 0 {
-            self.idle.notify_all();
-        }
+    fn begin(&self, name: Option<&str>) {
+        self.update(|state| {
+            state.busy += 1;
+            match name {
+                Some(name) => state.files.entry(name.to_string()).or_default().0 += 1,
+                None => state.unnamed += 1,
+            }
+        });
+    }
+
+    fn end(&self, name: Option<&str>) {
+        self.update(|state| {
+            state.busy = state.busy.saturating_sub(1);
+            match name {
+                Some(name) => {
+                    if let Some(file) = state.files.get_mut(name) {
+                        file.0 = file.0.saturating_sub(1);
+                        if file.0 == 0 {
+                            state.files.remove(name);
+                        }
+                    }
+                }
+                None => state.unnamed = state.unnamed.saturating_sub(1),
+            }
+        });
+    }
+
+    fn compiled(&self, name: &str, exports: Vec<InterfaceName>) {
+        self.update(|state| {
+            if let Some(file) = state.files.get_mut(name) {
+                file.1 = Some(exports);
+            }
+        });
     }
 
     fn is_busy(&self) -> bool {
-        *lock(&self.busy) > 0
+        lock(&self.state).busy > 0
     }
 
     fn wait_until_idle(&self) {
-        let busy = lock(&self.busy);
+        let state = lock(&self.state);
         let _idle = self
-            .idle
-            .wait_while(busy, |busy| *busy > 0)
+            .changed
+            .wait_while(state, |state| state.busy > 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 
     /// Waits until nothing is under way, at most `timeout`; true if so.
     fn wait_idle(&self, timeout: Duration) -> bool {
-        let busy = lock(&self.busy);
-        let (busy, _) = self
-            .idle
-            .wait_timeout_while(busy, timeout, |busy| *busy > 0)
+        let state = lock(&self.state);
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |state| state.busy > 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *busy == 0
+        state.busy == 0
     }
+}
+
+/// A file being loaded, as [`Watcher::loading`] reports it.
+#[derive(Clone, Debug)]
+pub struct Loading {
+    /// The plugin's name.
+    pub name: String,
+    /// What its new content exports, once compiled.
+    pub exports: Option<Vec<InterfaceName>>,
 }
 
 impl Watcher {
@@ -245,6 +299,7 @@ impl Watcher {
             registry: self.registry.clone(),
             subscribers: self.subscribers.clone(),
             files: Mutex::new(HashMap::new()),
+            progress: self.progress.clone(),
         });
         let (jobs, job_queue) = channel::<PathBuf>();
         let job_queue = Arc::new(Mutex::new(job_queue));
@@ -267,7 +322,7 @@ impl Watcher {
         }
         // Watching began above, before the first scan: nothing written
         // during it is lost.
-        self.progress.begin();
+        self.progress.begin(None);
         let _ = sender.send(Message::Scan);
         let mut dispatcher = Dispatcher {
             shared,
@@ -297,6 +352,35 @@ impl Watcher {
     /// True while files are loading (or waiting out their quiet period).
     pub fn is_busy(&self) -> bool {
         self.progress.is_busy()
+    }
+
+    /// The plugins loading now (or about to), and a number that changes
+    /// whenever that list does (see [`Watcher::wait_change`]). While the
+    /// directory is still being listed, at start, `None`: any file may be
+    /// about to load.
+    pub fn loading(&self) -> (Option<Vec<Loading>>, u64) {
+        let state = lock(&self.progress.state);
+        let loading = state
+            .files
+            .iter()
+            .map(|(name, (_, exports))| Loading {
+                name: name.clone(),
+                exports: exports.clone(),
+            })
+            .collect();
+        let known = state.unnamed == 0;
+        (known.then_some(loading), state.version)
+    }
+
+    /// Waits until what is loading changes from what `version` (from
+    /// [`Watcher::loading`]) saw, at most `timeout`.
+    pub fn wait_change(&self, version: u64, timeout: Duration) {
+        let state = lock(&self.progress.state);
+        let _changed = self
+            .progress
+            .changed
+            .wait_timeout_while(state, timeout, |state| state.version == version)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 
     /// The directory watched.
@@ -344,6 +428,7 @@ struct Shared {
     subscribers: Arc<Mutex<Vec<Sender<WatchEvent>>>>,
     /// By implementation name (file stem).
     files: Mutex<HashMap<String, FileState>>,
+    progress: Arc<Progress>,
 }
 
 struct FileState {
@@ -379,7 +464,7 @@ impl Dispatcher {
                 Ok(Message::Fs(Err(e))) => tracing::warn!("file watcher error: {e}"),
                 Ok(Message::Scan) => {
                     self.scan();
-                    self.progress.end();
+                    self.progress.end(None);
                 }
                 Ok(Message::Done(path)) => self.done(path),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
@@ -432,12 +517,13 @@ impl Dispatcher {
             if complete {
                 self.end_pending(&component);
                 self.schedule(component);
-            } else if self
-                .pending
-                .insert(component, Instant::now() + QUIET_PERIOD)
-                .is_none()
-            {
-                self.progress.begin();
+            } else if !self.pending.contains_key(&component) {
+                self.progress.begin(name_of(&component).as_deref());
+                self.pending
+                    .insert(component, Instant::now() + QUIET_PERIOD);
+            } else {
+                self.pending
+                    .insert(component, Instant::now() + QUIET_PERIOD);
             }
         }
     }
@@ -449,28 +535,30 @@ impl Dispatcher {
             *again = true;
             return;
         }
-        self.progress.begin();
+        let name = name_of(&path);
+        self.progress.begin(name.as_deref());
         self.in_flight.insert(path.clone(), false);
         if self.jobs.send(path).is_err() {
-            self.progress.end();
+            self.progress.end(name.as_deref());
         }
     }
 
     fn done(&mut self, path: PathBuf) {
+        let name = name_of(&path);
         match self.in_flight.remove(&path) {
             Some(true) => {
                 // Changed while it loaded: look again.
-                self.progress.end();
                 self.schedule(path);
+                self.progress.end(name.as_deref());
             }
-            Some(false) => self.progress.end(),
+            Some(false) => self.progress.end(name.as_deref()),
             None => {}
         }
     }
 
     fn end_pending(&mut self, component: &Path) {
         if self.pending.remove(component).is_some() {
-            self.progress.end();
+            self.progress.end(name_of(component).as_deref());
         }
     }
 
@@ -562,7 +650,11 @@ impl Shared {
         let loaded = self
             .registry
             .load_source(&source)
-            .and_then(|(plugin, cached)| Ok((self.registry.add_plugin(&name, &plugin)?, cached)));
+            .and_then(|(plugin, cached)| {
+                let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
+                self.progress.compiled(&name, exports);
+                Ok((self.registry.add_plugin(&name, &plugin)?, cached))
+            });
         let compile = compiling.elapsed();
         let (registered, cached) = match loaded {
             Ok(loaded) => loaded,
@@ -629,6 +721,11 @@ impl Shared {
             && path.extension().is_some_and(|e| e == "wasm")
             && path.file_stem().is_some_and(|s| !s.is_empty())
     }
+}
+
+/// The plugin name a file gives, if it gives one.
+fn name_of(path: &Path) -> Option<String> {
+    plugin_name(path).ok()
 }
 
 /// Stands for the content of a file refused before it was read whole: the

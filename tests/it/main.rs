@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod common;
+mod hostile;
 mod plugins;
 mod props;
 mod registry;

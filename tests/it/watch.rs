@@ -234,8 +234,18 @@ fn rename_removes_the_old_name_and_adds_the_new() {
         setup.dir.path().join("new.wasm"),
     )
     .unwrap();
-    setup.wait_removed("old.wasm");
-    setup.wait_loaded("new.wasm");
+    // The two files load in parallel: their events may come in either order.
+    let (old_file, new_file) = (setup.path("old.wasm"), setup.path("new.wasm"));
+    let (mut removed, mut loaded) = (false, false);
+    while !(removed && loaded) {
+        match setup.wait_for("the rename's events", |e| {
+            matches!(e, WatchEvent::Removed { file, .. } if *file == old_file)
+                || matches!(e, WatchEvent::Loaded { file, .. } if *file == new_file)
+        }) {
+            WatchEvent::Removed { .. } => removed = true,
+            _ => loaded = true,
+        }
+    }
     assert!(matches!(hello(&old, "w"), Err(Error::Unavailable { .. })));
     let names: Vec<String> = setup.registry.list().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["new"]);

@@ -64,6 +64,17 @@ impl exports::demo::rogue::misbehave::Guest for Rogue {
     fn count() -> u32 {
         CALLS.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    fn open_many(path: String, times: u32) -> u32 {
+        let mut open = Vec::new();
+        for _ in 0..times {
+            match std::fs::File::open(&path) {
+                Ok(file) => open.push(file),
+                Err(_) => break,
+            }
+        }
+        open.len() as u32
+    }
 }
 
 export!(Rogue);

@@ -2,11 +2,13 @@
 //! each line it reads, and what `hotslot call` does with its one request.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::request::{render, CallRequest};
 use crate::error::{one_line, Error};
+use crate::handle::Handle;
 use crate::registry::Registry;
+use crate::version::Request;
 use crate::watch::Watcher;
 
 /// How long a request for an interface nothing serves yet waits for the
@@ -46,6 +48,9 @@ impl Session<'_> {
             return Vec::new();
         }
         if line == "list" {
+            if let Some(watcher) = self.watcher {
+                watcher.wait_idle(LOAD_WAIT);
+            }
             return list(self.registry);
         }
         match self.call(line) {
@@ -56,21 +61,54 @@ impl Session<'_> {
 
     fn call(&self, line: &str) -> Result<String, String> {
         let request = CallRequest::parse(line)?;
-        let mut found = self.registry.first_implementation(request.interface());
-        // Nothing serves it yet: if plugins are still loading, it may be
-        // one of them.
-        if let (Err(Error::NoImplementation { .. }), Some(watcher)) = (&found, self.watcher) {
-            if watcher.is_busy() {
-                watcher.wait_idle(LOAD_WAIT);
-                found = self.registry.first_implementation(request.interface());
+        let handle = self.find(request.interface());
+        call_on(handle.map_err(|e| describe(&e))?, &request)
+    }
+
+    /// The implementation that serves `request`, as it will once the files
+    /// loading now have loaded: while a file that comes before the one
+    /// serving now (or any file, when none serves) is loading and may export
+    /// the interface, wait for it, at most `LOAD_WAIT`. Requests to plugins
+    /// loaded already are answered at once.
+    fn find(&self, request: &Request) -> Result<Handle, Error> {
+        let deadline = Instant::now() + LOAD_WAIT;
+        loop {
+            let found = self.registry.first_implementation(request);
+            let Some(watcher) = self.watcher else {
+                return found;
+            };
+            let serving = found
+                .as_ref()
+                .ok()
+                .and_then(|h| h.name())
+                .and_then(|name| self.registry.rank(&name));
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (loading, version) = watcher.loading();
+            // `None`: the directory is still being listed; any file may serve.
+            let waiting = loading.is_none_or(|loading| {
+                loading.iter().any(|file| {
+                    let earlier = match (serving, self.registry.rank(&file.name)) {
+                        (None, _) => true,
+                        (Some(serving), Some(rank)) => rank < serving,
+                        (Some(_), None) => false,
+                    };
+                    let may_serve = file
+                        .exports
+                        .as_ref()
+                        .is_none_or(|exports| exports.iter().any(|e| e.serves(request)));
+                    earlier && may_serve
+                })
+            });
+            if !waiting || left.is_zero() {
+                return found;
             }
+            watcher.wait_change(version, left);
         }
-        call_on(found.map_err(|e| describe(&e))?, &request)
     }
 }
 
 /// Makes the call `request` asks for on `handle`.
-fn call_on(handle: crate::Handle, request: &CallRequest) -> Result<String, String> {
+fn call_on(handle: Handle, request: &CallRequest) -> Result<String, String> {
     let exported = handle
         .exported()
         .ok_or_else(|| format!("no implementation of {} is loaded", request.interface()))?;
