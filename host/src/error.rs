@@ -248,6 +248,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Plugins' persisted state could not be read or written.
+    #[error("plugin state in {}: {reason}", file.display())]
+    State {
+        /// The state database.
+        file: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The wasmtime engine could not be configured.
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),

@@ -12,11 +12,10 @@ use wasmtime::Store;
 
 use crate::bindings::Bindings;
 use crate::engine::deadline_ticks;
-use crate::error::{reason, Error, Fault};
+use crate::error::{reason as reason_of, Error, Fault};
 use crate::limits::Limits;
 use crate::loader::{ExportedInterface, Plugin};
-use crate::output::OutputBudget;
-use crate::sandbox::{self, PluginState};
+use crate::sandbox::{self, PluginScope, PluginState};
 use crate::sync::lock;
 
 /// One version of one plugin, and the instance made to check it. Replaced
@@ -36,20 +35,9 @@ pub(crate) struct Generation {
     /// Failed attempts to replace a faulted instance.
     backoff: Mutex<Backoff>,
     /// What it shares with the plugin's other generations.
-    shared: Shared,
-}
-
-/// Frees idle instances (of any plugin) when wasmtime's instance pool is
-/// full, and tells how many it freed.
-pub(crate) type Reclaim = Arc<dyn Fn() -> usize + Send + Sync>;
-
-/// What every generation of one plugin shares with the host around it.
-#[derive(Clone)]
-pub(crate) struct Shared {
-    /// What the plugin may still print.
-    pub(crate) output: OutputBudget,
-    /// Makes room in a full instance pool.
-    pub(crate) reclaim: Reclaim,
+    scope: PluginScope,
+    /// Why its instances start (unless they replace one).
+    reason: StartReason,
 }
 
 /// A running instance and what was looked up in it.
@@ -61,6 +49,37 @@ pub(crate) struct Live {
     funcs: Vec<Vec<Func>>,
     /// Typed bindings loaded so far, by type. Usually zero or one entry.
     typed: Vec<(TypeId, Box<dyn Any + Send>)>,
+}
+
+/// A lane's instance of one generation. `started` stays true once the lane
+/// has had one, so that its replacement (after a fault, or after it was
+/// freed to make room) starts as a recovery.
+#[derive(Default)]
+pub(crate) struct Resident {
+    pub(crate) live: Option<Live>,
+    started: bool,
+}
+
+/// Why an instance starts, as `hotslot:plugin/lifecycle` tells the plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StartReason {
+    /// The plugin's first instance since the host started (or since its
+    /// state was dropped).
+    Fresh,
+    /// A new version replaces the one that served.
+    Reload,
+    /// A new instance replaces one that faulted (or was freed).
+    Recover,
+}
+
+impl StartReason {
+    fn wit(self) -> &'static str {
+        match self {
+            StartReason::Fresh => "fresh",
+            StartReason::Reload => "reload",
+            StartReason::Recover => "recover",
+        }
+    }
 }
 
 /// After an instantiation fails, calls fail at once for a while instead of
@@ -78,14 +97,18 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
 impl Generation {
     /// Instantiates `plugin` once, under `limits` as its manifest lowers
-    /// them. Fails if the instance cannot be made, so a bad plugin never
+    /// them, and starts the instance: `restore(snapshot)` if a snapshot of
+    /// the outgoing version is given, then `on-start(reason)`. Fails if the
+    /// instance cannot be made or refuses to start, so a bad plugin never
     /// reaches a slot.
     pub(crate) fn new(
         number: u64,
         name: &str,
         plugin: Plugin,
         limits: &Limits,
-        shared: Shared,
+        scope: PluginScope,
+        reason: StartReason,
+        snapshot: Option<&[u8]>,
     ) -> Result<Self, Error> {
         let limits = plugin.grants().limits(limits);
         let generation = Generation {
@@ -97,9 +120,15 @@ impl Generation {
             limits,
             first: Mutex::new(None),
             backoff: Mutex::default(),
-            shared,
+            scope,
+            reason,
         };
-        let live = generation.instantiate(&generation.all_interfaces())?;
+        let interfaces = generation.all_interfaces();
+        let mut live = generation.instantiate(&interfaces)?;
+        if let Some(snapshot) = snapshot {
+            generation.restore(&mut live, snapshot, &interfaces)?;
+        }
+        generation.start(&mut live, reason, &interfaces)?;
         *lock(&generation.first) = Some(live);
         Ok(generation)
     }
@@ -141,11 +170,11 @@ impl Generation {
             interface: interface.to_string(),
             name: self.name.to_string(),
             origin: self.plugin.origin().to_string(),
-            reason: reason(&e),
+            reason: reason_of(&e),
         };
         match self.try_instantiate() {
             Err(e) if pool_full(&e) => {
-                let freed = (self.shared.reclaim)();
+                let freed = (self.scope.reclaim)();
                 tracing::warn!(
                     "the instance pool is full: freed {freed} idle instance(s) to start `{}`",
                     self.name
@@ -163,7 +192,7 @@ impl Generation {
             &self.name,
             &self.limits,
             self.plugin.grants(),
-            &self.shared.output,
+            &self.scope,
         )?;
         let instance = guarded(|| pre.instantiate(&mut store))?;
         let mut funcs = Vec::with_capacity(self.plugin.exports().len());
@@ -194,19 +223,22 @@ impl Generation {
     /// The instance to serve with: the one made at creation the first time,
     /// a fresh one after a call failed in the last (unless recent attempts
     /// failed: then the call fails at once, see [`Backoff`]).
-    fn live<'a>(&self, slot: &'a mut Option<Live>, export: usize) -> Result<&'a mut Live, Error> {
-        if slot.is_none() {
+    fn live<'a>(&self, resident: &'a mut Resident, export: usize) -> Result<&'a mut Live, Error> {
+        if resident.live.is_none() {
             let first = lock(&self.first).take();
-            *slot = Some(match first {
+            let live = match first {
                 Some(live) => live,
-                None => self.recover(export)?,
-            });
+                None if resident.started => self.recover(export, StartReason::Recover)?,
+                None => self.recover(export, self.reason)?,
+            };
+            resident.live = Some(live);
+            resident.started = true;
         }
-        Ok(slot.as_mut().expect("just filled"))
+        Ok(resident.live.as_mut().expect("just filled"))
     }
 
-    /// A fresh instance to replace one that faulted, within the backoff.
-    fn recover(&self, export: usize) -> Result<Live, Error> {
+    /// A fresh instance, started for `reason`, within the backoff.
+    fn recover(&self, export: usize, reason: StartReason) -> Result<Live, Error> {
         let interface = self.exported(export).name().to_string();
         let mut backoff = lock(&self.backoff);
         if let Some(until) = backoff.until {
@@ -226,7 +258,11 @@ impl Generation {
                 });
             }
         }
-        match self.instantiate(&interface) {
+        let started = self.instantiate(&interface).and_then(|mut live| {
+            self.start(&mut live, reason, &interface)?;
+            Ok(live)
+        });
+        match started {
             Ok(live) => {
                 *backoff = Backoff::default();
                 Ok(live)
@@ -254,7 +290,7 @@ impl Generation {
     /// Calls `function` of export number `export` with dynamic values.
     pub(crate) fn call(
         &self,
-        slot: &mut Option<Live>,
+        resident: &mut Resident,
         export: usize,
         function: &str,
         args: &[Val],
@@ -281,7 +317,7 @@ impl Generation {
             });
         }
         let mut results = vec![Val::Bool(false); signature.result_count()];
-        let live = self.live(slot, export)?;
+        let live = self.live(resident, export)?;
         live.store.set_epoch_deadline(self.deadline);
         let func = live.funcs[export][position];
         match guarded(|| func.call(&mut live.store, args, &mut results)) {
@@ -291,7 +327,7 @@ impl Generation {
                 // Wrong arguments are refused before the guest runs; anything
                 // else may have left the instance half-way, so it goes.
                 if !matches!(error, Error::BadArguments { .. }) {
-                    *slot = None;
+                    resident.live = None;
                 }
                 Err(error)
             }
@@ -301,7 +337,7 @@ impl Generation {
     /// Runs a typed closure on the instance, for export number `export`.
     pub(crate) fn call_typed<B, R>(
         &self,
-        slot: &mut Option<Live>,
+        resident: &mut Resident,
         export: usize,
         call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, Error>
@@ -314,7 +350,7 @@ impl Generation {
             instance,
             typed,
             ..
-        } = self.live(slot, export)?;
+        } = self.live(resident, export)?;
         let key = TypeId::of::<B>();
         let position = match typed.iter().position(|(id, _)| *id == key) {
             Some(position) => position,
@@ -323,7 +359,7 @@ impl Generation {
                     interface: interface(),
                     name: self.name.to_string(),
                     bindings: type_name::<B>(),
-                    reason: reason(&e),
+                    reason: reason_of(&e),
                 })?;
                 typed.push((key, Box::new(bindings)));
                 typed.len() - 1
@@ -337,15 +373,98 @@ impl Generation {
         match guarded(|| call(bindings, store)) {
             Ok(value) => Ok(value),
             Err(error) => {
-                *slot = None;
+                resident.live = None;
                 Err(Error::Call {
                     interface: interface(),
                     name: self.name.to_string(),
                     function: self.typed_function(&error, type_name::<B>()),
                     fault: Fault::of(&error),
-                    reason: reason(&error),
+                    reason: reason_of(&error),
                 })
             }
+        }
+    }
+
+    /// Tells a new instance why it starts (`hotslot:plugin/lifecycle`), if
+    /// the plugin wants to know; its `err` refuses the instance. Runs under
+    /// the call deadline. Either way the plugin has now started once.
+    fn start(&self, live: &mut Live, reason: StartReason, interface: &str) -> Result<(), Error> {
+        if let Some((export, function)) = self.plugin.contract().on_start {
+            let refused =
+                |why: String| self.refused(interface, format!("on-start({}) {why}", reason.wit()));
+            let func = live.funcs[export][function];
+            let mut results = [Val::Bool(false)];
+            live.store.set_epoch_deadline(self.deadline);
+            let args = [Val::Enum(reason.wit().into())];
+            guarded(|| func.call(&mut live.store, &args, &mut results))
+                .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
+            if let Val::Result(Err(message)) = &results[0] {
+                return Err(refused(format!(
+                    "refused: {}",
+                    result_text(message.as_deref())
+                )));
+            }
+        }
+        self.scope.state.mark_started();
+        Ok(())
+    }
+
+    /// Hands a new instance the outgoing version's snapshot
+    /// (`hotslot:plugin/migrate.restore`); its `err`, or a trap, refuses it.
+    fn restore(&self, live: &mut Live, snapshot: &[u8], interface: &str) -> Result<(), Error> {
+        let Some((export, function)) = self.plugin.contract().restore else {
+            return Ok(());
+        };
+        let refused = |why: String| self.refused(interface, format!("restore {why}"));
+        let func = live.funcs[export][function];
+        let typed = func
+            .typed::<(&[u8],), (Result<(), String>,)>(&live.store)
+            .map_err(|e| refused(format!("has an unexpected type: {}", reason_of(&e))))?;
+        live.store.set_epoch_deadline(self.deadline);
+        let (answer,) = guarded(|| typed.call(&mut live.store, (snapshot,)))
+            .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
+        answer.map_err(|message| refused(format!("refused: {message}")))
+    }
+
+    /// The in-memory state of the instance a lane holds
+    /// (`hotslot:plugin/migrate.snapshot`), or `None` when the plugin keeps
+    /// none or has no instance running. A failure costs the instance.
+    pub(crate) fn snapshot(&self, resident: &mut Resident) -> Result<Option<Vec<u8>>, Error> {
+        let Some((export, function)) = self.plugin.contract().snapshot else {
+            return Ok(None);
+        };
+        if resident.live.is_none() {
+            match lock(&self.first).take() {
+                Some(live) => resident.live = Some(live),
+                None => return Ok(None),
+            }
+        }
+        let live = resident.live.as_mut().expect("just filled");
+        let failed = |e: wasmtime::Error| Error::Call {
+            interface: self.exported(export).name().to_string(),
+            name: self.name.to_string(),
+            function: "snapshot".into(),
+            fault: Fault::of(&e),
+            reason: reason_of(&e),
+        };
+        let func = live.funcs[export][function];
+        let typed = func.typed::<(), (Vec<u8>,)>(&live.store).map_err(failed)?;
+        live.store.set_epoch_deadline(self.deadline);
+        match guarded(|| typed.call(&mut live.store, ())) {
+            Ok((snapshot,)) => Ok(Some(snapshot)),
+            Err(e) => {
+                resident.live = None;
+                Err(failed(e))
+            }
+        }
+    }
+
+    fn refused(&self, interface: &str, reason: String) -> Error {
+        Error::Instantiate {
+            interface: interface.to_string(),
+            name: self.name.to_string(),
+            origin: self.plugin.origin().to_string(),
+            reason,
         }
     }
 
@@ -408,7 +527,7 @@ impl Generation {
                 name: self.name.to_string(),
                 function: function.to_string(),
                 fault: Fault::of(error),
-                reason: reason(error),
+                reason: reason_of(error),
             },
         }
     }
@@ -438,5 +557,14 @@ fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
                 "the host panicked during the call: {message}"
             ))
         }
+    }
+}
+
+/// The text of a `result<_, string>`'s error, as a plugin gave it.
+fn result_text(value: Option<&Val>) -> String {
+    match value {
+        Some(Val::String(text)) => text.clone(),
+        Some(other) => format!("{other:?}"),
+        None => "no reason given".into(),
     }
 }

@@ -35,6 +35,7 @@ mod registry;
 mod sandbox;
 mod slot;
 mod source;
+mod state;
 mod sync;
 mod values;
 mod version;
@@ -44,13 +45,15 @@ pub use bindings::Bindings;
 pub use error::{Error, Fault};
 pub use handle::{Batch, Handle};
 pub use limits::{
-    LimitHit, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, MAX_INSTANCES,
+    LimitHit, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES,
+    DEFAULT_MAX_STATE, DEFAULT_TIMEOUT, MAX_DIR_GRANTS, MAX_INSTANCES,
 };
 pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
 pub use manifest::{manifest_path, DirGrant, Grants};
 pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEvent};
 pub use sandbox::PluginState;
 pub use source::plugin_name;
+pub use state::{StoredState, MAX_KEY_LEN};
 pub use version::{InterfaceName, Request};
 pub use watch::{LoadTimings, Loading, WatchEvent, Watcher};
 

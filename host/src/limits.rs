@@ -42,6 +42,9 @@ pub struct Limits {
     pub max_open_files: usize,
     /// The largest component file read, in bytes.
     pub max_file_size: u64,
+    /// The most host-kept state (`hotslot:plugin/state`) one plugin may
+    /// hold, keys and values together, in bytes.
+    pub max_state: usize,
 }
 
 impl Default for Limits {
@@ -51,9 +54,13 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_state: DEFAULT_MAX_STATE,
         }
     }
 }
+
+/// The default quota of host-kept state per plugin: 16 MiB.
+pub const DEFAULT_MAX_STATE: usize = 16 << 20;
 
 /// The default cap on WASI handles per instance: 256.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 256;

@@ -48,7 +48,43 @@ pub struct Plugin {
 struct Compiled {
     pre: InstancePre<PluginState>,
     exports: Vec<ExportedInterface>,
+    contract: Contract,
     hash: ContentHash,
+}
+
+/// Where the functions of the `hotslot:plugin` interfaces a component
+/// exports are: (export, function) positions in [`Plugin::exports`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Contract {
+    /// `lifecycle.on-start`.
+    pub(crate) on_start: Option<(usize, usize)>,
+    /// `migrate.snapshot`.
+    pub(crate) snapshot: Option<(usize, usize)>,
+    /// `migrate.restore`.
+    pub(crate) restore: Option<(usize, usize)>,
+}
+
+/// The package of the interfaces a plugin offers the host, not its callers.
+pub(crate) const CONTRACT_PACKAGE: &str = "hotslot:plugin";
+
+impl Contract {
+    fn of(exports: &[ExportedInterface]) -> Self {
+        let find = |interface: &str, function: &str| {
+            exports.iter().enumerate().find_map(|(e, exported)| {
+                let name = exported.name();
+                let ours = name.package() == CONTRACT_PACKAGE
+                    && name.interface() == interface
+                    && name.version().is_some_and(|v| v.major == 0 && v.minor == 1);
+                ours.then(|| exported.position(function).map(|f| (e, f)))
+                    .flatten()
+            })
+        };
+        Contract {
+            on_start: find("lifecycle", "on-start"),
+            snapshot: find("migrate", "snapshot"),
+            restore: find("migrate", "restore"),
+        }
+    }
 }
 
 /// SHA-256 of a component's bytes.
@@ -84,6 +120,11 @@ impl Plugin {
         &self.compiled.exports
     }
 
+    /// Where its `hotslot:plugin` lifecycle and migrate functions are.
+    pub(crate) fn contract(&self) -> &Contract {
+        &self.compiled.contract
+    }
+
     /// The exported interface that best serves `request`: among those that
     /// serve it, the highest version.
     pub fn export_serving(&self, request: &Request) -> Option<&ExportedInterface> {
@@ -94,7 +135,7 @@ impl Plugin {
     pub(crate) fn position_serving(&self, request: &Request) -> Option<usize> {
         let exports = &self.compiled.exports;
         (0..exports.len())
-            .filter(|&i| exports[i].name.serves(request))
+            .filter(|&i| exports[i].name.serves(request) && !exports[i].is_contract())
             .max_by(|&a, &b| exports[a].name.version().cmp(&exports[b].name.version()))
     }
 
@@ -162,6 +203,12 @@ impl ExportedInterface {
     /// The function called `name`, if there is one.
     pub fn function(&self, name: &str) -> Option<&ExportedFunction> {
         self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// True for the `hotslot:plugin` interfaces, which a plugin exports for
+    /// the host (lifecycle, migration), not for callers.
+    pub fn is_contract(&self) -> bool {
+        self.name.package() == CONTRACT_PACKAGE
     }
 
     pub(crate) fn position(&self, name: &str) -> Option<usize> {
@@ -295,7 +342,13 @@ impl Loader {
                 reason: reason(&e),
             })?;
         let exports = exported_interfaces(&self.engine, &component);
-        Ok(Compiled { pre, exports, hash })
+        let contract = Contract::of(&exports);
+        Ok(Compiled {
+            pre,
+            exports,
+            contract,
+            hash,
+        })
     }
 }
 

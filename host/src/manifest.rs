@@ -7,7 +7,11 @@
 //! max-memory-mib = 64    # linear memory per instance
 //! timeout-ms = 1000      # deadline per call
 //! max-open-files = 32    # WASI handles per instance
+//! max-state-kib = 1024   # host-kept state (hotslot:plugin/state)
 //! instances = 2          # instances that may serve calls at once
+//!
+//! [state]
+//! persist = true         # keep host-kept state on disk, across restarts
 //!
 //! [env]
 //! GREETING = "hello"
@@ -51,6 +55,10 @@ pub struct Grants {
     pub timeout: Option<Duration>,
     /// Its cap on WASI handles per instance, if not the host's default.
     pub max_open_files: Option<usize>,
+    /// Its quota of host-kept state, if not the host's default.
+    pub max_state: Option<usize>,
+    /// Whether its host-kept state is also kept on disk, across restarts.
+    pub persist_state: bool,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,
 }
@@ -75,6 +83,15 @@ struct ManifestFile {
     env: BTreeMap<String, String>,
     #[serde(default)]
     dir: Vec<DirSection>,
+    #[serde(default)]
+    state: StateSection,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StateSection {
+    #[serde(default)]
+    persist: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -83,6 +100,7 @@ struct LimitsSection {
     max_memory_mib: Option<u64>,
     timeout_ms: Option<u64>,
     max_open_files: Option<u64>,
+    max_state_kib: Option<u64>,
     instances: Option<u64>,
 }
 
@@ -205,6 +223,10 @@ impl Grants {
             max_open_files: limits
                 .max_open_files
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_state: limits
+                .max_state_kib
+                .map(|kib| usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX)),
+            persist_state: file.state.persist,
             instances: limits.instances.map(|n| n as usize),
         })
     }
@@ -238,6 +260,9 @@ impl Grants {
                 .max_open_files
                 .map_or(ceiling.max_open_files, |n| n.min(ceiling.max_open_files)),
             max_file_size: ceiling.max_file_size,
+            max_state: self
+                .max_state
+                .map_or(ceiling.max_state, |n| n.min(ceiling.max_state)),
         }
     }
 

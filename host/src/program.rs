@@ -23,9 +23,9 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex as LaneLock, MutexGuard};
 
 use crate::error::Error;
-use crate::generation::{Generation, Live, Reclaim, Shared};
+use crate::generation::{Generation, Resident};
 use crate::limits::MAX_INSTANCES;
-use crate::output::OutputBudget;
+use crate::sandbox::PluginScope;
 use crate::version::Line;
 
 /// Identifies a slot within the registry.
@@ -75,7 +75,7 @@ pub(crate) struct Program {
     /// that changes happen one at a time and generation numbers only grow.
     pub(crate) changing: Mutex<()>,
     /// What every generation of the plugin shares.
-    shared: Shared,
+    scope: PluginScope,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -95,9 +95,9 @@ pub(crate) struct Lane {
     /// The value of `publications` this reflects.
     seen: u64,
     published: Option<Arc<Published>>,
-    /// `None` until the first call, and after a call failed in the instance:
-    /// an instance that trapped must not run again.
-    live: Option<Live>,
+    /// Its instance: none until the first call, and none after a call
+    /// failed in it (an instance that trapped must not run again).
+    resident: Resident,
 }
 
 /// A lane held by this thread. Letting it go catches the lane up with any
@@ -117,7 +117,7 @@ pub(crate) enum NoLane {
 }
 
 impl Program {
-    pub(crate) fn new(name: &str, rank: usize, reclaim: Reclaim) -> Self {
+    pub(crate) fn new(name: &str, rank: usize, scope: PluginScope) -> Self {
         Program {
             name: name.into(),
             rank,
@@ -133,16 +133,13 @@ impl Program {
                 })
                 .collect(),
             changing: Mutex::new(()),
-            shared: Shared {
-                output: OutputBudget::new(),
-                reclaim,
-            },
+            scope,
         }
     }
 
     /// What every generation of this plugin shares.
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
+    pub(crate) fn scope(&self) -> &PluginScope {
+        &self.scope
     }
 
     /// Frees the instances no call is using (they start again when a call
@@ -151,7 +148,7 @@ impl Program {
         let mut freed = 0;
         for cell in self.lanes.iter() {
             if let Some(mut lane) = cell.lane.try_lock() {
-                freed += usize::from(lane.live.take().is_some());
+                freed += usize::from(lane.resident.live.take().is_some());
             }
         }
         if let Some(published) = self.current() {
@@ -211,7 +208,7 @@ impl Program {
             _ => false,
         };
         if !same_generation {
-            lane.live = None;
+            lane.resident = Resident::default();
         }
         lane.published = newest;
     }
@@ -265,18 +262,33 @@ impl Program {
         &self,
         held: &mut HeldLane<'_>,
         slot: SlotId,
-        f: impl FnOnce(&Generation, usize, &mut Option<Live>) -> Result<R, Error>,
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
     ) -> Option<Result<R, Error>> {
         let lane = &mut *held.guard;
         if lane.seen != self.publications.load(Ordering::Acquire) {
             self.catch_up(lane);
         }
         let Lane {
-            published, live, ..
+            published,
+            resident,
+            ..
         } = lane;
         let published = published.as_ref()?;
         let export = published.export_for(slot)?;
-        Some(f(&published.generation, export, live))
+        Some(f(&published.generation, export, resident))
+    }
+
+    /// The in-memory state of the instance on a lane held (see
+    /// [`Generation::snapshot`]), for migration to a new version.
+    pub(crate) fn snapshot(&self, held: &mut HeldLane<'_>) -> Result<Option<Vec<u8>>, Error> {
+        let lane = &mut *held.guard;
+        if lane.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(lane);
+        }
+        match &lane.published {
+            Some(published) => published.generation.snapshot(&mut lane.resident),
+            None => Ok(None),
+        }
     }
 }
 
@@ -285,7 +297,7 @@ impl Drop for HeldLane<'_> {
         // A typed closure that panicked mid-call may have left the instance
         // half-way: it is discarded like a trapped one.
         if std::thread::panicking() {
-            self.guard.live = None;
+            self.guard.resident.live = None;
         }
         let program = self.program;
         if self.guard.seen != program.publications.load(Ordering::Acquire) {

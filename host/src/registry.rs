@@ -8,6 +8,7 @@
 //! given out reach the new code. A new version takes every slot of its name
 //! in one step, or none.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -17,14 +18,16 @@ use wasmtime::Engine;
 
 use crate::engine::shared_engine;
 use crate::error::Error;
-use crate::generation::{Generation, Reclaim};
+use crate::generation::{Generation, StartReason};
 use crate::handle::Handle;
 use crate::limits::Limits;
 use crate::loader::{Loader, Plugin};
-use crate::program::{Program, Programs, Published, Route};
-use crate::sandbox;
+use crate::output::OutputBudget;
+use crate::program::{NoLane, Program, Programs, Published, Route};
+use crate::sandbox::{self, PluginScope};
 use crate::slot::{Selection, Slot};
 use crate::source::{check_name, plugin_name, Source};
+use crate::state::{Persist, PluginStore, StoredState};
 use crate::sync::lock;
 use crate::version::{InterfaceName, Line, Request};
 
@@ -190,6 +193,9 @@ pub struct Registry {
     limits: Limits,
     /// Where manifests' directory grants must lie; `None`: beside the file.
     grant_root: Option<PathBuf>,
+    /// Where persisted plugin state is kept, and its database once opened.
+    state_dir: Option<PathBuf>,
+    persist: Mutex<Option<Arc<Persist>>>,
     next_generation: AtomicU64,
     state: Mutex<State>,
     subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
@@ -208,6 +214,8 @@ struct State {
     selections: Vec<Weak<Selection>>,
     /// Every program, for making room in a full instance pool.
     every_program: Arc<Programs>,
+    /// Every plugin's host-kept state, by name: it outlives its programs.
+    states: HashMap<String, Arc<PluginStore>>,
 }
 
 impl Registry {
@@ -230,6 +238,8 @@ impl Registry {
             loader: Loader::new(engine.clone(), sandbox::linker(&engine)?),
             limits,
             grant_root: None,
+            state_dir: None,
+            persist: Mutex::new(None),
             next_generation: AtomicU64::new(1),
             state: Mutex::new(State::default()),
             subscribers: Mutex::new(Vec::new()),
@@ -247,6 +257,21 @@ impl Registry {
     /// ```
     pub fn with_grant_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.grant_root = Some(root.into());
+        self
+    }
+
+    /// The same registry, keeping the state of plugins whose manifest says
+    /// `[state] persist = true` in a database in `dir` (made if missing), so
+    /// that it outlives the host. Without a state directory such plugins are
+    /// refused.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let registry = hotslot::Registry::new()?.with_state_dir(dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
         self
     }
 
@@ -360,7 +385,7 @@ impl Registry {
             name: name.to_string(),
             reason,
         })?;
-        if plugin.exports().is_empty() {
+        if plugin.exports().iter().all(|e| e.is_contract()) {
             return Err(Error::NotExported {
                 interface: "any interface".into(),
                 origin: plugin.origin().to_string(),
@@ -368,7 +393,8 @@ impl Registry {
             });
         }
         let mut wanted: Vec<(Line, usize)> = Vec::new();
-        for (export, exported) in plugin.exports().iter().enumerate() {
+        let offered = plugin.exports().iter().enumerate();
+        for (export, exported) in offered.filter(|(_, e)| !e.is_contract()) {
             let line = exported.name().line();
             if !wanted.iter().any(|(l, _)| *l == line) {
                 wanted.push((line.clone(), best_in_line(plugin, &line).unwrap_or(export)));
@@ -628,6 +654,13 @@ impl Registry {
         Ok(Handle::to_selection(selection))
     }
 
+    /// The host-kept state (`hotslot:plugin/state`) of the plugin `name`:
+    /// read it, or clear it. `None` if no plugin by that name was added.
+    pub fn state(&self, name: &str) -> Option<StoredState> {
+        let state = self.lock();
+        state.states.get(name).cloned().map(StoredState::new)
+    }
+
     /// Every implementation currently loaded, in registration order.
     pub fn list(&self) -> Vec<Implementation> {
         self.lock()
@@ -662,13 +695,49 @@ impl Registry {
         plugin: &Plugin,
         wanted: Vec<(Line, usize)>,
     ) -> Result<Arc<Published>, Error> {
+        self.prepare_state(program, plugin)?;
+        let current = program.current();
+        // In-memory state moves from the outgoing instance to the incoming
+        // one when both sides offer it: calls wait (bounded) meanwhile.
+        let contract = plugin.contract();
+        let migrating = contract.restore.is_some()
+            && current
+                .as_ref()
+                .is_some_and(|c| c.generation.plugin().contract().snapshot.is_some());
+        if contract.snapshot.is_some() && plugin.grants().instance_count() > 1 {
+            return Err(Error::Instantiate {
+                interface: "hotslot:plugin/migrate".into(),
+                name: program.name().to_string(),
+                origin: plugin.origin().to_string(),
+                reason: format!(
+                    "a plugin that migrates its memory runs one instance, not {}: \
+                     there would be no one memory to hand over (keep such state \
+                     in hotslot:plugin/state instead)",
+                    plugin.grants().instance_count()
+                ),
+            });
+        }
+        let mut held = match migrating {
+            true => Some(program.acquire().map_err(|why| no_lane(program, why))?),
+            false => None,
+        };
+        let snapshot = match &mut held {
+            Some(held) => program.snapshot(held)?,
+            None => None,
+        };
+        let reason = match program.scope().state.started() {
+            true => StartReason::Reload,
+            false => StartReason::Fresh,
+        };
         let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let generation = Arc::new(Generation::new(
             number,
             program.name(),
             plugin.clone(),
             &self.limits,
-            program.shared().clone(),
+            program.scope().clone(),
+            reason,
+            snapshot.as_deref(),
         )?);
         let routes = {
             let mut state = self.lock();
@@ -686,7 +755,37 @@ impl Registry {
         };
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
+        // Letting the lane go frees the outgoing instance.
+        drop(held);
         Ok(published)
+    }
+
+    /// Sets `program`'s state up as `plugin`'s manifest asks, before any
+    /// instance of it starts: its quota, and its values from disk.
+    fn prepare_state(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
+        let state = &program.scope().state;
+        state.set_quota(plugin.grants().limits(&self.limits).max_state);
+        if plugin.grants().persist_state {
+            state.persist_in(&self.persist(plugin)?)?;
+        }
+        Ok(())
+    }
+
+    /// The state database, opened at first use.
+    fn persist(&self, plugin: &Plugin) -> Result<Arc<Persist>, Error> {
+        let mut persist = lock(&self.persist);
+        if let Some(persist) = &*persist {
+            return Ok(persist.clone());
+        }
+        let dir = self.state_dir.as_ref().ok_or_else(|| Error::Manifest {
+            file: plugin.origin().to_string(),
+            reason: "`[state] persist = true` needs a state directory \
+                     (`--state-dir`, or `Registry::with_state_dir`)"
+                .into(),
+        })?;
+        let opened = Arc::new(Persist::open(dir)?);
+        *persist = Some(opened.clone());
+        Ok(opened)
     }
 
     fn republish(&self, program: &Program, next: Option<Published>) {
@@ -716,6 +815,14 @@ impl Registry {
 }
 
 impl State {
+    /// The host-kept state of the plugin `name`, made if new.
+    fn state_of(&mut self, name: &str) -> Arc<PluginStore> {
+        self.states
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(PluginStore::new(name)))
+            .clone()
+    }
+
     fn programs_named(&self, name: &str) -> Vec<Arc<Program>> {
         self.programs
             .iter()
@@ -726,8 +833,12 @@ impl State {
 
     fn new_program(&mut self, name: &str) -> Arc<Program> {
         let every_program = self.every_program.clone();
-        let reclaim: Reclaim = Arc::new(move || every_program.free_idle());
-        let program = Arc::new(Program::new(name, self.programs.len(), reclaim));
+        let scope = PluginScope {
+            output: OutputBudget::new(),
+            state: self.state_of(name),
+            reclaim: Arc::new(move || every_program.free_idle()),
+        };
+        let program = Arc::new(Program::new(name, self.programs.len(), scope));
         self.every_program.add(&program);
         self.programs.push(program.clone());
         program
@@ -917,5 +1028,23 @@ fn same_line(interface: &InterfaceName, request: &Request) -> bool {
             interface.package() == wanted.package() && interface.interface() == wanted.interface()
         }
         Some(_) => interface.line() == wanted.line(),
+    }
+}
+
+/// Words why no lane of `program` could be had for a reload.
+fn no_lane(program: &Program, why: NoLane) -> Error {
+    let interface = "every interface (for a reload)".to_string();
+    let name = program.name().to_string();
+    match why {
+        NoLane::Reentered { instances } => Error::Reentered {
+            interface,
+            name,
+            instances,
+        },
+        NoLane::Busy { waited } => Error::Busy {
+            interface,
+            name,
+            waited_ms: waited.as_millis().try_into().unwrap_or(u64::MAX),
+        },
     }
 }

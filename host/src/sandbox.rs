@@ -4,8 +4,10 @@
 //! Nothing is granted by default: no preopened directories, no environment,
 //! no network, no inherited stdio. Memory is capped per instance.
 
+use std::sync::Arc;
+
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::engine::deadline_ticks;
@@ -13,6 +15,7 @@ use crate::error::Error;
 use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::{LogOutput, OutputBudget};
+use crate::state::PluginStore;
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
 /// its resource limits. Typed calls receive a `Store<PluginState>`.
@@ -27,6 +30,23 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: Limiter,
+    /// The plugin's host-kept state (`hotslot:plugin/state`).
+    state: Arc<PluginStore>,
+}
+
+/// Frees idle instances (of any plugin) when wasmtime's instance pool is
+/// full, and tells how many it freed.
+pub(crate) type Reclaim = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// What every instance of one plugin shares, across its generations.
+#[derive(Clone)]
+pub(crate) struct PluginScope {
+    /// What the plugin may still print.
+    pub(crate) output: OutputBudget,
+    /// Its host-kept state.
+    pub(crate) state: Arc<PluginStore>,
+    /// Makes room in a full instance pool.
+    pub(crate) reclaim: Reclaim,
 }
 
 /// Caps memory and table growth. Going past a cap traps with [`LimitHit`],
@@ -85,7 +105,38 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
+    add_state(&mut linker)
+        .map_err(|e| Error::Engine(format!("cannot add hotslot:plugin/state: {e:#}")))?;
     Ok(linker)
+}
+
+/// `hotslot:plugin/state`, on the plugin's own store: nothing a plugin
+/// passes can reach another plugin's state or fail the host.
+fn add_state(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    let mut state = linker.instance("hotslot:plugin/state@0.1.0")?;
+    state.func_wrap(
+        "get",
+        |store: StoreContextMut<'_, PluginState>, (key,): (String,)| {
+            Ok((store.data().state.get(&key),))
+        },
+    )?;
+    state.func_wrap(
+        "set",
+        |store: StoreContextMut<'_, PluginState>, (key, value): (String, Vec<u8>)| {
+            Ok((store.data().state.set(&key, value),))
+        },
+    )?;
+    state.func_wrap(
+        "remove",
+        |store: StoreContextMut<'_, PluginState>, (key,): (String,)| {
+            // A failed removal from disk leaves the key: it is still there.
+            Ok((store.data().state.remove(&key).unwrap_or(false),))
+        },
+    )?;
+    state.func_wrap("keys", |store: StoreContextMut<'_, PluginState>, (): ()| {
+        Ok((store.data().state.keys(),))
+    })?;
+    Ok(())
 }
 
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
@@ -109,11 +160,11 @@ pub(crate) fn new_store(
     name: &str,
     limits: &Limits,
     grants: &Grants,
-    output: &OutputBudget,
+    scope: &PluginScope,
 ) -> wasmtime::Result<Store<PluginState>> {
     let mut wasi = WasiCtx::builder();
-    wasi.stdout(LogOutput::new(name, "stdout", output))
-        .stderr(LogOutput::new(name, "stderr", output));
+    wasi.stdout(LogOutput::new(name, "stdout", &scope.output))
+        .stderr(LogOutput::new(name, "stderr", &scope.output));
     for (key, value) in &grants.env {
         wasi.env(key, value);
     }
@@ -134,6 +185,7 @@ pub(crate) fn new_store(
     let state = PluginState {
         wasi: wasi.build(),
         table,
+        state: scope.state.clone(),
         limits: Limiter {
             max_memory: limits.max_memory,
             max_table_elements: MAX_TABLE_ELEMENTS,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use crate::error::Error;
-use crate::generation::{Generation, Live};
+use crate::generation::{Generation, Resident};
 use crate::program::{HeldLane, NoLane, Program, SlotId};
 use crate::sync::lock;
 use crate::version::{InterfaceName, Line, Request};
@@ -82,7 +82,7 @@ impl Slot {
     /// Runs `f` on a lane of the plugin, for this slot's export.
     pub(crate) fn with<R>(
         &self,
-        f: impl FnOnce(&Generation, usize, &mut Option<Live>) -> Result<R, Error>,
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut held = self.acquire()?;
         self.serve(&mut held, f)
@@ -108,7 +108,7 @@ impl Slot {
     pub(crate) fn serve<R>(
         &self,
         held: &mut HeldLane<'_>,
-        f: impl FnOnce(&Generation, usize, &mut Option<Live>) -> Result<R, Error>,
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
     ) -> Result<R, Error> {
         self.program
             .serve(held, self.id, f)

@@ -10,6 +10,7 @@ mod plugins;
 mod props;
 mod registry;
 mod sandbox;
+mod state;
 mod typed;
 mod values;
 mod versions;

@@ -7,7 +7,7 @@ mod inspect;
 mod request;
 mod session;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,8 @@ pub use request::{render, CallRequest};
 pub use session::answer;
 
 use crate::limits::{
-    Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_TIMEOUT,
+    Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_STATE,
+    DEFAULT_TIMEOUT,
 };
 use crate::registry::Registry;
 use crate::watch::Watcher;
@@ -110,6 +111,14 @@ struct LimitArgs {
     /// component).
     #[arg(long, value_name = "DIR")]
     grant_root: Option<PathBuf>,
+    /// Most host-kept state one plugin may hold, in KiB (a manifest may ask
+    /// for less, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STATE >> 10)]
+    max_state_kib: usize,
+    /// Where plugins with `[state] persist = true` keep their state
+    /// (default: `.hotslot-state` in the plugins' directory).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 impl LimitArgs {
@@ -119,6 +128,7 @@ impl LimitArgs {
             timeout: Duration::from_millis(self.timeout_ms),
             max_open_files: self.max_open_files,
             max_file_size: self.max_file_mib.saturating_mul(1 << 20),
+            max_state: self.max_state_kib.saturating_mul(1 << 10),
         }
     }
 }
@@ -136,7 +146,7 @@ pub fn main() -> ExitCode {
             limits,
         } => call(file, &request, &limits),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
-        Command::List { dir, limits } => registry(&limits)
+        Command::List { dir, limits } => registry(&limits, &dir)
             .and_then(|registry| inspect::list(&registry, &dir))
             .map(|rows| println!("{}", inspect::table(&rows))),
     };
@@ -152,7 +162,7 @@ pub fn main() -> ExitCode {
 fn watch(dir: PathBuf, limits: &LimitArgs) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
-    let registry = Arc::new(registry(limits)?);
+    let registry = Arc::new(registry(limits, &dir)?);
     let mut watcher = Watcher::new(registry.clone(), &dir);
     // Requests are answered while the directory loads: a plugin that is
     // slow to compile or start holds up only the requests it must serve.
@@ -165,23 +175,34 @@ fn watch(dir: PathBuf, limits: &LimitArgs) -> Result<(), String> {
 }
 
 fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
-    let registry = registry(limits)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let registry = registry(limits, dir)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
     println!("{answer}");
     Ok(())
 }
 
-fn registry(args: &LimitArgs) -> Result<Registry, String> {
+/// The registry for plugins in `dir`, as the flags say.
+fn registry(args: &LimitArgs, dir: &Path) -> Result<Registry, String> {
     // One engine per process; with wasmtime's disk cache a restart (or the
     // next `hotslot call`) does not compile the same component again.
     let engine = crate::engine::build_engine(true).map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
+    let state_dir = match &args.state_dir {
+        Some(state_dir) => state_dir.clone(),
+        None => dir.join(DEFAULT_STATE_DIR),
+    };
+    let registry = registry.with_state_dir(state_dir);
     Ok(match &args.grant_root {
         Some(root) => registry.with_grant_root(root),
         None => registry,
     })
 }
+
+/// Where persisted plugin state goes, inside the plugins' directory: the
+/// watcher follows only `*.wasm` and `*.toml` files directly in it.
+const DEFAULT_STATE_DIR: &str = ".hotslot-state";
 
 /// Logs go to standard error; `HOTSLOT_LOG` (error, warn, info, debug, trace)
 /// overrides the level.

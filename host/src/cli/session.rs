@@ -47,6 +47,9 @@ impl Session<'_> {
         if line.is_empty() {
             return Vec::new();
         }
+        if let Some(name) = line.strip_prefix("state ") {
+            return state(self.registry, name.trim());
+        }
         if line == "list" {
             if let Some(watcher) = self.watcher {
                 watcher.wait_idle(LOAD_WAIT);
@@ -130,6 +133,22 @@ fn call_on(handle: Handle, request: &CallRequest) -> Result<String, String> {
 
 fn describe(error: &Error) -> String {
     error.to_string()
+}
+
+/// `state NAME`: one line per key of the plugin's host-kept state, the key
+/// quoted (a plugin's keys may hold any character) and the value's size in
+/// bytes, then `end`.
+fn state(registry: &Registry, name: &str) -> Vec<String> {
+    let Some(state) = registry.state(name) else {
+        return vec![format!("error: no plugin named {name:?}")];
+    };
+    let mut lines: Vec<String> = state
+        .sizes()
+        .into_iter()
+        .map(|(key, size)| format!("{key:?} {size}"))
+        .collect();
+    lines.push("end".to_string());
+    lines
 }
 
 /// `list`: one line per implementation, then `end`.

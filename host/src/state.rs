@@ -1,0 +1,346 @@
+//! The host-kept store behind `hotslot:plugin/state`: values a plugin keeps
+//! outside its instances, under its name, so that a reload, a fault or the
+//! file's removal and return find them where the last instance left them —
+//! the component-model form of the seed registry's `static_variable`.
+//!
+//! - One store per plugin name, shared by all its instances and interfaces;
+//!   no plugin can reach another's.
+//! - Each `set` is atomic, and concurrent instances never lose a write.
+//! - A quota bounds keys and values together; a `set` past it stores nothing
+//!   and returns an error naming the quota. Keys are 1 to 1024 bytes.
+//! - With persistence on (`[state] persist = true`), every change is also
+//!   committed to an embedded transactional database (redb) before the call
+//!   returns, so a host killed at any moment loses at most the change in
+//!   flight.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::error::Error;
+use crate::limits::DEFAULT_MAX_STATE;
+use crate::sync::lock;
+
+/// The longest key a plugin may use, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// A plugin's host-kept state (`hotslot:plugin/state`), as the host's user
+/// sees it: from [`Registry::state`](crate::Registry::state).
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// let registry = hotslot::Registry::new()?;
+/// registry.add_file("plugins/counter_state.wasm")?;
+/// let state = registry.state("counter_state").expect("added above");
+/// for (key, size) in state.sizes() {
+///     println!("{key}: {size} bytes");
+/// }
+/// state.clear()?; // its next instance starts `fresh`
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct StoredState {
+    store: Arc<PluginStore>,
+}
+
+impl StoredState {
+    pub(crate) fn new(store: Arc<PluginStore>) -> Self {
+        StoredState { store }
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.store.keys()
+    }
+
+    /// The value under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.get(key)
+    }
+
+    /// Every key with the size of its value, in key order.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        self.store.sizes()
+    }
+
+    /// Drops every value (from disk too, when persisted); the plugin's next
+    /// instance is told it starts `fresh`.
+    ///
+    /// # Errors
+    /// [`Error::State`] if persisted values could not be removed.
+    pub fn clear(&self) -> Result<(), Error> {
+        self.store.clear()
+    }
+}
+
+/// A plugin's host-kept state.
+pub(crate) struct PluginStore {
+    name: Arc<str>,
+    entries: Mutex<Entries>,
+}
+
+struct Entries {
+    values: BTreeMap<String, Vec<u8>>,
+    /// Bytes of keys and values together.
+    bytes: usize,
+    quota: usize,
+    persist: Option<Arc<Persist>>,
+    /// An instance of the plugin has started since the host started (or
+    /// since the state was dropped).
+    started: bool,
+}
+
+impl PluginStore {
+    pub(crate) fn new(name: &str) -> Self {
+        PluginStore {
+            name: name.into(),
+            entries: Mutex::new(Entries {
+                values: BTreeMap::new(),
+                bytes: 0,
+                quota: DEFAULT_MAX_STATE,
+                persist: None,
+                started: false,
+            }),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.entries).values.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`, or nothing and says why.
+    pub(crate) fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        check_key(key)?;
+        let mut entries = lock(&self.entries);
+        let old = entries.values.get(key).map_or(0, |v| key.len() + v.len());
+        let after = entries.bytes - old + key.len() + value.len();
+        if after > entries.quota {
+            return Err(format!(
+                "state quota of `{}` exceeded: {after} bytes of keys and values, quota {} \
+                 (`[limits] max-state-kib`); nothing stored",
+                self.name, entries.quota
+            ));
+        }
+        if let Some(persist) = &entries.persist {
+            persist
+                .set(&self.name, key, &value)
+                .map_err(|e| e.to_string())?;
+        }
+        entries.bytes = after;
+        entries.values.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    /// Removes `key`; true if it was there.
+    pub(crate) fn remove(&self, key: &str) -> Result<bool, String> {
+        let mut entries = lock(&self.entries);
+        if !entries.values.contains_key(key) {
+            return Ok(false);
+        }
+        if let Some(persist) = &entries.persist {
+            persist.remove(&self.name, key).map_err(|e| e.to_string())?;
+        }
+        if let Some(value) = entries.values.remove(key) {
+            entries.bytes -= key.len() + value.len();
+        }
+        Ok(true)
+    }
+
+    /// Every key with the size of its value, in key order.
+    pub(crate) fn sizes(&self) -> Vec<(String, usize)> {
+        let entries = lock(&self.entries);
+        entries
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect()
+    }
+
+    pub(crate) fn keys(&self) -> Vec<String> {
+        lock(&self.entries).values.keys().cloned().collect()
+    }
+
+    /// Forgets every value (and, persisted, removes them from disk). The
+    /// plugin's next instance starts `fresh`.
+    pub(crate) fn clear(&self) -> Result<(), Error> {
+        let mut entries = lock(&self.entries);
+        if let Some(persist) = &entries.persist {
+            persist.clear(&self.name)?;
+        }
+        entries.values.clear();
+        entries.bytes = 0;
+        entries.started = false;
+        Ok(())
+    }
+
+    pub(crate) fn set_quota(&self, bytes: usize) {
+        lock(&self.entries).quota = bytes;
+    }
+
+    /// Keeps this plugin's state in `persist` from now on, taking what it
+    /// holds there already. Values set in memory before are kept too.
+    pub(crate) fn persist_in(&self, persist: &Arc<Persist>) -> Result<(), Error> {
+        let mut entries = lock(&self.entries);
+        if entries
+            .persist
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, persist))
+        {
+            return Ok(());
+        }
+        for (key, value) in persist.load(&self.name)? {
+            entries.values.entry(key).or_insert(value);
+        }
+        for (key, value) in &entries.values {
+            persist.set(&self.name, key, value)?;
+        }
+        entries.bytes = entries.values.iter().map(|(k, v)| k.len() + v.len()).sum();
+        entries.persist = Some(persist.clone());
+        Ok(())
+    }
+
+    pub(crate) fn started(&self) -> bool {
+        lock(&self.entries).started
+    }
+
+    pub(crate) fn mark_started(&self) {
+        lock(&self.entries).started = true;
+    }
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("a state key must not be empty".into());
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "a state key may be at most {MAX_KEY_LEN} bytes, not {}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Keys are (plugin name, key), so one table holds every plugin's state.
+const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("state");
+
+/// Plugins' state on disk: one redb database in the state directory.
+pub(crate) struct Persist {
+    db: Database,
+    file: PathBuf,
+}
+
+impl Persist {
+    /// Opens (or makes) the database in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Self, Error> {
+        let file = dir.join("state.redb");
+        let failed = |e: String| Error::State {
+            file: file.clone(),
+            reason: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        let db = Database::create(&file).map_err(|e| failed(e.to_string()))?;
+        Ok(Persist { db, file })
+    }
+
+    fn failed(&self, reason: impl ToString) -> Error {
+        Error::State {
+            file: self.file.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn load(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let read = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = match read.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.failed(e)),
+        };
+        let mut found = Vec::new();
+        for entry in table.range((name, "")..).map_err(|e| self.failed(e))? {
+            let (key, value) = entry.map_err(|e| self.failed(e))?;
+            let (plugin, key) = key.value();
+            if plugin != name {
+                break;
+            }
+            found.push((key.to_string(), value.value().to_vec()));
+        }
+        Ok(found)
+    }
+
+    /// Runs `f` in one write transaction and commits it (durably) before
+    /// returning.
+    fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<(&str, &str), &[u8]>) -> Result<(), redb::StorageError>,
+    ) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(|e| self.failed(e))?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|e| self.failed(e))?;
+            f(&mut table).map_err(|e| self.failed(e))?;
+        }
+        txn.commit().map_err(|e| self.failed(e))
+    }
+
+    fn set(&self, name: &str, key: &str, value: &[u8]) -> Result<(), Error> {
+        self.write(|table| table.insert((name, key), value).map(drop))
+    }
+
+    fn remove(&self, name: &str, key: &str) -> Result<(), Error> {
+        self.write(|table| table.remove((name, key)).map(drop))
+    }
+
+    fn clear(&self, name: &str) -> Result<(), Error> {
+        self.write(|table| table.retain(|(plugin, _), _| plugin != name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_counts_keys_and_values_and_refuses_whole() {
+        let store = PluginStore::new("p");
+        store.set_quota(100);
+        store.set("a", vec![0; 50]).unwrap();
+        let err = store.set("b", vec![0; 60]).unwrap_err();
+        assert!(err.contains("quota") && err.contains("`p`"), "{err}");
+        assert_eq!(store.get("b"), None, "nothing stored");
+        // Replacing a value frees the old one first.
+        store.set("a", vec![0; 98]).unwrap();
+        assert!(store.set("", vec![]).unwrap_err().contains("empty"));
+        assert!(store.set(&"k".repeat(2000), vec![]).is_err());
+        assert_eq!(store.remove("a"), Ok(true));
+        assert_eq!(store.sizes(), []);
+    }
+
+    #[test]
+    fn persisted_state_comes_back_in_a_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let persist = Arc::new(Persist::open(dir.path()).unwrap());
+        let store = PluginStore::new("p");
+        store.persist_in(&persist).unwrap();
+        store.set("count", b"7".to_vec()).unwrap();
+        let other = PluginStore::new("q");
+        other.persist_in(&persist).unwrap();
+        other.set("count", b"1".to_vec()).unwrap();
+        drop((store, other, persist));
+
+        let persist = Arc::new(Persist::open(dir.path()).unwrap());
+        let again = PluginStore::new("p");
+        again.persist_in(&persist).unwrap();
+        assert_eq!(again.get("count"), Some(b"7".to_vec()));
+        again.clear().unwrap();
+        let q = PluginStore::new("q");
+        q.persist_in(&persist).unwrap();
+        assert_eq!(
+            q.get("count"),
+            Some(b"1".to_vec()),
+            "another plugin's state stays"
+        );
+    }
+}
