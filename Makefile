@@ -18,7 +18,8 @@ setup:
 plugins: setup
 	cd guest-plugins && cargo build --release --target wasm32-wasip2
 	mkdir -p $(PLUGINS)
-	for f in $(GUEST_OUT)/*.wasm; do \
+	for f in $(GUEST_OUT)/*.wasm guest-plugins/*/*.toml; do \
+		case "$$f" in */Cargo.toml) continue;; esac; \
 		cp "$$f" "$(PLUGINS)/.$$(basename $$f).tmp" && \
 		mv "$(PLUGINS)/.$$(basename $$f).tmp" "$(PLUGINS)/$$(basename $$f)"; \
 	done

@@ -248,6 +248,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A call a plugin made through one of its imports (an interface another
+    /// plugin serves) failed: no plugin serves it yet, the provider's
+    /// functions do not match, the call would close a cycle, or it failed in
+    /// the provider. The dependent's call fails with it.
+    #[error("{0}")]
+    Import(Box<ImportError>),
+
     /// Plugins' persisted state could not be read or written.
     #[error("plugin state in {}: {reason}", file.display())]
     State {
@@ -260,6 +267,28 @@ pub enum Error {
     /// The wasmtime engine could not be configured.
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),
+}
+
+/// What [`Error::Import`] holds. It is also the error an import function
+/// returns to wasmtime, so that it comes out of the dependent's call whole.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error(
+    "`{dependent}` calling {import}#{function}{}: {reason}",
+    provider.as_ref().map(|p| format!(" on `{p}`")).unwrap_or_default()
+)]
+pub struct ImportError {
+    /// The plugin that made the call.
+    pub dependent: String,
+    /// The interface it imports.
+    pub import: String,
+    /// The function it called.
+    pub function: String,
+    /// The plugin that serves the import, if one does.
+    pub provider: Option<String>,
+    /// How the call failed in the provider, if it ran there.
+    pub fault: Option<Fault>,
+    /// What went wrong, naming what it is about.
+    pub reason: String,
 }
 
 /// Why a call failed inside a plugin.
@@ -282,6 +311,12 @@ impl Fault {
     /// Classifies a wasmtime error from a call.
     pub(crate) fn of(error: &wasmtime::Error) -> Fault {
         use wasmtime::Trap;
+        if let Some(fault) = error
+            .downcast_ref::<ImportError>()
+            .and_then(|failure| failure.fault)
+        {
+            return fault;
+        }
         if error.downcast_ref::<crate::limits::LimitHit>().is_some() {
             return Fault::Limit;
         }

@@ -11,11 +11,13 @@ use wasmtime::component::{Func, Instance, Val};
 use wasmtime::Store;
 
 use crate::bindings::Bindings;
+use crate::chain;
 use crate::engine::deadline_ticks;
+use crate::error::ImportError;
 use crate::error::{reason as reason_of, Error, Fault};
 use crate::limits::Limits;
 use crate::loader::{ExportedInterface, Plugin};
-use crate::sandbox::{self, PluginScope, PluginState};
+use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState};
 use crate::sync::lock;
 
 /// One version of one plugin, and the instance made to check it. Replaced
@@ -38,6 +40,8 @@ pub(crate) struct Generation {
     scope: PluginScope,
     /// Why its instances start (unless they replace one).
     reason: StartReason,
+    /// Where its calls through imports from the registry go.
+    imports: Option<Arc<dyn ImportCalls>>,
 }
 
 /// A running instance and what was looked up in it.
@@ -58,6 +62,13 @@ pub(crate) struct Live {
 pub(crate) struct Resident {
     pub(crate) live: Option<Live>,
     started: bool,
+}
+
+/// How a generation's first instance starts: why, and with what the
+/// outgoing version handed over.
+pub(crate) struct Start<'a> {
+    pub(crate) reason: StartReason,
+    pub(crate) snapshot: Option<&'a [u8]>,
 }
 
 /// Why an instance starts, as `hotslot:plugin/lifecycle` tells the plugin.
@@ -107,9 +118,10 @@ impl Generation {
         plugin: Plugin,
         limits: &Limits,
         scope: PluginScope,
-        reason: StartReason,
-        snapshot: Option<&[u8]>,
+        imports: Option<Arc<dyn ImportCalls>>,
+        start: Start<'_>,
     ) -> Result<Self, Error> {
+        let Start { reason, snapshot } = start;
         let limits = plugin.grants().limits(limits);
         let generation = Generation {
             number,
@@ -122,6 +134,7 @@ impl Generation {
             backoff: Mutex::default(),
             scope,
             reason,
+            imports,
         };
         let interfaces = generation.all_interfaces();
         let mut live = generation.instantiate(&interfaces)?;
@@ -139,6 +152,11 @@ impl Generation {
 
     pub(crate) fn plugin(&self) -> &Plugin {
         &self.plugin
+    }
+
+    /// How each of its imports from the registry stands now.
+    pub(crate) fn import_links(&self) -> Vec<ImportLink> {
+        self.imports.as_ref().map(|i| i.links()).unwrap_or_default()
     }
 
     pub(crate) fn instances(&self) -> usize {
@@ -193,6 +211,7 @@ impl Generation {
             &self.limits,
             self.plugin.grants(),
             &self.scope,
+            self.imports.clone(),
         )?;
         let instance = guarded(|| pre.instantiate(&mut store))?;
         let mut funcs = Vec::with_capacity(self.plugin.exports().len());
@@ -295,6 +314,19 @@ impl Generation {
         function: &str,
         args: &[Val],
     ) -> Result<Vec<Val>, Error> {
+        self.call_within(resident, export, function, args, None)
+    }
+
+    /// Like [`Generation::call`], given at most `cap` on top of the
+    /// plugin's own deadline: what is left of the chain of calls it is in.
+    pub(crate) fn call_within(
+        &self,
+        resident: &mut Resident,
+        export: usize,
+        function: &str,
+        args: &[Val],
+        cap: Option<Duration>,
+    ) -> Result<Vec<Val>, Error> {
         let exported = self.exported(export);
         let Some(position) = exported.position(function) else {
             return Err(Error::NoSuchFunction {
@@ -317,8 +349,10 @@ impl Generation {
             });
         }
         let mut results = vec![Val::Bool(false); signature.result_count()];
+        let _entered = self.enter();
         let live = self.live(resident, export)?;
-        live.store.set_epoch_deadline(self.deadline);
+        let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(deadline_ticks(cap)));
+        live.store.set_epoch_deadline(ticks);
         let func = live.funcs[export][position];
         match guarded(|| func.call(&mut live.store, args, &mut results)) {
             Ok(()) => Ok(results),
@@ -345,6 +379,7 @@ impl Generation {
         B: Bindings,
     {
         let interface = || self.exported(export).name().to_string();
+        let _entered = self.enter();
         let Live {
             store,
             instance,
@@ -374,6 +409,9 @@ impl Generation {
             Ok(value) => Ok(value),
             Err(error) => {
                 resident.live = None;
+                if let Some(failure) = error.downcast_ref::<ImportError>() {
+                    return Err(Error::Import(Box::new(failure.clone())));
+                }
                 Err(Error::Call {
                     interface: interface(),
                     name: self.name.to_string(),
@@ -389,6 +427,7 @@ impl Generation {
     /// the plugin wants to know; its `err` refuses the instance. Runs under
     /// the call deadline. Either way the plugin has now started once.
     fn start(&self, live: &mut Live, reason: StartReason, interface: &str) -> Result<(), Error> {
+        let _entered = self.enter();
         if let Some((export, function)) = self.plugin.contract().on_start {
             let refused =
                 |why: String| self.refused(interface, format!("on-start({}) {why}", reason.wit()));
@@ -415,6 +454,7 @@ impl Generation {
         let Some((export, function)) = self.plugin.contract().restore else {
             return Ok(());
         };
+        let _entered = self.enter();
         let refused = |why: String| self.refused(interface, format!("restore {why}"));
         let func = live.funcs[export][function];
         let typed = func
@@ -439,6 +479,7 @@ impl Generation {
                 None => return Ok(None),
             }
         }
+        let _entered = self.enter();
         let live = resident.live.as_mut().expect("just filled");
         let failed = |e: wasmtime::Error| Error::Call {
             interface: self.exported(export).name().to_string(),
@@ -457,6 +498,13 @@ impl Generation {
                 Err(failed(e))
             }
         }
+    }
+
+    /// Puts this plugin in the thread's chain of calls while it runs, if it
+    /// has imports: only a plugin that can call others can be in a cycle.
+    fn enter(&self) -> Option<chain::Entered> {
+        let imports = !self.plugin.imports().is_empty();
+        imports.then(|| chain::enter(&self.name, self.limits.timeout))
     }
 
     fn refused(&self, interface: &str, reason: String) -> Error {
@@ -511,6 +559,9 @@ impl Generation {
         args: &[Val],
         error: &wasmtime::Error,
     ) -> Error {
+        if let Some(failure) = error.downcast_ref::<ImportError>() {
+            return Error::Import(Box::new(failure.clone()));
+        }
         let exported = self.exported(export);
         let signature = exported.function(function);
         let mismatch = signature.and_then(|s| crate::values::mismatch(s.ty(), args));

@@ -21,11 +21,13 @@
 #![warn(missing_docs)]
 
 mod bindings;
+mod chain;
 pub mod cli;
 pub mod engine;
 mod error;
 mod generation;
 mod handle;
+mod imports;
 mod limits;
 mod loader;
 mod manifest;
@@ -42,16 +44,18 @@ mod version;
 pub mod watch;
 
 pub use bindings::Bindings;
-pub use error::{Error, Fault};
+pub use error::{Error, Fault, ImportError};
 pub use handle::{Batch, Handle};
 pub use limits::{
     LimitHit, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES,
     DEFAULT_MAX_STATE, DEFAULT_TIMEOUT, MAX_DIR_GRANTS, MAX_INSTANCES,
 };
-pub use loader::{ContentHash, ExportedFunction, ExportedInterface, Plugin};
+pub use loader::{
+    ContentHash, ExportedFunction, ExportedInterface, ImportedFunction, ImportedInterface, Plugin,
+};
 pub use manifest::{manifest_path, DirGrant, Grants};
 pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEvent};
-pub use sandbox::PluginState;
+pub use sandbox::{ImportLink, PluginState};
 pub use source::plugin_name;
 pub use state::{StoredState, MAX_KEY_LEN};
 pub use version::{InterfaceName, Request};

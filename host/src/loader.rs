@@ -18,8 +18,9 @@ use wasmtime::Engine;
 
 use crate::error::{reason, Error};
 use crate::manifest::Grants;
-use crate::sandbox::PluginState;
+use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
+use crate::values;
 use crate::version::{InterfaceName, Request};
 
 /// A compiled, linked component, ready to be instantiated. Cheap to clone.
@@ -48,8 +49,58 @@ pub struct Plugin {
 struct Compiled {
     pre: InstancePre<PluginState>,
     exports: Vec<ExportedInterface>,
+    imports: Vec<ImportedInterface>,
     contract: Contract,
     hash: ContentHash,
+}
+
+/// One interface a component imports from the registry: one that another
+/// plugin serves (not WASI, not `hotslot:plugin`).
+#[derive(Clone, Debug)]
+pub struct ImportedInterface {
+    name: InterfaceName,
+    /// The import's name exactly as the component writes it.
+    written: String,
+    functions: Vec<ImportedFunction>,
+}
+
+/// One function of an interface a component imports.
+#[derive(Clone)]
+pub struct ImportedFunction {
+    name: String,
+    ty: ComponentFunc,
+}
+
+impl ImportedInterface {
+    /// The interface, with the version the component asks for.
+    pub fn name(&self) -> &InterfaceName {
+        &self.name
+    }
+
+    /// Its functions, as the component expects them.
+    pub fn functions(&self) -> &[ImportedFunction] {
+        &self.functions
+    }
+}
+
+impl ImportedFunction {
+    /// The function's name inside its interface.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its parameter and result types, as the importer expects them.
+    pub fn ty(&self) -> &ComponentFunc {
+        &self.ty
+    }
+}
+
+impl fmt::Debug for ImportedFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportedFunction")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the functions of the `hotslot:plugin` interfaces a component
@@ -118,6 +169,12 @@ impl Plugin {
     /// instances) are not listed.
     pub fn exports(&self) -> &[ExportedInterface] {
         &self.compiled.exports
+    }
+
+    /// The interfaces it imports from the registry (served by other
+    /// plugins), in the component's order.
+    pub fn imports(&self) -> &[ImportedInterface] {
+        &self.compiled.imports
     }
 
     /// Where its `hotslot:plugin` lifecycle and migrate functions are.
@@ -334,22 +391,94 @@ impl Loader {
         check_header(bytes).map_err(not_a_component)?;
         let component =
             Component::new(&self.engine, bytes).map_err(|e| not_a_component(reason(&e)))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::Link {
-                origin: origin.to_string(),
-                reason: reason(&e),
-            })?;
+        let link_error = |reason: String| Error::Link {
+            origin: origin.to_string(),
+            reason,
+        };
+        let imports = registry_imports(&self.engine, &component).map_err(link_error)?;
+        let pre = if imports.is_empty() {
+            self.linker.instantiate_pre(&component)
+        } else {
+            // Each of this component's imports from the registry gets a
+            // function that forwards to whichever plugin serves it.
+            let mut linker = self.linker.clone();
+            let names: Vec<(String, Vec<String>)> = imports
+                .iter()
+                .map(|i| {
+                    let functions = i.functions.iter().map(|f| f.name.clone()).collect();
+                    (i.written.clone(), functions)
+                })
+                .collect();
+            sandbox::link_imports(&mut linker, &names)
+                .and_then(|()| linker.instantiate_pre(&component))
+        }
+        .map_err(|e| link_error(reason(&e)))?;
         let exports = exported_interfaces(&self.engine, &component);
         let contract = Contract::of(&exports);
         Ok(Compiled {
             pre,
             exports,
+            imports,
             contract,
             hash,
         })
     }
+}
+
+/// The interfaces `component` imports that the registry links: every
+/// imported instance named as an interface, but WASI's and `hotslot:plugin`'s.
+/// Refused, saying so, when one passes resources: a handle belongs to one
+/// store and cannot cross to another plugin.
+fn registry_imports(
+    engine: &Engine,
+    component: &Component,
+) -> Result<Vec<ImportedInterface>, String> {
+    let mut found = Vec::new();
+    for (written, import) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            continue;
+        };
+        let Ok(name) = written.parse::<InterfaceName>() else {
+            continue;
+        };
+        let namespace = name.package().split(':').next().unwrap_or_default();
+        if namespace == "wasi" || name.package() == CONTRACT_PACKAGE {
+            continue;
+        }
+        let mut functions = Vec::new();
+        for (function, item) in instance.exports(engine) {
+            let ty = match item.ty {
+                ComponentItem::ComponentFunc(ty) => ty,
+                ComponentItem::Resource(_) => {
+                    return Err(format!(
+                        "it imports {written}, which has a resource type (`{function}`): \
+                         resources cannot cross from one plugin to another, so hotslot \
+                         does not link such imports"
+                    ))
+                }
+                _ => continue,
+            };
+            let passes_resource = ty.params().any(|(_, t)| values::holds_resource(&t))
+                || ty.results().any(|t| values::holds_resource(&t));
+            if passes_resource {
+                return Err(format!(
+                    "it imports {written}#{function}, which passes a resource handle: \
+                     resources cannot cross from one plugin to another, so hotslot \
+                     does not link such imports"
+                ));
+            }
+            functions.push(ImportedFunction {
+                name: function.to_string(),
+                ty,
+            });
+        }
+        found.push(ImportedInterface {
+            name,
+            written: written.to_string(),
+            functions,
+        });
+    }
+    Ok(found)
 }
 
 /// Every export whose name is an interface name, with its functions.

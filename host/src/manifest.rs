@@ -13,6 +13,9 @@
 //! [state]
 //! persist = true         # keep host-kept state on disk, across restarts
 //!
+//! [imports]                 # who serves an import, by plugin name
+//! "demo:greeter/greet" = "greeter_b"
+//!
 //! [env]
 //! GREETING = "hello"
 //!
@@ -59,6 +62,9 @@ pub struct Grants {
     pub max_state: Option<usize>,
     /// Whether its host-kept state is also kept on disk, across restarts.
     pub persist_state: bool,
+    /// Which plugin serves an import, where the plugin chooses: interface
+    /// (with or without a version) and plugin name.
+    pub imports: Vec<(String, String)>,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,
 }
@@ -85,6 +91,8 @@ struct ManifestFile {
     dir: Vec<DirSection>,
     #[serde(default)]
     state: StateSection,
+    #[serde(default)]
+    imports: BTreeMap<String, String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -173,6 +181,11 @@ impl Grants {
                 file.dir.len()
             )));
         }
+        for interface in file.imports.keys() {
+            if let Err(e) = interface.parse::<crate::version::Request>() {
+                return Err(bad(format!("[imports]: {e}")));
+            }
+        }
         let root = match root {
             Some(root) => Some(root.canonicalize().map_err(|e| {
                 bad(format!(
@@ -227,6 +240,7 @@ impl Grants {
                 .max_state_kib
                 .map(|kib| usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX)),
             persist_state: file.state.persist,
+            imports: file.imports.into_iter().collect(),
             instances: limits.instances.map(|n| n as usize),
         })
     }

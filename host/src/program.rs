@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use parking_lot::{Mutex as LaneLock, MutexGuard};
+use parking_lot::{ArcMutexGuard, Mutex as LaneLock, MutexGuard, RawMutex};
 
 use crate::error::Error;
 use crate::generation::{Generation, Resident};
@@ -85,7 +85,9 @@ struct LaneCell {
     /// The token of the thread holding the lane, or 0: lets a thread see
     /// that it is waiting for itself.
     owner: AtomicU64,
-    lane: LaneLock<Lane>,
+    /// In an `Arc` of its own so that a chain of calls can hold it owned
+    /// ([`PinnedLane`]).
+    lane: Arc<LaneLock<Lane>>,
 }
 
 /// One instance's worth of a program: the publication its calls run on, and
@@ -129,7 +131,7 @@ impl Program {
             lanes: (0..MAX_INSTANCES)
                 .map(|_| LaneCell {
                     owner: AtomicU64::new(0),
-                    lane: LaneLock::new(Lane::default()),
+                    lane: Arc::new(LaneLock::new(Lane::default())),
                 })
                 .collect(),
             changing: Mutex::new(()),
@@ -216,6 +218,39 @@ impl Program {
     /// A free lane among those in use; else waits for one that this thread
     /// does not hold, at most the published deadline.
     pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, NoLane> {
+        let (index, guard) =
+            self.take_lane(|lane| lane.try_lock(), |lane, wait| lane.try_lock_for(wait))?;
+        let cell = &self.lanes[index];
+        Ok(self.hold(cell, guard, thread_token()))
+    }
+
+    /// A lane held until the pin drops, whatever else the thread does
+    /// meanwhile (see [`PinnedLane`]).
+    pub(crate) fn pin(self: &Arc<Self>) -> Result<PinnedLane, NoLane> {
+        let (index, mut guard) = self.take_lane(
+            |lane| lane.try_lock_arc(),
+            |lane, wait| lane.try_lock_arc_for(wait),
+        )?;
+        self.lanes[index]
+            .owner
+            .store(thread_token(), Ordering::Relaxed);
+        if guard.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(&mut guard);
+        }
+        Ok(PinnedLane {
+            program: self.clone(),
+            index,
+            guard,
+        })
+    }
+
+    /// Takes a lane with `try_take`, else waits with `take_for` on one this
+    /// thread does not hold.
+    fn take_lane<'a, G>(
+        &'a self,
+        try_take: impl Fn(&'a Arc<LaneLock<Lane>>) -> Option<G>,
+        take_for: impl Fn(&'a Arc<LaneLock<Lane>>, Duration) -> Option<G>,
+    ) -> Result<(usize, G), NoLane> {
         let width = self
             .width
             .load(Ordering::Relaxed)
@@ -225,19 +260,19 @@ impl Program {
         // two instances do not both try the same one first.
         let start = me as usize % width;
         for i in 0..width {
-            let cell = &self.lanes[(start + i) % width];
-            if let Some(guard) = cell.lane.try_lock() {
-                return Ok(self.hold(cell, guard, me));
+            let index = (start + i) % width;
+            if let Some(guard) = try_take(&self.lanes[index].lane) {
+                return Ok((index, guard));
             }
         }
         let turn = self.next_turn.fetch_add(1, Ordering::Relaxed);
-        let cell = (0..width)
-            .map(|i| &self.lanes[(turn + i) % width])
-            .find(|cell| cell.owner.load(Ordering::Relaxed) != me)
+        let index = (0..width)
+            .map(|i| (turn + i) % width)
+            .find(|&index| self.lanes[index].owner.load(Ordering::Relaxed) != me)
             .ok_or(NoLane::Reentered { instances: width })?;
         let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
-        match cell.lane.try_lock_for(waited) {
-            Some(guard) => Ok(self.hold(cell, guard, me)),
+        match take_for(&self.lanes[index].lane, waited) {
+            Some(guard) => Ok((index, guard)),
             None => Err(NoLane::Busy { waited }),
         }
     }
@@ -268,14 +303,7 @@ impl Program {
         if lane.seen != self.publications.load(Ordering::Acquire) {
             self.catch_up(lane);
         }
-        let Lane {
-            published,
-            resident,
-            ..
-        } = lane;
-        let published = published.as_ref()?;
-        let export = published.export_for(slot)?;
-        Some(f(&published.generation, export, resident))
+        serve_on(lane, slot, f)
     }
 
     /// The in-memory state of the instance on a lane held (see
@@ -289,6 +317,57 @@ impl Program {
             Some(published) => published.generation.snapshot(&mut lane.resident),
             None => Ok(None),
         }
+    }
+}
+
+/// Runs `f` for `slot` on `lane` as it is, without catching up.
+fn serve_on<R>(
+    lane: &mut Lane,
+    slot: SlotId,
+    f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
+) -> Option<Result<R, Error>> {
+    let Lane {
+        published,
+        resident,
+        ..
+    } = lane;
+    let published = published.as_ref()?;
+    let export = published.export_for(slot)?;
+    Some(f(&published.generation, export, resident))
+}
+
+/// A lane pinned for a chain of calls: it serves the generation it had when
+/// pinned until it is let go, so every call of one chain sees one
+/// generation of this program, however often it is reloaded meanwhile.
+pub(crate) struct PinnedLane {
+    program: Arc<Program>,
+    index: usize,
+    guard: ArcMutexGuard<RawMutex, Lane>,
+}
+
+impl PinnedLane {
+    /// Runs `f` for `slot` on the pinned generation; `None` if it does not
+    /// serve the slot.
+    pub(crate) fn serve<R>(
+        &mut self,
+        slot: SlotId,
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
+    ) -> Option<Result<R, Error>> {
+        serve_on(&mut self.guard, slot, f)
+    }
+}
+
+impl Drop for PinnedLane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.guard.resident.live = None;
+        }
+        if self.guard.seen != self.program.publications.load(Ordering::Acquire) {
+            self.program.catch_up(&mut self.guard);
+        }
+        self.program.lanes[self.index]
+            .owner
+            .store(0, Ordering::Relaxed);
     }
 }
 

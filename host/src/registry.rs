@@ -18,13 +18,14 @@ use wasmtime::Engine;
 
 use crate::engine::shared_engine;
 use crate::error::Error;
-use crate::generation::{Generation, StartReason};
+use crate::generation::{Generation, Start, StartReason};
 use crate::handle::Handle;
+use crate::imports::ImportTable;
 use crate::limits::Limits;
 use crate::loader::{Loader, Plugin};
 use crate::output::OutputBudget;
 use crate::program::{NoLane, Program, Programs, Published, Route};
-use crate::sandbox::{self, PluginScope};
+use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope};
 use crate::slot::{Selection, Slot};
 use crate::source::{check_name, plugin_name, Source};
 use crate::state::{Persist, PluginStore, StoredState};
@@ -155,6 +156,9 @@ pub struct Implementation {
     pub generation: u64,
     /// Where the component came from.
     pub origin: String,
+    /// How each of its imports from other plugins stands: which plugin
+    /// serves it (and its generation), or none yet (it is waiting).
+    pub imports: Vec<ImportLink>,
 }
 
 /// What [`Registry::add_plugin`] (or [`Registry::add_file`]) registered.
@@ -647,10 +651,7 @@ impl Registry {
     /// # Errors
     /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn get(&self, request: impl IntoRequest) -> Result<Handle, Error> {
-        let selection = Arc::new(Selection::new(request.into_request()?));
-        let mut state = self.lock();
-        selection.point_at(state.serving(selection.request()).next());
-        state.selections.push(Arc::downgrade(&selection));
+        let selection = self.select(request.into_request()?, None);
         Ok(Handle::to_selection(selection))
     }
 
@@ -672,6 +673,7 @@ impl Registry {
                     name: slot.name().to_string(),
                     generation: generation.number(),
                     origin: generation.plugin().origin().to_string(),
+                    imports: generation.import_links(),
                 })
             })
             .collect()
@@ -729,6 +731,7 @@ impl Registry {
             true => StartReason::Reload,
             false => StartReason::Fresh,
         };
+        let imports = self.bind_imports(program.name(), plugin);
         let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let generation = Arc::new(Generation::new(
             number,
@@ -736,8 +739,11 @@ impl Registry {
             plugin.clone(),
             &self.limits,
             program.scope().clone(),
-            reason,
-            snapshot.as_deref(),
+            imports.clone().map(|t| t as Arc<dyn ImportCalls>),
+            Start {
+                reason,
+                snapshot: snapshot.as_deref(),
+            },
         )?);
         let routes = {
             let mut state = self.lock();
@@ -758,6 +764,60 @@ impl Registry {
         // Letting the lane go frees the outgoing instance.
         drop(held);
         Ok(published)
+    }
+
+    /// A selection of the first slot serving `request` (of the plugin
+    /// `name`, if given), re-pointed on every change from now on.
+    fn select(&self, request: Request, name: Option<String>) -> Arc<Selection> {
+        let selection = Arc::new(Selection::new(request, name));
+        let mut state = self.lock();
+        state.point(&selection);
+        state.selections.push(Arc::downgrade(&selection));
+        selection
+    }
+
+    /// `plugin`'s imports from the registry, each bound to the plugin its
+    /// manifest names for it or else to the first serving it.
+    fn bind_imports(&self, dependent: &str, plugin: &Plugin) -> Option<Arc<ImportTable>> {
+        if plugin.imports().is_empty() {
+            return None;
+        }
+        let preferred = |import: &InterfaceName| {
+            plugin
+                .grants()
+                .imports
+                .iter()
+                .find(|(interface, _)| {
+                    interface
+                        .parse::<Request>()
+                        .is_ok_and(|wanted| same_line(import, &wanted))
+                })
+                .map(|(_, name)| name.clone())
+        };
+        let selections = plugin
+            .imports()
+            .iter()
+            .map(|import| self.select(import.name().clone().into(), preferred(import.name())))
+            .collect();
+        let table = Arc::new(ImportTable::new(
+            dependent,
+            plugin.imports().to_vec(),
+            selections,
+        ));
+        for link in table.links() {
+            match (&link.provider, &link.problem) {
+                (None, _) => tracing::warn!(
+                    "`{dependent}` waits for a plugin serving {}",
+                    link.interface
+                ),
+                (Some((provider, _)), Some(problem)) => tracing::warn!(
+                    "`{dependent}` cannot use `{provider}` for {}: {problem}",
+                    link.interface
+                ),
+                _ => {}
+            }
+        }
+        Some(table)
     }
 
     /// Sets `program`'s state up as `plugin`'s manifest asks, before any
@@ -919,6 +979,12 @@ impl State {
         slot
     }
 
+    /// Points `selection` at the first slot it accepts.
+    fn point(&self, selection: &Selection) {
+        let first = self.slots.iter().find(|slot| selection.accepts(slot));
+        selection.point_at(first.cloned());
+    }
+
     /// Slots with an implementation that serves `request`, in order.
     fn serving<'a>(&'a self, request: &'a Request) -> impl Iterator<Item = Arc<Slot>> + 'a {
         self.slots
@@ -933,7 +999,7 @@ impl State {
         let selections: Vec<Arc<Selection>> =
             self.selections.iter().filter_map(Weak::upgrade).collect();
         for selection in &selections {
-            selection.point_at(self.serving(selection.request()).next());
+            self.point(selection);
         }
         self.selections = selections.iter().map(Arc::downgrade).collect();
     }

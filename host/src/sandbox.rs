@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
@@ -16,6 +16,7 @@ use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::{LogOutput, OutputBudget};
 use crate::state::PluginStore;
+use crate::version::InterfaceName;
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
 /// its resource limits. Typed calls receive a `Store<PluginState>`.
@@ -32,6 +33,37 @@ pub struct PluginState {
     limits: Limiter,
     /// The plugin's host-kept state (`hotslot:plugin/state`).
     state: Arc<PluginStore>,
+    /// Where calls through its imports from the registry go.
+    imports: Option<Arc<dyn ImportCalls>>,
+}
+
+/// Where a plugin's imports from the registry (interfaces other plugins
+/// serve) are answered: the import functions the linker defines call this,
+/// with the positions of the import and the function in
+/// [`Plugin::imports`](crate::Plugin::imports).
+/// How one import of a dependent stands, as `list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportLink {
+    /// The interface imported, with the version the dependent asks for.
+    pub interface: InterfaceName,
+    /// The plugin serving it now and its generation, if one does.
+    pub provider: Option<(String, u64)>,
+    /// Why the provider cannot be used, if it cannot (a function missing
+    /// or of another type).
+    pub problem: Option<String>,
+}
+
+pub(crate) trait ImportCalls: Send + Sync {
+    /// How each import stands now.
+    fn links(&self) -> Vec<ImportLink>;
+
+    fn call(
+        &self,
+        import: usize,
+        function: usize,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()>;
 }
 
 /// Frees idle instances (of any plugin) when wasmtime's instance pool is
@@ -139,6 +171,27 @@ fn add_state(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// Defines each function of `imports` (a component's imports from the
+/// registry) in `linker`, to be answered by the instance's [`ImportCalls`].
+pub(crate) fn link_imports(
+    linker: &mut Linker<PluginState>,
+    imports: &[(String, Vec<String>)],
+) -> wasmtime::Result<()> {
+    for (import, (name, functions)) in imports.iter().enumerate() {
+        let mut instance = linker.instance(name)?;
+        for (function, function_name) in functions.iter().enumerate() {
+            instance.func_new(function_name, move |store, _ty, params, results| {
+                let imports =
+                    store.data().imports.clone().ok_or_else(|| {
+                        wasmtime::format_err!("this instance has no imports bound")
+                    })?;
+                imports.call(import, function, params, results)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
 /// the host has file descriptors to spare. Made lazily at a plugin's first
 /// filesystem call instead, a plugin that had taken every descriptor would
@@ -161,6 +214,7 @@ pub(crate) fn new_store(
     limits: &Limits,
     grants: &Grants,
     scope: &PluginScope,
+    imports: Option<Arc<dyn ImportCalls>>,
 ) -> wasmtime::Result<Store<PluginState>> {
     let mut wasi = WasiCtx::builder();
     wasi.stdout(LogOutput::new(name, "stdout", &scope.output))
@@ -186,6 +240,7 @@ pub(crate) fn new_store(
         wasi: wasi.build(),
         table,
         state: scope.state.clone(),
+        imports,
         limits: Limiter {
             max_memory: limits.max_memory,
             max_table_elements: MAX_TABLE_ELEMENTS,

@@ -128,19 +128,28 @@ impl Slot {
 /// implementations come and go.
 pub(crate) struct Selection {
     request: Request,
+    /// Only this plugin's slots, when set.
+    name: Option<String>,
     slot: ArcSwapOption<Slot>,
 }
 
 impl Selection {
-    pub(crate) fn new(request: Request) -> Self {
+    pub(crate) fn new(request: Request, name: Option<String>) -> Self {
         Selection {
             request,
+            name,
             slot: ArcSwapOption::empty(),
         }
     }
 
     pub(crate) fn request(&self) -> &Request {
         &self.request
+    }
+
+    /// Whether `slot` may be selected: it serves the request (and is of the
+    /// plugin named, if one is).
+    pub(crate) fn accepts(&self, slot: &Slot) -> bool {
+        self.name.as_deref().is_none_or(|name| slot.name() == name) && slot.serves(&self.request)
     }
 
     pub(crate) fn slot(&self) -> arc_swap::Guard<Option<Arc<Slot>>> {

@@ -1,5 +1,7 @@
-//! Checking dynamic values against WIT types, to tell a caller which argument
-//! is wrong and why. Used only after a call failed, never on the call path.
+//! Dynamic values and WIT types: checking `Val`s against a function's
+//! parameters (to tell a caller which argument is wrong and why, after a call
+//! failed, never on the call path), and writing types and signatures as WIT
+//! for messages that compare them.
 
 use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{Type, Val};
@@ -174,4 +176,99 @@ fn val_kind(val: &Val) -> &'static str {
         Val::ErrorContext(_) => "an error-context",
         Val::FixedLengthList(_) => "a fixed-length list",
     }
+}
+
+/// `ty` written the way WIT writes it, for messages that compare
+/// signatures. Named types (records, variants...) are written out, since a
+/// type does not carry its name.
+pub(crate) fn wit_type(ty: &Type) -> String {
+    let list = |items: Vec<String>| items.join(", ");
+    match ty {
+        Type::List(list_ty) => format!("list<{}>", wit_type(&list_ty.ty())),
+        Type::FixedLengthList(_) => "fixed-length-list".into(),
+        Type::Map(_) => "map".into(),
+        Type::Record(record) => format!(
+            "record {{ {} }}",
+            list(
+                record
+                    .fields()
+                    .map(|f| format!("{}: {}", f.name, wit_type(&f.ty)))
+                    .collect()
+            )
+        ),
+        Type::Tuple(tuple) => format!(
+            "tuple<{}>",
+            list(tuple.types().map(|t| wit_type(&t)).collect())
+        ),
+        Type::Variant(variant) => format!(
+            "variant {{ {} }}",
+            list(
+                variant
+                    .cases()
+                    .map(|c| match &c.ty {
+                        Some(ty) => format!("{}({})", c.name, wit_type(ty)),
+                        None => c.name.to_string(),
+                    })
+                    .collect()
+            )
+        ),
+        Type::Enum(cases) => format!(
+            "enum {{ {} }}",
+            list(cases.names().map(String::from).collect())
+        ),
+        Type::Option(option) => format!("option<{}>", wit_type(&option.ty())),
+        Type::Result(result) => {
+            let side = |t: Option<Type>| t.map_or("_".to_string(), |t| wit_type(&t));
+            format!("result<{}, {}>", side(result.ok()), side(result.err()))
+        }
+        Type::Flags(flags) => format!(
+            "flags {{ {} }}",
+            list(flags.names().map(String::from).collect())
+        ),
+        Type::Own(_) => "own<resource>".into(),
+        Type::Borrow(_) => "borrow<resource>".into(),
+        Type::Future(_) => "future".into(),
+        Type::Stream(_) => "stream".into(),
+        Type::ErrorContext => "error-context".into(),
+        plain => describe(plain).to_string(),
+    }
+}
+
+/// A function's signature as WIT writes it: `func(a: s32, b: s32) -> s32`.
+pub(crate) fn signature(func: &ComponentFunc) -> String {
+    let params: Vec<String> = func
+        .params()
+        .map(|(name, ty)| format!("{name}: {}", wit_type(&ty)))
+        .collect();
+    let results: Vec<String> = func.results().map(|ty| wit_type(&ty)).collect();
+    match results.as_slice() {
+        [] => format!("func({})", params.join(", ")),
+        [one] => format!("func({}) -> {one}", params.join(", ")),
+        many => format!("func({}) -> ({})", params.join(", "), many.join(", ")),
+    }
+}
+
+/// Whether values of `ty` hold a resource handle anywhere inside.
+pub(crate) fn holds_resource(ty: &Type) -> bool {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => true,
+        Type::List(list) => holds_resource(&list.ty()),
+        Type::Record(record) => record.fields().any(|f| holds_resource(&f.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|t| holds_resource(&t)),
+        Type::Variant(variant) => variant
+            .cases()
+            .any(|c| c.ty.as_ref().is_some_and(holds_resource)),
+        Type::Option(option) => holds_resource(&option.ty()),
+        Type::Result(result) => {
+            result.ok().is_some_and(|t| holds_resource(&t))
+                || result.err().is_some_and(|t| holds_resource(&t))
+        }
+        _ => false,
+    }
+}
+
+/// Whether two functions take and give values of the same types (names of
+/// parameters aside).
+pub(crate) fn same_types(a: &ComponentFunc, b: &ComponentFunc) -> bool {
+    a.params().map(|(_, t)| t).eq(b.params().map(|(_, t)| t)) && a.results().eq(b.results())
 }

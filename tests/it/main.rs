@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod common;
 mod hostile;
+mod imports;
 mod plugins;
 mod props;
 mod registry;

@@ -15,7 +15,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     // The same checks as loading, so a core module or garbage gets the same
     // clear message rather than a decoder's.
     let registry = Registry::new().map_err(|e| e.to_string())?;
-    registry
+    let plugin = registry
         .load_bytes(&path.display().to_string(), &bytes)
         .map_err(|e| e.to_string())?;
     let decoded = wit_component::decode(&bytes)
@@ -35,7 +35,24 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     printer
         .print(resolve, main, &nested)
         .map_err(|e| format!("cannot print the WIT of {}: {e:#}", path.display()))?;
-    Ok(printer.output.to_string())
+    let mut text = printer.output.to_string();
+    text.push_str("\n// How hotslot links each import:\n");
+    let engine = registry.engine();
+    for (name, _) in plugin.component().component_type().imports(engine) {
+        let by = if plugin
+            .imports()
+            .iter()
+            .any(|i| i.name().to_string() == name)
+        {
+            "the registry: whichever plugin serves it (or the one the manifest's [imports] names)"
+        } else if name.starts_with("hotslot:plugin/") {
+            "hotslot: the plugin's host-kept state"
+        } else {
+            "WASI: nothing granted unless the manifest grants it"
+        };
+        text.push_str(&format!("//   {name}: {by}\n"));
+    }
+    Ok(text)
 }
 
 /// One row of `hotslot list`.
@@ -71,12 +88,26 @@ pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
             loads,
         };
         match registry.add_file(&path) {
-            Ok(added) => rows.extend(
-                added
-                    .interfaces
-                    .iter()
-                    .map(|i| row(i.to_string(), "yes".into())),
-            ),
+            Ok(added) => {
+                let waiting: Vec<String> = registry
+                    .list()
+                    .into_iter()
+                    .filter(|i| i.name == added.name)
+                    .flat_map(|i| i.imports)
+                    .filter(|link| link.provider.is_none())
+                    .map(|link| link.interface.to_string())
+                    .collect();
+                let loads = match waiting.is_empty() {
+                    true => "yes".to_string(),
+                    false => format!("yes, waiting for {}", waiting.join(", ")),
+                };
+                rows.extend(
+                    added
+                        .interfaces
+                        .iter()
+                        .map(|i| row(i.to_string(), loads.clone())),
+                );
+            }
             Err(e) => rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string())))),
         }
     }

@@ -152,14 +152,36 @@ fn state(registry: &Registry, name: &str) -> Vec<String> {
 }
 
 /// `list`: one line per implementation, then `end`.
+/// A plugin that imports from others gets more words on each line:
+/// `imports`, then per import `INTERFACE<-PROVIDER#GENERATION`,
+/// `INTERFACE<-waiting` (nothing serves it yet) or
+/// `INTERFACE<-PROVIDER#GENERATION(mismatch)` (the log says how).
 fn list(registry: &Registry) -> Vec<String> {
     let mut lines: Vec<String> = registry
         .list()
         .into_iter()
-        .map(|i| format!("{} {} {}", i.interface, i.name, i.generation))
+        .map(|i| {
+            let mut line = format!("{} {} {}", i.interface, i.name, i.generation);
+            if !i.imports.is_empty() {
+                line.push_str(" imports");
+                for link in &i.imports {
+                    line.push_str(&format!(" {}<-{}", link.interface, provider_of(link)));
+                }
+            }
+            line
+        })
         .collect();
     lines.push("end".to_string());
     lines
+}
+
+/// Who serves an import, as `list` words it.
+pub(crate) fn provider_of(link: &crate::ImportLink) -> String {
+    match (&link.provider, &link.problem) {
+        (None, _) => "waiting".into(),
+        (Some((name, generation)), None) => format!("{name}#{generation}"),
+        (Some((name, generation)), Some(_)) => format!("{name}#{generation}(mismatch)"),
+    }
 }
 
 /// Reads request lines until end of input, answering each at once. On a

@@ -1,0 +1,237 @@
+//! Plugins that use plugins: a component's imports from the registry, bound
+//! to whichever plugin serves each interface now.
+//!
+//! Each import is bound to a [`Selection`]: the first plugin serving the
+//! imported interface and version (or the one the dependent's manifest
+//! names), re-pointed by the registry as plugins come, go and reload. So a
+//! dependent's next call reaches a reloaded provider without the dependent
+//! being instantiated again.
+//! - One chain of calls sees one generation of each provider: the first call
+//!   to a provider pins one of its lanes until the outermost call returns.
+//! - A provider whose function does not match what the dependent expects is
+//!   never called; the error shows both signatures.
+//! - A call that would close a cycle (A calls B calls A, or A itself) is
+//!   refused at once.
+//! - A fault in the provider fails the dependent's call with an error naming
+//!   both plugins and the fault; the provider's instance is replaced, and so
+//!   is the dependent's (wasmtime leaves it unusable after a failed import).
+
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Val;
+
+use crate::chain;
+use crate::error::{Error, ImportError};
+use crate::generation::Generation;
+use crate::loader::ImportedInterface;
+use crate::program::{NoLane, PinnedLane};
+use crate::sandbox::{ImportCalls, ImportLink};
+use crate::slot::Selection;
+use crate::sync::lock;
+use crate::values::{same_types, signature};
+
+/// A dependent's imports, bound to the registry.
+pub(crate) struct ImportTable {
+    dependent: Arc<str>,
+    imports: Vec<ImportedInterface>,
+    bindings: Vec<Binding>,
+}
+
+/// One import: where it points now, and whether the generation it last
+/// reached matched what the dependent expects.
+pub(crate) struct Binding {
+    selection: Arc<Selection>,
+    /// The generation checked last (by address) and the outcome.
+    checked: Mutex<Option<(usize, Result<(), String>)>>,
+}
+
+impl ImportTable {
+    pub(crate) fn new(
+        dependent: &str,
+        imports: Vec<ImportedInterface>,
+        selections: Vec<Arc<Selection>>,
+    ) -> Self {
+        let bindings = selections
+            .into_iter()
+            .map(|selection| Binding {
+                selection,
+                checked: Mutex::new(None),
+            })
+            .collect();
+        ImportTable {
+            dependent: dependent.into(),
+            imports,
+            bindings,
+        }
+    }
+
+    /// How each import stands now.
+    fn links_now(&self) -> Vec<ImportLink> {
+        self.imports
+            .iter()
+            .enumerate()
+            .map(|(i, import)| {
+                let slot = self.bindings[i].selection.slot().clone();
+                let reached = slot.as_ref().and_then(|slot| {
+                    slot.peek(|generation, export| {
+                        let problem = self.check(i, generation, export).err();
+                        ((slot.name().to_string(), generation.number()), problem)
+                    })
+                });
+                ImportLink {
+                    interface: import.name().clone(),
+                    provider: reached.as_ref().map(|(p, _)| p.clone()),
+                    problem: reached.and_then(|(_, problem)| problem),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the provider's generation offers every function import `i`
+    /// expects, with the same types; remembered per generation.
+    fn check(&self, i: usize, generation: &Generation, export: usize) -> Result<(), String> {
+        let key = generation as *const Generation as usize;
+        let mut checked = lock(&self.bindings[i].checked);
+        if let Some((seen, outcome)) = &*checked {
+            if *seen == key {
+                return outcome.clone();
+            }
+        }
+        let offered = generation.exported(export);
+        let mut outcome = Ok(());
+        for wanted in self.imports[i].functions() {
+            let problem = match offered.function(wanted.name()) {
+                None => Some(format!(
+                    "`{}` has no function `{}` (expected {})",
+                    generation.plugin().origin(),
+                    wanted.name(),
+                    signature(wanted.ty())
+                )),
+                Some(given) if !same_types(wanted.ty(), given.ty()) => Some(format!(
+                    "`{}` does not match: `{}` expects {}, {} has {}",
+                    wanted.name(),
+                    self.dependent,
+                    signature(wanted.ty()),
+                    generation.plugin().origin(),
+                    signature(given.ty())
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                outcome = Err(problem);
+                break;
+            }
+        }
+        *checked = Some((key, outcome.clone()));
+        outcome
+    }
+
+    fn failure(&self, i: usize, function: usize) -> ImportError {
+        ImportError {
+            dependent: self.dependent.to_string(),
+            import: self.imports[i].name().to_string(),
+            function: self.imports[i].functions()[function].name().to_string(),
+            provider: None,
+            fault: None,
+            reason: String::new(),
+        }
+    }
+}
+
+impl ImportCalls for ImportTable {
+    fn links(&self) -> Vec<ImportLink> {
+        self.links_now()
+    }
+
+    fn call(
+        &self,
+        import: usize,
+        function: usize,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let fail = |provider: Option<&str>, fault, reason: String| {
+            let mut failure = self.failure(import, function);
+            failure.provider = provider.map(String::from);
+            failure.fault = fault;
+            failure.reason = reason;
+            wasmtime::Error::new(failure)
+        };
+        let Some(slot) = self.bindings[import].selection.slot().clone() else {
+            let reason = "no plugin serves it yet (the dependent is waiting for one)";
+            return Err(fail(None, None, reason.into()));
+        };
+        let provider = slot.name();
+        if let Some(chain) = chain::cycle_to(provider) {
+            let path = chain.join(" -> ");
+            return Err(fail(
+                Some(provider),
+                None,
+                format!("a cycle: {path} -> {provider}; refused"),
+            ));
+        }
+        let name = self.imports[import].functions()[function].name();
+        let key = Arc::as_ptr(slot.program()) as usize;
+        let answer = chain::with_held(
+            key,
+            || slot.program().pin().map_err(|why| no_lane(provider, why)),
+            |pinned: &mut PinnedLane| {
+                pinned.serve(slot.id(), |generation, export, resident| {
+                    self.check(import, generation, export).map_err(|problem| {
+                        Error::BadArguments {
+                            interface: self.imports[import].name().to_string(),
+                            function: name.to_string(),
+                            reason: problem,
+                        }
+                    })?;
+                    generation.call_within(resident, export, name, params, chain::time_left())
+                })
+            },
+        );
+        let answer = match answer {
+            Ok(Some(answer)) => answer,
+            Ok(None) => Err(Error::Unavailable {
+                interface: self.imports[import].name().to_string(),
+                name: provider.to_string(),
+            }),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(values) => {
+                for (slot, value) in results.iter_mut().zip(values) {
+                    *slot = value;
+                }
+                Ok(())
+            }
+            Err(Error::Call { fault, reason, .. }) => Err(fail(
+                Some(provider),
+                Some(fault),
+                format!("it failed there: {fault}: {reason}"),
+            )),
+            Err(Error::BadArguments { reason, .. }) => Err(fail(Some(provider), None, reason)),
+            Err(other) => {
+                let fault = match &other {
+                    Error::Import(inner) => inner.fault,
+                    _ => None,
+                };
+                Err(fail(Some(provider), fault, other.to_string()))
+            }
+        }
+    }
+}
+
+fn no_lane(provider: &str, why: NoLane) -> Error {
+    let (interface, name) = ("its imports".to_string(), provider.to_string());
+    match why {
+        NoLane::Reentered { instances } => Error::Reentered {
+            interface,
+            name,
+            instances,
+        },
+        NoLane::Busy { waited } => Error::Busy {
+            interface,
+            name,
+            waited_ms: waited.as_millis().try_into().unwrap_or(u64::MAX),
+        },
+    }
+}

@@ -1,0 +1,398 @@
+//! Plugins that use plugins: imports linked through the registry. The
+//! banner plugin (Rust) imports `demo:greeter/greet`; small components in
+//! WAT import and export `demo:cycle` and `demo:pair` interfaces.
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotslot::wasmtime::component::Val;
+use hotslot::{Error, Fault, Handle, Limits, Registry, WatchEvent, Watcher};
+
+use crate::common::{plugin, plugin_path, probe_component};
+
+const BANNER: &str = "demo:banner/banner@1.0.0";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn show(banner: &Handle, name: &str) -> Result<String, Error> {
+    match banner.call("show", &[Val::String(name.into())])?.as_slice() {
+        [Val::String(text)] => Ok(text.clone()),
+        other => panic!("show answered {other:?}"),
+    }
+}
+
+fn shown(banner: &Handle) -> u32 {
+    match banner.call("shown", &[]).unwrap().as_slice() {
+        [Val::U32(n)] => *n,
+        other => panic!("shown answered {other:?}"),
+    }
+}
+
+/// A component exporting `demo:cycle/EXPORTED@1.0.0` whose one function
+/// (named like the interface) takes a depth: 0 answers 0, else it calls
+/// `demo:cycle/IMPORTED`'s function with depth - 1 and adds one.
+fn forwarding(exported: &str, imported: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (import "demo:cycle/{imported}@1.0.0" (instance $dep
+                (export "{imported}" (func (param "depth" u32) (result u32)))))
+            (core func $lowered (canon lower (func $dep "{imported}")))
+            (core module $m
+                (import "dep" "f" (func $f (param i32) (result i32)))
+                (func (export "run") (param i32) (result i32)
+                    (if (result i32) (i32.eqz (local.get 0))
+                        (then (i32.const 0))
+                        (else (i32.add
+                            (call $f (i32.sub (local.get 0) (i32.const 1)))
+                            (i32.const 1))))))
+            (core instance $dep_core (export "f" (func $lowered)))
+            (core instance $i (instantiate $m (with "dep" (instance $dep_core))))
+            (func $run (param "depth" u32) (result u32) (canon lift (core func $i "run")))
+            (instance $out (export "{exported}" (func $run)))
+            (export "demo:cycle/{exported}@1.0.0" (instance $out))
+        )"#
+    ))
+    .unwrap()
+}
+
+/// `demo:cycle/pong` that answers its depth, but traps at 13 and never
+/// returns at 7.
+fn moody_pong() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m
+                (func (export "run") (param i32) (result i32)
+                    (if (i32.eq (local.get 0) (i32.const 13)) (then unreachable))
+                    (if (i32.eq (local.get 0) (i32.const 7)) (then (loop $again (br $again))))
+                    (local.get 0)))
+            (core instance $i (instantiate $m))
+            (func $run (param "depth" u32) (result u32) (canon lift (core func $i "run")))
+            (instance $out (export "pong" (func $run)))
+            (export "demo:cycle/pong@1.0.0" (instance $out))
+        )"#,
+    )
+    .unwrap()
+}
+
+fn depth(handle: &Handle, n: u32) -> Result<u32, Error> {
+    match handle
+        .call(handle.interface().unwrap().interface(), &[Val::U32(n)])?
+        .as_slice()
+    {
+        [Val::U32(n)] => Ok(*n),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn add(registry: &Registry, name: &str, bytes: &[u8]) {
+    let plugin = registry.load_bytes(&format!("{name}.wasm"), bytes).unwrap();
+    registry.add_plugin(name, &plugin).unwrap();
+}
+
+/// The banner answers from greeter_a, then, after only the greeter's file
+/// is replaced, from greeter_b, and its own count runs on: it was not
+/// started again.
+#[test]
+fn a_dependent_reaches_its_reloaded_provider_without_starting_again() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(plugin_path("banner"), dir.path().join("banner.wasm")).unwrap();
+    fs::copy(plugin_path("greeter_a"), dir.path().join("greeter.wasm")).unwrap();
+    let registry = Arc::new(Registry::new().unwrap());
+    let mut watcher = Watcher::new(registry.clone(), dir.path());
+    let events = watcher.subscribe();
+    watcher.start().unwrap();
+    let banner = registry.first_implementation(BANNER).unwrap();
+    assert!(show(&banner, "you").unwrap().contains("a: hello, you"));
+    assert!(show(&banner, "me").unwrap().contains("a: hello, me"));
+    let generation = banner.generation();
+
+    let tmp = dir.path().join(".greeter.tmp");
+    fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
+    fs::rename(&tmp, dir.path().join("greeter.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("no reload");
+        if let WatchEvent::Reloaded { name, .. } = events.recv_timeout(left).unwrap() {
+            assert_eq!(name, "greeter");
+            break;
+        }
+    }
+    assert!(show(&banner, "you").unwrap().contains("b: bonjour, you"));
+    assert_eq!(shown(&banner), 3, "the banner's memory is intact");
+    assert_eq!(banner.generation(), generation, "and it was not reloaded");
+    let links = &registry
+        .list()
+        .into_iter()
+        .find(|i| i.name == "banner")
+        .unwrap()
+        .imports;
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        links[0].provider.as_ref().map(|(n, _)| n.as_str()),
+        Some("greeter")
+    );
+}
+
+/// With no provider the banner loads and waits; it goes live when a
+/// provider's file appears, and waits again when it goes.
+#[test]
+fn a_waiting_plugin_goes_live_when_its_provider_appears_and_waits_when_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(plugin_path("banner"), dir.path().join("banner.wasm")).unwrap();
+    let registry = Arc::new(Registry::new().unwrap());
+    let mut watcher = Watcher::new(registry.clone(), dir.path());
+    let events = watcher.subscribe();
+    watcher.start().unwrap();
+    let banner = registry.first_implementation(BANNER).unwrap();
+    let waiting = |registry: &Registry| {
+        let listed = registry.list();
+        let banner = listed.iter().find(|i| i.name == "banner").unwrap();
+        banner.imports[0].provider.is_none()
+    };
+    assert!(waiting(&registry));
+    match show(&banner, "x") {
+        Err(Error::Import(e)) if e.provider.is_none() => {
+            assert_eq!(e.dependent, "banner");
+            assert_eq!(e.import, "demo:greeter/greet@1.0.0");
+            assert_eq!(e.function, "hello");
+        }
+        other => panic!("expected a missing import, got {other:?}"),
+    }
+
+    let wait_for = |want: &dyn Fn(&WatchEvent) -> bool| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("no event");
+            if want(&events.recv_timeout(left).unwrap()) {
+                return;
+            }
+        }
+    };
+    fs::copy(plugin_path("greeter_a"), dir.path().join("g.wasm")).unwrap();
+    wait_for(&|e| matches!(e, WatchEvent::Loaded { name, .. } if name == "g"));
+    assert!(!waiting(&registry));
+    assert!(show(&banner, "x").unwrap().contains("a: hello, x"));
+
+    fs::remove_file(dir.path().join("g.wasm")).unwrap();
+    wait_for(&|e| matches!(e, WatchEvent::Removed { name, .. } if name == "g"));
+    assert!(waiting(&registry));
+    assert!(matches!(show(&banner, "x"), Err(Error::Import(e)) if e.provider.is_none()));
+}
+
+#[test]
+fn a_provider_trap_fails_the_call_naming_both_and_the_next_call_works() {
+    let registry = Registry::new().unwrap();
+    add(&registry, "ping", &forwarding("ping", "pong"));
+    add(&registry, "pong", &moody_pong());
+    let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+    assert_eq!(depth(&ping, 3).unwrap(), 3, "ping adds one to pong(2)");
+    match depth(&ping, 14) {
+        Err(Error::Import(e)) => {
+            assert_eq!(
+                (e.dependent.as_str(), e.provider.as_deref()),
+                ("ping", Some("pong"))
+            );
+            assert_eq!(e.fault, Some(Fault::Trap));
+            assert!(e.to_string().contains("unreachable"), "{e}");
+        }
+        other => panic!("expected the provider's trap, got {other:?}"),
+    }
+    assert_eq!(depth(&ping, 3).unwrap(), 3);
+}
+
+#[test]
+fn a_provider_past_its_deadline_fails_the_chain_within_the_top_level_deadline() {
+    let timeout = Duration::from_millis(300);
+    let registry = Registry::with_engine(
+        hotslot::engine::shared_engine().unwrap(),
+        Limits {
+            timeout,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    add(&registry, "ping", &forwarding("ping", "pong"));
+    add(&registry, "pong", &moody_pong());
+    let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+    let started = Instant::now();
+    match depth(&ping, 8) {
+        Err(Error::Import(e)) => assert_eq!(e.fault, Some(Fault::Timeout)),
+        other => panic!("expected the provider's deadline, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < 2 * timeout,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(depth(&ping, 2).unwrap(), 2);
+}
+
+#[test]
+fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
+    let registry = Registry::new().unwrap();
+    registry
+        .add_plugin("banner", &plugin(&registry, "banner"))
+        .unwrap();
+    let wrong = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
+            (instance $g (export "hello" (func $h)))
+            (export "demo:greeter/greet@1.0.0" (instance $g))
+        )"#,
+    )
+    .unwrap();
+    add(&registry, "greeter", &wrong);
+    let banner = registry.implementation(BANNER, "banner").unwrap();
+    let err = show(&banner, "x").unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Import(_)), "{err:?}");
+    assert!(
+        message.contains("func(name: string) -> string"),
+        "{message}"
+    );
+    assert!(message.contains("func(n: u32) -> u32"), "{message}");
+    let listed = registry.list();
+    let link = &listed.iter().find(|i| i.name == "banner").unwrap().imports[0];
+    assert!(link.problem.is_some());
+
+    // The right provider under the same name: the next call works.
+    registry
+        .remove_plugin("greeter")
+        .and_then(|()| registry.add_plugin("greeter", &plugin(&registry, "greeter_a")))
+        .unwrap();
+    assert!(show(&banner, "x").unwrap().contains("a: hello, x"));
+}
+
+#[test]
+fn cycles_are_refused_at_once_even_with_spare_instances() {
+    let registry = Registry::new().unwrap();
+    add(&registry, "ping", &forwarding("ping", "pong"));
+    add(&registry, "pong", &forwarding("pong", "ping"));
+    let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+    let started = Instant::now();
+    let err = depth(&ping, 5).unwrap_err();
+    assert!(
+        err.to_string().contains("a cycle: ping -> pong -> ping"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "no waiting");
+    assert_eq!(depth(&ping, 0).unwrap(), 0, "the next call works");
+
+    // A plugin calling itself through the registry, with two instances.
+    let selfish = registry
+        .load_bytes("selfish.wasm", &forwarding("echo", "echo"))
+        .unwrap();
+    let grants =
+        hotslot::Grants::from_toml("[limits]\ninstances = 2\n", Path::new("."), "m").unwrap();
+    registry
+        .add_plugin("selfish", &selfish.with_grants(grants))
+        .unwrap();
+    let echo = registry
+        .implementation("demo:cycle/echo", "selfish")
+        .unwrap();
+    let err = depth(&echo, 3).unwrap_err();
+    assert!(
+        err.to_string().contains("a cycle: selfish -> selfish"),
+        "{err}"
+    );
+}
+
+/// A dependent that asks its provider twice per call, while the provider
+/// is replaced 1,000 times: no call fails, and no call sees two versions.
+#[test]
+fn a_thousand_provider_reloads_under_two_callers_fail_nothing_and_mix_nothing() {
+    let pair = wat::parse_str(
+        r#"(component
+            (import "demo:probe/probe@1.0.0" (instance $p (export "version" (func (result u32)))))
+            (core func $v (canon lower (func $p "version")))
+            (core module $m
+                (import "p" "v" (func $v (result i32)))
+                (func (export "both") (result i64)
+                    (i64.or
+                        (i64.shl (i64.extend_i32_u (call $v)) (i64.const 32))
+                        (i64.extend_i32_u (call $v)))))
+            (core instance $pc (export "v" (func $v)))
+            (core instance $i (instantiate $m (with "p" (instance $pc))))
+            (func $both (result u64) (canon lift (core func $i "both")))
+            (instance $out (export "both" (func $both)))
+            (export "demo:pair/pair@1.0.0" (instance $out))
+        )"#,
+    )
+    .unwrap();
+    let registry = Arc::new(Registry::new().unwrap());
+    let versions = [
+        registry
+            .load_bytes("v1.wasm", &probe_component("1.0.0", 1))
+            .unwrap(),
+        registry
+            .load_bytes("v2.wasm", &probe_component("1.0.0", 2))
+            .unwrap(),
+    ];
+    registry.add_plugin("probe", &versions[0]).unwrap();
+    add(&registry, "pair", &pair);
+    let handle = registry.implementation("demo:pair/pair", "pair").unwrap();
+    let reloading = Arc::new(AtomicBool::new(true));
+    let (calls, mixed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (handle, reloading) = (handle.clone(), reloading.clone());
+            let (calls, mixed) = (calls.clone(), mixed.clone());
+            std::thread::spawn(move || {
+                while reloading.load(Ordering::SeqCst) {
+                    let both = match handle
+                        .call("both", &[])
+                        .expect("no call may fail")
+                        .as_slice()
+                    {
+                        [Val::U64(both)] => *both,
+                        other => panic!("{other:?}"),
+                    };
+                    let (first, second) = (both >> 32, both & 0xffff_ffff);
+                    assert!(first == 1 || first == 2, "{both:#x}");
+                    if first != second {
+                        mixed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for i in 0..1000 {
+        registry
+            .add_plugin("probe", &versions[(i + 1) % 2])
+            .unwrap();
+    }
+    reloading.store(false, Ordering::SeqCst);
+    callers.into_iter().for_each(|c| c.join().unwrap());
+    assert_eq!(
+        mixed.load(Ordering::SeqCst),
+        0,
+        "calls that saw two versions"
+    );
+    assert!(calls.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn imports_that_pass_resources_are_refused_at_load_saying_so() {
+    let with_resource = wat::parse_str(
+        r#"(component
+            (import "demo:res/things@1.0.0" (instance $t
+                (export "thing" (type (sub resource)))))
+        )"#,
+    )
+    .unwrap();
+    let err = Registry::new()
+        .unwrap()
+        .load_bytes("res.wasm", &with_resource)
+        .unwrap_err();
+    assert!(matches!(err, Error::Link { .. }), "{err:?}");
+    assert!(err.to_string().contains("resources cannot cross"), "{err}");
+}
