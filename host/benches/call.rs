@@ -24,7 +24,7 @@ use calculator::Calculator;
 use greeter::Greeter;
 
 fn plugin_path(stem: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../plugins/{stem}.wasm"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/fixtures/{stem}.wasm"))
 }
 
 /// What a hand-rolled embedding keeps per store: WASI with nothing granted.

@@ -5,21 +5,21 @@ use std::path::PathBuf;
 use hotslot::wasmtime::component::Val;
 use hotslot::{Handle, Plugin, Registry};
 
-/// The path of a plugin built by `make plugins`.
+/// The path of a test plugin built by `make fixtures`.
 pub fn plugin_path(stem: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins")
+        .join("../target/fixtures")
         .join(format!("{stem}.wasm"));
     assert!(
         path.exists(),
-        "{} is missing: run `make plugins` (or `make test`) first",
+        "{} is missing: run `make fixtures` (or `make test`) first",
         path.display()
     );
     path
 }
 
-/// A plugin built by `make plugins`, loaded into `registry` with no grants
-/// (whatever manifest `make plugins` put beside it is for `make run`).
+/// A test plugin built by `make fixtures`, loaded into `registry` with no
+/// grants.
 pub fn plugin(registry: &Registry, stem: &str) -> Plugin {
     let path = plugin_path(stem);
     let bytes = std::fs::read(&path).unwrap();

@@ -11,7 +11,7 @@ fn registry() -> &'static hotslot::Registry {
     static REGISTRY: OnceLock<hotslot::Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let registry = hotslot::Registry::new().expect("engine");
-        let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+        let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures");
         for stem in ["filter_basic", "calc", "greeter_a"] {
             registry
                 .add_file(plugins.join(format!("{stem}.wasm")))
