@@ -15,7 +15,8 @@ use hotslot::wasmtime::component::Val;
 use hotslot::{Handle, Registry, WatchEvent, Watcher};
 
 fn plugin_bytes(stem: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/fixtures/{stem}.wasm"));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/fixtures/{stem}.wasm"));
     std::fs::read(path).expect("run `make plugins` first")
 }
 

@@ -475,3 +475,73 @@ fn two_interfaces_of_one_plugin_share_a_count_through_watch() {
     let (ok, _, _) = s.finish();
     assert!(ok);
 }
+
+/// `NAME::INTERFACE#FUNCTION(ARGS)` reaches a plugin that is not the first
+/// to serve the interface, in `watch` and in `call`; `help` lists the forms,
+/// `quit` leaves, and a wrongly typed argument is named.
+#[test]
+fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
+    let dir = plugin_dir(&[("a_greeter.wasm", "greeter_a"), ("mine.wasm", "greeter_b")]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello("x")"#),
+        r#""a: hello, x""#
+    );
+    assert_eq!(
+        s.ask(r#"mine::demo:greeter/greet#hello("x")"#),
+        r#""b: bonjour, x""#
+    );
+    assert_eq!(
+        s.ask(r#"mine::demo:calc/math#add(1, 2)"#),
+        "error: `mine` does not serve demo:calc/math (it serves: demo:greeter/greet@1.0.0)"
+    );
+    assert_eq!(
+        s.ask(r#"nobody::demo:greeter/greet#hello("x")"#),
+        "error: no plugin named `nobody` is loaded"
+    );
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello(42)"#),
+        "error: argument name: expected string, got a number"
+    );
+    s.send("help");
+    let mut help = Vec::new();
+    loop {
+        let line = s.next_line("help");
+        if line == "end" {
+            break;
+        }
+        help.push(line);
+    }
+    let help = help.join("\n");
+    for form in ["NAME::INTERFACE", "list", "state NAME", "quit"] {
+        assert!(help.contains(form), "{help}");
+    }
+    s.send("quit");
+    let (ok, rest, _) = s.finish();
+    assert!(ok && rest.is_empty(), "{rest:?}");
+
+    let calc = plugin_path("calc");
+    let out = run(&[
+        "call",
+        calc.to_str().unwrap(),
+        "calc::demo:calc/math#add(40, 2)",
+    ]);
+    assert_eq!(text(&out.stdout), "42\n");
+    let out = run(&[
+        "call",
+        calc.to_str().unwrap(),
+        "other::demo:calc/math#add(40, 2)",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no plugin named `other`"));
+    let out = run(&[
+        "call",
+        calc.to_str().unwrap(),
+        r#"demo:calc/math#add("a", 2)"#,
+    ]);
+    assert!(
+        text(&out.stderr).contains("argument a: expected s32, got a string"),
+        "{}",
+        text(&out.stderr)
+    );
+}

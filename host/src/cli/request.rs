@@ -1,11 +1,15 @@
-//! The request line the CLI reads: `INTERFACE[@VERSION]#FUNCTION(ARGS)`, with
-//! the arguments written in WAVE, and the WAVE rendering of answers.
+//! The request line the CLI reads: `[NAME::]INTERFACE[@VERSION]#FUNCTION(ARGS)`,
+//! with the arguments written in WAVE, and the WAVE rendering of answers.
 
+use hotslot_wave::ast::NodeType;
+use hotslot_wave::parser::ParserError;
 use hotslot_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave as hotslot_wave;
 use wasmtime::component::{Type, Val};
 
 use crate::loader::ExportedFunction;
+use crate::source::check_name;
+use crate::values::wit_type;
 use crate::version::Request;
 
 /// One parsed request line: which interface, which function, and the
@@ -18,17 +22,32 @@ use crate::version::Request;
 /// assert_eq!(request.function(), "hello");
 /// ```
 pub struct CallRequest {
+    implementation: Option<String>,
     interface: Request,
     call: UntypedFuncCall<'static>,
 }
 
 impl CallRequest {
     /// Parses a request line. Errors say what is wrong with the line.
+    ///
+    /// ```
+    /// use hotslot::cli::CallRequest;
+    /// let request = CallRequest::parse(r#"greeter_b::demo:greeter/greet#hello("x")"#).unwrap();
+    /// assert_eq!(request.implementation(), Some("greeter_b"));
+    /// ```
     pub fn parse(line: &str) -> Result<Self, String> {
         let line = line.trim();
-        let (interface, call) = line.split_once('#').ok_or_else(|| {
-            format!("expected INTERFACE#FUNCTION(ARGS), e.g. demo:greeter/greet#hello(\"you\"); got `{line}`")
+        let (target, call) = line.split_once('#').ok_or_else(|| {
+            format!("expected [NAME::]INTERFACE#FUNCTION(ARGS), e.g. demo:greeter/greet#hello(\"you\"); got `{line}`")
         })?;
+        let (implementation, interface) = match target.split_once("::") {
+            Some((name, interface)) => {
+                let name = name.trim();
+                check_name(name).map_err(|why| format!("bad plugin name `{name}`: {why}"))?;
+                (Some(name.to_string()), interface)
+            }
+            None => (None, target),
+        };
         let interface: Request = interface.parse().map_err(|e| format!("{e}"))?;
         if !call.trim_end().ends_with(')') {
             return Err(format!("expected FUNCTION(ARGS) after `#`, got `{call}`"));
@@ -36,7 +55,16 @@ impl CallRequest {
         let call = UntypedFuncCall::parse(call)
             .map_err(|e| format!("cannot parse `{call}`: {e}"))?
             .into_owned();
-        Ok(CallRequest { interface, call })
+        Ok(CallRequest {
+            implementation,
+            interface,
+            call,
+        })
+    }
+
+    /// The plugin the request names (`NAME::`), if it names one.
+    pub fn implementation(&self) -> Option<&str> {
+        self.implementation.as_deref()
     }
 
     /// The interface asked for.
@@ -49,12 +77,81 @@ impl CallRequest {
         self.call.name()
     }
 
-    /// The arguments, typed against `function`'s parameters.
+    /// The arguments, typed against `function`'s parameters. An error names
+    /// the argument and says what was expected and what was given:
+    /// `argument a: expected s32, got a string`.
     pub fn arguments(&self, function: &ExportedFunction) -> Result<Vec<Val>, String> {
         let types: Vec<Type> = function.ty().params().map(|(_, ty)| ty).collect();
         self.call
             .to_wasm_params::<Val>(types.iter())
-            .map_err(|e| format!("bad arguments for {}: {e}", self.function()))
+            .map_err(|e| self.explain(function, &e))
+    }
+
+    /// Words a failure to type the arguments: which argument, and what kind
+    /// of value it should be and was.
+    fn explain(&self, function: &ExportedFunction, error: &ParserError) -> String {
+        let params: Vec<(String, Type)> = function
+            .ty()
+            .params()
+            .map(|(name, ty)| (name.to_string(), ty))
+            .collect();
+        let wanted = || {
+            let list: Vec<String> = params
+                .iter()
+                .map(|(name, ty)| format!("{name}: {}", wit_type(ty)))
+                .collect();
+            list.join(", ")
+        };
+        let given: Vec<_> = match self.call.params_node().map(|n| n.as_tuple()) {
+            Some(Ok(args)) => args.collect(),
+            _ => Vec::new(),
+        };
+        if given.len() != params.len() {
+            return format!(
+                "{} takes {} argument(s) ({}), got {}",
+                self.function(),
+                params.len(),
+                wanted(),
+                given.len()
+            );
+        }
+        let at = error.span().start;
+        let culprit = params
+            .iter()
+            .zip(&given)
+            .find(|(_, arg)| arg.span().contains(&at) || arg.span().end == at);
+        match culprit {
+            Some(((name, ty), arg)) => {
+                let detail = error
+                    .detail()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                format!(
+                    "argument {name}: expected {}, got {}{detail}",
+                    wit_type(ty),
+                    kind_of(arg.ty())
+                )
+            }
+            None => format!("bad arguments for {}: {error}", self.function()),
+        }
+    }
+}
+
+/// What kind of value a WAVE argument is, for messages.
+fn kind_of(node: NodeType) -> &'static str {
+    match node {
+        NodeType::BoolTrue | NodeType::BoolFalse => "a bool",
+        NodeType::Number => "a number",
+        NodeType::Char => "a char",
+        NodeType::String | NodeType::MultilineString => "a string",
+        NodeType::Tuple => "a tuple",
+        NodeType::List => "a list",
+        NodeType::Record => "a record",
+        NodeType::Label => "a name (an enum case or a variant case)",
+        NodeType::VariantWithPayload => "a variant case with a payload",
+        NodeType::OptionSome | NodeType::OptionNone => "an option",
+        NodeType::ResultOk | NodeType::ResultErr => "a result",
+        NodeType::Flags => "flags",
     }
 }
 
@@ -101,6 +198,7 @@ mod tests {
             "demo:greeter/greet#hello(\"x\"",
             "greet#hello()",
             "demo:greeter/greet@x#hello()",
+            "::demo:greeter/greet#hello()",
         ] {
             assert!(CallRequest::parse(bad).is_err(), "{bad:?} parsed");
         }

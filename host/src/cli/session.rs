@@ -11,6 +11,20 @@ use crate::registry::Registry;
 use crate::version::Request;
 use crate::watch::Watcher;
 
+/// What `help` prints.
+const HELP: &str = "\
+requests:
+  INTERFACE[@VERSION]#FUNCTION(ARGS)        call whichever plugin serves INTERFACE first
+  NAME::INTERFACE[@VERSION]#FUNCTION(ARGS)  call the plugin NAME (its file stem)
+  arguments and answers are WAVE: 42, \"text\", [1, 2], {a: 1}, some(1), ok(\"x\")
+  e.g. demo:greeter/greet#hello(\"you\")
+commands:
+  list         what is loaded: INTERFACE@VERSION NAME GENERATION [imports ...]
+  state NAME   the keys of NAME's host-kept state and their sizes
+  help         this
+  quit         leave (so do end of input and Ctrl-D)
+end";
+
 /// How long a request for an interface nothing serves yet waits for the
 /// plugins still loading (a big component compiles for seconds).
 const LOAD_WAIT: Duration = Duration::from_secs(120);
@@ -47,6 +61,9 @@ impl Session<'_> {
         if line.is_empty() {
             return Vec::new();
         }
+        if line == "help" {
+            return HELP.lines().map(String::from).collect();
+        }
         if let Some(name) = line.strip_prefix("state ") {
             return state(self.registry, name.trim());
         }
@@ -64,8 +81,49 @@ impl Session<'_> {
 
     fn call(&self, line: &str) -> Result<String, String> {
         let request = CallRequest::parse(line)?;
-        let handle = self.find(request.interface());
-        call_on(handle.map_err(|e| describe(&e))?, &request)
+        let handle = match request.implementation() {
+            Some(name) => self.find_named(request.interface(), name),
+            None => self.find(request.interface()).map_err(|e| describe(&e)),
+        };
+        call_on(handle?, &request)
+    }
+
+    /// The plugin `name`'s implementation of `request`, waiting (bounded)
+    /// while that plugin is loading; an error says what it serves instead.
+    fn find_named(&self, request: &Request, name: &str) -> Result<Handle, String> {
+        let deadline = Instant::now() + LOAD_WAIT;
+        loop {
+            let found = self.registry.implementation(request, name);
+            let Some(watcher) = self.watcher else { break };
+            let (loading, version) = watcher.loading();
+            let loading_it = loading.is_none_or(|files| files.iter().any(|f| f.name == name));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if found.is_ok() || !loading_it || left.is_zero() {
+                break;
+            }
+            watcher.wait_change(version, left);
+        }
+        let handle = self
+            .registry
+            .implementation(request, name)
+            .ok()
+            .filter(|h| h.is_available());
+        handle.ok_or_else(|| {
+            let serves: Vec<String> = self
+                .registry
+                .list()
+                .into_iter()
+                .filter(|i| i.name == name)
+                .map(|i| i.interface.to_string())
+                .collect();
+            match serves.is_empty() {
+                true => format!("no plugin named `{name}` is loaded"),
+                false => format!(
+                    "`{name}` does not serve {request} (it serves: {})",
+                    serves.join(", ")
+                ),
+            }
+        })
     }
 
     /// The implementation that serves `request`, as it will once the files
@@ -200,6 +258,7 @@ pub(crate) fn serve(session: &Session<'_>) -> io::Result<()> {
             return Ok(());
         }
         let answer = match std::str::from_utf8(&bytes) {
+            Ok(line) if line.trim() == "quit" => return Ok(()),
             Ok(line) => session.answer(line),
             Err(e) => vec![format!(
                 "error: the request is not UTF-8 text (bad byte at {})",
@@ -219,6 +278,7 @@ fn serve_terminal(session: &Session<'_>) -> io::Result<()> {
     let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
     loop {
         match editor.readline("hotslot> ") {
+            Ok(line) if line.trim() == "quit" => return Ok(()),
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
