@@ -211,7 +211,9 @@ fn parse_version(text: &str, partial: bool) -> Result<Version, String> {
 /// WIT identifiers: words of lower-case letters and digits (each starting with
 /// a letter) joined by single dashes. Upper-case words are allowed by WIT but
 /// never mixed within a word; we accept them whole.
-fn is_wit_identifier(word: &str) -> bool {
+/// Whether `word` is a WIT identifier: lower-case (or upper-case) words of
+/// letters and digits joined by `-`, each starting with a letter.
+pub(crate) fn is_wit_identifier(word: &str) -> bool {
     !word.is_empty()
         && word.split('-').all(|part| {
             let mut chars = part.chars();

@@ -575,7 +575,9 @@ fn the_output_rate_follows_the_plugin_across_traps() {
     let logged: usize = text(&out.stderr)
         .lines()
         .filter_map(|line| {
-            let at = line.find("[rogue stdout] ").or_else(|| line.find("[rogue stderr] "))?;
+            let at = line
+                .find("[rogue stdout] ")
+                .or_else(|| line.find("[rogue stderr] "))?;
             Some(line.len() - at - "[rogue stdout] ".len() + 1)
         })
         .sum();

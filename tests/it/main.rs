@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod hostile;
 mod imports;
+mod languages;
 mod plugins;
 mod props;
 mod registry;

@@ -4,6 +4,7 @@
 //! what plugins print go to standard error.
 
 mod inspect;
+mod new;
 mod request;
 mod session;
 
@@ -59,6 +60,24 @@ enum Command {
         /// The component file.
         file: PathBuf,
     },
+    /// Write a new plugin project that builds with one command.
+    #[command(after_help = NEW_EXAMPLE)]
+    New {
+        /// The plugin's name: a WIT identifier, e.g. `my-plugin`.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t = new::Lang::Rust)]
+        lang: new::Lang,
+        /// A WIT directory holding the world to implement (with stubs).
+        #[arg(long, value_name = "DIR", requires = "world")]
+        wit: Option<PathBuf>,
+        /// The world in `--wit` to implement.
+        #[arg(long, value_name = "WORLD", requires = "wit")]
+        world: Option<String>,
+        /// Where to write it (default: ./NAME); must not exist or be empty.
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+    },
     /// Show what `watch` would load from a directory, and why not when not.
     #[command(after_help = "Example:\n  hotslot list plugins")]
     List {
@@ -82,6 +101,15 @@ Example:
   demo:calc/math@1.0.0 calc 1
   ...
   end"#;
+
+const NEW_EXAMPLE: &str = r#"Without --wit the plugin exports `local:NAME/plugin` with
+`hello: func(name: string) -> string` and counts its calls in the host's store.
+
+Example:
+  $ hotslot new my-plugin --lang python
+  wrote my-plugin/ (python)
+  build it:  sh my-plugin/build.sh
+  component: my-plugin/my-plugin.wasm"#;
 
 const CALL_EXAMPLE: &str = r#"Exits 0 with the answer (an `err(...)` value too), 1 on failure, 2 on a usage error.
 
@@ -146,6 +174,22 @@ pub fn main() -> ExitCode {
             limits,
         } => call(file, &request, &limits),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
+        Command::New {
+            name,
+            lang,
+            wit,
+            world,
+            dir,
+        } => new::new_plugin(&new::NewPlugin {
+            name,
+            lang,
+            wit: wit.zip(world),
+            dir,
+        })
+        .map(|(command, output)| {
+            println!("build it:  {command}");
+            println!("component: {}", output.display());
+        }),
         Command::List { dir, limits } => registry(&limits, &dir)
             .and_then(|registry| inspect::list(&registry, &dir))
             .map(|rows| println!("{}", inspect::table(&rows))),

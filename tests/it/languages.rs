@@ -1,0 +1,312 @@
+//! Plugin authors in Rust, Python and JavaScript: the repository's own
+//! plugins in each language answer and reload with their state, and
+//! `hotslot new` writes a project in each that builds with the command it
+//! prints. The Python and JavaScript tools are the ones `make plugins`
+//! installed in `.tools/`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use crate::common::plugin_path;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The environment that points the scaffolds' build scripts at the tools
+/// `make plugins` installed, rather than installing them again.
+fn tools() -> [(&'static str, PathBuf); 2] {
+    let root = root();
+    let py = root.join(".tools/python/bin/componentize-py");
+    let js = root.join(".tools/node/node_modules/.bin/componentize-js");
+    assert!(py.exists() && js.exists(), "run `make plugins` first");
+    [("COMPONENTIZE_PY", py), ("COMPONENTIZE_JS", js)]
+}
+
+fn hotslot() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hotslot"))
+}
+
+fn sh(command: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(tools())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{command}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `hotslot watch` answering one request at a time.
+struct Watch {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    answers: Receiver<String>,
+}
+
+impl Watch {
+    fn start(dir: &Path) -> Self {
+        let mut child = hotslot()
+            .arg("watch")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (sender, answers) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        Watch {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.answers.recv_timeout(DEADLINE).expect("an answer")
+    }
+
+    /// `list`, up to its `end`.
+    fn list(&mut self) -> Vec<String> {
+        writeln!(self.stdin, "list").unwrap();
+        let mut lines = Vec::new();
+        loop {
+            match self.answers.recv_timeout(DEADLINE).expect("a list") {
+                end if end == "end" => return lines,
+                line => lines.push(line),
+            }
+        }
+    }
+
+    /// Asks `line` until the answer starts with `prefix` (bounded).
+    fn ask_until(&mut self, line: &str, prefix: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let answer = self.ask(line);
+            if answer.starts_with(prefix) {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {answer} after {DEADLINE:?}"
+            );
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A copy of the fixture project `name` (its WIT links followed) whose
+/// greeting says `greeting`.
+fn edited_copy(name: &str, file: &str, greeting: &str, into: &Path) -> PathBuf {
+    let from = root().join("guest-plugins/fixtures").join(name);
+    let to = into.join(name);
+    sh(&format!("cp -rL {} {}", from.display(), to.display()));
+    let source = std::fs::read_to_string(to.join(file)).unwrap();
+    let old = source
+        .lines()
+        .find(|l| l.starts_with("GREETING") || l.starts_with("const GREETING"))
+        .unwrap()
+        .to_string();
+    let new = match file {
+        "app.py" => format!("GREETING = \"{greeting}\""),
+        _ => format!("const GREETING = \"{greeting}\";"),
+    };
+    std::fs::write(to.join(file), source.replace(&old, &new)).unwrap();
+    to
+}
+
+/// Rust, Python and JavaScript plugins answer in one session; each is
+/// reloaded once (the Python and JavaScript ones rebuilt with a change),
+/// and each keeps the count it keeps in the host.
+#[test]
+fn three_languages_answer_and_reload_with_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    for stem in ["counter_state", "greeter_py", "greeter_js"] {
+        std::fs::copy(plugin_path(stem), dir.path().join(format!("{stem}.wasm"))).unwrap();
+    }
+    let mut s = Watch::start(dir.path());
+    let py = r#"greeter_py::demo:greeter/greet#hello("x")"#;
+    let js = r#"greeter_js::demo:greeter/greet#hello("x")"#;
+    let rust = "counter_state::demo:counter/counter#increment()";
+    assert_eq!(s.ask(py), r#""py: hello, x (call 1)""#);
+    assert_eq!(s.ask(js), r#""js: hello, x (call 1)""#);
+    assert_eq!(s.ask(rust), "1");
+
+    let work = tempfile::tempdir().unwrap();
+    let rebuild = |project: &Path, kind: &str, stem: &str| {
+        let out = work.path().join(format!("{stem}.wasm"));
+        let command = match kind {
+            "py" => format!(
+                "$COMPONENTIZE_PY -d {p}/wit -w greeter-py componentize app -p {p} -o {o}",
+                p = project.display(),
+                o = out.display()
+            ),
+            _ => format!(
+                "$COMPONENTIZE_JS {p}/app.js --wit {p}/wit -n greeter-js -d http fetch-event -o {o}",
+                p = project.display(),
+                o = out.display()
+            ),
+        };
+        sh(&command);
+        // Into place in one step, as a build tool's final rename would.
+        std::fs::rename(&out, dir.path().join(format!("{stem}.wasm"))).unwrap();
+    };
+    let project = edited_copy("greeter-py", "app.py", "py: hi", work.path());
+    rebuild(&project, "py", "greeter_py");
+    // Asked while it reloaded, it counted on: never back to 1.
+    assert!(calls(&s.ask_until(py, r#""py: hi"#)) >= 2);
+
+    let project = edited_copy("greeter-js", "app.js", "js: hi", work.path());
+    rebuild(&project, "js", "greeter_js");
+    assert!(calls(&s.ask_until(js, r#""js: hi"#)) >= 2);
+
+    let before = s.list();
+    std::fs::write(
+        dir.path().join("counter_state.toml"),
+        "[env]\nROUND = \"2\"\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while s.list() == before {
+        assert!(Instant::now() < deadline, "counter_state never reloaded");
+    }
+    assert_eq!(s.ask(rust), "2");
+}
+
+/// The count in a greeting ending `(call N)"`.
+fn calls(answer: &str) -> u64 {
+    let at = answer.rfind("(call ").expect("a count") + "(call ".len();
+    answer[at..]
+        .trim_end_matches(")\"")
+        .parse()
+        .expect("a number")
+}
+
+/// The printed build command of a scaffold, run, and the component it made.
+fn scaffold(args: &[&str], into: &Path) -> PathBuf {
+    let out = hotslot().args(args).current_dir(into).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |label: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"))
+            .trim()
+            .to_string()
+    };
+    let command = field("build it:");
+    let component = into.join(field("component:"));
+    let built = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(into)
+        .envs(tools())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "`{command}`: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(component.exists(), "{} was not built", component.display());
+    component
+}
+
+fn call(component: &Path, request: &str) -> (bool, String) {
+    let out = hotslot()
+        .arg("call")
+        .arg(component)
+        .arg(request)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    });
+    (out.status.success(), text.trim().to_string())
+}
+
+/// `hotslot new` in each language: the project builds with the command it
+/// prints, and the plugin answers, counting its calls in the host.
+#[test]
+fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
+    let work = tempfile::tempdir().unwrap();
+    for lang in ["rust", "python", "js"] {
+        let name = format!("hi-{lang}");
+        let component = scaffold(&["new", &name, "--lang", lang], work.path());
+        let request = format!("local:{name}/plugin#hello(\"you\")");
+        assert_eq!(
+            call(&component, &request),
+            (true, "\"hello, you (call 1)\"".into())
+        );
+        let readme = std::fs::read_to_string(work.path().join(&name).join("README.md")).unwrap();
+        assert!(readme.contains("Build it"), "{readme}");
+    }
+
+    // Implementing a given world: stubs that build, load and answer with
+    // an error until filled in.
+    let wit = root().join("wit/calc");
+    let component = scaffold(
+        &[
+            "new",
+            "stub-calc",
+            "--lang",
+            "python",
+            "--wit",
+            wit.to_str().unwrap(),
+            "--world",
+            "calculator",
+        ],
+        work.path(),
+    );
+    let (ok, answer) = call(&component, "demo:calc/math#add(1, 2)");
+    assert!(!ok && answer.contains("failed in add"), "{answer}");
+
+    // What it refuses.
+    let out = hotslot()
+        .args(["new", "Not_A_Name"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a WIT identifier"));
+    let out = hotslot()
+        .args(["new", "hi-rust"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
