@@ -99,13 +99,15 @@ fn default_wit(name: &str) -> String {
     )
 }
 
-/// The functions a world exports, grouped by interface, with the names the
-/// bindings give them.
+/// A function to stub: its name and its parameters' names.
+type StubFunction = (String, Vec<String>);
+
+/// The functions a world exports, grouped by interface.
 struct Stubs {
     world: String,
     /// Interface (its own name, or `None` for functions of the world
-    /// itself), and its functions: name and parameter names.
-    exports: Vec<(Option<String>, Vec<(String, Vec<String>)>)>,
+    /// itself), and its functions.
+    exports: Vec<(Option<String>, Vec<StubFunction>)>,
 }
 
 impl Stubs {
