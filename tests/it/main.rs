@@ -13,6 +13,7 @@ mod props;
 mod registry;
 mod sandbox;
 mod state;
+mod terminal;
 mod typed;
 mod values;
 mod versions;

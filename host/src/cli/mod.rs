@@ -261,9 +261,68 @@ fn init_logging(verbose: bool) {
                 .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO)
         });
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter::default)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(level)
         .try_init();
+}
+
+/// The prompt of a terminal session.
+pub(crate) const PROMPT: &str = "hotslot> ";
+
+/// Set once a terminal session shows its prompt: from then on answers and
+/// log lines are printed above it, and it is drawn again below them.
+static ABOVE_PROMPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps lines printed above the prompt whole, one after another.
+static TERMINAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn print_above_prompt_from_now() {
+    ABOVE_PROMPT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Prints `text` on the line the prompt is on (clearing it), then the
+/// prompt again below.
+pub(crate) fn print_above_prompt(text: &str) {
+    use std::io::Write as _;
+    let _whole = crate::sync::lock(&TERMINAL);
+    let mut out = std::io::stdout().lock();
+    let mut shown = String::new();
+    for line in text.lines() {
+        shown.push_str("\r\x1b[K");
+        shown.push_str(line);
+        shown.push_str("\r\n");
+    }
+    shown.push_str(PROMPT);
+    let _ = out.write_all(shown.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes one log event: to standard error, or above a terminal prompt.
+#[derive(Default)]
+struct LogWriter {
+    line: Vec<u8>,
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if ABOVE_PROMPT.load(std::sync::atomic::Ordering::SeqCst) {
+            self.line.extend_from_slice(bytes);
+            return Ok(bytes.len());
+        }
+        std::io::stderr().write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            print_above_prompt(String::from_utf8_lossy(&self.line).trim_end());
+        }
+    }
 }

@@ -273,22 +273,70 @@ pub(crate) fn serve(session: &Session<'_>) -> io::Result<()> {
     }
 }
 
+/// On a terminal: a prompt, line editing and history. The line editor reads
+/// on a thread of its own, all the time, so that lines typed while a call
+/// runs are kept (in order) rather than lost; answers and log lines are
+/// printed above the prompt, which is then drawn again.
 fn serve_terminal(session: &Session<'_>) -> io::Result<()> {
     use rustyline::error::ReadlineError;
     let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
-    loop {
-        match editor.readline("hotslot> ") {
-            Ok(line) if line.trim() == "quit" => return Ok(()),
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
+    let restore = TerminalMode::save();
+    crate::cli::print_above_prompt_from_now();
+    let (lines, typed) = std::sync::mpsc::channel::<Option<String>>();
+    std::thread::Builder::new()
+        .name("hotslot-prompt".into())
+        .spawn(move || loop {
+            match editor.readline(crate::cli::PROMPT) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if lines.send(Some(line)).is_err() {
+                        return;
+                    }
                 }
-                for answer_line in session.answer(&line) {
-                    println!("{answer_line}");
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) | Err(_) => {
+                    let _ = lines.send(None);
+                    return;
                 }
             }
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
-            Err(e) => return Err(io::Error::other(e)),
+        })?;
+    for line in typed.iter() {
+        let Some(line) = line else { break };
+        if line.trim() == "quit" {
+            break;
+        }
+        let answer = session.answer(&line);
+        if !answer.is_empty() {
+            crate::cli::print_above_prompt(&answer.join("\n"));
+        }
+    }
+    drop(restore);
+    Ok(())
+}
+
+/// The terminal's settings when the session began, put back when it ends:
+/// the editor's thread may still be in the middle of reading a line.
+struct TerminalMode(Option<libc::termios>);
+
+impl TerminalMode {
+    fn save() -> Self {
+        // SAFETY: tcgetattr only fills the struct it is given.
+        unsafe {
+            let mut mode: libc::termios = std::mem::zeroed();
+            let saved = libc::tcgetattr(libc::STDIN_FILENO, &mut mode) == 0;
+            TerminalMode(saved.then_some(mode))
+        }
+    }
+}
+
+impl Drop for TerminalMode {
+    fn drop(&mut self) {
+        if let Some(mode) = &self.0 {
+            // SAFETY: puts back settings read from this same terminal.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, mode);
+            }
         }
     }
 }
