@@ -806,7 +806,7 @@ impl Registry {
         ));
         for link in table.links() {
             match (&link.provider, &link.problem) {
-                (None, _) => tracing::warn!(
+                (None, _) => tracing::info!(
                     "`{dependent}` waits for a plugin serving {}",
                     link.interface
                 ),

@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod common;
+mod guide;
 mod hostile;
 mod imports;
 mod languages;
