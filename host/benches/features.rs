@@ -1,0 +1,280 @@
+//! What the features beyond a plain call cost, each beside its baseline in
+//! the same run: host-kept state from a guest, a reload that migrates a
+//! 1 MiB snapshot, a call forwarded through the registry to another plugin
+//! against the same two components wired by hand on wasmtime, and the big
+//! Python and JavaScript components (first compile, cached reload, memory
+//! per instance).
+//!
+//! Timings interleave the two sides over many short rounds (the machine's
+//! noise moves a single run by 10 %) and report the median of the per-round
+//! figures with the 10th and 90th percentiles. `make bench`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hotslot::wasmtime::component::{Component, Linker, ResourceTable, TypedFunc, Val};
+use hotslot::wasmtime::{Engine, Store};
+use hotslot::{Handle, Registry};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+fn fixture(stem: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/fixtures/{stem}.wasm"))
+}
+
+fn bytes(stem: &str) -> Vec<u8> {
+    std::fs::read(fixture(stem)).expect("run `make fixtures` first")
+}
+
+/// Median, 10th and 90th percentile.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.1), at(0.9))
+}
+
+/// Nanoseconds per call of `f`, over `iters` calls.
+fn per_call(iters: u32, f: &mut dyn FnMut()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(iters)
+}
+
+/// Runs each side for `iters` calls per round, alternating which goes
+/// first, over `rounds` rounds; returns per-side medians and the per-round
+/// ratio (side / first side) spreads.
+fn interleave(rounds: usize, iters: u32, sides: &mut [(&str, &mut dyn FnMut())]) {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+    for round in 0..rounds {
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..sides.len()).collect(),
+            _ => (0..sides.len()).rev().collect(),
+        };
+        for i in order {
+            times[i].push(per_call(iters, sides[i].1));
+        }
+    }
+    let base = &times[0];
+    for (i, (name, _)) in sides.iter().enumerate() {
+        let (median, p10, p90) = spread(times[i].clone());
+        let ratios: Vec<f64> = times[i].iter().zip(base).map(|(t, b)| t / b).collect();
+        let (r, r10, r90) = spread(ratios);
+        println!(
+            "  {name:<44} {median:>10.1} ns  [{p10:.1} .. {p90:.1}]   ratio {r:.3} [{r10:.3} .. {r90:.3}]"
+        );
+    }
+}
+
+fn call(handle: &Handle, function: &str, args: &[Val]) {
+    black_box(handle.call(function, args).unwrap());
+}
+
+fn state_costs(registry: &Registry) {
+    let plugin = registry.load_bytes("bench.wasm", &bytes("bench")).unwrap();
+    registry.add_plugin("bench", &plugin).unwrap();
+    let h = registry.implementation("demo:bench/state-costs", "bench").unwrap();
+    println!("state from a guest (one host call each; 41 rounds x 2000 calls):");
+    for size in [16u32, 64 * 1024] {
+        let iters = if size > 1024 { 200 } else { 2000 };
+        call(&h, "put", &[Val::U32(size)]);
+        interleave(
+            41,
+            iters,
+            &mut [
+                ("call doing nothing", &mut || call(&h, "noop", &[])),
+                (
+                    &format!("state.set of {size} bytes"),
+                    &mut || call(&h, "put", &[Val::U32(size)]),
+                ),
+                (&format!("state.get of {size} bytes"), &mut || call(&h, "fetch", &[])),
+            ],
+        );
+    }
+}
+
+fn migration(registry: &Registry) {
+    let memory = registry
+        .load_bytes("counter_memory.wasm", &bytes("counter_memory"))
+        .unwrap();
+    let stored = registry
+        .load_bytes("counter_state.wasm", &bytes("counter_state"))
+        .unwrap();
+    registry.add_plugin("m", &memory).unwrap();
+    registry.add_plugin("s", &stored).unwrap();
+    let m = registry.implementation("demo:counter/counter", "m").unwrap();
+    call(&m, "pad", &[Val::U32(1 << 20)]);
+    println!("a reload (new instance, swap), 21 rounds x 20 reloads:");
+    interleave(
+        21,
+        20,
+        &mut [
+            ("reload, nothing to migrate", &mut || {
+                registry.add_plugin("s", &stored).unwrap();
+            }),
+            ("reload migrating a 1 MiB snapshot", &mut || {
+                registry.add_plugin("m", &memory).unwrap();
+                // The new instance holds what the old one had.
+                black_box(m.call("get", &[]).unwrap());
+            }),
+        ],
+    );
+}
+
+/// What a hand-rolled embedding keeps per store.
+struct Raw {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Raw {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn raw_store(engine: &Engine) -> Store<Raw> {
+    let mut store = Store::new(
+        engine,
+        Raw {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+fn forwarding(registry: &Registry) {
+    let engine = registry.engine().clone();
+    registry
+        .add_plugin("greeter_a", &registry.load_bytes("a.wasm", &bytes("greeter_a")).unwrap())
+        .unwrap();
+    registry
+        .add_plugin("banner", &registry.load_bytes("banner.wasm", &bytes("banner")).unwrap())
+        .unwrap();
+    let through = registry.implementation("demo:banner/banner", "banner").unwrap();
+
+    // The same two components wired by hand: the banner's import is a host
+    // function calling the greeter's typed export in its own store.
+    let mut linker: Linker<Raw> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let greeter = Component::new(&engine, bytes("greeter_a")).unwrap();
+    let mut greeter_store = raw_store(&engine);
+    let greeter_instance = linker.instantiate(&mut greeter_store, &greeter).unwrap();
+    let greet = greeter_instance
+        .get_export_index(&mut greeter_store, None, "demo:greeter/greet@1.0.0")
+        .unwrap();
+    let hello_index = greeter_instance
+        .get_export_index(&mut greeter_store, Some(&greet), "hello")
+        .unwrap();
+    let hello: TypedFunc<(String,), (String,)> = greeter_instance
+        .get_typed_func(&mut greeter_store, hello_index)
+        .unwrap();
+    let provider = Arc::new(Mutex::new((greeter_store, hello)));
+    let mut wired = linker.clone();
+    wired
+        .instance("demo:greeter/greet@1.0.0")
+        .unwrap()
+        .func_wrap("hello", move |_store, (name,): (String,)| {
+            let mut guard = provider.lock().unwrap();
+            let (store, hello) = &mut *guard;
+            let (answer,) = hello.call(&mut *store, (name,))?;
+            Ok((answer,))
+        })
+        .unwrap();
+    let banner = Component::new(&engine, bytes("banner")).unwrap();
+    let mut store = raw_store(&engine);
+    let instance = wired.instantiate(&mut store, &banner).unwrap();
+    let iface = instance
+        .get_export_index(&mut store, None, "demo:banner/banner@1.0.0")
+        .unwrap();
+    let show_index = instance.get_export_index(&mut store, Some(&iface), "show").unwrap();
+    let show: TypedFunc<(&str,), (String,)> =
+        instance.get_typed_func(&mut store, show_index).unwrap();
+    let dynamic_show = instance.get_func(&mut store, show_index).unwrap();
+
+    println!("a call forwarded to another plugin (41 rounds x 2000 calls):");
+    let args = [Val::String("you".into())];
+    interleave(
+        41,
+        2000,
+        &mut [
+            ("wired by hand, typed (wasmtime)", &mut || {
+                black_box(show.call(&mut store, ("you",)).unwrap());
+            }),
+            ("wired by hand, dynamic (wasmtime)", &mut || {
+                let mut results = [Val::Bool(false)];
+                dynamic_show.call(&mut store, &args, &mut results).unwrap();
+                black_box(results);
+            }),
+            ("through the registry (hotslot)", &mut || call(&through, "show", &args)),
+        ],
+    );
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn big_guests() {
+    println!("big components (a fresh engine each, no disk cache):");
+    for stem in ["greeter_py", "greeter_js"] {
+        let registry = Registry::with_engine(
+            hotslot::engine::new_engine().unwrap(),
+            hotslot::Limits::default(),
+        )
+        .unwrap();
+        let code = bytes(stem);
+        let started = Instant::now();
+        let plugin = registry.load_bytes(stem, &code).unwrap();
+        let compile = started.elapsed();
+        registry.add_plugin(stem, &plugin).unwrap();
+        let handle = registry.implementation("demo:greeter/greet", stem).unwrap();
+        call(&handle, "hello", &[Val::String("x".into())]);
+        // A cached reload: bytes seen before, into the slot, first answer.
+        let mut reloads = Vec::new();
+        for _ in 0..11 {
+            let started = Instant::now();
+            let again = registry.load_bytes(stem, &code).unwrap();
+            registry.add_plugin(stem, &again).unwrap();
+            call(&handle, "hello", &[Val::String("x".into())]);
+            reloads.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let (reload, low, high) = spread(reloads);
+        // Memory per instance: ten more names, one instance each.
+        let before = rss_kib();
+        for i in 0..10 {
+            let name = format!("{stem}{i}");
+            registry.add_plugin(&name, &plugin).unwrap();
+        }
+        let per_instance = (rss_kib().saturating_sub(before)) as f64 / 10.0 / 1024.0;
+        println!(
+            "  {stem:<12} {:>6.1} MB  first compile {:>7.0} ms   cached reload to first answer \
+             {reload:.1} ms [{low:.1} .. {high:.1}]   {per_instance:.1} MiB resident per instance",
+            code.len() as f64 / 1e6,
+            compile.as_secs_f64() * 1e3,
+        );
+    }
+}
+
+fn main() {
+    // Criterion's flags are accepted and ignored: this bench times itself.
+    let registry = Registry::new().unwrap();
+    let started = Instant::now();
+    state_costs(&registry);
+    migration(&registry);
+    forwarding(&registry);
+    big_guests();
+    println!("({:.0} s)", started.elapsed().as_secs_f64());
+}
