@@ -75,7 +75,9 @@ fn call(handle: &Handle, function: &str, args: &[Val]) {
 fn state_costs(registry: &Registry) {
     let plugin = registry.load_bytes("bench.wasm", &bytes("bench")).unwrap();
     registry.add_plugin("bench", &plugin).unwrap();
-    let h = registry.implementation("demo:bench/state-costs", "bench").unwrap();
+    let h = registry
+        .implementation("demo:bench/state-costs", "bench")
+        .unwrap();
     println!("state from a guest (one host call each; 41 rounds x 2000 calls):");
     for size in [16u32, 64 * 1024] {
         let iters = if size > 1024 { 200 } else { 2000 };
@@ -85,11 +87,12 @@ fn state_costs(registry: &Registry) {
             iters,
             &mut [
                 ("call doing nothing", &mut || call(&h, "noop", &[])),
-                (
-                    &format!("state.set of {size} bytes"),
-                    &mut || call(&h, "put", &[Val::U32(size)]),
-                ),
-                (&format!("state.get of {size} bytes"), &mut || call(&h, "fetch", &[])),
+                (&format!("state.set of {size} bytes"), &mut || {
+                    call(&h, "put", &[Val::U32(size)])
+                }),
+                (&format!("state.get of {size} bytes"), &mut || {
+                    call(&h, "fetch", &[])
+                }),
             ],
         );
     }
@@ -104,7 +107,9 @@ fn migration(registry: &Registry) {
         .unwrap();
     registry.add_plugin("m", &memory).unwrap();
     registry.add_plugin("s", &stored).unwrap();
-    let m = registry.implementation("demo:counter/counter", "m").unwrap();
+    let m = registry
+        .implementation("demo:counter/counter", "m")
+        .unwrap();
     call(&m, "pad", &[Val::U32(1 << 20)]);
     println!("a reload (new instance, swap), 21 rounds x 20 reloads:");
     interleave(
@@ -153,12 +158,22 @@ fn raw_store(engine: &Engine) -> Store<Raw> {
 fn forwarding(registry: &Registry) {
     let engine = registry.engine().clone();
     registry
-        .add_plugin("greeter_a", &registry.load_bytes("a.wasm", &bytes("greeter_a")).unwrap())
+        .add_plugin(
+            "greeter_a",
+            &registry.load_bytes("a.wasm", &bytes("greeter_a")).unwrap(),
+        )
         .unwrap();
     registry
-        .add_plugin("banner", &registry.load_bytes("banner.wasm", &bytes("banner")).unwrap())
+        .add_plugin(
+            "banner",
+            &registry
+                .load_bytes("banner.wasm", &bytes("banner"))
+                .unwrap(),
+        )
         .unwrap();
-    let through = registry.implementation("demo:banner/banner", "banner").unwrap();
+    let through = registry
+        .implementation("demo:banner/banner", "banner")
+        .unwrap();
 
     // The same two components wired by hand: the banner's import is a host
     // function calling the greeter's typed export in its own store.
@@ -200,8 +215,9 @@ fn forwarding(registry: &Registry) {
     let show_index = instance
         .get_export_index(&mut *store_mut, Some(&iface), "show")
         .unwrap();
-    let show: TypedFunc<(&str,), (String,)> =
-        instance.get_typed_func(&mut *store_mut, show_index).unwrap();
+    let show: TypedFunc<(&str,), (String,)> = instance
+        .get_typed_func(&mut *store_mut, show_index)
+        .unwrap();
     let dynamic_show = instance.get_func(&mut *store_mut, show_index).unwrap();
     drop(store_ref);
 
@@ -220,7 +236,9 @@ fn forwarding(registry: &Registry) {
             ("wired by hand, typed (wasmtime)", &mut || {
                 black_box(show.call(&mut *store.borrow_mut(), ("you",)).unwrap());
             }),
-            ("through the registry (hotslot)", &mut || call(&through, "show", &args)),
+            ("through the registry (hotslot)", &mut || {
+                call(&through, "show", &args)
+            }),
         ],
     );
 }

@@ -211,6 +211,22 @@ pub enum Error {
         other: String,
     },
 
+    /// A new version of a plugin would break the contract of an interface it
+    /// serves: within a version line, every function must stay as it was
+    /// (adding functions is fine). Nothing changed.
+    #[error(
+        "{origin} would break the contract `{name}` serves: {}",
+        explain(differences)
+    )]
+    Contract {
+        /// The plugin's name.
+        name: String,
+        /// Where the new version came from.
+        origin: String,
+        /// Each function removed or changed.
+        differences: Vec<Difference>,
+    },
+
     /// A call reached a plugin whose every instance this same thread is
     /// already using (a typed closure, a batch or a plugin calling back into
     /// it): waiting would never end, so the call fails at once.
@@ -339,6 +355,47 @@ impl std::fmt::Display for Fault {
             Fault::Host => "host error",
         })
     }
+}
+
+/// One way a new version breaks the contract of an old one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// The interface, as the old version exports it.
+    pub interface: String,
+    /// The function.
+    pub function: String,
+    /// Its signature in the old version, as WIT.
+    pub old: String,
+    /// Its signature in the new version, as WIT, or `None` if it is gone.
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.new {
+            Some(new) => write!(
+                f,
+                "{}#{}: was `{}`, now `{new}`",
+                self.interface, self.function, self.old
+            ),
+            None => write!(
+                f,
+                "{}#{}: was `{}`, now gone",
+                self.interface, self.function, self.old
+            ),
+        }
+    }
+}
+
+/// The differences as one line each, then what to do about them.
+fn explain(differences: &[Difference]) -> String {
+    let mut text: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
+    text.push(
+        "a new version within a version line must keep every function as it was: \
+         restore the signature, or bump the major version (it then serves beside the old)"
+            .into(),
+    );
+    text.join("; ")
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -93,6 +93,49 @@ impl Handle {
         })
     }
 
+    /// Like [`Handle::call`], for async hosts: the call runs on the tokio
+    /// runtime's blocking pool, so no runtime worker waits for a plugin
+    /// (one that spins until its deadline included), and the synchronous
+    /// path is untouched. Call it from within a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn f(handle: hotslot::Handle) -> Result<(), hotslot::Error> {
+    /// use hotslot::wasmtime::component::Val;
+    /// let answer = handle.call_async("hello", &[Val::String("you".into())]).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Handle::call`]; [`Error::Call`] with [`Fault::Host`](crate::Fault)
+    /// if the blocking task could not run.
+    pub async fn call_async(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let (handle, function, args) = (self.clone(), function.to_string(), args.to_vec());
+        let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
+        tokio::task::spawn_blocking(move || handle.call(&function, &args))
+            .await
+            .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
+    }
+
+    /// Like [`Handle::call_typed`], for async hosts (see
+    /// [`Handle::call_async`]).
+    ///
+    /// # Errors
+    /// As [`Handle::call_typed`].
+    pub async fn call_typed_async<B, R>(
+        &self,
+        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R> + Send + 'static,
+    ) -> Result<R, Error>
+    where
+        B: Bindings,
+        R: Send + 'static,
+    {
+        let handle = self.clone();
+        let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
+        tokio::task::spawn_blocking(move || handle.call_typed(call))
+            .await
+            .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
+    }
+
     /// Makes several calls back to back on one instance, holding it for the
     /// whole of `f`: a hot loop pays for the lock once instead of per call.
     /// Each call still goes to the newest generation (a reload between two
@@ -168,6 +211,17 @@ impl Handle {
                 }),
             },
         }
+    }
+}
+
+/// The error for an async call whose blocking task did not finish.
+fn lost(interface: String, name: Option<String>, join: &tokio::task::JoinError) -> Error {
+    Error::Call {
+        interface,
+        name: name.unwrap_or_default(),
+        function: "an async call".into(),
+        fault: crate::error::Fault::Host,
+        reason: format!("the blocking task did not finish: {join}"),
     }
 }
 

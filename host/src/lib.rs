@@ -23,6 +23,7 @@
 mod bindings;
 mod chain;
 pub mod cli;
+pub mod contract;
 pub mod engine;
 mod error;
 mod generation;

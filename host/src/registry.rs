@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use wasmtime::Engine;
 
+use crate::contract;
 use crate::engine::shared_engine;
 use crate::error::Error;
 use crate::generation::{Generation, Start, StartReason};
@@ -697,8 +698,11 @@ impl Registry {
         plugin: &Plugin,
         wanted: Vec<(Line, usize)>,
     ) -> Result<Arc<Published>, Error> {
-        self.prepare_state(program, plugin)?;
         let current = program.current();
+        if let Some(current) = &current {
+            keeps_contract(current, plugin, program.name(), &wanted)?;
+        }
+        self.prepare_state(program, plugin)?;
         // In-memory state moves from the outgoing instance to the incoming
         // one when both sides offer it: calls wait (bounded) meanwhile.
         let contract = plugin.contract();
@@ -1036,6 +1040,31 @@ fn keeps_every_line(
         }
     }
     Ok(())
+}
+
+/// Fails unless `plugin`, for each line in `wanted` that `current` serves,
+/// keeps every function as it is now.
+fn keeps_contract(
+    current: &Published,
+    plugin: &Plugin,
+    name: &str,
+    wanted: &[(Line, usize)],
+) -> Result<(), Error> {
+    let mut differences = Vec::new();
+    for (line, export) in wanted {
+        if let Some(route) = current.routes.iter().find(|r| r.line == *line) {
+            let old = current.generation.exported(route.export);
+            differences.extend(contract::compare(old, &plugin.exports()[*export]));
+        }
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Contract {
+        name: name.to_string(),
+        origin: plugin.origin().to_string(),
+        differences,
+    })
 }
 
 /// The events that moving `name` from `before` to `after` makes, slot by slot.

@@ -419,7 +419,7 @@ fn list_shows_what_watch_would_load() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for command in ["watch", "call", "inspect", "list"] {
+    for command in ["watch", "call", "inspect", "list", "diff", "new"] {
         let out = run(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let help = text(&out.stdout);
@@ -544,4 +544,84 @@ fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `demo:calc/math@1.0.0` with `add` over `ty` (`s32` or `s64`) answering
+/// `a + b + bonus`.
+fn wat_math(ty: &str, bonus: i64) -> Vec<u8> {
+    let core = if ty == "s32" { "i32" } else { "i64" };
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "add") (param {core} {core}) (result {core})
+                local.get 0 local.get 1 {core}.add {core}.const {bonus} {core}.add))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" {ty}) (param "b" {ty}) (result {ty}) (canon lift (core func $i "add")))
+            (instance $math (export "add" (func $add)))
+            (export "demo:calc/math@1.0.0" (instance $math))
+        )"#
+    ))
+    .unwrap()
+}
+
+/// A reload that changes `add(a: s32, b: s32) -> s32` to s64 under the same
+/// version is refused with both signatures, and the old version answers;
+/// `hotslot diff` shows the same and exits 1.
+#[test]
+fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("math.wasm"), wat_math("s32", 0)).unwrap();
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask("demo:calc/math#add(40, 2)"), "42");
+    let tmp = dir.path().join(".math.tmp");
+    std::fs::write(&tmp, wat_math("s64", 0)).unwrap();
+    std::fs::rename(&tmp, dir.path().join("math.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !s
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("would break the contract")
+    {
+        assert!(Instant::now() < deadline, "no rejection logged");
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        s.ask("demo:calc/math#add(40, 2)"),
+        "42",
+        "the old version answers"
+    );
+    // A compatible change (same signature, new code) is taken.
+    std::fs::write(&tmp, wat_math("s32", 1)).unwrap();
+    std::fs::rename(&tmp, dir.path().join("math.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while s.ask("demo:calc/math#add(40, 2)") != "43" {
+        assert!(
+            Instant::now() < deadline,
+            "the compatible reload never came"
+        );
+    }
+    let (ok, _, stderr) = s.finish();
+    assert!(ok);
+    assert!(stderr.contains("func(a: s32, b: s32) -> s32"), "{stderr}");
+    assert!(stderr.contains("func(a: s64, b: s64) -> s64"), "{stderr}");
+
+    let old = dir.path().join("old.wasm");
+    let new = dir.path().join("new.wasm");
+    std::fs::write(&old, wat_math("s32", 0)).unwrap();
+    std::fs::write(&new, wat_math("s64", 0)).unwrap();
+    let out = run(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("- add: func(a: s32, b: s32) -> s32"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("+ add: func(a: s64, b: s64) -> s64"),
+        "{shown}"
+    );
+    assert!(shown.contains("refused"), "{shown}");
+    let out = run(&["diff", old.to_str().unwrap(), old.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("compatible"));
 }

@@ -34,7 +34,11 @@ fn blocks(markdown: &str) -> Vec<(String, String)> {
 fn run(script: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_hotslot")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let root = root();
     let out = Command::new("sh")
         .arg("-ec")
@@ -42,8 +46,14 @@ fn run(script: &str) -> String {
         .current_dir(dir.path())
         .env("PATH", path)
         .env("HOTSLOT_REPO", &root)
-        .env("COMPONENTIZE_PY", root.join(".tools/python/bin/componentize-py"))
-        .env("COMPONENTIZE_JS", root.join(".tools/node/node_modules/.bin/componentize-js"))
+        .env(
+            "COMPONENTIZE_PY",
+            root.join(".tools/python/bin/componentize-py"),
+        )
+        .env(
+            "COMPONENTIZE_JS",
+            root.join(".tools/node/node_modules/.bin/componentize-js"),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -62,7 +72,10 @@ fn every_block_of_the_guide_is_built_or_run() {
     assert!(blocks.len() > 10, "the guide has its examples");
     let mut last_output: Option<String> = None;
     for (info, text) in blocks {
-        if let Some(file) = info.split_whitespace().find_map(|w| w.strip_prefix("file=")) {
+        if let Some(file) = info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("file="))
+        {
             let source = std::fs::read_to_string(root().join(file))
                 .unwrap_or_else(|e| panic!("the guide quotes {file}: {e}"));
             assert!(
@@ -72,7 +85,9 @@ fn every_block_of_the_guide_is_built_or_run() {
         } else if info.split_whitespace().any(|w| w == "run") {
             last_output = Some(run(&text));
         } else if info.split_whitespace().any(|w| w == "output") {
-            let printed = last_output.take().expect("an output block follows a run block");
+            let printed = last_output
+                .take()
+                .expect("an output block follows a run block");
             assert!(
                 printed.trim_end().ends_with(text.trim_end()),
                 "the guide says the script prints\n{text}\nbut it printed\n{printed}"

@@ -3,6 +3,7 @@
 //! components built by `make plugins`.
 
 mod architecture;
+mod asynchost;
 mod cli;
 mod common;
 mod guide;

@@ -112,46 +112,73 @@ fn adding_the_same_plugin_for_a_second_interface_joins_its_instance() {
     assert_eq!(add(&counter, 1).unwrap(), 7);
 }
 
-/// A component exporting both tally interfaces whose start-up traps in the
-/// core instance behind the second one.
-fn tally_that_cannot_start() -> Vec<u8> {
-    wat::parse_str(
-        r#"(component
-            (core module $one (func (export "add") (param i32) (result i64) i64.const 0))
-            (core module $two
-                (func $boom unreachable)
-                (start $boom)
-                (func (export "total") (result i64) i64.const 0))
-            (core instance $a (instantiate $one))
-            (core instance $b (instantiate $two))
-            (func $add (param "n" u32) (result u64) (canon lift (core func $a "add")))
-            (func $total (result u64) (canon lift (core func $b "total")))
-            (instance $counter (export "add" (func $add)))
-            (instance $admin (export "total" (func $total)))
-            (export "demo:tally/counter@1.0.0" (instance $counter))
-            (export "demo:tally/admin@1.0.0" (instance $admin))
-        )"#,
-    )
-    .unwrap()
-}
-
+/// A reload whose instance cannot start (here: the new version's memory
+/// limit is below what its instance needs at start) leaves both interfaces
+/// on the old version, its memory intact.
 #[test]
-fn a_reload_whose_second_export_cannot_start_leaves_both_on_the_old_version() {
+fn a_reload_that_cannot_start_leaves_both_interfaces_on_the_old_version() {
     let (registry, counter, admin) = tally();
     add(&counter, 8).unwrap();
     let generation = counter.generation();
-    let broken = registry
-        .load_bytes("broken-tally.wasm", &tally_that_cannot_start())
-        .unwrap();
+    let starved = Grants::from_toml(
+        "[limits]\nmax-memory-mib = 0\n",
+        std::path::Path::new("."),
+        "tally.toml",
+    )
+    .unwrap();
+    let broken = plugin(&registry, "tally").with_grants(starved);
     let err = registry.add_plugin("tally", &broken).unwrap_err();
     assert!(matches!(err, Error::Instantiate { .. }), "{err:?}");
-    assert!(err.to_string().contains("broken-tally.wasm"), "{err}");
+    assert!(err.to_string().contains("tally"), "{err}");
     assert_eq!(
         (counter.generation(), admin.generation()),
         (generation, generation)
     );
     assert_eq!(total(&admin).unwrap(), 8, "the old instance, memory intact");
     assert_eq!(add(&counter, 1).unwrap(), 9);
+}
+
+/// A new version that changes a function within the version line is
+/// refused, showing both signatures, and the old version answers on.
+#[test]
+fn a_reload_that_breaks_the_contract_is_refused_with_both_signatures() {
+    let registry = Registry::new().unwrap();
+    registry
+        .add_implementation(COUNTER, "t", &plugin(&registry, "tally"))
+        .unwrap();
+    let counter = registry.implementation(COUNTER, "t").unwrap();
+    add(&counter, 1).unwrap();
+    let generation = counter.generation();
+    let changed = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "add") (param i64) (result i64) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $add (param "n" u64) (result u64) (canon lift (core func $i "add")))
+            (instance $counter (export "add" (func $add)))
+            (export "demo:tally/counter@1.0.0" (instance $counter))
+        )"#,
+    )
+    .unwrap();
+    let changed = registry.load_bytes("changed.wasm", &changed).unwrap();
+    let err = registry
+        .add_implementation(COUNTER, "t", &changed)
+        .unwrap_err();
+    match &err {
+        Error::Contract { differences, .. } => {
+            assert_eq!(differences.len(), 1);
+            assert_eq!(differences[0].function, "add");
+            assert_eq!(differences[0].old, "func(n: u32) -> u64");
+            assert_eq!(differences[0].new.as_deref(), Some("func(n: u64) -> u64"));
+        }
+        other => panic!("expected a contract refusal, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("changed.wasm") && message.contains("bump the major version"),
+        "{message}"
+    );
+    assert_eq!(counter.generation(), generation, "the old version serves");
+    assert_eq!(add(&counter, 1).unwrap(), 2);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Answers go to standard output, one line per request; events, logs and
 //! what plugins print go to standard error.
 
+mod diff;
 mod inspect;
 mod new;
 mod request;
@@ -59,6 +60,15 @@ enum Command {
     Inspect {
         /// The component file.
         file: PathBuf,
+    },
+    /// Compare two versions of a component as a reload would: each function
+    /// removed or changed; exits 1 when the reload would be refused.
+    #[command(after_help = "Example:\n  hotslot diff plugins/calc.wasm new/calc.wasm")]
+    Diff {
+        /// The component serving now.
+        old: PathBuf,
+        /// The component that would replace it.
+        new: PathBuf,
     },
     /// Write a new plugin project that builds with one command.
     #[command(after_help = NEW_EXAMPLE)]
@@ -149,6 +159,21 @@ struct LimitArgs {
     state_dir: Option<PathBuf>,
 }
 
+impl Default for LimitArgs {
+    /// The flags' defaults.
+    fn default() -> Self {
+        LimitArgs {
+            max_memory_mib: DEFAULT_MAX_MEMORY >> 20,
+            timeout_ms: DEFAULT_TIMEOUT.as_millis() as u64,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            max_file_mib: DEFAULT_MAX_FILE_SIZE >> 20,
+            grant_root: None,
+            max_state_kib: DEFAULT_MAX_STATE >> 10,
+            state_dir: None,
+        }
+    }
+}
+
 impl LimitArgs {
     fn limits(&self) -> Limits {
         Limits {
@@ -174,6 +199,21 @@ pub fn main() -> ExitCode {
             limits,
         } => call(file, &request, &limits),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
+        Command::Diff { old, new } => {
+            let dir = old.parent().unwrap_or(Path::new(".")).to_path_buf();
+            match registry(&LimitArgs::default(), &dir)
+                .and_then(|registry| diff::diff(&registry, &old, &new))
+            {
+                Ok((lines, refused)) => {
+                    println!("{}", lines.join("\n"));
+                    if refused {
+                        return ExitCode::FAILURE;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::New {
             name,
             lang,

@@ -1,0 +1,99 @@
+//! Async hosts: calls from a tokio runtime never hold up its workers, even
+//! when half of them spin until their deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotslot::wasmtime::component::Val;
+use hotslot::{Error, Fault, Grants, Limits, Registry};
+
+use crate::common::plugin;
+
+/// 1,000 concurrent calls on a runtime with two workers, half of them to a
+/// plugin that spins until its deadline: all complete (the spinning ones
+/// stopped by their deadline, or by their wait for an instance), and a timer
+/// task on the same runtime keeps ticking throughout.
+#[test]
+fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() {
+    let timeout = Duration::from_millis(200);
+    let registry = Registry::with_engine(
+        hotslot::engine::shared_engine().unwrap(),
+        Limits {
+            timeout,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let grants =
+        Grants::from_toml("[limits]\ninstances = 2\n", std::path::Path::new("."), "m").unwrap();
+    registry
+        .add_plugin("rogue", &plugin(&registry, "rogue").with_grants(grants))
+        .unwrap();
+    registry
+        .add_plugin("greeter", &plugin(&registry, "greeter_a"))
+        .unwrap();
+    let rogue = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    let greeter = registry
+        .implementation("demo:greeter/greet", "greeter")
+        .unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (worst, answered, stopped) = runtime.block_on(async {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let tick = Duration::from_millis(10);
+                let mut worst = Duration::ZERO;
+                while !done.load(Ordering::SeqCst) {
+                    let asked = Instant::now();
+                    tokio::time::sleep(tick).await;
+                    worst = worst.max(asked.elapsed().saturating_sub(tick));
+                }
+                worst
+            })
+        };
+        let calls: Vec<_> = (0..1000)
+            .map(|i| {
+                let (rogue, greeter) = (rogue.clone(), greeter.clone());
+                tokio::spawn(async move {
+                    match i % 2 {
+                        0 => rogue.call_async("spin", &[]).await,
+                        _ => {
+                            greeter
+                                .call_async("hello", &[Val::String("x".into())])
+                                .await
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (mut answered, mut stopped) = (0, 0);
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(answer) => {
+                    assert_eq!(answer, [Val::String("a: hello, x".into())]);
+                    answered += 1;
+                }
+                Err(Error::Call { fault, .. }) => {
+                    assert_eq!(fault, Fault::Timeout);
+                    stopped += 1;
+                }
+                Err(Error::Busy { .. }) => stopped += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        (ticker.await.unwrap(), answered, stopped)
+    });
+    assert_eq!((answered, stopped), (500, 500));
+    println!("worst lateness of a 10 ms timer: {worst:?}");
+    assert!(worst < timeout, "the timer was held up for {worst:?}");
+}
