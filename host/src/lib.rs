@@ -32,6 +32,7 @@ mod imports;
 mod limits;
 mod loader;
 mod manifest;
+mod metrics;
 mod output;
 mod program;
 mod registry;
@@ -55,6 +56,7 @@ pub use loader::{
     ContentHash, ExportedFunction, ExportedInterface, ImportedFunction, ImportedInterface, Plugin,
 };
 pub use manifest::{manifest_path, DirGrant, Grants};
+pub use metrics::Metrics;
 pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEvent};
 pub use sandbox::{ImportLink, PluginState};
 pub use source::plugin_name;

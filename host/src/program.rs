@@ -25,6 +25,7 @@ use parking_lot::{ArcMutexGuard, Mutex as LaneLock, MutexGuard, RawMutex};
 use crate::error::Error;
 use crate::generation::{Generation, Resident};
 use crate::limits::MAX_INSTANCES;
+use crate::metrics::{LaneMetrics, Totals};
 use crate::sandbox::PluginScope;
 use crate::version::Line;
 
@@ -76,6 +77,9 @@ pub(crate) struct Program {
     pub(crate) changing: Mutex<()>,
     /// What every generation of the plugin shares.
     scope: PluginScope,
+    /// Reloads taken and refused.
+    reloads: AtomicU64,
+    rejected: AtomicU64,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -88,6 +92,8 @@ struct LaneCell {
     /// In an `Arc` of its own so that a chain of calls can hold it owned
     /// ([`PinnedLane`]).
     lane: Arc<LaneLock<Lane>>,
+    /// What calls on this lane counted; written only by its holder.
+    metrics: LaneMetrics,
 }
 
 /// One instance's worth of a program: the publication its calls run on, and
@@ -132,10 +138,13 @@ impl Program {
                 .map(|_| LaneCell {
                     owner: AtomicU64::new(0),
                     lane: Arc::new(LaneLock::new(Lane::default())),
+                    metrics: LaneMetrics::default(),
                 })
                 .collect(),
             changing: Mutex::new(()),
             scope,
+            reloads: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         }
     }
 
@@ -303,7 +312,30 @@ impl Program {
         if lane.seen != self.publications.load(Ordering::Acquire) {
             self.catch_up(lane);
         }
-        serve_on(lane, slot, f)
+        serve_on(lane, &held.cell.metrics, slot, f)
+    }
+
+    /// What calls to `slot` counted, over every lane.
+    pub(crate) fn totals(&self, slot: SlotId) -> Totals {
+        let mut totals = Totals::default();
+        for cell in self.lanes.iter() {
+            cell.metrics.add_to(slot, &mut totals);
+        }
+        totals
+    }
+
+    /// Counts a reload taken, or refused.
+    pub(crate) fn count_reload(&self, taken: bool) {
+        let counter = if taken { &self.reloads } else { &self.rejected };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads taken and refused so far.
+    pub(crate) fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        )
     }
 
     /// The in-memory state of the instance on a lane held (see
@@ -320,9 +352,11 @@ impl Program {
     }
 }
 
-/// Runs `f` for `slot` on `lane` as it is, without catching up.
+/// Runs `f` for `slot` on `lane` as it is, without catching up, counting
+/// the call in `metrics`.
 fn serve_on<R>(
     lane: &mut Lane,
+    metrics: &LaneMetrics,
     slot: SlotId,
     f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
 ) -> Option<Result<R, Error>> {
@@ -333,7 +367,10 @@ fn serve_on<R>(
     } = lane;
     let published = published.as_ref()?;
     let export = published.export_for(slot)?;
-    Some(f(&published.generation, export, resident))
+    let counting = metrics.start(slot);
+    let result = f(&published.generation, export, resident);
+    metrics.end(counting, &result);
+    Some(result)
 }
 
 /// A lane pinned for a chain of calls: it serves the generation it had when
@@ -353,7 +390,8 @@ impl PinnedLane {
         slot: SlotId,
         f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
     ) -> Option<Result<R, Error>> {
-        serve_on(&mut self.guard, slot, f)
+        let metrics = &self.program.lanes[self.index].metrics;
+        serve_on(&mut self.guard, metrics, slot, f)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::handle::Handle;
 use crate::imports::ImportTable;
 use crate::limits::Limits;
 use crate::loader::{Loader, Plugin};
+use crate::metrics::{Metrics, FAULTS};
 use crate::output::OutputBudget;
 use crate::program::{NoLane, Program, Programs, Published, Route};
 use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope};
@@ -408,12 +409,15 @@ impl Registry {
         let program = self.lock().plugin_program(name, plugin, &wanted)?;
         let _changing = lock(&program.changing);
         let current = program.current();
-        if let Some(current) = &current {
-            keeps_every_line(current, plugin, name, |line| {
-                wanted.iter().any(|(l, _)| l == line)
-            })?;
-        }
-        let published = self.publish_generation(&program, plugin, wanted)?;
+        let published = current
+            .as_ref()
+            .map_or(Ok(()), |current| {
+                keeps_every_line(current, plugin, name, |line| {
+                    wanted.iter().any(|(l, _)| l == line)
+                })
+            })
+            .and_then(|()| self.publish_generation(&program, plugin, wanted))
+            .inspect_err(|_| program.count_reload(false))?;
         Ok(Registered {
             name: name.to_string(),
             generation: published.generation.number(),
@@ -508,16 +512,17 @@ impl Registry {
         // A new generation: it serves this interface and every one served now.
         let mut wanted = vec![(line.clone(), export)];
         if let Some(current) = &current {
-            keeps_every_line(current, plugin, name, |l| *l == line)?;
+            keeps_every_line(current, plugin, name, |l| *l == line)
+                .inspect_err(|_| program.count_reload(false))?;
             for route in current.routes.iter().filter(|r| r.line != line) {
                 let best = best_in_line(plugin, &route.line).expect("checked just above");
                 wanted.push((route.line.clone(), best));
             }
         }
-        Ok(self
-            .publish_generation(&program, plugin, wanted)?
-            .generation
-            .number())
+        let published = self
+            .publish_generation(&program, plugin, wanted)
+            .inspect_err(|_| program.count_reload(false))?;
+        Ok(published.generation.number())
     }
 
     /// Removes the implementation `name` of `interface`. Its slot stays:
@@ -680,6 +685,50 @@ impl Registry {
             .collect()
     }
 
+    /// What every implementation loaded now has done: calls, failures by
+    /// fault kind, latency, reloads, instances, memory and state (see
+    /// [`Metrics`]), in registration order.
+    pub fn metrics(&self) -> Vec<Metrics> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slots: Vec<Arc<Slot>> = self.lock().slots.clone();
+        slots
+            .iter()
+            .filter_map(|slot| {
+                let (interface, generation) =
+                    slot.peek(|g, export| (g.exported(export).name().clone(), g.number()))?;
+                let program = slot.program();
+                let totals = program.totals(slot.id());
+                let (reloads, rejected) = program.reloads();
+                let scope = program.scope();
+                Some(Metrics {
+                    interface,
+                    plugin: slot.name().to_string(),
+                    generation,
+                    calls: totals.calls,
+                    failed: FAULTS.iter().copied().zip(totals.failed).collect(),
+                    latency_p50: totals.quantile(0.5),
+                    latency_p99: totals.quantile(0.99),
+                    latency_max: (totals.max_ns > 0)
+                        .then(|| std::time::Duration::from_nanos(totals.max_ns)),
+                    latency_buckets: totals.buckets(),
+                    reloads,
+                    rejected_reloads: rejected,
+                    instances: scope.usage.instances.load(Relaxed),
+                    memory_bytes: scope.usage.memory.load(Relaxed),
+                    state_bytes: scope.state.bytes() as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a refused load or reload of the plugin `name`, if it is known.
+    pub(crate) fn count_refused(&self, name: &str) {
+        let programs = self.lock().programs_named(name);
+        if let Some(program) = programs.first() {
+            program.count_reload(false);
+        }
+    }
+
     /// A channel of every change from now on. Drop the receiver to
     /// unsubscribe.
     pub fn subscribe(&self) -> Receiver<RegistryEvent> {
@@ -765,6 +814,9 @@ impl Registry {
         };
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
+        if current.is_some() {
+            program.count_reload(true);
+        }
         // Letting the lane go frees the outgoing instance.
         drop(held);
         Ok(published)
@@ -901,6 +953,7 @@ impl State {
             output: OutputBudget::new(),
             state: self.state_of(name),
             reclaim: Arc::new(move || every_program.free_idle()),
+            usage: Arc::default(),
         };
         let program = Arc::new(Program::new(name, self.programs.len(), scope));
         self.every_program.add(&program);

@@ -79,6 +79,8 @@ pub(crate) struct PluginScope {
     pub(crate) state: Arc<PluginStore>,
     /// Makes room in a full instance pool.
     pub(crate) reclaim: Reclaim,
+    /// What its instances hold now.
+    pub(crate) usage: Arc<Usage>,
 }
 
 /// Caps memory and table growth. Going past a cap traps with [`LimitHit`],
@@ -87,16 +89,43 @@ pub(crate) struct PluginScope {
 struct Limiter {
     max_memory: usize,
     max_table_elements: usize,
+    /// This instance's linear memory, counted into its plugin's `usage`.
+    memory: u64,
+    usage: Arc<Usage>,
+}
+
+/// What a plugin's instances hold now, across them all: for its metrics.
+#[derive(Default)]
+pub(crate) struct Usage {
+    /// Instances alive.
+    pub(crate) instances: std::sync::atomic::AtomicU64,
+    /// Bytes of linear memory they have grown to.
+    pub(crate) memory: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for Limiter {
+    /// The instance is gone: so is its memory.
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.usage.instances.fetch_sub(1, Relaxed);
+        self.usage.memory.fetch_sub(self.memory, Relaxed);
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _: usize,
+        current: usize,
         desired: usize,
         _: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        within("memory", desired, self.max_memory)
+        within("memory", desired, self.max_memory)?;
+        let grown = (desired - current.min(desired)) as u64;
+        self.memory += grown;
+        self.usage
+            .memory
+            .fetch_add(grown, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
     }
 
     fn table_growing(
@@ -236,6 +265,11 @@ pub(crate) fn new_store(
     // the host's file descriptors.
     let mut table = ResourceTable::new();
     table.set_max_capacity(limits.max_open_files);
+    // Counted off again when the store (and so its limiter) goes.
+    scope
+        .usage
+        .instances
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let state = PluginState {
         wasi: wasi.build(),
         table,
@@ -244,6 +278,8 @@ pub(crate) fn new_store(
         limits: Limiter {
             max_memory: limits.max_memory,
             max_table_elements: MAX_TABLE_ELEMENTS,
+            memory: 0,
+            usage: scope.usage.clone(),
         },
     };
     let mut store = Store::new(engine, state);

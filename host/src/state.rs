@@ -158,6 +158,11 @@ impl PluginStore {
             .collect()
     }
 
+    /// Bytes of keys and values held.
+    pub(crate) fn bytes(&self) -> usize {
+        lock(&self.entries).bytes
+    }
+
     pub(crate) fn keys(&self) -> Vec<String> {
         lock(&self.entries).values.keys().cloned().collect()
     }

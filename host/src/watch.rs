@@ -693,6 +693,9 @@ impl Shared {
     }
 
     fn reject(&self, path: &Path, reason: String) {
+        if let Ok(name) = plugin_name(path) {
+            self.registry.count_refused(&name);
+        }
         self.publish(WatchEvent::Rejected {
             file: path.to_path_buf(),
             reason,

@@ -10,6 +10,7 @@ mod guide;
 mod hostile;
 mod imports;
 mod languages;
+mod metrics;
 mod plugins;
 mod props;
 mod registry;

@@ -21,6 +21,7 @@ requests:
 commands:
   list         what is loaded: INTERFACE@VERSION NAME GENERATION [imports ...]
   state NAME   the keys of NAME's host-kept state and their sizes
+  stats        calls, failures, latency, reloads, instances, memory per plugin
   help         this
   quit         leave (so do end of input and Ctrl-D)
 end";
@@ -66,6 +67,9 @@ impl Session<'_> {
         }
         if let Some(name) = line.strip_prefix("state ") {
             return state(self.registry, name.trim());
+        }
+        if line == "stats" {
+            return stats(self.registry);
         }
         if line == "list" {
             if let Some(watcher) = self.watcher {
@@ -207,6 +211,56 @@ fn state(registry: &Registry, name: &str) -> Vec<String> {
         .collect();
     lines.push("end".to_string());
     lines
+}
+
+/// `stats`: one line per implementation, of words `key=value`, then `end`.
+fn stats(registry: &Registry) -> Vec<String> {
+    let micros = |d: Option<std::time::Duration>| {
+        d.map_or("-".to_string(), |d| {
+            format!("{:.1}us", d.as_secs_f64() * 1e6)
+        })
+    };
+    let mut lines: Vec<String> = registry
+        .metrics()
+        .into_iter()
+        .map(|m| {
+            let faults: Vec<String> = m
+                .failed
+                .iter()
+                .map(|(fault, n)| format!("{}={n}", fault_word(*fault)))
+                .collect();
+            format!(
+                "{} {} calls={} failed={} {} p50={} p99={} max={} reloads={} rejected={} \
+                 instances={} memory={}KiB state={}B",
+                m.interface,
+                m.plugin,
+                m.calls,
+                m.failed_calls(),
+                faults.join(" "),
+                micros(m.latency_p50),
+                micros(m.latency_p99),
+                micros(m.latency_max),
+                m.reloads,
+                m.rejected_reloads,
+                m.instances,
+                m.memory_bytes / 1024,
+                m.state_bytes
+            )
+        })
+        .collect();
+    lines.push("end".to_string());
+    lines
+}
+
+/// A fault kind as one word.
+fn fault_word(fault: crate::Fault) -> &'static str {
+    match fault {
+        crate::Fault::Trap => "trap",
+        crate::Fault::Timeout => "timeout",
+        crate::Fault::StackOverflow => "stack-overflow",
+        crate::Fault::Limit => "limit",
+        _ => "host",
+    }
 }
 
 /// `list`: one line per implementation, then `end`.

@@ -1,0 +1,289 @@
+//! Per-plugin metrics, cheap enough to be always on: calls and failed calls
+//! (by fault kind) and latency, counted per lane and per interface, read
+//! without stopping anyone.
+//!
+//! Only the thread holding a lane writes that lane's counters, so each is a
+//! relaxed atomic add on a cache line no one else writes: no contention
+//! between callers. Latency is sampled, one call in [`SAMPLE`] per lane
+//! and interface, into a log-scale histogram (two buckets per power of two),
+//! so a call pays for reading the clock only now and then.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Fault};
+
+/// One call in this many is timed.
+pub const SAMPLE: u64 = 16;
+
+/// Interfaces of one plugin counted apart per lane; more share the last.
+const TRACKED: usize = 4;
+
+/// Histogram buckets: two per power of two of nanoseconds, up to 2^40 ns.
+const BUCKETS: usize = 82;
+
+/// The fault kinds, in the order counters keep them.
+pub(crate) const FAULTS: [Fault; 5] = [
+    Fault::Trap,
+    Fault::Timeout,
+    Fault::StackOverflow,
+    Fault::Limit,
+    Fault::Host,
+];
+
+/// One lane's counters.
+pub(crate) struct LaneMetrics {
+    slots: [SlotCounters; TRACKED],
+}
+
+struct SlotCounters {
+    /// The slot id + 1 these count for; 0 while unused.
+    slot: AtomicU64,
+    calls: AtomicU64,
+    failed: [AtomicU64; 5],
+    latency: [AtomicU64; BUCKETS],
+    max_ns: AtomicU64,
+}
+
+impl Default for LaneMetrics {
+    fn default() -> Self {
+        LaneMetrics {
+            slots: std::array::from_fn(|_| SlotCounters {
+                slot: AtomicU64::new(0),
+                calls: AtomicU64::new(0),
+                failed: Default::default(),
+                latency: std::array::from_fn(|_| AtomicU64::new(0)),
+                max_ns: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// A call being counted: started with [`LaneMetrics::start`], ended with
+/// [`LaneMetrics::end`].
+pub(crate) struct Counting {
+    index: usize,
+    started: Option<Instant>,
+}
+
+impl LaneMetrics {
+    /// Counts a call to `slot` beginning; times it if its turn has come.
+    pub(crate) fn start(&self, slot: u64) -> Counting {
+        let index = self.index_of(slot);
+        let calls = self.slots[index].calls.fetch_add(1, Ordering::Relaxed);
+        Counting {
+            index,
+            started: (calls % SAMPLE == 0).then(Instant::now),
+        }
+    }
+
+    /// Counts how the call ended.
+    pub(crate) fn end<R>(&self, counting: Counting, result: &Result<R, Error>) {
+        let counters = &self.slots[counting.index];
+        if let Some(started) = counting.started {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            counters.latency[bucket(ns)].fetch_add(1, Ordering::Relaxed);
+            counters.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        if let Err(error) = result {
+            let fault = match error {
+                Error::Call { fault, .. } => Some(*fault),
+                Error::Import(import) => import.fault.or(Some(Fault::Host)),
+                Error::Instantiate { .. } => Some(Fault::Host),
+                _ => None,
+            };
+            if let Some(at) = fault.and_then(|f| FAULTS.iter().position(|k| *k == f)) {
+                counters.failed[at].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counters of `slot`, taking free ones the first time.
+    fn index_of(&self, slot: u64) -> usize {
+        let tag = slot + 1;
+        for (i, counters) in self.slots.iter().enumerate() {
+            let seen = counters.slot.load(Ordering::Relaxed);
+            if seen == tag {
+                return i;
+            }
+            if seen == 0 {
+                // Only the lane's holder writes: no one races for it.
+                counters.slot.store(tag, Ordering::Relaxed);
+                return i;
+            }
+        }
+        TRACKED - 1
+    }
+
+    /// Adds this lane's counters of `slot` to `into`.
+    pub(crate) fn add_to(&self, slot: u64, into: &mut Totals) {
+        for counters in &self.slots {
+            if counters.slot.load(Ordering::Relaxed) != slot + 1 {
+                continue;
+            }
+            into.calls += counters.calls.load(Ordering::Relaxed);
+            for (total, count) in into.failed.iter_mut().zip(&counters.failed) {
+                *total += count.load(Ordering::Relaxed);
+            }
+            for (total, count) in into.latency.iter_mut().zip(&counters.latency) {
+                *total += count.load(Ordering::Relaxed);
+            }
+            into.max_ns = into.max_ns.max(counters.max_ns.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Counters of one interface of one plugin, summed over its lanes.
+pub(crate) struct Totals {
+    pub(crate) calls: u64,
+    pub(crate) failed: [u64; 5],
+    pub(crate) latency: [u64; BUCKETS],
+    pub(crate) max_ns: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            calls: 0,
+            failed: [0; 5],
+            latency: [0; BUCKETS],
+            max_ns: 0,
+        }
+    }
+}
+
+impl Totals {
+    /// The latency under which a fraction `q` of the sampled calls fell
+    /// (the upper edge of its bucket), if any were sampled.
+    pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
+        let sampled: u64 = self.latency.iter().sum();
+        if sampled == 0 {
+            return None;
+        }
+        let wanted = ((sampled as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in self.latency.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                return Some(Duration::from_nanos(upper_edge(i).min(self.max_ns.max(1))));
+            }
+        }
+        Some(Duration::from_nanos(self.max_ns))
+    }
+
+    /// The histogram as (upper edge, count) pairs of the buckets in use,
+    /// from the first bucket with a count to the last.
+    pub(crate) fn buckets(&self) -> Vec<(Duration, u64)> {
+        let first = self.latency.iter().position(|c| *c > 0);
+        let last = self.latency.iter().rposition(|c| *c > 0);
+        match (first, last) {
+            (Some(first), Some(last)) => (first..=last)
+                .map(|i| (Duration::from_nanos(upper_edge(i)), self.latency[i]))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The bucket of `ns`: two per power of two.
+fn bucket(ns: u64) -> usize {
+    if ns < 2 {
+        return 0;
+    }
+    let power = 63 - ns.leading_zeros() as usize;
+    let half = ((ns >> (power - 1)) & 1) as usize;
+    (power * 2 + half).min(BUCKETS - 1)
+}
+
+/// The largest value bucket `i` holds.
+fn upper_edge(i: usize) -> u64 {
+    let power = i / 2;
+    let base = 1u64 << power.min(62);
+    match i % 2 {
+        0 => base + base / 2 - 1,
+        _ => (base << 1) - 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_hold_what_their_edges_say() {
+        for ns in [2u64, 3, 100, 1_000, 1_500, 123_456, 10_000_000] {
+            let b = bucket(ns);
+            assert!(ns <= upper_edge(b), "{ns} in {b}");
+            assert!(b == 0 || ns > upper_edge(b - 1), "{ns} in {b}");
+        }
+    }
+
+    #[test]
+    fn quantiles_come_from_the_sampled_calls() {
+        let lane = LaneMetrics::default();
+        let mut totals = Totals::default();
+        for _ in 0..(SAMPLE * 100) {
+            let counting = lane.start(7);
+            lane.end::<()>(counting, &Ok(()));
+        }
+        lane.add_to(7, &mut totals);
+        assert_eq!(totals.calls, SAMPLE * 100);
+        assert_eq!(
+            totals.latency.iter().sum::<u64>(),
+            100,
+            "one in SAMPLE timed"
+        );
+        assert!(totals.quantile(0.5).is_some());
+    }
+}
+
+/// What one implementation (an interface of a plugin) has done since the
+/// host started, as [`Registry::metrics`](crate::Registry::metrics) reports it.
+/// Latency is sampled: one call in 16 is timed.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// let registry = hotslot::Registry::new()?;
+/// for m in registry.metrics() {
+///     println!("{} {}: {} calls, p99 {:?}", m.interface, m.plugin, m.calls, m.latency_p99);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// The interface, with the version the plugin exports.
+    pub interface: crate::InterfaceName,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The generation serving now.
+    pub generation: u64,
+    /// Calls made to this interface of this plugin.
+    pub calls: u64,
+    /// Calls that failed in the plugin, by fault kind (every kind listed).
+    pub failed: Vec<(Fault, u64)>,
+    /// Median latency of the sampled calls.
+    pub latency_p50: Option<Duration>,
+    /// 99th percentile latency of the sampled calls.
+    pub latency_p99: Option<Duration>,
+    /// The slowest sampled call.
+    pub latency_max: Option<Duration>,
+    /// The sampled latencies: (upper edge, count) per bucket in use.
+    pub latency_buckets: Vec<(Duration, u64)>,
+    /// Reloads of the plugin taken.
+    pub reloads: u64,
+    /// Reloads (and loads) of the plugin refused.
+    pub rejected_reloads: u64,
+    /// The plugin's instances alive now.
+    pub instances: u64,
+    /// Bytes of linear memory its instances have now.
+    pub memory_bytes: u64,
+    /// Bytes of keys and values in its host-kept state.
+    pub state_bytes: u64,
+}
+
+impl Metrics {
+    /// Calls that failed in the plugin, of any kind.
+    pub fn failed_calls(&self) -> u64 {
+        self.failed.iter().map(|(_, n)| n).sum()
+    }
+}
