@@ -35,6 +35,7 @@ mod manifest;
 mod metrics;
 mod output;
 mod program;
+pub mod prometheus;
 mod registry;
 mod sandbox;
 mod slot;

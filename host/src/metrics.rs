@@ -43,6 +43,8 @@ struct SlotCounters {
     failed: [AtomicU64; 5],
     latency: [AtomicU64; BUCKETS],
     max_ns: AtomicU64,
+    /// Sum of the sampled latencies.
+    sum_ns: AtomicU64,
 }
 
 impl Default for LaneMetrics {
@@ -54,6 +56,7 @@ impl Default for LaneMetrics {
                 failed: Default::default(),
                 latency: std::array::from_fn(|_| AtomicU64::new(0)),
                 max_ns: AtomicU64::new(0),
+                sum_ns: AtomicU64::new(0),
             }),
         }
     }
@@ -73,7 +76,7 @@ impl LaneMetrics {
         let calls = self.slots[index].calls.fetch_add(1, Ordering::Relaxed);
         Counting {
             index,
-            started: (calls % SAMPLE == 0).then(Instant::now),
+            started: calls.is_multiple_of(SAMPLE).then(Instant::now),
         }
     }
 
@@ -84,6 +87,7 @@ impl LaneMetrics {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             counters.latency[bucket(ns)].fetch_add(1, Ordering::Relaxed);
             counters.max_ns.fetch_max(ns, Ordering::Relaxed);
+            counters.sum_ns.fetch_add(ns, Ordering::Relaxed);
         }
         if let Err(error) = result {
             let fault = match error {
@@ -129,6 +133,7 @@ impl LaneMetrics {
                 *total += count.load(Ordering::Relaxed);
             }
             into.max_ns = into.max_ns.max(counters.max_ns.load(Ordering::Relaxed));
+            into.sum_ns += counters.sum_ns.load(Ordering::Relaxed);
         }
     }
 }
@@ -139,6 +144,7 @@ pub(crate) struct Totals {
     pub(crate) failed: [u64; 5],
     pub(crate) latency: [u64; BUCKETS],
     pub(crate) max_ns: u64,
+    pub(crate) sum_ns: u64,
 }
 
 impl Default for Totals {
@@ -148,6 +154,7 @@ impl Default for Totals {
             failed: [0; 5],
             latency: [0; BUCKETS],
             max_ns: 0,
+            sum_ns: 0,
         }
     }
 }
@@ -269,6 +276,8 @@ pub struct Metrics {
     pub latency_max: Option<Duration>,
     /// The sampled latencies: (upper edge, count) per bucket in use.
     pub latency_buckets: Vec<(Duration, u64)>,
+    /// The sum of the sampled latencies.
+    pub latency_sum: Duration,
     /// Reloads of the plugin taken.
     pub reloads: u64,
     /// Reloads (and loads) of the plugin refused.

@@ -711,6 +711,7 @@ impl Registry {
                     latency_max: (totals.max_ns > 0)
                         .then(|| std::time::Duration::from_nanos(totals.max_ns)),
                     latency_buckets: totals.buckets(),
+                    latency_sum: std::time::Duration::from_nanos(totals.sum_ns),
                     reloads,
                     rejected_reloads: rejected,
                     instances: scope.usage.instances.load(Relaxed),

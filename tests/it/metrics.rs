@@ -51,3 +51,105 @@ fn metrics_count_calls_faults_reloads_instances_and_state() {
     assert_eq!(counter.calls, 1);
     assert!(counter.state_bytes >= 8 + "count".len() as u64);
 }
+
+/// `watch --metrics`: a real HTTP client scrapes the Prometheus text over
+/// loopback, and the counters match the calls made; `stats` says the same.
+#[test]
+fn a_scrape_of_watch_metrics_matches_the_calls_made() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::common::plugin_path("greeter_a"),
+        dir.path().join("g.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        crate::common::plugin_path("rogue"),
+        dir.path().join("r.wasm"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .arg("watch")
+        .arg(dir.path())
+        .args(["--metrics", "127.0.0.1:0"])
+        .env("HOTSLOT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut announced = String::new();
+    stderr.read_line(&mut announced).unwrap();
+    let url = announced
+        .trim()
+        .strip_prefix("hotslot: metrics on ")
+        .unwrap_or_else(|| panic!("{announced}"))
+        .to_string();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    let (sender, answers) = channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut ask = |line: &str| {
+        writeln!(stdin, "{line}").unwrap();
+        answers.recv_timeout(Duration::from_secs(30)).unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(ask(r#"demo:greeter/greet#hello("x")"#), r#""a: hello, x""#);
+    }
+    assert!(ask("demo:rogue/misbehave#trap()").starts_with("error:"));
+
+    let text = ureq::get(&url)
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let sample = |name: &str, labels: &str| -> f64 {
+        let key = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let greeter = r#"interface="demo:greeter/greet@1.0.0",plugin="g""#;
+    let rogue = r#"interface="demo:rogue/misbehave@0.1.0",plugin="r""#;
+    assert_eq!(sample("hotslot_calls_total", greeter), 3.0);
+    assert_eq!(sample("hotslot_calls_total", rogue), 1.0);
+    assert_eq!(
+        sample(
+            "hotslot_failed_calls_total",
+            &format!(r#"{rogue},fault="trap""#)
+        ),
+        1.0
+    );
+    assert_eq!(sample("hotslot_instances", greeter), 1.0);
+    assert!(
+        text.contains("# TYPE hotslot_call_latency_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.contains(r#"hotslot_call_latency_seconds_bucket{le="+Inf",interface="demo:greeter/greet@1.0.0",plugin="g"} 1"#), "{text}");
+
+    writeln!(stdin, "stats").unwrap();
+    let line = answers.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        line.starts_with("demo:greeter/greet@1.0.0 g calls=3 failed=0"),
+        "{line}"
+    );
+    drop(stdin);
+    let _ = child.wait();
+}

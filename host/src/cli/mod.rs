@@ -44,6 +44,11 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Serve per-plugin metrics in the Prometheus text format at
+        /// http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks one, and
+        /// the log says which).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Make one call on one component and print the answer.
     #[command(after_help = CALL_EXAMPLE)]
@@ -192,7 +197,11 @@ pub fn main() -> ExitCode {
     let verbose = matches!(cli.command, Command::Watch { .. });
     init_logging(verbose);
     let outcome = match cli.command {
-        Command::Watch { dir, limits } => watch(dir, &limits),
+        Command::Watch {
+            dir,
+            limits,
+            metrics,
+        } => watch(dir, &limits, metrics.as_deref()),
         Command::Call {
             file,
             request,
@@ -243,10 +252,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn watch(dir: PathBuf, limits: &LimitArgs) -> Result<(), String> {
+fn watch(dir: PathBuf, limits: &LimitArgs, metrics: Option<&str>) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
     let registry = Arc::new(registry(limits, &dir)?);
+    if let Some(addr) = metrics {
+        serve_metrics(registry.clone(), addr)?;
+    }
     let mut watcher = Watcher::new(registry.clone(), &dir);
     // Requests are answered while the directory loads: a plugin that is
     // slow to compile or start holds up only the requests it must serve.
@@ -265,6 +277,40 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
     let answer = session::call(&registry, request)?;
     println!("{answer}");
     Ok(())
+}
+
+/// Serves the registry's metrics at http://ADDR/metrics, on a thread of its
+/// own, for as long as the host runs.
+fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    eprintln!("hotslot: metrics on http://{bound}/metrics");
+    let content_type = tiny_http::Header::from_bytes(
+        "Content-Type",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+    .map_err(|()| "bad metrics header".to_string())?;
+    std::thread::Builder::new()
+        .name("hotslot-metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response = match request.url() {
+                    "/metrics" => {
+                        tiny_http::Response::from_string(crate::prometheus::encode(&registry))
+                            .with_header(content_type.clone())
+                    }
+                    _ => tiny_http::Response::from_string("not found: try /metrics\n")
+                        .with_status_code(404),
+                };
+                let _ = request.respond(response);
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot serve metrics: {e}"))
 }
 
 /// The registry for plugins in `dir`, as the flags say.
