@@ -227,6 +227,23 @@ pub enum Error {
         differences: Vec<Difference>,
     },
 
+    /// A new version faulted replaying a recent call (`[reload] canary`) on
+    /// an instance of its own: it does not take over, and the old version
+    /// keeps serving.
+    #[error("{origin} was refused for `{name}`: replaying {call} it failed: {fault}: {reason}")]
+    Canary {
+        /// The plugin's name.
+        name: String,
+        /// Where the new version came from.
+        origin: String,
+        /// The call replayed, with its arguments in WAVE.
+        call: String,
+        /// How it failed.
+        fault: Fault,
+        /// The trap or error, as wasmtime words it.
+        reason: String,
+    },
+
     /// A call reached a plugin whose every instance this same thread is
     /// already using (a typed closure, a batch or a plugin calling back into
     /// it): waiting would never end, so the call fails at once.

@@ -15,9 +15,9 @@ use crate::chain;
 use crate::engine::deadline_ticks;
 use crate::error::ImportError;
 use crate::error::{reason as reason_of, Error, Fault};
-use crate::limits::Limits;
+use crate::limits::{Limits, MAX_CANARY_BYTES};
 use crate::loader::{ExportedInterface, Plugin};
-use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState};
+use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall};
 use crate::sync::lock;
 
 /// One version of one plugin, and the instance made to check it. Replaced
@@ -350,6 +350,9 @@ impl Generation {
         }
         let mut results = vec![Val::Bool(false); signature.result_count()];
         let _entered = self.enter();
+        if self.plugin.grants().canary > 0 {
+            self.remember(export, function, args);
+        }
         let live = self.live(resident, export)?;
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(deadline_ticks(cap)));
         live.store.set_epoch_deadline(ticks);
@@ -496,6 +499,31 @@ impl Generation {
             Err(e) => {
                 resident.live = None;
                 Err(failed(e))
+            }
+        }
+    }
+
+    /// Keeps a call for the canary of the next version, within its bounds:
+    /// the last `[reload] canary` calls, and about a MiB of arguments.
+    fn remember(&self, export: usize, function: &str, args: &[Val]) {
+        let bytes = function.len()
+            + args
+                .iter()
+                .map(|v| wasmtime::component::wasm_wave::to_string(v).map_or(64, |t| t.len()))
+                .sum::<usize>();
+        let mut recent = lock(&self.scope.recent);
+        recent.calls.push_back(RecentCall {
+            interface: self.exported(export).name().clone(),
+            function: function.to_string(),
+            args: args.to_vec(),
+            bytes,
+        });
+        recent.bytes += bytes;
+        let keep = self.plugin.grants().canary;
+        while recent.calls.len() > keep || recent.bytes > MAX_CANARY_BYTES {
+            match recent.calls.pop_front() {
+                Some(gone) => recent.bytes -= gone.bytes,
+                None => break,
             }
         }
     }

@@ -65,6 +65,13 @@ pub const DEFAULT_MAX_STATE: usize = 16 << 20;
 /// The default cap on WASI handles per instance: 256.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 
+/// The most recent calls a canary reload replays.
+pub const MAX_CANARY: usize = 1000;
+
+/// The most bytes of arguments a plugin keeps for its canary (about: the
+/// size of their WAVE text).
+pub const MAX_CANARY_BYTES: usize = 1 << 20;
+
 /// The most directories one manifest may grant: each is an open descriptor
 /// in every instance.
 pub const MAX_DIR_GRANTS: usize = 64;

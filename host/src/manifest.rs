@@ -13,6 +13,9 @@
 //! [state]
 //! persist = true         # keep host-kept state on disk, across restarts
 //!
+//! [reload]
+//! canary = 20            # a new version replays the last 20 calls first
+//!
 //! [imports]                 # who serves an import, by plugin name
 //! "demo:greeter/greet" = "greeter_b"
 //!
@@ -32,7 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::limits::{Limits, MAX_DIR_GRANTS, MAX_INSTANCES};
+use crate::limits::{Limits, MAX_CANARY, MAX_DIR_GRANTS, MAX_INSTANCES};
 
 /// What one plugin is granted. The default grants nothing.
 ///
@@ -65,6 +68,9 @@ pub struct Grants {
     /// Which plugin serves an import, where the plugin chooses: interface
     /// (with or without a version) and plugin name.
     pub imports: Vec<(String, String)>,
+    /// How many recent calls a new version must replay without a fault
+    /// before it takes over (`[reload] canary`); 0: none.
+    pub canary: usize,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,
 }
@@ -93,6 +99,15 @@ struct ManifestFile {
     state: StateSection,
     #[serde(default)]
     imports: BTreeMap<String, String>,
+    #[serde(default)]
+    reload: ReloadSection,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReloadSection {
+    #[serde(default)]
+    canary: u32,
 }
 
 #[derive(Default, Deserialize)]
@@ -241,6 +256,7 @@ impl Grants {
                 .map(|kib| usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX)),
             persist_state: file.state.persist,
             imports: file.imports.into_iter().collect(),
+            canary: (file.reload.canary as usize).min(MAX_CANARY),
             instances: limits.instances.map(|n| n as usize),
         })
     }

@@ -19,11 +19,12 @@ use wasmtime::Engine;
 use crate::contract;
 use crate::engine::shared_engine;
 use crate::error::Error;
-use crate::generation::{Generation, Start, StartReason};
+use crate::generation::{Generation, Resident, Start, StartReason};
 use crate::handle::Handle;
 use crate::imports::ImportTable;
 use crate::limits::Limits;
 use crate::loader::{Loader, Plugin};
+use crate::manifest::Grants;
 use crate::metrics::{Metrics, FAULTS};
 use crate::output::OutputBudget;
 use crate::program::{NoLane, Program, Programs, Published, Route};
@@ -33,6 +34,7 @@ use crate::source::{check_name, plugin_name, Source};
 use crate::state::{Persist, PluginStore, StoredState};
 use crate::sync::lock;
 use crate::version::{InterfaceName, Line, Request};
+use wasmtime::component::Val;
 
 /// Something that names a request: a `&str` such as
 /// `"demo:greeter/greet@1.0.0"`, a [`Request`] or an [`InterfaceName`].
@@ -753,6 +755,7 @@ impl Registry {
             keeps_contract(current, plugin, program.name(), &wanted)?;
         }
         self.prepare_state(program, plugin)?;
+        self.canary(program, plugin)?;
         // In-memory state moves from the outgoing instance to the incoming
         // one when both sides offer it: calls wait (bounded) meanwhile.
         let contract = plugin.contract();
@@ -877,6 +880,80 @@ impl Registry {
         Some(table)
     }
 
+    /// Replays the calls `program` kept for a canary (`[reload] canary`) on
+    /// a separate instance of `plugin`, granted no directories and no
+    /// environment and with state of its own: a fault in any refuses the
+    /// new version. Answers are not compared; new code may answer otherwise.
+    fn canary(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
+        let recorded: Vec<(InterfaceName, String, Vec<Val>)> = lock(&program.scope().recent)
+            .calls
+            .iter()
+            .map(|c| (c.interface.clone(), c.function.clone(), c.args.clone()))
+            .collect();
+        if recorded.is_empty() {
+            return Ok(());
+        }
+        let name = program.name();
+        let bare = plugin.clone().with_grants(Grants {
+            dirs: Vec::new(),
+            env: Vec::new(),
+            ..plugin.grants().clone()
+        });
+        let scope = PluginScope {
+            output: OutputBudget::new(),
+            state: Arc::new(PluginStore::new(name)),
+            reclaim: program.scope().reclaim.clone(),
+            usage: Arc::default(),
+            recent: Arc::default(),
+        };
+        let imports = self.bind_imports(name, plugin);
+        let start = Start {
+            reason: StartReason::Reload,
+            snapshot: None,
+        };
+        let probe = Generation::new(
+            0,
+            name,
+            bare,
+            &self.limits,
+            scope,
+            imports.map(|t| t as Arc<dyn ImportCalls>),
+            start,
+        )?;
+        let mut resident = Resident::default();
+        for (interface, function, args) in &recorded {
+            let Some(export) = plugin.position_serving(&interface.clone().into()) else {
+                continue;
+            };
+            match probe.call(&mut resident, export, function, args) {
+                Err(Error::Call { fault, reason, .. }) => {
+                    let shown: Vec<String> = args
+                        .iter()
+                        .map(|a| wasmtime::component::wasm_wave::to_string(a).unwrap_or_default())
+                        .collect();
+                    return Err(Error::Canary {
+                        name: name.to_string(),
+                        origin: plugin.origin().to_string(),
+                        call: format!("{interface}#{function}({})", shown.join(", ")),
+                        fault,
+                        reason,
+                    });
+                }
+                Err(Error::Instantiate { reason, .. }) => {
+                    return Err(Error::Canary {
+                        name: name.to_string(),
+                        origin: plugin.origin().to_string(),
+                        call: format!("{interface}#{function}"),
+                        fault: crate::error::Fault::Host,
+                        reason,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Sets `program`'s state up as `plugin`'s manifest asks, before any
     /// instance of it starts: its quota, and its values from disk.
     fn prepare_state(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
@@ -955,6 +1032,7 @@ impl State {
             state: self.state_of(name),
             reclaim: Arc::new(move || every_program.free_idle()),
             usage: Arc::default(),
+            recent: Arc::default(),
         };
         let program = Arc::new(Program::new(name, self.programs.len(), scope));
         self.every_program.add(&program);

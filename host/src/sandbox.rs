@@ -81,6 +81,24 @@ pub(crate) struct PluginScope {
     pub(crate) reclaim: Reclaim,
     /// What its instances hold now.
     pub(crate) usage: Arc<Usage>,
+    /// Its most recent dynamic calls, kept when its manifest asks for a
+    /// canary, for the next version to replay.
+    pub(crate) recent: Arc<std::sync::Mutex<Recent>>,
+}
+
+/// Recent calls kept for a canary: (interface, function, arguments, size).
+#[derive(Default)]
+pub(crate) struct Recent {
+    pub(crate) calls: std::collections::VecDeque<RecentCall>,
+    pub(crate) bytes: usize,
+}
+
+/// One call kept for a canary.
+pub(crate) struct RecentCall {
+    pub(crate) interface: InterfaceName,
+    pub(crate) function: String,
+    pub(crate) args: Vec<Val>,
+    pub(crate) bytes: usize,
 }
 
 /// Caps memory and table growth. Going past a cap traps with [`LimitHit`],

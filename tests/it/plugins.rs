@@ -394,3 +394,65 @@ fn failed_recoveries_back_off() {
         std::thread::yield_now();
     }
 }
+
+/// `demo:calc/math@1.0.0` whose `add` answers `a + b`, and traps when `a`
+/// is `trap_on`.
+fn math_trapping_on(trap_on: i32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "add") (param i32 i32) (result i32)
+                (if (i32.eq (local.get 0) (i32.const {trap_on})) (then unreachable))
+                (i32.add (local.get 0) (local.get 1))))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add")))
+            (instance $math (export "add" (func $add)))
+            (export "demo:calc/math@1.0.0" (instance $math))
+        )"#
+    ))
+    .unwrap()
+}
+
+/// With `[reload] canary = 5`, a new version replays the last calls on an
+/// instance of its own first: one that traps on an argument seen in recent
+/// traffic is refused, naming the call and the fault, and the old version
+/// serves on; one that does not is taken.
+#[test]
+fn a_canary_catches_a_new_version_that_traps_on_recent_traffic() {
+    let registry = Registry::new().unwrap();
+    let canary =
+        Grants::from_toml("[reload]\ncanary = 5\n", std::path::Path::new("."), "m").unwrap();
+    let load = |name: &str, trap_on: i32| {
+        registry
+            .load_bytes(name, &math_trapping_on(trap_on))
+            .unwrap()
+            .with_grants(canary.clone())
+    };
+    registry.add_plugin("math", &load("v1.wasm", -1)).unwrap();
+    let math = registry.implementation("demo:calc/math", "math").unwrap();
+    for a in [1, 13, 2] {
+        assert_eq!(
+            math.call("add", &[Val::S32(a), Val::S32(1)]).unwrap(),
+            [Val::S32(a + 1)]
+        );
+    }
+    let generation = math.generation();
+    let err = registry
+        .add_plugin("math", &load("v2.wasm", 13))
+        .unwrap_err();
+    match &err {
+        Error::Canary { call, fault, .. } => {
+            assert_eq!(call, "demo:calc/math@1.0.0#add(13, 1)");
+            assert_eq!(*fault, Fault::Trap);
+        }
+        other => panic!("expected the canary to refuse it, got {other:?}"),
+    }
+    assert!(err.to_string().contains("v2.wasm"), "{err}");
+    assert_eq!(math.generation(), generation, "the old version serves");
+    assert_eq!(
+        math.call("add", &[Val::S32(13), Val::S32(1)]).unwrap(),
+        [Val::S32(14)]
+    );
+    // A version that traps only on what recent traffic never held is taken.
+    registry.add_plugin("math", &load("v3.wasm", 99)).unwrap();
+    assert_ne!(math.generation(), generation);
+}
