@@ -153,3 +153,108 @@ fn a_scrape_of_watch_metrics_matches_the_calls_made() {
     drop(stdin);
     let _ = child.wait();
 }
+
+/// `watch --http`: the page is served, its data endpoint says what the
+/// registry holds and what the watcher did, and the event stream pushes it.
+#[test]
+fn the_live_page_serves_its_data_and_streams_it() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::common::plugin_path("greeter_a"),
+        dir.path().join("g.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.wasm"), b"not a component").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .arg("watch")
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0"])
+        .env("HOTSLOT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut announced = String::new();
+    stderr.read_line(&mut announced).unwrap();
+    let base = announced
+        .trim()
+        .strip_prefix("hotslot: page on ")
+        .unwrap_or_else(|| panic!("{announced}"))
+        .to_string();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, r#"demo:greeter/greet#hello("x")"#).unwrap();
+    let mut answer = String::new();
+    stdout.read_line(&mut answer).unwrap();
+    assert_eq!(answer.trim(), r#""a: hello, x""#);
+
+    let get = |path: &str| {
+        ureq::get(&format!("{base}{path}"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    assert!(get("").contains("<title>hotslot</title>"));
+    let data: serde_json::Value = serde_json::from_str(&get("data")).unwrap();
+    let g = data["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin"] == "g")
+        .unwrap_or_else(|| panic!("{data}"));
+    assert_eq!(g["interface"], "demo:greeter/greet@1.0.0");
+    assert_eq!(g["calls"], 1);
+    let events = data["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "rejected" && e["file"].as_str().unwrap().ends_with("bad.wasm")),
+        "{data}"
+    );
+    assert!(events.iter().any(|e| e["kind"] == "loaded"), "{data}");
+
+    // The stream pushes a snapshot at once, and another after a change.
+    let response = ureq::get(&format!("{base}events")).call().unwrap();
+    let mut reader = BufReader::new(response.into_body().into_reader());
+    let mut next_event = || loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str::<serde_json::Value>(data).unwrap();
+        }
+    };
+    assert_eq!(next_event()["plugins"][0]["plugin"], "g");
+    std::fs::copy(
+        crate::common::plugin_path("greeter_b"),
+        dir.path().join("h.wasm"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = next_event();
+        if event["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["plugin"] == "h")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new plugin never showed");
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -6,6 +6,7 @@
 mod diff;
 mod inspect;
 mod new;
+mod page;
 mod request;
 mod session;
 
@@ -49,6 +50,11 @@ enum Command {
         /// the log says which).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Serve a live page of the host at http://ADDR/ (every plugin, its
+        /// calls and latency, the last reloads and rejections), its data as
+        /// JSON at /data and as server-sent events at /events.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// Make one call on one component and print the answer.
     #[command(after_help = CALL_EXAMPLE)]
@@ -201,7 +207,8 @@ pub fn main() -> ExitCode {
             dir,
             limits,
             metrics,
-        } => watch(dir, &limits, metrics.as_deref()),
+            http,
+        } => watch(dir, &limits, metrics.as_deref(), http.as_deref()),
         Command::Call {
             file,
             request,
@@ -252,7 +259,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn watch(dir: PathBuf, limits: &LimitArgs, metrics: Option<&str>) -> Result<(), String> {
+fn watch(
+    dir: PathBuf,
+    limits: &LimitArgs,
+    metrics: Option<&str>,
+    http: Option<&str>,
+) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
     let registry = Arc::new(registry(limits, &dir)?);
@@ -260,6 +272,9 @@ fn watch(dir: PathBuf, limits: &LimitArgs, metrics: Option<&str>) -> Result<(), 
         serve_metrics(registry.clone(), addr)?;
     }
     let mut watcher = Watcher::new(registry.clone(), &dir);
+    if let Some(addr) = http {
+        page::serve(registry.clone(), watcher.subscribe(), addr)?;
+    }
     // Requests are answered while the directory loads: a plugin that is
     // slow to compile or start holds up only the requests it must serve.
     watcher.start_in_background().map_err(|e| e.to_string())?;

@@ -1,0 +1,253 @@
+//! `watch --http ADDR`: a live page of the host. `/` is the page, `/data`
+//! what it shows as JSON (every plugin, its interfaces and generation, calls
+//! and latency, its imports, and the last loads, reloads and rejections with
+//! their reasons), and `/events` the same, pushed as server-sent events
+//! whenever the watcher does something, and every second.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::registry::Registry;
+use crate::sync::lock;
+use crate::watch::WatchEvent;
+
+/// How many of the watcher's events the page keeps.
+const KEPT: usize = 30;
+
+/// What the page shows besides the registry: the watcher's last events.
+struct Journal {
+    events: Mutex<(u64, VecDeque<Value>)>,
+    changed: Condvar,
+}
+
+/// Serves the page at http://ADDR/ on threads of its own, for as long as the
+/// host runs, following the watcher's events from `events`.
+pub(crate) fn serve(
+    registry: Arc<Registry>,
+    events: Receiver<WatchEvent>,
+    addr: &str,
+) -> Result<(), String> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| format!("cannot serve the page on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    eprintln!("hotslot: page on http://{bound}/");
+    let journal = Arc::new(Journal {
+        events: Mutex::new((0, VecDeque::new())),
+        changed: Condvar::new(),
+    });
+    let keeper = journal.clone();
+    std::thread::Builder::new()
+        .name("hotslot-page-events".into())
+        .spawn(move || {
+            for event in events {
+                let mut kept = lock(&keeper.events);
+                kept.0 += 1;
+                kept.1.push_back(describe(&event));
+                while kept.1.len() > KEPT {
+                    kept.1.pop_front();
+                }
+                keeper.changed.notify_all();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("hotslot-page".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let (registry, journal) = (registry.clone(), journal.clone());
+                // Each request on its own thread: an event stream lasts.
+                let _ =
+                    std::thread::Builder::new().spawn(move || answer(request, &registry, &journal));
+            }
+        })
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn answer(request: tiny_http::Request, registry: &Registry, journal: &Journal) {
+    let header =
+        |value: &str| tiny_http::Header::from_bytes("Content-Type", value).expect("a valid header");
+    match request.url() {
+        "/" => {
+            let page = tiny_http::Response::from_string(PAGE)
+                .with_header(header("text/html; charset=utf-8"));
+            let _ = request.respond(page);
+        }
+        "/data" => {
+            let data = snapshot(registry, journal).to_string();
+            let _ = request.respond(
+                tiny_http::Response::from_string(data).with_header(header("application/json")),
+            );
+        }
+        "/events" => stream(request, registry, journal),
+        _ => {
+            let _ = request
+                .respond(tiny_http::Response::from_string("not found\n").with_status_code(404));
+        }
+    }
+}
+
+/// Server-sent events: a snapshot now, then after every watcher event (and
+/// at least every second), until the client goes.
+fn stream(request: tiny_http::Request, registry: &Registry, journal: &Journal) {
+    let mut out = request.into_writer();
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let mut seen = lock(&journal.events).0;
+    loop {
+        let data = snapshot(registry, journal).to_string();
+        if write!(out, "data: {data}\n\n")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+        let kept = lock(&journal.events);
+        let (kept, _) = journal
+            .changed
+            .wait_timeout_while(kept, Duration::from_secs(1), |kept| kept.0 == seen)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen = kept.0;
+    }
+}
+
+/// Everything the page shows, as JSON.
+fn snapshot(registry: &Registry, journal: &Journal) -> Value {
+    let micros = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6 * 10.0).round() / 10.0);
+    let listed = registry.list();
+    let plugins: Vec<Value> = registry
+        .metrics()
+        .into_iter()
+        .map(|m| {
+            let imports: Vec<Value> = listed
+                .iter()
+                .find(|i| i.name == m.plugin && i.interface == m.interface)
+                .map(|i| {
+                    i.imports
+                        .iter()
+                        .map(|link| {
+                            json!({
+                                "interface": link.interface.to_string(),
+                                "provider": crate::cli::session::provider_of(link),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "interface": m.interface.to_string(),
+                "plugin": m.plugin,
+                "generation": m.generation,
+                "calls": m.calls,
+                "failed": m.failed_calls(),
+                "p50_us": micros(m.latency_p50),
+                "p99_us": micros(m.latency_p99),
+                "reloads": m.reloads,
+                "rejected": m.rejected_reloads,
+                "instances": m.instances,
+                "memory_kib": m.memory_bytes / 1024,
+                "state_bytes": m.state_bytes,
+                "imports": imports,
+            })
+        })
+        .collect();
+    let events: Vec<Value> = lock(&journal.events).1.iter().rev().cloned().collect();
+    json!({ "plugins": plugins, "events": events })
+}
+
+/// A watcher event, as the page lists it.
+fn describe(event: &WatchEvent) -> Value {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (kind, file, detail) = match event {
+        WatchEvent::Loaded {
+            file, interfaces, ..
+        } => ("loaded", file, generation_of(interfaces)),
+        WatchEvent::Reloaded {
+            file, interfaces, ..
+        } => ("reloaded", file, generation_of(interfaces)),
+        WatchEvent::Removed { file, .. } => ("removed", file, String::new()),
+        WatchEvent::Rejected { file, reason } => ("rejected", file, reason.clone()),
+    };
+    json!({ "at": at, "kind": kind, "file": file.display().to_string(), "detail": detail })
+}
+
+fn generation_of(interfaces: &[(crate::InterfaceName, u64)]) -> String {
+    interfaces
+        .first()
+        .map(|(_, g)| format!("generation {g}"))
+        .unwrap_or_default()
+}
+
+/// The page: a table of plugins and a list of events, redrawn on each event.
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>hotslot</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+  h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.5em; }
+  table { border-collapse: collapse; }
+  th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
+  td.n { text-align: right; font-variant-numeric: tabular-nums; }
+  .rejected { color: #a00; } .reloaded { color: #060; } .loaded { color: #036; }
+  #status { color: #888; }
+</style>
+</head>
+<body>
+<h1>hotslot <span id="status">connecting…</span></h1>
+<h2>Plugins</h2>
+<table>
+  <thead><tr><th>interface</th><th>plugin</th><th>gen</th><th>calls</th><th>failed</th>
+  <th>p50 µs</th><th>p99 µs</th><th>reloads</th><th>rejected</th><th>inst</th><th>imports</th></tr></thead>
+  <tbody id="plugins"></tbody>
+</table>
+<h2>Last loads, reloads and rejections</h2>
+<ul id="events"></ul>
+<script>
+function cell(text, numeric) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "-" : String(text);
+  if (numeric) td.className = "n";
+  return td;
+}
+function draw(data) {
+  const rows = document.getElementById("plugins");
+  rows.replaceChildren(...data.plugins.map(p => {
+    const tr = document.createElement("tr");
+    tr.append(cell(p.interface), cell(p.plugin), cell(p.generation, true), cell(p.calls, true),
+      cell(p.failed, true), cell(p.p50_us, true), cell(p.p99_us, true), cell(p.reloads, true),
+      cell(p.rejected, true), cell(p.instances, true),
+      cell(p.imports.map(i => i.interface + " <- " + i.provider).join(", ")));
+    return tr;
+  }));
+  const list = document.getElementById("events");
+  list.replaceChildren(...data.events.map(e => {
+    const li = document.createElement("li");
+    li.className = e.kind;
+    li.textContent = new Date(e.at * 1000).toLocaleTimeString() + " " + e.kind + " " + e.file +
+      (e.detail ? ": " + e.detail : "");
+    return li;
+  }));
+}
+const source = new EventSource("/events");
+source.onopen = () => { document.getElementById("status").textContent = "live"; };
+source.onerror = () => { document.getElementById("status").textContent = "disconnected"; };
+source.onmessage = (message) => draw(JSON.parse(message.data));
+</script>
+</body>
+</html>
+"#;
