@@ -625,3 +625,19 @@ fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("compatible"));
 }
+
+/// A request to a plugin whose provider is still loading waits for it, as
+/// a request to a plugin still loading does: the first answer is the real one.
+#[test]
+fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
+    for _ in 0..3 {
+        let dir = plugin_dir(&[
+            ("a_banner.wasm", "banner"),
+            ("z_greeter.wasm", "greeter_py"),
+        ]);
+        let mut s = Session::start(dir.path(), &[]);
+        let answer = s.ask(r#"demo:banner/banner#show("x")"#);
+        assert!(answer.contains("py: hello, x"), "{answer}");
+        s.finish();
+    }
+}

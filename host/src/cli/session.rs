@@ -150,7 +150,7 @@ impl Session<'_> {
             let left = deadline.saturating_duration_since(Instant::now());
             let (loading, version) = watcher.loading();
             // `None`: the directory is still being listed; any file may serve.
-            let waiting = loading.is_none_or(|loading| {
+            let waiting = loading.as_ref().is_none_or(|loading| {
                 loading.iter().any(|file| {
                     let earlier = match (serving, self.registry.rank(&file.name)) {
                         (None, _) => true,
@@ -164,7 +164,31 @@ impl Session<'_> {
                     earlier && may_serve
                 })
             });
-            if !waiting || left.is_zero() {
+            // The plugin that serves waits for a provider a file still
+            // loading may be: its answer depends on that file too.
+            let provider_loading = || {
+                let name = found.as_ref().ok().and_then(|h| h.name());
+                let waits_for: Vec<Request> = self
+                    .registry
+                    .list()
+                    .into_iter()
+                    .filter(|i| Some(&i.name) == name.as_ref())
+                    .flat_map(|i| i.imports)
+                    .filter(|link| link.provider.is_none())
+                    .map(|link| link.interface.into())
+                    .collect();
+                !waits_for.is_empty()
+                    && loading.as_ref().is_some_and(|files| {
+                        files.iter().any(|file| {
+                            file.exports.as_ref().is_none_or(|exports| {
+                                exports
+                                    .iter()
+                                    .any(|e| waits_for.iter().any(|w| e.serves(w)))
+                            })
+                        })
+                    })
+            };
+            if (!waiting && !provider_loading()) || left.is_zero() {
                 return found;
             }
             watcher.wait_change(version, left);
