@@ -641,3 +641,47 @@ fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
         s.finish();
     }
 }
+
+/// `inspect` reads a component without linking or compiling it, so one that
+/// would not link shows which import is missing; `call` says so before
+/// compiling anything.
+#[test]
+fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let needs_http = wat::parse_str(
+        r#"(component
+            (import "wasi:http/outgoing-handler@0.2.0" (instance $h
+                (export "ping" (func (result u32)))))
+            (import "demo:greeter/greet@1.0.0" (instance $g
+                (export "hello" (func (param "name" string) (result string)))))
+            (core module $m (func (export "v") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func $v (result u32) (canon lift (core func $i "v")))
+            (instance $probe (export "version" (func $v)))
+            (export "demo:probe/probe@1.0.0" (instance $probe))
+        )"#,
+    )
+    .unwrap();
+    let file = dir.path().join("needs_http.wasm");
+    std::fs::write(&file, needs_http).unwrap();
+    let out = run(&["inspect", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(
+            "wasi:http/outgoing-handler@0.2.0: missing: hotslot does not offer wasi:http"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("demo:greeter/greet@1.0.0: the registry"),
+        "{shown}"
+    );
+    let out = run(&["call", file.to_str().unwrap(), "demo:probe/probe#version()"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("cannot be linked: it imports wasi:http/outgoing-handler@0.2.0"),
+        "{said}"
+    );
+}

@@ -4,27 +4,23 @@
 use std::path::Path;
 
 use wit_component::{DecodedWasm, WitPrinter};
+use wit_parser::{Resolve, WorldId, WorldItem, WorldKey};
 
 use crate::error::one_line;
+use crate::limits::DEFAULT_MAX_FILE_SIZE;
 use crate::registry::Registry;
+use crate::source::Source;
 
 /// The component's world — its imports and exports — and every interface
-/// they name, as WIT with versions.
+/// they name, as WIT with versions, then how this host would link each
+/// import. It reads the component; it neither compiles nor links it, so a
+/// component that would not link can be inspected to learn why.
 pub fn inspect(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // The same checks as loading, so a core module or garbage gets the same
-    // clear message rather than a decoder's.
-    let registry = Registry::new().map_err(|e| e.to_string())?;
-    let plugin = registry
-        .load_bytes(&path.display().to_string(), &bytes)
-        .map_err(|e| e.to_string())?;
-    let decoded = wit_component::decode(&bytes)
-        .map_err(|e| format!("cannot decode the WIT of {}: {e:#}", path.display()))?;
-    let (resolve, main) = match &decoded {
-        DecodedWasm::Component(resolve, world) => (resolve, resolve.worlds[*world].package),
-        DecodedWasm::WitPackage(resolve, package) => (resolve, Some(*package)),
-    };
-    let main = main.ok_or_else(|| format!("{} has no package", path.display()))?;
+    let bytes = read(path)?;
+    let (resolve, world) = decode(path, &bytes)?;
+    let main = resolve.worlds[world]
+        .package
+        .ok_or_else(|| format!("{} has no package", path.display()))?;
     let nested: Vec<_> = resolve
         .packages
         .iter()
@@ -33,26 +29,112 @@ pub fn inspect(path: &Path) -> Result<String, String> {
         .collect();
     let mut printer = WitPrinter::default();
     printer
-        .print(resolve, main, &nested)
+        .print(&resolve, main, &nested)
         .map_err(|e| format!("cannot print the WIT of {}: {e:#}", path.display()))?;
     let mut text = printer.output.to_string();
     text.push_str("\n// How hotslot links each import:\n");
-    let engine = registry.engine();
-    for (name, _) in plugin.component().component_type().imports(engine) {
-        let by = if plugin
-            .imports()
-            .iter()
-            .any(|i| i.name().to_string() == name)
-        {
-            "the registry: whichever plugin serves it (or the one the manifest's [imports] names)"
-        } else if name.starts_with("hotslot:plugin/") {
-            "hotslot: the plugin's host-kept state"
-        } else {
-            "WASI: nothing granted unless the manifest grants it"
+    for (name, linked) in imports(&resolve, world) {
+        let by = match linked {
+            Linked::Wasi => "WASI: nothing granted unless the manifest grants it".to_string(),
+            Linked::Hotslot => "hotslot: the plugin's host-kept state".to_string(),
+            Linked::Registry => "the registry: whichever plugin serves it \
+                                 (or the one the manifest's [imports] names)"
+                .to_string(),
+            Linked::Missing(why) => format!("missing: {why}"),
         };
         text.push_str(&format!("//   {name}: {by}\n"));
     }
     Ok(text)
+}
+
+/// What a component imports that this host cannot link, read from the
+/// component without compiling it: (import, why).
+pub fn unlinkable(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let bytes = read(path)?;
+    let (resolve, world) = decode(path, &bytes)?;
+    Ok(imports(&resolve, world)
+        .into_iter()
+        .filter_map(|(name, linked)| match linked {
+            Linked::Missing(why) => Some((name, why)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// How this host links one import.
+enum Linked {
+    Wasi,
+    Hotslot,
+    Registry,
+    Missing(String),
+}
+
+/// WASI's interfaces this host offers (wasmtime-wasi's p2).
+const WASI_OFFERED: [&str; 6] = ["cli", "io", "clocks", "filesystem", "random", "sockets"];
+
+fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
+    resolve.worlds[world]
+        .imports
+        .iter()
+        .filter_map(|(key, item)| {
+            let name = match key {
+                WorldKey::Interface(id) => resolve.id_of(*id)?,
+                WorldKey::Name(name) => {
+                    let kind = match item {
+                        WorldItem::Function(_) => "a function",
+                        WorldItem::Interface { .. } => "an unnamed interface",
+                        WorldItem::Type { .. } => return None,
+                    };
+                    return Some((
+                        name.clone(),
+                        Linked::Missing(format!(
+                            "{kind} imported by a plain name: hotslot links interfaces \
+                             named `namespace:package/interface`"
+                        )),
+                    ));
+                }
+            };
+            let linked = match name.split_once(':') {
+                Some(("wasi", rest)) => {
+                    let package = rest.split('/').next().unwrap_or_default();
+                    match WASI_OFFERED.contains(&package) {
+                        true => Linked::Wasi,
+                        false => Linked::Missing(format!(
+                            "hotslot does not offer wasi:{package} to plugins"
+                        )),
+                    }
+                }
+                Some(("hotslot", rest)) if rest.starts_with("plugin/state") => Linked::Hotslot,
+                Some(("hotslot", _)) => {
+                    Linked::Missing("hotslot:plugin offers only `state` to import".into())
+                }
+                _ => Linked::Registry,
+            };
+            Some((name, linked))
+        })
+        .collect()
+}
+
+/// Reads a component file the way loading does: a regular file within the
+/// size limit, its header checked first.
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    Source::read(path, DEFAULT_MAX_FILE_SIZE)
+        .map(|source| source.bytes)
+        .map_err(|e| e.to_string())
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<(Resolve, WorldId), String> {
+    match wit_component::decode(bytes) {
+        Ok(DecodedWasm::Component(resolve, world)) => Ok((resolve, world)),
+        Ok(DecodedWasm::WitPackage(..)) => Err(format!(
+            "{} is a WIT package, not a component",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot decode the WIT of {}: {e:#}",
+            path.display()
+        )),
+    }
 }
 
 /// One row of `hotslot list`.

@@ -287,6 +287,13 @@ fn watch(
 
 fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
     let dir = file.parent().unwrap_or(Path::new("."));
+    // An import this host cannot link is said before any compiling.
+    if let Some((import, why)) = inspect::unlinkable(&file)?.into_iter().next() {
+        return Err(format!(
+            "{} cannot be linked: it imports {import}: {why}",
+            file.display()
+        ));
+    }
     let registry = registry(limits, dir)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
