@@ -389,8 +389,9 @@ impl Loader {
             reason,
         };
         check_header(bytes).map_err(not_a_component)?;
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| not_a_component(reason(&e)))?;
+        let component = Component::new(&self.engine, bytes);
+        give_back_memory();
+        let component = component.map_err(|e| not_a_component(reason(&e)))?;
         let link_error = |reason: String| Error::Link {
             origin: origin.to_string(),
             reason,
@@ -422,6 +423,19 @@ impl Loader {
             contract,
             hash,
         })
+    }
+}
+
+/// Returns the memory compiling freed to the operating system. Cranelift
+/// allocates hundreds of megabytes for a big component on several threads,
+/// and glibc's allocator keeps what they freed in its arenas: without this,
+/// a host that compiled two 15 MB components stays at six times the memory
+/// of one that loaded them from the cache.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory the allocator holds.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
