@@ -68,6 +68,51 @@ fn interleave(rounds: usize, iters: u32, sides: &mut [(&str, &mut dyn FnMut())])
     }
 }
 
+mod calc {
+    hotslot::bindgen!(Calculator, { path: "../wit/calc", world: "calculator" });
+}
+
+/// A typed `add` through a handle, with metrics counted and without, beside
+/// the same call made directly on wasmtime.
+fn metrics_cost(engine: &Engine) {
+    let with = Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap();
+    let without = Registry::with_engine(engine.clone(), hotslot::Limits::default())
+        .unwrap()
+        .without_metrics();
+    let mut handles = Vec::new();
+    for registry in [&with, &without] {
+        let plugin = registry.load_bytes("calc.wasm", &bytes("calc")).unwrap();
+        registry.add_plugin("calc", &plugin).unwrap();
+        handles.push(registry.implementation("demo:calc/math", "calc").unwrap());
+    }
+    let mut linker: Linker<Raw> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let component = Component::new(engine, bytes("calc")).unwrap();
+    let mut store = raw_store(engine);
+    let instance = linker.instantiate(&mut store, &component).unwrap();
+    let direct = calc::Calculator::new(&mut store, &instance).unwrap();
+    let typed = |h: &Handle| {
+        black_box(
+            h.call_typed(|c: &calc::Calculator, s| c.demo_calc_math().call_add(s, 40, 2))
+                .unwrap(),
+        );
+    };
+    println!("metrics: a typed add (41 rounds x 20000 calls):");
+    interleave(
+        41,
+        20_000,
+        &mut [
+            ("direct wasmtime", &mut || {
+                black_box(direct.demo_calc_math().call_add(&mut store, 40, 2).unwrap());
+            }),
+            ("handle, metrics off", &mut || typed(&handles[1])),
+            ("handle, metrics on (as shipped)", &mut || {
+                typed(&handles[0])
+            }),
+        ],
+    );
+}
+
 fn call(handle: &Handle, function: &str, args: &[Val]) {
     black_box(handle.call(function, args).unwrap());
 }
@@ -297,6 +342,11 @@ fn main() {
     // Criterion's flags are accepted and ignored: this bench times itself.
     let registry = Registry::new().unwrap();
     let started = Instant::now();
+    if std::env::args().any(|a| a == "metrics") {
+        metrics_cost(registry.engine());
+        return;
+    }
+    metrics_cost(registry.engine());
     state_costs(&registry);
     migration(&registry);
     forwarding(&registry);

@@ -65,6 +65,11 @@ impl ImportTable {
         }
     }
 
+    /// The plugin whose imports these are.
+    pub(crate) fn dependent(&self) -> &str {
+        &self.dependent
+    }
+
     /// How each import stands now.
     fn links_now(&self) -> Vec<ImportLink> {
         self.imports

@@ -80,6 +80,8 @@ pub(crate) struct Program {
     /// Reloads taken and refused.
     reloads: AtomicU64,
     rejected: AtomicU64,
+    /// Whether calls are counted (see [`Registry::without_metrics`](crate::Registry::without_metrics)).
+    counting: bool,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -125,7 +127,7 @@ pub(crate) enum NoLane {
 }
 
 impl Program {
-    pub(crate) fn new(name: &str, rank: usize, scope: PluginScope) -> Self {
+    pub(crate) fn new(name: &str, rank: usize, scope: PluginScope, counting: bool) -> Self {
         Program {
             name: name.into(),
             rank,
@@ -145,6 +147,7 @@ impl Program {
             scope,
             reloads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            counting,
         }
     }
 
@@ -312,7 +315,8 @@ impl Program {
         if lane.seen != self.publications.load(Ordering::Acquire) {
             self.catch_up(lane);
         }
-        serve_on(lane, &held.cell.metrics, slot, f)
+        let metrics = self.counting.then_some(&held.cell.metrics);
+        serve_on(lane, metrics, slot, f)
     }
 
     /// What calls to `slot` counted, over every lane.
@@ -356,7 +360,7 @@ impl Program {
 /// the call in `metrics`.
 fn serve_on<R>(
     lane: &mut Lane,
-    metrics: &LaneMetrics,
+    metrics: Option<&LaneMetrics>,
     slot: SlotId,
     f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
 ) -> Option<Result<R, Error>> {
@@ -367,6 +371,9 @@ fn serve_on<R>(
     } = lane;
     let published = published.as_ref()?;
     let export = published.export_for(slot)?;
+    let Some(metrics) = metrics else {
+        return Some(f(&published.generation, export, resident));
+    };
     let counting = metrics.start(slot);
     let result = f(&published.generation, export, resident);
     metrics.end(counting, &result);
@@ -390,7 +397,10 @@ impl PinnedLane {
         slot: SlotId,
         f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
     ) -> Option<Result<R, Error>> {
-        let metrics = &self.program.lanes[self.index].metrics;
+        let program = &self.program;
+        let metrics = program
+            .counting
+            .then_some(&program.lanes[self.index].metrics);
         serve_on(&mut self.guard, metrics, slot, f)
     }
 }

@@ -224,6 +224,10 @@ struct State {
     every_program: Arc<Programs>,
     /// Every plugin's host-kept state, by name: it outlives its programs.
     states: HashMap<String, Arc<PluginStore>>,
+    /// Whether calls are counted for [`Registry::metrics`].
+    counting: bool,
+    /// Every dependent's imports, to check again when a provider changes.
+    import_tables: Vec<Weak<ImportTable>>,
 }
 
 impl Registry {
@@ -249,7 +253,10 @@ impl Registry {
             state_dir: None,
             persist: Mutex::new(None),
             next_generation: AtomicU64::new(1),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                counting: true,
+                ..State::default()
+            }),
             subscribers: Mutex::new(Vec::new()),
         })
     }
@@ -265,6 +272,17 @@ impl Registry {
     /// ```
     pub fn with_grant_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.grant_root = Some(root.into());
+        self
+    }
+
+    /// The same registry, counting nothing for [`Registry::metrics`]: what
+    /// the benchmarks measure metrics' cost against. Metrics are cheap; most
+    /// hosts keep them.
+    pub fn without_metrics(mut self) -> Self {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .counting = false;
         self
     }
 
@@ -864,6 +882,7 @@ impl Registry {
             plugin.imports().to_vec(),
             selections,
         ));
+        self.lock().import_tables.push(Arc::downgrade(&table));
         for link in table.links() {
             match (&link.provider, &link.problem) {
                 (None, _) => tracing::info!(
@@ -989,13 +1008,38 @@ impl Registry {
     /// Publishes `next` for `program`, re-points `get` handles and tells
     /// subscribers what changed.
     fn republish_arc(&self, program: &Program, next: Option<Arc<Published>>) {
-        let events = {
+        let (events, tables) = {
             let mut state = self.lock();
             let previous = program.publish(next.clone());
             state.repoint_selections();
-            changes(program.name(), previous.as_deref(), next.as_deref())
+            state.import_tables.retain(|t| t.strong_count() > 0);
+            let tables: Vec<Arc<ImportTable>> = state
+                .import_tables
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            (
+                changes(program.name(), previous.as_deref(), next.as_deref()),
+                tables,
+            )
         };
         events.into_iter().for_each(|event| self.publish(event));
+        // A provider changed: the dependents bound to it are checked against
+        // it now, and told in the log if it no longer fits.
+        for table in tables {
+            for link in table.links() {
+                let provider = link.provider.as_ref().map(|(name, _)| name.as_str());
+                if let (Some(problem), Some(name)) = (&link.problem, provider) {
+                    if name == program.name() {
+                        tracing::warn!(
+                            "`{}` cannot use `{name}` for {}: {problem}",
+                            table.dependent(),
+                            link.interface
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn publish(&self, event: RegistryEvent) {
@@ -1034,7 +1078,12 @@ impl State {
             usage: Arc::default(),
             recent: Arc::default(),
         };
-        let program = Arc::new(Program::new(name, self.programs.len(), scope));
+        let program = Arc::new(Program::new(
+            name,
+            self.programs.len(),
+            scope,
+            self.counting,
+        ));
         self.every_program.add(&program);
         self.programs.push(program.clone());
         program

@@ -685,3 +685,34 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
         "{said}"
     );
 }
+
+/// When a provider comes (or reloads) that does not fit what a dependent
+/// expects, the log says so at once, before any call.
+#[test]
+fn a_provider_that_does_not_fit_is_reported_when_it_loads() {
+    let dir = plugin_dir(&[("banner.wasm", "banner")]);
+    let mut s = Session::start(dir.path(), &[]);
+    assert!(s.ask("list").contains("demo:greeter/greet@1.0.0<-waiting"));
+    while s.next_line("list") != "end" {}
+    let wrong = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
+            (instance $g (export "hello" (func $h)))
+            (export "demo:greeter/greet@1.0.0" (instance $g))
+        )"#,
+    )
+    .unwrap();
+    let tmp = dir.path().join(".greeter.tmp");
+    std::fs::write(&tmp, wrong).unwrap();
+    std::fs::rename(&tmp, dir.path().join("greeter.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !s.stderr.lock().unwrap().contains("cannot use `greeter`") {
+        assert!(Instant::now() < deadline, "{}", s.stderr.lock().unwrap());
+        std::thread::yield_now();
+    }
+    let (ok, _, stderr) = s.finish();
+    assert!(ok);
+    assert!(stderr.contains("func(n: u32) -> u32"), "{stderr}");
+}
