@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hotslot::wasmtime::component::{Component, Linker, ResourceTable, TypedFunc, Val};
+use hotslot::wasmtime::component::{
+    Component, ComponentExportIndex, Instance, Linker, ResourceTable, TypedFunc, Val,
+};
 use hotslot::wasmtime::{Engine, Store};
 use hotslot::{Handle, Registry};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -249,6 +251,33 @@ fn forwarding(registry: &Registry) {
         })
         .unwrap();
     let banner = Component::new(&engine, bytes("banner")).unwrap();
+    // And wired with dynamic values on both sides of the import, as a host
+    // that knows the types only at run time must.
+    let mut greeter_store = raw_store(&engine);
+    let greeter_instance = linker.instantiate(&mut greeter_store, &greeter).unwrap();
+    let hello_dynamic = greeter_instance
+        .get_func(&mut greeter_store, hello_index)
+        .unwrap();
+    let provider = Mutex::new(greeter_store);
+    let mut wired_dynamic = linker.clone();
+    wired_dynamic
+        .instance("demo:greeter/greet@1.0.0")
+        .unwrap()
+        .func_new("hello", move |_store, _ty, params, results| {
+            let mut store = provider.lock().unwrap();
+            hello_dynamic.call(&mut *store, params, results)
+        })
+        .unwrap();
+    let mut dynamic_store = raw_store(&engine);
+    let dynamic_instance = wired_dynamic
+        .instantiate(&mut dynamic_store, &banner)
+        .unwrap();
+    let show_both = show_index_of(&dynamic_instance, &mut dynamic_store);
+    let dynamic_show_both = dynamic_instance
+        .get_func(&mut dynamic_store, show_both)
+        .unwrap();
+    let dynamic_store = std::cell::RefCell::new(dynamic_store);
+
     let mut store = raw_store(&engine);
     let instance = wired.instantiate(&mut store, &banner).unwrap();
     let store = std::cell::RefCell::new(store);
@@ -266,8 +295,30 @@ fn forwarding(registry: &Registry) {
     let dynamic_show = instance.get_func(&mut *store_mut, show_index).unwrap();
     drop(store_ref);
 
-    println!("a call forwarded to another plugin (41 rounds x 2000 calls):");
     let args = [Val::String("you".into())];
+    // For perf: one side alone for six seconds, then a count of its calls.
+    if let Some(side) = std::env::var_os("PROFILE_FORWARDING") {
+        let until = Instant::now() + std::time::Duration::from_secs(6);
+        let mut calls = 0u64;
+        while Instant::now() < until {
+            for _ in 0..1000 {
+                if side == "wired" {
+                    let mut results = [Val::Bool(false)];
+                    let mut store = dynamic_store.borrow_mut();
+                    dynamic_show_both
+                        .call(&mut *store, &args, &mut results)
+                        .unwrap();
+                    black_box(results);
+                } else {
+                    call(&through, "show", &args);
+                }
+            }
+            calls += 1000;
+        }
+        eprintln!("{calls} calls");
+        return;
+    }
+    println!("a call forwarded to another plugin (41 rounds x 2000 calls):");
     interleave(
         41,
         2000,
@@ -281,11 +332,31 @@ fn forwarding(registry: &Registry) {
             ("wired by hand, typed (wasmtime)", &mut || {
                 black_box(show.call(&mut *store.borrow_mut(), ("you",)).unwrap());
             }),
+            (
+                "wired by hand, dynamic on both sides of the import",
+                &mut || {
+                    let mut results = [Val::Bool(false)];
+                    let mut store = dynamic_store.borrow_mut();
+                    dynamic_show_both
+                        .call(&mut *store, &args, &mut results)
+                        .unwrap();
+                    black_box(results);
+                },
+            ),
             ("through the registry (hotslot)", &mut || {
                 call(&through, "show", &args)
             }),
         ],
     );
+}
+
+fn show_index_of(instance: &Instance, store: &mut Store<Raw>) -> ComponentExportIndex {
+    let iface = instance
+        .get_export_index(&mut *store, None, "demo:banner/banner@1.0.0")
+        .unwrap();
+    instance
+        .get_export_index(&mut *store, Some(&iface), "show")
+        .unwrap()
 }
 
 fn rss_kib() -> u64 {
@@ -344,6 +415,10 @@ fn main() {
     let started = Instant::now();
     if std::env::args().any(|a| a == "metrics") {
         metrics_cost(registry.engine());
+        return;
+    }
+    if std::env::args().any(|a| a == "forwarding") {
+        forwarding(&registry);
         return;
     }
     metrics_cost(registry.engine());

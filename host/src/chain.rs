@@ -13,15 +13,21 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::{deadline_ticks, ticks_now};
 
 #[derive(Default)]
 struct Chain {
     /// Plugins inside a call, outermost first.
-    entered: Vec<String>,
-    /// When the outermost call must be done.
-    deadline: Option<Instant>,
-    /// Held until the outermost call returns, by key.
+    entered: Vec<Arc<str>>,
+    /// When the outermost call must be done, on the epoch tickers' clock
+    /// ([`ticks_now`]).
+    deadline: Option<u64>,
+    /// Held until the outermost call returns, by key: the providers' lanes,
+    /// pinned (boxed, since this module sits below the one that makes
+    /// them).
     held: Vec<(usize, Box<dyn Any>)>,
 }
 
@@ -31,12 +37,12 @@ thread_local! {
 
 /// Marks `plugin` as inside a call until the guard drops. The first plugin
 /// entered sets the chain's deadline to `timeout` from now.
-pub(crate) fn enter(plugin: &str, timeout: Duration) -> Entered {
+pub(crate) fn enter(plugin: &Arc<str>, timeout: Duration) -> Entered {
     CHAIN.with_borrow_mut(|chain| {
         if chain.entered.is_empty() {
-            chain.deadline = Instant::now().checked_add(timeout);
+            chain.deadline = Some(ticks_now().saturating_add(deadline_ticks(timeout)));
         }
-        chain.entered.push(plugin.to_string());
+        chain.entered.push(plugin.clone());
     });
     Entered { _private: () }
 }
@@ -49,17 +55,21 @@ pub(crate) struct Entered {
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let released = CHAIN.with_borrow_mut(|chain| {
+        let outermost = CHAIN.with_borrow_mut(|chain| {
             chain.entered.pop();
-            if chain.entered.is_empty() {
-                chain.deadline = None;
-                std::mem::take(&mut chain.held)
-            } else {
-                Vec::new()
-            }
+            chain.entered.is_empty()
         });
-        // Dropped outside the borrow: letting go may run other code.
-        drop(released);
+        if !outermost {
+            return;
+        }
+        // Let go one lane at a time, each outside the borrow (letting go may
+        // run other code); the vector keeps its room for the next chain.
+        while let Some(lane) = CHAIN.with_borrow_mut(|chain| {
+            chain.deadline = None;
+            chain.held.pop()
+        }) {
+            drop(lane);
+        }
     }
 }
 
@@ -70,41 +80,46 @@ pub(crate) fn cycle_to(plugin: &str) -> Option<Vec<String>> {
         chain
             .entered
             .iter()
-            .any(|p| p == plugin)
-            .then(|| chain.entered.clone())
+            .any(|p| **p == *plugin)
+            .then(|| chain.entered.iter().map(|p| p.to_string()).collect())
     })
 }
 
-/// How long the chain may still run, if a chain is running.
-pub(crate) fn time_left() -> Option<Duration> {
-    CHAIN.with_borrow(|chain| {
-        chain
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    })
+/// How many epoch ticks the chain may still run, if a chain is running: at
+/// least one, since the tickers' clock and an engine's epoch may be a tick
+/// apart.
+pub(crate) fn ticks_left() -> Option<u64> {
+    CHAIN.with_borrow(|chain| chain.deadline.map(|d| d.saturating_sub(ticks_now()).max(1)))
 }
 
-/// Runs `f` on what the chain holds under `key`, made by `make` if it holds
-/// nothing there yet. Outside a chain nothing is held: `f` gets a fresh one,
-/// dropped after.
+/// Runs `f` on what the chain holds under `key`, made by `make` if it
+/// holds nothing there yet. Outside a chain nothing is held: `f` gets a
+/// fresh one, dropped after.
 pub(crate) fn with_held<T: 'static, R>(
     key: usize,
     make: impl FnOnce() -> Result<T, crate::error::Error>,
     f: impl FnOnce(&mut T) -> R,
 ) -> Result<R, crate::error::Error> {
-    let in_chain = CHAIN.with_borrow(|chain| !chain.entered.is_empty());
-    if !in_chain {
-        return Ok(f(&mut make()?));
-    }
-    let mut held = CHAIN.with_borrow_mut(|chain| {
-        let at = chain.held.iter().position(|(k, _)| *k == key)?;
-        Some(chain.held.swap_remove(at).1)
+    let taken = CHAIN.with_borrow_mut(|chain| {
+        if chain.entered.is_empty() {
+            return None;
+        }
+        let at = chain.held.iter().position(|(k, _)| *k == key);
+        Some(at.map(|at| chain.held.swap_remove(at).1))
     });
-    if held.is_none() {
-        held = Some(Box::new(make()?));
-    }
-    let mut held = held.expect("just made");
-    let result = f(held.downcast_mut::<T>().expect("held under its own key"));
+    let Some(held) = taken else {
+        return Ok(f(&mut make()?));
+    };
+    let mut held = match held {
+        Some(held) => held,
+        None => Box::new(make()?),
+    };
+    // Taken out while `f` runs: `f` may reach this chain again (a nested
+    // call), and the chain must not be borrowed then.
+    let result = match held.downcast_mut::<T>() {
+        Some(value) => f(value),
+        None => unreachable!("only a `T` is held under its key"),
+    };
     CHAIN.with_borrow_mut(|chain| chain.held.push((key, held)));
     Ok(result)
 }

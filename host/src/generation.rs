@@ -24,6 +24,9 @@ use crate::sync::lock;
 /// whole on reload.
 pub(crate) struct Generation {
     number: u64,
+    /// Unique in the process, never reused (unlike an address): what a
+    /// cache of checks made against a generation is keyed by.
+    uid: u64,
     name: Arc<str>,
     plugin: Plugin,
     limits: Limits,
@@ -123,8 +126,10 @@ impl Generation {
     ) -> Result<Self, Error> {
         let Start { reason, snapshot } = start;
         let limits = plugin.grants().limits(limits);
+        static UIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = Generation {
             number,
+            uid: UIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: name.into(),
             instances: plugin.grants().instance_count(),
             deadline: deadline_ticks(limits.timeout),
@@ -148,6 +153,11 @@ impl Generation {
 
     pub(crate) fn number(&self) -> u64 {
         self.number
+    }
+
+    /// Never 0, never shared with another generation.
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
     }
 
     pub(crate) fn plugin(&self) -> &Plugin {
@@ -314,51 +324,64 @@ impl Generation {
         function: &str,
         args: &[Val],
     ) -> Result<Vec<Val>, Error> {
-        self.call_within(resident, export, function, args, None)
+        let position = self.position(export, function)?;
+        let count = self.exported(export).functions()[position].result_count();
+        let mut results = vec![Val::Bool(false); count];
+        self.call_at(resident, export, position, args, &mut results, None)?;
+        Ok(results)
     }
 
-    /// Like [`Generation::call`], given at most `cap` on top of the
-    /// plugin's own deadline: what is left of the chain of calls it is in.
-    pub(crate) fn call_within(
-        &self,
-        resident: &mut Resident,
-        export: usize,
-        function: &str,
-        args: &[Val],
-        cap: Option<Duration>,
-    ) -> Result<Vec<Val>, Error> {
+    /// Where `function` is among the functions of export number `export`.
+    fn position(&self, export: usize, function: &str) -> Result<usize, Error> {
         let exported = self.exported(export);
-        let Some(position) = exported.position(function) else {
-            return Err(Error::NoSuchFunction {
+        exported
+            .position(function)
+            .ok_or_else(|| Error::NoSuchFunction {
                 interface: exported.name().to_string(),
                 name: self.name.to_string(),
                 function: function.to_string(),
                 available: exported.function_names(),
-            });
-        };
+            })
+    }
+
+    /// Calls function number `position` of export number `export`,
+    /// answering into `results` (as many as the function returns), given at
+    /// most `cap` epoch ticks on top of the plugin's own deadline: what is
+    /// left of the chain of calls it is in. A call forwarded from another
+    /// plugin needs no vector of its own, and no lookup by name.
+    pub(crate) fn call_at(
+        &self,
+        resident: &mut Resident,
+        export: usize,
+        position: usize,
+        args: &[Val],
+        results: &mut [Val],
+        cap: Option<u64>,
+    ) -> Result<(), Error> {
+        let exported = self.exported(export);
         let signature = &exported.functions()[position];
-        if args.len() != signature.param_count() {
+        let function = signature.name();
+        let counts = [
+            ("argument", signature.param_count(), args.len()),
+            ("result", signature.result_count(), results.len()),
+        ];
+        if let Some((what, wanted, given)) = counts.into_iter().find(|(_, w, g)| w != g) {
             return Err(Error::BadArguments {
                 interface: exported.name().to_string(),
                 function: function.to_string(),
-                reason: format!(
-                    "expected {} argument(s), got {}",
-                    signature.param_count(),
-                    args.len()
-                ),
+                reason: format!("expected {wanted} {what}(s), got {given}"),
             });
         }
-        let mut results = vec![Val::Bool(false); signature.result_count()];
         let _entered = self.enter();
         if self.plugin.grants().canary > 0 {
             self.remember(export, function, args);
         }
         let live = self.live(resident, export)?;
-        let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(deadline_ticks(cap)));
+        let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
         live.store.set_epoch_deadline(ticks);
         let func = live.funcs[export][position];
-        match guarded(|| func.call(&mut live.store, args, &mut results)) {
-            Ok(()) => Ok(results),
+        match guarded(|| func.call(&mut live.store, args, results)) {
+            Ok(()) => Ok(()),
             Err(error) => {
                 let error = self.call_failed(export, function, args, &error);
                 // Wrong arguments are refused before the guest runs; anything

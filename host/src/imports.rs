@@ -16,6 +16,7 @@
 //!   both plugins and the fault; the provider's instance is replaced, and so
 //!   is the dependent's (wasmtime leaves it unusable after a failed import).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Val;
@@ -41,9 +42,16 @@ pub(crate) struct ImportTable {
 /// reached matched what the dependent expects.
 pub(crate) struct Binding {
     selection: Arc<Selection>,
-    /// The generation checked last (by address) and the outcome.
-    checked: Mutex<Option<(usize, Result<(), String>)>>,
+    /// The generation checked last (by uid) and the outcome.
+    checked: Mutex<Option<(u64, Result<(), String>)>>,
+    /// For each imported function, where the provider's matching function
+    /// is, in the last generation found to match: `uid << 16 | position`,
+    /// or 0. The lock-free answer every forwarded call asks for.
+    found: Vec<AtomicU64>,
 }
+
+/// How many bits of [`Binding::found`] hold the position.
+const POSITION_BITS: u32 = 16;
 
 impl ImportTable {
     pub(crate) fn new(
@@ -53,9 +61,15 @@ impl ImportTable {
     ) -> Self {
         let bindings = selections
             .into_iter()
-            .map(|selection| Binding {
+            .zip(&imports)
+            .map(|(selection, import)| Binding {
                 selection,
                 checked: Mutex::new(None),
+                found: import
+                    .functions()
+                    .iter()
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
             })
             .collect();
         ImportTable {
@@ -92,11 +106,48 @@ impl ImportTable {
             .collect()
     }
 
+    /// Where, in the provider's generation, the function is that function
+    /// `function` of import `i` reaches, once the generation is found to
+    /// match ([`ImportTable::check`]).
+    fn find(
+        &self,
+        i: usize,
+        function: usize,
+        generation: &Generation,
+        export: usize,
+    ) -> Result<usize, String> {
+        let found = &self.bindings[i].found;
+        let seen = found[function].load(Ordering::Acquire);
+        if seen >> POSITION_BITS == generation.uid() {
+            return Ok((seen & ((1 << POSITION_BITS) - 1)) as usize);
+        }
+        self.check(i, generation, export)?;
+        let offered = generation.exported(export);
+        let mut position = 0;
+        for (f, wanted) in self.imports[i].functions().iter().enumerate() {
+            let at = offered.position(wanted.name()).ok_or_else(|| {
+                format!("`{}` has no function `{}`", offered.name(), wanted.name())
+            })?;
+            if f == function {
+                position = at;
+            }
+            // A generation whose positions do not fit is only never cached.
+            if let Ok(at) = u64::try_from(at) {
+                if at < 1 << POSITION_BITS {
+                    let packed = generation.uid() << POSITION_BITS | at;
+                    found[f].store(packed, Ordering::Release);
+                }
+            }
+        }
+        Ok(position)
+    }
+
     /// Whether the provider's generation offers every function import `i`
     /// expects, with the same types; remembered per generation.
     fn check(&self, i: usize, generation: &Generation, export: usize) -> Result<(), String> {
-        let key = generation as *const Generation as usize;
-        let mut checked = lock(&self.bindings[i].checked);
+        let key = generation.uid();
+        let binding = &self.bindings[i];
+        let mut checked = lock(&binding.checked);
         if let Some((seen, outcome)) = &*checked {
             if *seen == key {
                 return outcome.clone();
@@ -162,7 +213,9 @@ impl ImportCalls for ImportTable {
             failure.reason = reason;
             wasmtime::Error::new(failure)
         };
-        let Some(slot) = self.bindings[import].selection.slot().clone() else {
+        // The guard, not a clone: no reference count touched per call.
+        let slot = self.bindings[import].selection.slot();
+        let Some(slot) = slot.as_ref() else {
             let reason = "no plugin serves it yet (the dependent is waiting for one)";
             return Err(fail(None, None, reason.into()));
         };
@@ -182,14 +235,15 @@ impl ImportCalls for ImportTable {
             || slot.program().pin().map_err(|why| no_lane(provider, why)),
             |pinned: &mut PinnedLane| {
                 pinned.serve(slot.id(), |generation, export, resident| {
-                    self.check(import, generation, export).map_err(|problem| {
-                        Error::BadArguments {
-                            interface: self.imports[import].name().to_string(),
-                            function: name.to_string(),
-                            reason: problem,
-                        }
-                    })?;
-                    generation.call_within(resident, export, name, params, chain::time_left())
+                    let position =
+                        self.find(import, function, generation, export)
+                            .map_err(|problem| Error::BadArguments {
+                                interface: self.imports[import].name().to_string(),
+                                function: name.to_string(),
+                                reason: problem,
+                            })?;
+                    let cap = chain::ticks_left();
+                    generation.call_at(resident, export, position, params, results, cap)
                 })
             },
         );
@@ -202,12 +256,7 @@ impl ImportCalls for ImportTable {
             Err(e) => Err(e),
         };
         match answer {
-            Ok(values) => {
-                for (slot, value) in results.iter_mut().zip(values) {
-                    *slot = value;
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(Error::Call { fault, reason, .. }) => Err(fail(
                 Some(provider),
                 Some(fault),

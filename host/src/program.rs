@@ -270,9 +270,15 @@ impl Program {
         let me = thread_token();
         // Threads start at different lanes, so two callers of a plugin with
         // two instances do not both try the same one first.
-        let start = me as usize % width;
+        // (A division costs more than the rest of this loop: none for the
+        // usual single lane, and none in it.)
+        let start = if width == 1 { 0 } else { me as usize % width };
         for i in 0..width {
-            let index = (start + i) % width;
+            let index = if start + i < width {
+                start + i
+            } else {
+                start + i - width
+            };
             if let Some(guard) = try_take(&self.lanes[index].lane) {
                 return Ok((index, guard));
             }

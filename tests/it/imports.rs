@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotslot::wasmtime::component::Val;
-use hotslot::{Error, Fault, Handle, Limits, Registry, WatchEvent, Watcher};
+use hotslot::{Error, Fault, Grants, Handle, Limits, Registry, WatchEvent, Watcher};
 
 use crate::common::{plugin, plugin_path, probe_component};
 
@@ -233,6 +233,41 @@ fn a_provider_past_its_deadline_fails_the_chain_within_the_top_level_deadline() 
     assert_eq!(depth(&ping, 2).unwrap(), 2);
 }
 
+/// A dependent with a shorter deadline than its provider: the provider's
+/// call ends when the dependent's (the top-level call's) time is up, not
+/// when its own longer deadline would.
+#[test]
+fn the_top_level_deadline_bounds_a_provider_with_a_longer_one() {
+    let (outer, inner) = (Duration::from_millis(150), Duration::from_millis(1500));
+    let registry = Registry::with_engine(
+        hotslot::engine::shared_engine().unwrap(),
+        Limits {
+            timeout: inner,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let shorter = format!("[limits]\ntimeout-ms = {}\n", outer.as_millis());
+    let grants = Grants::from_toml(&shorter, std::path::Path::new("."), "ping.toml").unwrap();
+    let ping = registry
+        .load_bytes("ping.wasm", &forwarding("ping", "pong"))
+        .unwrap()
+        .with_grants(grants);
+    registry.add_plugin("ping", &ping).unwrap();
+    add(&registry, "pong", &moody_pong());
+    let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+    let started = Instant::now();
+    match depth(&ping, 8) {
+        Err(Error::Import(e)) => assert_eq!(e.fault, Some(Fault::Timeout)),
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(
+        took < 3 * outer,
+        "took {took:?}: the provider ran on its own deadline"
+    );
+}
+
 #[test]
 fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
     let registry = Registry::new().unwrap();
@@ -269,6 +304,12 @@ fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
         .and_then(|()| registry.add_plugin("greeter", &plugin(&registry, "greeter_a")))
         .unwrap();
     assert!(show(&banner, "x").unwrap().contains("a: hello, x"));
+
+    // And the wrong one again, after a good one was called: checked anew.
+    registry.remove_plugin("greeter").unwrap();
+    add(&registry, "greeter", &wrong);
+    let again = show(&banner, "x").unwrap_err().to_string();
+    assert!(again.contains("func(n: u32) -> u32"), "{again}");
 }
 
 #[test]
