@@ -359,6 +359,129 @@ fn show_index_of(instance: &Instance, store: &mut Store<Raw>) -> ComponentExport
         .unwrap()
 }
 
+/// `code` with a custom section appended: the same program in bytes never
+/// seen before, so that no cache serves them.
+fn fresh(code: &[u8], n: u64) -> Vec<u8> {
+    fn leb(out: &mut Vec<u8>, mut value: u64) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"hotslot-bench";
+    let mut section = Vec::new();
+    leb(&mut section, name.len() as u64);
+    section.extend_from_slice(name);
+    section.extend_from_slice(&n.to_le_bytes());
+    let mut out = code.to_vec();
+    out.push(0);
+    leb(&mut out, section.len() as u64);
+    out.extend_from_slice(&section);
+    out
+}
+
+/// Cranelift against Winch: new bytes to the first answer, and the calls
+/// after.
+fn compilers() {
+    use hotslot::engine::{build, Compiler, EngineOptions};
+    let engines = [Compiler::Cranelift, Compiler::Winch].map(|compiler| {
+        build(&EngineOptions {
+            compiler,
+            ..EngineOptions::default()
+        })
+        .unwrap()
+    });
+    let registries = engines
+        .each_ref()
+        .map(|engine| Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap());
+    let mut serial = 0;
+    for (stem, interface, function, rounds) in [
+        ("calc", "demo:calc/math", "add", 21),
+        ("greeter_py", "demo:greeter/greet", "hello", 5),
+    ] {
+        let code = bytes(stem);
+        let mut times = [Vec::new(), Vec::new()];
+        let mut raw = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                serial += 1;
+                let started = Instant::now();
+                black_box(Component::new(&engines[side], fresh(&code, serial)).unwrap());
+                raw[side].push(started.elapsed().as_secs_f64() * 1e3);
+                let registry = &registries[side];
+                serial += 1;
+                let started = Instant::now();
+                let plugin = registry.load_bytes(stem, &fresh(&code, serial)).unwrap();
+                registry.add_plugin(stem, &plugin).unwrap();
+                let handle = registry.implementation(interface, stem).unwrap();
+                let args = match function {
+                    "add" => vec![Val::S32(1), Val::S32(2)],
+                    _ => vec![Val::String("x".into())],
+                };
+                call(&handle, function, &args);
+                times[side].push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let ratios: Vec<f64> = times[0].iter().zip(&times[1]).map(|(c, w)| c / w).collect();
+        let (c, c10, c90) = spread(times[0].clone());
+        let (w, w10, w90) = spread(times[1].clone());
+        let (r, r10, r90) = spread(ratios);
+        println!(
+            "  {stem:<11} {:>6.1} MB new bytes to first answer: cranelift {c:.1} ms [{c10:.1} .. {c90:.1}], \
+             winch {w:.1} ms [{w10:.1} .. {w90:.1}]; winch sooner by {r:.2}x [{r10:.2} .. {r90:.2}]",
+            code.len() as f64 / 1e6
+        );
+        let (c, _, _) = spread(raw[0].clone());
+        let (w, _, _) = spread(raw[1].clone());
+        println!(
+            "  {stem:<11} wasmtime's Component::new alone: cranelift {c:.1} ms, winch {w:.1} ms ({:.2}x)",
+            c / w
+        );
+    }
+    let handles = registries
+        .each_ref()
+        .map(|r| r.implementation("demo:calc/math", "calc").unwrap());
+    let typed = |h: &Handle| {
+        black_box(
+            h.call_typed(|c: &calc::Calculator, s| c.demo_calc_math().call_add(s, 40, 2))
+                .unwrap(),
+        );
+    };
+    println!("  typed add through a handle (41 rounds x 20000 calls):");
+    interleave(
+        41,
+        20_000,
+        &mut [
+            ("compiled by cranelift", &mut || typed(&handles[0])),
+            ("compiled by winch", &mut || typed(&handles[1])),
+        ],
+    );
+    let greeters = registries.each_ref().map(|r| {
+        r.implementation("demo:greeter/greet", "greeter_py")
+            .unwrap()
+    });
+    let args = [Val::String("you".into())];
+    println!("  Python hello, dynamic (21 rounds x 200 calls):");
+    interleave(
+        21,
+        200,
+        &mut [
+            ("compiled by cranelift", &mut || {
+                call(&greeters[0], "hello", &args)
+            }),
+            ("compiled by winch", &mut || {
+                call(&greeters[1], "hello", &args)
+            }),
+        ],
+    );
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -417,6 +540,10 @@ fn main() {
         metrics_cost(registry.engine());
         return;
     }
+    if std::env::args().any(|a| a == "compilers") {
+        compilers();
+        return;
+    }
     if std::env::args().any(|a| a == "forwarding") {
         forwarding(&registry);
         return;
@@ -425,6 +552,7 @@ fn main() {
     state_costs(&registry);
     migration(&registry);
     forwarding(&registry);
+    compilers();
     big_guests();
     println!("({:.0} s)", started.elapsed().as_secs_f64());
 }

@@ -12,15 +12,17 @@
 //!   pool's address-space reservation we fall back to on-demand allocation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Cache, CacheConfig, Config, Engine, EngineWeak, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
 };
 
 use crate::error::Error;
 use crate::limits::{MAX_TABLE_ELEMENTS, MAX_WASM_STACK};
+use crate::sync::lock;
 
 /// Builds a fresh engine with hotslot's configuration.
 ///
@@ -58,7 +60,7 @@ pub fn build_engine(disk_cache: bool) -> Result<Engine, Error> {
 /// let small = build(&EngineOptions { pool_instances: 8, ..EngineOptions::default() }).unwrap();
 /// # drop(small);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
     /// Keep compiled code in wasmtime's on-disk cache (see [`build_engine`]).
     pub disk_cache: bool,
@@ -67,6 +69,50 @@ pub struct EngineOptions {
     /// one more. When the pool is full, idle instances of other plugins are
     /// freed (they start again at their next call) to make room.
     pub pool_instances: u32,
+    /// Which compiler turns wasm into machine code.
+    pub compiler: Compiler,
+}
+
+/// The compiler an engine uses: Cranelift (optimizing, the default) or Winch
+/// (wasmtime's baseline compiler: compiles several times faster, runs
+/// slower; for development reloads).
+///
+/// ```
+/// use hotslot::engine::Compiler;
+/// assert_eq!("winch".parse::<Compiler>().unwrap(), Compiler::Winch);
+/// assert_eq!(Compiler::default().to_string(), "cranelift");
+/// assert!("llvm".parse::<Compiler>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Compiler {
+    /// Cranelift, wasmtime's optimizing compiler.
+    #[default]
+    Cranelift,
+    /// Winch, wasmtime's baseline compiler.
+    Winch,
+}
+
+impl std::str::FromStr for Compiler {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "cranelift" => Ok(Compiler::Cranelift),
+            "winch" => Ok(Compiler::Winch),
+            other => Err(format!(
+                "unknown compiler `{other}`: expected `cranelift` or `winch`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compiler::Cranelift => "cranelift",
+            Compiler::Winch => "winch",
+        })
+    }
 }
 
 impl Default for EngineOptions {
@@ -74,6 +120,7 @@ impl Default for EngineOptions {
         EngineOptions {
             disk_cache: false,
             pool_instances: DEFAULT_POOL_INSTANCES,
+            compiler: Compiler::Cranelift,
         }
     }
 }
@@ -86,8 +133,7 @@ pub const DEFAULT_POOL_INSTANCES: u32 = 1000;
 /// # Errors
 /// [`Error::Engine`] if wasmtime refuses the configuration.
 pub fn build(options: &EngineOptions) -> Result<Engine, Error> {
-    let disk_cache = options.disk_cache;
-    let mut config = base_config(disk_cache);
+    let mut config = base_config(options);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
         options.pool_instances,
     )));
@@ -97,11 +143,50 @@ pub fn build(options: &EngineOptions) -> Result<Engine, Error> {
             tracing::warn!(
                 "pooling allocator unavailable ({pool_error:#}); instantiating on demand"
             );
-            Engine::new(&base_config(disk_cache)).map_err(|e| Error::Engine(format!("{e:#}")))?
+            Engine::new(&base_config(options)).map_err(|e| Error::Engine(format!("{e:#}")))?
         }
     };
     start_ticker(&engine)?;
+    remember(&engine, options);
     Ok(engine)
+}
+
+/// Engines built here, and how: so that an engine for a plugin that asks
+/// for the other compiler can be built like the one it goes beside.
+static BUILT: Mutex<Vec<(EngineWeak, EngineOptions)>> = Mutex::new(Vec::new());
+
+fn remember(engine: &Engine, options: &EngineOptions) {
+    let mut built = lock(&BUILT);
+    built.retain(|(weak, _)| weak.upgrade().is_some());
+    built.push((engine.weak(), options.clone()));
+}
+
+/// An engine built like `engine` but compiling with `compiler`: one already
+/// built so and still alive, else a new one. Every plugin that asks for the
+/// other compiler in its manifest shares it.
+pub(crate) fn like(engine: &Engine, compiler: Compiler) -> Result<Engine, Error> {
+    let options = EngineOptions {
+        compiler,
+        ..options_of(engine)
+    };
+    let alive = lock(&BUILT)
+        .iter()
+        .filter(|(_, built)| *built == options)
+        .find_map(|(weak, _)| weak.upgrade());
+    match alive {
+        Some(engine) => Ok(engine),
+        None => build(&options),
+    }
+}
+
+/// How `engine` was built, if it was built here; wasmtime's defaults
+/// (Cranelift, no disk cache) otherwise.
+pub(crate) fn options_of(engine: &Engine) -> EngineOptions {
+    let built = lock(&BUILT);
+    built
+        .iter()
+        .find(|(weak, _)| weak.upgrade().is_some_and(|e| Engine::same(&e, engine)))
+        .map_or_else(EngineOptions::default, |(_, options)| options.clone())
 }
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -179,9 +264,15 @@ pub fn shared_engine() -> Result<Engine, Error> {
     Ok(SHARED.get_or_init(|| engine).clone())
 }
 
-fn base_config(disk_cache: bool) -> Config {
+fn base_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
-    if disk_cache {
+    if options.compiler == Compiler::Winch {
+        config.strategy(wasmtime::Strategy::Winch);
+        // What Winch leaves to Cranelift (the trampolines between host and
+        // wasm) is compiled for speed of compiling too.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
+    }
+    if options.disk_cache {
         match Cache::new(CacheConfig::new()) {
             Ok(cache) => {
                 config.cache(Some(cache));

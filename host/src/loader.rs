@@ -16,10 +16,12 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
+use crate::engine::{self, Compiler};
 use crate::error::{reason, Error};
 use crate::manifest::Grants;
 use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
+use crate::sync::lock;
 use crate::values;
 use crate::version::{InterfaceName, Request};
 
@@ -201,6 +203,19 @@ impl Plugin {
         self.compiled.pre.component()
     }
 
+    /// The compiler it was compiled with.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let plugin = registry.load_file("plugins/calc.wasm")?;
+    /// assert_eq!(plugin.compiler(), hotslot::engine::Compiler::Cranelift);
+    /// # Ok(()) }
+    /// ```
+    pub fn compiler(&self) -> Compiler {
+        engine::options_of(self.compiled.pre.engine()).compiler
+    }
+
     /// The same plugin, granted `grants` (directories, environment, limits)
     /// in every instance made from now on.
     ///
@@ -321,6 +336,9 @@ const CACHE_ENTRIES: usize = 32;
 pub(crate) struct Loader {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// The engine and linker with the other compiler, made the first time a
+    /// manifest asks for it (`[compile] compiler`).
+    other: Mutex<Option<(Compiler, Engine, Linker<PluginState>)>>,
     cache: Mutex<VecDeque<Arc<Compiled>>>,
 }
 
@@ -329,8 +347,28 @@ impl Loader {
         Loader {
             engine,
             linker,
+            other: Mutex::new(None),
             cache: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The engine and linker compiling with `compiler`: the loader's own
+    /// unless it compiles with another, then one built like it.
+    fn target(&self, compiler: Option<Compiler>) -> Result<(Engine, Linker<PluginState>), Error> {
+        let own = engine::options_of(&self.engine).compiler;
+        let Some(compiler) = compiler.filter(|c| *c != own) else {
+            return Ok((self.engine.clone(), self.linker.clone()));
+        };
+        let mut other = lock(&self.other);
+        if let Some((made_for, engine, linker)) = &*other {
+            if *made_for == compiler {
+                return Ok((engine.clone(), linker.clone()));
+            }
+        }
+        let engine = engine::like(&self.engine, compiler)?;
+        let linker = sandbox::linker(&engine)?;
+        *other = Some((compiler, engine.clone(), linker.clone()));
+        Ok((engine, linker))
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -353,23 +391,41 @@ impl Loader {
                 Grants::from_toml_within(text, base, &file.display().to_string(), root)?
             }
         };
-        let (plugin, cached) = self.load_bytes(&source.origin(), &source.bytes)?;
+        let (plugin, cached) = self.load_with(&source.origin(), &source.bytes, grants.compiler)?;
         Ok((plugin.with_grants(grants), cached))
     }
 
     /// Compiles and links `bytes` (or finds them compiled already); `origin`
     /// names them in errors. The flag tells whether the cache served them.
     pub(crate) fn load_bytes(&self, origin: &str, bytes: &[u8]) -> Result<(Plugin, bool), Error> {
+        self.load_with(origin, bytes, None)
+    }
+
+    /// Like [`Loader::load_bytes`], with `compiler` rather than the
+    /// loader's own, if given.
+    fn load_with(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        compiler: Option<Compiler>,
+    ) -> Result<(Plugin, bool), Error> {
         let hash: ContentHash = Sha256::digest(bytes).into();
         let plugin = |compiled| Plugin {
             origin: origin.into(),
             compiled,
             grants: Arc::default(),
         };
-        if let Some(compiled) = self.cached(&hash) {
+        let (engine, linker) = self.target(compiler)?;
+        if let Some(compiled) = self.cached(&hash, &engine) {
             return Ok((plugin(compiled), true));
         }
-        let compiled = Arc::new(self.compile(origin, bytes, hash)?);
+        let started = std::time::Instant::now();
+        let compiled = Arc::new(compile(origin, bytes, hash, &engine, &linker)?);
+        tracing::info!(
+            "compiled {origin} with {} in {:.1} ms",
+            engine::options_of(&engine).compiler,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() == CACHE_ENTRIES {
             cache.pop_front();
@@ -378,52 +434,62 @@ impl Loader {
         Ok((plugin(compiled), false))
     }
 
-    fn cached(&self, hash: &ContentHash) -> Option<Arc<Compiled>> {
+    /// The same bytes, compiled for the same engine.
+    fn cached(&self, hash: &ContentHash, engine: &Engine) -> Option<Arc<Compiled>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.iter().find(|c| &c.hash == hash).cloned()
+        cache
+            .iter()
+            .find(|c| &c.hash == hash && Engine::same(c.pre.engine(), engine))
+            .cloned()
     }
+}
 
-    fn compile(&self, origin: &str, bytes: &[u8], hash: ContentHash) -> Result<Compiled, Error> {
-        let not_a_component = |reason: String| Error::NotAComponent {
-            origin: origin.to_string(),
-            reason,
-        };
-        check_header(bytes).map_err(not_a_component)?;
-        let component = Component::new(&self.engine, bytes);
-        give_back_memory();
-        let component = component.map_err(|e| not_a_component(reason(&e)))?;
-        let link_error = |reason: String| Error::Link {
-            origin: origin.to_string(),
-            reason,
-        };
-        let imports = registry_imports(&self.engine, &component).map_err(link_error)?;
-        let pre = if imports.is_empty() {
-            self.linker.instantiate_pre(&component)
-        } else {
-            // Each of this component's imports from the registry gets a
-            // function that forwards to whichever plugin serves it.
-            let mut linker = self.linker.clone();
-            let names: Vec<(String, Vec<String>)> = imports
-                .iter()
-                .map(|i| {
-                    let functions = i.functions.iter().map(|f| f.name.clone()).collect();
-                    (i.written.clone(), functions)
-                })
-                .collect();
-            sandbox::link_imports(&mut linker, &names)
-                .and_then(|()| linker.instantiate_pre(&component))
-        }
-        .map_err(|e| link_error(reason(&e)))?;
-        let exports = exported_interfaces(&self.engine, &component);
-        let contract = Contract::of(&exports);
-        Ok(Compiled {
-            pre,
-            exports,
-            imports,
-            contract,
-            hash,
-        })
+/// Compiles `bytes` for `engine` and links them with `linker`.
+fn compile(
+    origin: &str,
+    bytes: &[u8],
+    hash: ContentHash,
+    engine: &Engine,
+    linker: &Linker<PluginState>,
+) -> Result<Compiled, Error> {
+    let not_a_component = |reason: String| Error::NotAComponent {
+        origin: origin.to_string(),
+        reason,
+    };
+    check_header(bytes).map_err(not_a_component)?;
+    let component = Component::new(engine, bytes);
+    give_back_memory();
+    let component = component.map_err(|e| not_a_component(reason(&e)))?;
+    let link_error = |reason: String| Error::Link {
+        origin: origin.to_string(),
+        reason,
+    };
+    let imports = registry_imports(engine, &component).map_err(link_error)?;
+    let pre = if imports.is_empty() {
+        linker.instantiate_pre(&component)
+    } else {
+        // Each of this component's imports from the registry gets a
+        // function that forwards to whichever plugin serves it.
+        let mut linker = linker.clone();
+        let names: Vec<(String, Vec<String>)> = imports
+            .iter()
+            .map(|i| {
+                let functions = i.functions.iter().map(|f| f.name.clone()).collect();
+                (i.written.clone(), functions)
+            })
+            .collect();
+        sandbox::link_imports(&mut linker, &names).and_then(|()| linker.instantiate_pre(&component))
     }
+    .map_err(|e| link_error(reason(&e)))?;
+    let exports = exported_interfaces(engine, &component);
+    let contract = Contract::of(&exports);
+    Ok(Compiled {
+        pre,
+        exports,
+        imports,
+        contract,
+        hash,
+    })
 }
 
 /// Returns the memory compiling freed to the operating system. Cranelift

@@ -16,6 +16,9 @@
 //! [reload]
 //! canary = 20            # a new version replays the last 20 calls first
 //!
+//! [compile]
+//! compiler = "winch"     # or "cranelift" (the host's choice by default)
+//!
 //! [imports]                 # who serves an import, by plugin name
 //! "demo:greeter/greet" = "greeter_b"
 //!
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::engine::Compiler;
 use crate::error::Error;
 use crate::limits::{Limits, MAX_CANARY, MAX_DIR_GRANTS, MAX_INSTANCES};
 
@@ -73,6 +77,11 @@ pub struct Grants {
     pub canary: usize,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,
+    /// The compiler to compile it with, if not the host's (`[compile]
+    /// compiler`). Read when the component is loaded with its manifest
+    /// ([`Registry::load_file`](crate::Registry::load_file)); grants given
+    /// to a plugin already compiled do not compile it again.
+    pub compiler: Option<Compiler>,
 }
 
 /// A host directory mapped into a plugin.
@@ -101,6 +110,14 @@ struct ManifestFile {
     imports: BTreeMap<String, String>,
     #[serde(default)]
     reload: ReloadSection,
+    #[serde(default)]
+    compile: CompileSection,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CompileSection {
+    compiler: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -196,6 +213,13 @@ impl Grants {
                 file.dir.len()
             )));
         }
+        let compiler = match &file.compile.compiler {
+            Some(name) => Some(
+                name.parse::<Compiler>()
+                    .map_err(|e| bad(format!("[compile]: {e}")))?,
+            ),
+            None => None,
+        };
         for interface in file.imports.keys() {
             if let Err(e) = interface.parse::<crate::version::Request>() {
                 return Err(bad(format!("[imports]: {e}")));
@@ -258,6 +282,7 @@ impl Grants {
             imports: file.imports.into_iter().collect(),
             canary: (file.reload.canary as usize).min(MAX_CANARY),
             instances: limits.instances.map(|n| n as usize),
+            compiler,
         })
     }
 

@@ -6,6 +6,7 @@ mod architecture;
 mod asynchost;
 mod cli;
 mod common;
+mod compilers;
 mod guide;
 mod hostile;
 mod imports;

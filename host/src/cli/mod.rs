@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 pub use request::{render, CallRequest};
 pub use session::answer;
 
+use crate::engine::{Compiler, EngineOptions};
 use crate::limits::{
     Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_STATE,
     DEFAULT_TIMEOUT,
@@ -168,6 +169,11 @@ struct LimitArgs {
     /// (default: `.hotslot-state` in the plugins' directory).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The compiler: `cranelift` (optimizing) or `winch` (baseline:
+    /// compiles several times faster, runs slower; for development). A
+    /// manifest's `[compile] compiler` chooses for its plugin.
+    #[arg(long, value_name = "NAME", default_value_t = Compiler::Cranelift)]
+    compiler: Compiler,
 }
 
 impl Default for LimitArgs {
@@ -181,6 +187,7 @@ impl Default for LimitArgs {
             grant_root: None,
             max_state_kib: DEFAULT_MAX_STATE >> 10,
             state_dir: None,
+            compiler: Compiler::Cranelift,
         }
     }
 }
@@ -339,7 +346,12 @@ fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
 fn registry(args: &LimitArgs, dir: &Path) -> Result<Registry, String> {
     // One engine per process; with wasmtime's disk cache a restart (or the
     // next `hotslot call`) does not compile the same component again.
-    let engine = crate::engine::build_engine(true).map_err(|e| e.to_string())?;
+    let engine = crate::engine::build(&EngineOptions {
+        disk_cache: true,
+        compiler: args.compiler,
+        ..EngineOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
     let state_dir = match &args.state_dir {
         Some(state_dir) => state_dir.clone(),

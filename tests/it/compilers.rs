@@ -1,0 +1,127 @@
+//! Cranelift or Winch: `--compiler` on the command line, `[compile]
+//! compiler` in a manifest, and plugins compiled by each calling each other.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hotslot::engine::Compiler;
+use hotslot::wasmtime::component::Val;
+use hotslot::{Error, Fault, Registry};
+
+use crate::common::plugin_path;
+
+/// A directory holding `stem.wasm` and, if given, `stem.toml`.
+fn with_manifest(stem: &str, manifest: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_path(stem), dir.path().join(format!("{stem}.wasm"))).unwrap();
+    if let Some(text) = manifest {
+        std::fs::write(dir.path().join(format!("{stem}.toml")), text).unwrap();
+    }
+    dir
+}
+
+fn file(dir: &Path, stem: &str) -> std::path::PathBuf {
+    dir.join(format!("{stem}.wasm"))
+}
+
+#[test]
+fn a_manifest_chooses_winch_for_its_plugin_alone() {
+    let registry = Registry::new().unwrap();
+    let winch = with_manifest("calc", Some("[compile]\ncompiler = \"winch\"\n"));
+    let plain = with_manifest("greeter_a", None);
+
+    let calc = registry.load_file(file(winch.path(), "calc")).unwrap();
+    assert_eq!(calc.compiler(), Compiler::Winch);
+    let greeter = registry.load_file(file(plain.path(), "greeter_a")).unwrap();
+    assert_eq!(greeter.compiler(), Compiler::Cranelift);
+
+    registry.add_plugin("calc", &calc).unwrap();
+    let math = registry.implementation("demo:calc/math", "calc").unwrap();
+    let answer = math.call("add", &[Val::S32(40), Val::S32(2)]).unwrap();
+    assert_eq!(answer, [Val::S32(42)]);
+}
+
+#[test]
+fn a_plugin_compiled_by_winch_imports_from_one_compiled_by_cranelift() {
+    let registry = Registry::new().unwrap();
+    let banner = with_manifest("banner", Some("[compile]\ncompiler = \"winch\"\n"));
+    let greeter = with_manifest("greeter_a", None);
+    registry
+        .add_file(file(greeter.path(), "greeter_a"))
+        .unwrap();
+    let dependent = registry.load_file(file(banner.path(), "banner")).unwrap();
+    assert_eq!(dependent.compiler(), Compiler::Winch);
+    registry.add_plugin("banner", &dependent).unwrap();
+    let show = registry
+        .implementation("demo:banner/banner", "banner")
+        .unwrap();
+    let answer = show.call("show", &[Val::String("x".into())]).unwrap();
+    match answer.as_slice() {
+        [Val::String(text)] => assert!(text.contains("a: hello, x"), "{text}"),
+        other => panic!("show answered {other:?}"),
+    }
+}
+
+#[test]
+fn an_endless_loop_compiled_by_winch_is_stopped_at_its_deadline() {
+    let registry = Registry::new().unwrap();
+    let timeout = Duration::from_millis(200);
+    let manifest = format!(
+        "[compile]\ncompiler = \"winch\"\n[limits]\ntimeout-ms = {}\n",
+        timeout.as_millis()
+    );
+    let dir = with_manifest("rogue", Some(&manifest));
+    let rogue = registry.load_file(file(dir.path(), "rogue")).unwrap();
+    assert_eq!(rogue.compiler(), Compiler::Winch);
+    registry.add_plugin("rogue", &rogue).unwrap();
+    let handle = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    let started = Instant::now();
+    match handle.call("spin", &[]) {
+        Err(Error::Call { fault, .. }) => assert_eq!(fault, Fault::Timeout),
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+    assert!(started.elapsed() < 2 * timeout, "{:?}", started.elapsed());
+}
+
+#[test]
+fn an_unknown_compiler_is_refused_naming_the_manifest_and_the_choices() {
+    let registry = Registry::new().unwrap();
+    let dir = with_manifest("calc", Some("[compile]\ncompiler = \"llvm\"\n"));
+    let err = registry.load_file(file(dir.path(), "calc")).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Manifest { .. }), "{err:?}");
+    assert!(message.contains("calc.toml"), "{message}");
+    assert!(message.contains("`cranelift` or `winch`"), "{message}");
+}
+
+#[test]
+fn the_command_line_compiles_with_either() {
+    let calc = plugin_path("calc");
+    let home = tempfile::tempdir().unwrap();
+    for compiler in ["winch", "cranelift"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+            .args(["call", "--compiler", compiler])
+            .arg(&calc)
+            .arg("demo:calc/math@1#add(40, 2)")
+            .env("HOME", home.path())
+            .env("HOTSLOT_LOG", "info")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!((out.status.code(), stdout.as_ref()), (Some(0), "42\n"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("with {compiler} in")), "{stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .args(["call", "--compiler", "llvm"])
+        .arg(&calc)
+        .arg("demo:calc/math@1#add(40, 2)")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`cranelift` or `winch`"), "{stderr}");
+}
