@@ -17,7 +17,8 @@ JS_VERSION      := 0.23.0
 # Python and JavaScript plugins: an example (yours) and a fixture (the
 # tests') of each. `make plugins` rebuilds one only when its source changed.
 OTHER_GUESTS := $(OTHER_OUT)/greeter_py.wasm $(OTHER_OUT)/fx_greeter_py.wasm \
-                $(OTHER_OUT)/greeter_js.wasm $(OTHER_OUT)/fx_greeter_js.wasm
+                $(OTHER_OUT)/greeter_js.wasm $(OTHER_OUT)/fx_greeter_js.wasm \
+                $(OTHER_OUT)/fx_fetcher_js.wasm
 
 .PHONY: all setup guests plugins fixtures test run bench fuzz doc clean
 
@@ -43,6 +44,8 @@ $(COMPONENTIZE_JS):
 python = mkdir -p $(OTHER_OUT) && $(COMPONENTIZE_PY) -d $(1)/wit -w $(2) componentize app -p $(1) -o $@.tmp && mv $@.tmp $@
 # $(call javascript,DIR,WORLD): DIR/app.js; plain WASI (no HTTP) imports.
 javascript = mkdir -p $(OTHER_OUT) && $(COMPONENTIZE_JS) $(1)/app.js --wit $(1)/wit -n $(2) -d http fetch-event -o $@.tmp && mv $@.tmp $@
+# $(call javascript_http,DIR,WORLD): componentize-js's defaults (fetch() over wasi:http).
+javascript_http = mkdir -p $(OTHER_OUT) && $(COMPONENTIZE_JS) $(1)/app.js --wit $(1)/wit -n $(2) -o $@.tmp && mv $@.tmp $@
 
 $(OTHER_OUT)/greeter_py.wasm: guest-plugins/examples/greeter-py/app.py guest-plugins/examples/greeter-py/wit/world.wit | $(COMPONENTIZE_PY)
 	$(call python,guest-plugins/examples/greeter-py,greeter-py)
@@ -52,6 +55,8 @@ $(OTHER_OUT)/greeter_js.wasm: guest-plugins/examples/greeter-js/app.js guest-plu
 	$(call javascript,guest-plugins/examples/greeter-js,greeter-js)
 $(OTHER_OUT)/fx_greeter_js.wasm: guest-plugins/fixtures/greeter-js/app.js guest-plugins/fixtures/greeter-js/wit/world.wit | $(COMPONENTIZE_JS)
 	$(call javascript,guest-plugins/fixtures/greeter-js,greeter-js)
+$(OTHER_OUT)/fx_fetcher_js.wasm: guest-plugins/fixtures/fetcher-js/app.js guest-plugins/fixtures/fetcher-js/wit/world.wit | $(COMPONENTIZE_JS)
+	$(call javascript_http,guest-plugins/fixtures/fetcher-js,fetcher-js)
 
 # Gathers the example plugins (and their manifests) in $(PLUGINS)/. Copies
 # go through a temporary name and a rename, so a running watcher never sees

@@ -28,6 +28,7 @@ pub mod engine;
 mod error;
 mod generation;
 mod handle;
+mod http;
 mod imports;
 mod limits;
 mod loader;
@@ -49,14 +50,16 @@ pub mod watch;
 pub use bindings::Bindings;
 pub use error::{Error, Fault, ImportError};
 pub use handle::{Batch, Handle};
+pub use http::HttpAllow;
 pub use limits::{
-    LimitHit, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES,
-    DEFAULT_MAX_STATE, DEFAULT_TIMEOUT, MAX_DIR_GRANTS, MAX_INSTANCES,
+    LimitHit, Limits, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_HTTP_RESPONSE,
+    DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_STATE, DEFAULT_TIMEOUT, MAX_DIR_GRANTS,
+    MAX_INSTANCES,
 };
 pub use loader::{
     ContentHash, ExportedFunction, ExportedInterface, ImportedFunction, ImportedInterface, Plugin,
 };
-pub use manifest::{manifest_path, DirGrant, Grants};
+pub use manifest::{dir_of, manifest_path, DirGrant, Grants};
 pub use metrics::Metrics;
 pub use registry::{Implementation, IntoRequest, Registered, Registry, RegistryEvent};
 pub use sandbox::{ImportLink, PluginState};

@@ -1,8 +1,11 @@
 //! Every limit a plugin instance runs under, with its default: one home for
 //! the numbers the CLI's flags, a manifest's `[limits]` and the library's
-//! [`Limits`] set. Pure data; it imports nothing of ours.
+//! [`Limits`] set. Pure data; of ours it imports only the type of an HTTP
+//! allow list.
 
 use std::time::Duration;
+
+use crate::http::HttpAllow;
 
 /// The default cap on one instance's linear memory: 256 MiB.
 pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
@@ -45,6 +48,15 @@ pub struct Limits {
     /// The most host-kept state (`hotslot:plugin/state`) one plugin may
     /// hold, keys and values together, in bytes.
     pub max_state: usize,
+    /// The authorities any plugin may reach over HTTP, whatever its
+    /// manifest grants (`--http-allow`); `None`: whatever manifests grant.
+    /// A plugin reaches only what its own manifest's `[http] allow` grants.
+    pub http_allow: Option<HttpAllow>,
+    /// The most one outbound HTTP request may take, from connecting to the
+    /// last byte of its response; never more than the call's deadline.
+    pub http_timeout: Duration,
+    /// The largest response body an outbound HTTP request may read, in bytes.
+    pub max_http_response: u64,
 }
 
 impl Default for Limits {
@@ -55,9 +67,18 @@ impl Default for Limits {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_state: DEFAULT_MAX_STATE,
+            http_allow: None,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            max_http_response: DEFAULT_MAX_HTTP_RESPONSE,
         }
     }
 }
+
+/// The default bound on one outbound HTTP request: 10 s.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default largest HTTP response body a plugin may read: 16 MiB.
+pub const DEFAULT_MAX_HTTP_RESPONSE: u64 = 16 << 20;
 
 /// The default quota of host-kept state per plugin: 16 MiB.
 pub const DEFAULT_MAX_STATE: usize = 16 << 20;

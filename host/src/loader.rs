@@ -18,7 +18,7 @@ use wasmtime::Engine;
 
 use crate::engine::{self, Compiler};
 use crate::error::{reason, Error};
-use crate::manifest::Grants;
+use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
 use crate::sync::lock;
@@ -386,7 +386,7 @@ impl Loader {
         let grants = match &source.manifest {
             None => Grants::default(),
             Some((file, text)) => {
-                let base = file.parent().unwrap_or(Path::new("."));
+                let base = dir_of(file);
                 let root = grant_root.unwrap_or(base);
                 Grants::from_toml_within(text, base, &file.display().to_string(), root)?
             }

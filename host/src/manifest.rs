@@ -19,6 +19,11 @@
 //! [compile]
 //! compiler = "winch"     # or "cranelift" (the host's choice by default)
 //!
+//! [http]                 # outbound HTTP (wasi:http): nothing unless listed
+//! allow = ["api.example.com", "*.cdn.example.net", "127.0.0.1:8080"]
+//! timeout-ms = 2000      # one request, start to end (default: the host's, 10 s)
+//! max-response-kib = 512 # response body (default: the host's, 16 MiB)
+//!
 //! [imports]                 # who serves an import, by plugin name
 //! "demo:greeter/greet" = "greeter_b"
 //!
@@ -39,6 +44,7 @@ use serde::Deserialize;
 
 use crate::engine::Compiler;
 use crate::error::Error;
+use crate::http::HttpAllow;
 use crate::limits::{Limits, MAX_CANARY, MAX_DIR_GRANTS, MAX_INSTANCES};
 
 /// What one plugin is granted. The default grants nothing.
@@ -82,6 +88,13 @@ pub struct Grants {
     /// ([`Registry::load_file`](crate::Registry::load_file)); grants given
     /// to a plugin already compiled do not compile it again.
     pub compiler: Option<Compiler>,
+    /// The authorities it may reach over HTTP (`[http] allow`); nothing
+    /// by default. The operator's `--http-allow` bounds it further.
+    pub http: HttpAllow,
+    /// Its bound on one HTTP request, if not the host's.
+    pub http_timeout: Option<Duration>,
+    /// Its largest HTTP response body, if not the host's.
+    pub max_http_response: Option<u64>,
 }
 
 /// A host directory mapped into a plugin.
@@ -112,6 +125,17 @@ struct ManifestFile {
     reload: ReloadSection,
     #[serde(default)]
     compile: CompileSection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HttpSection {
+    #[serde(default)]
+    allow: Vec<String>,
+    timeout_ms: Option<u64>,
+    max_response_kib: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -220,6 +244,11 @@ impl Grants {
             ),
             None => None,
         };
+        let http =
+            HttpAllow::new(&file.http.allow).map_err(|e| bad(format!("[http] allow: {e}")))?;
+        if file.http.timeout_ms == Some(0) {
+            return Err(bad("[http] timeout-ms must be more than 0".into()));
+        }
         for interface in file.imports.keys() {
             if let Err(e) = interface.parse::<crate::version::Request>() {
                 return Err(bad(format!("[imports]: {e}")));
@@ -283,6 +312,12 @@ impl Grants {
             canary: (file.reload.canary as usize).min(MAX_CANARY),
             instances: limits.instances.map(|n| n as usize),
             compiler,
+            http,
+            http_timeout: file.http.timeout_ms.map(Duration::from_millis),
+            max_http_response: file
+                .http
+                .max_response_kib
+                .map(|kib| kib.saturating_mul(1024)),
         })
     }
 
@@ -293,7 +328,7 @@ impl Grants {
         let path = manifest_path(component);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let base = path.parent().unwrap_or(Path::new("."));
+                let base = dir_of(&path);
                 Grants::from_toml_within(&text, base, &path.display().to_string(), base)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Grants::default()),
@@ -318,12 +353,38 @@ impl Grants {
             max_state: self
                 .max_state
                 .map_or(ceiling.max_state, |n| n.min(ceiling.max_state)),
+            // The plugin's own list is kept in its grants: a request must
+            // be in both.
+            http_allow: ceiling.http_allow.clone(),
+            http_timeout: self
+                .http_timeout
+                .map_or(ceiling.http_timeout, |t| t.min(ceiling.http_timeout)),
+            max_http_response: self
+                .max_http_response
+                .map_or(ceiling.max_http_response, |n| {
+                    n.min(ceiling.max_http_response)
+                }),
         }
     }
 
     /// How many instances may serve at once.
     pub(crate) fn instance_count(&self) -> usize {
         self.instances.unwrap_or(1).clamp(1, MAX_INSTANCES)
+    }
+}
+
+/// The directory `path` is in: `.` for a bare file name (whose parent is
+/// the empty path, which no file call accepts).
+///
+/// ```
+/// use std::path::Path;
+/// assert_eq!(hotslot::dir_of(Path::new("calc.wasm")), Path::new("."));
+/// assert_eq!(hotslot::dir_of(Path::new("plugins/calc.wasm")), Path::new("plugins"));
+/// ```
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
 }
 

@@ -1,17 +1,21 @@
 //! What a plugin may touch: the per-instance state wasmtime keeps for it (WASI
-//! with nothing granted, resource limits) and the linker that offers it WASI.
+//! with nothing granted, resource limits) and the linker that offers it WASI
+//! and wasi:http.
 //!
 //! Nothing is granted by default: no preopened directories, no environment,
-//! no network, no inherited stdio. Memory is capped per instance.
+//! no network, no HTTP authority, no inherited stdio. Memory is capped per
+//! instance.
 
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::engine::deadline_ticks;
 use crate::error::Error;
+use crate::http::HttpGate;
 use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::{LogOutput, OutputBudget};
@@ -35,6 +39,9 @@ pub struct PluginState {
     state: Arc<PluginStore>,
     /// Where calls through its imports from the registry go.
     imports: Option<Arc<dyn ImportCalls>>,
+    http: WasiHttpCtx,
+    /// Which HTTP requests may go out, and their bounds.
+    http_gate: HttpGate,
 }
 
 /// Where a plugin's imports from the registry (interfaces other plugins
@@ -178,12 +185,25 @@ impl WasiView for PluginState {
     }
 }
 
-/// A linker that offers WASI p2 (synchronously) and nothing else.
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_gate,
+        }
+    }
+}
+
+/// A linker that offers WASI p2 and wasi:http's outgoing handler
+/// (synchronously), and `hotslot:plugin/state`.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     start_wasi_runtime()?;
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        .map_err(|e| Error::Engine(format!("cannot add wasi:http to the linker: {e:#}")))?;
     add_state(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add hotslot:plugin/state: {e:#}")))?;
     Ok(linker)
@@ -294,6 +314,15 @@ pub(crate) fn new_store(
         table,
         state: scope.state.clone(),
         imports,
+        http: WasiHttpCtx::new(),
+        http_gate: HttpGate {
+            plugin: name.into(),
+            grant: grants.http.clone(),
+            ceiling: limits.http_allow.clone(),
+            // A request cannot usefully outlive the call that makes it.
+            timeout: limits.http_timeout.min(limits.timeout),
+            max_response: limits.max_http_response,
+        },
         limits: Limiter {
             max_memory: limits.max_memory,
             max_table_elements: MAX_TABLE_ELEMENTS,

@@ -648,9 +648,9 @@ fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
 #[test]
 fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
     let dir = tempfile::tempdir().unwrap();
-    let needs_http = wat::parse_str(
+    let needs_kv = wat::parse_str(
         r#"(component
-            (import "wasi:http/outgoing-handler@0.2.0" (instance $h
+            (import "wasi:keyvalue/store@0.2.0" (instance $h
                 (export "ping" (func (result u32)))))
             (import "demo:greeter/greet@1.0.0" (instance $g
                 (export "hello" (func (param "name" string) (result string)))))
@@ -662,14 +662,14 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
         )"#,
     )
     .unwrap();
-    let file = dir.path().join("needs_http.wasm");
-    std::fs::write(&file, needs_http).unwrap();
+    let file = dir.path().join("needs_kv.wasm");
+    std::fs::write(&file, needs_kv).unwrap();
     let out = run(&["inspect", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(
         shown.contains(
-            "wasi:http/outgoing-handler@0.2.0: missing: hotslot does not offer wasi:http"
+            "wasi:keyvalue/store@0.2.0: missing: hotslot does not offer wasi:keyvalue"
         ),
         "{shown}"
     );
@@ -681,7 +681,7 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out.stderr);
     assert!(
-        said.contains("cannot be linked: it imports wasi:http/outgoing-handler@0.2.0"),
+        said.contains("cannot be linked: it imports wasi:keyvalue/store@0.2.0"),
         "{said}"
     );
 }
@@ -715,4 +715,21 @@ fn a_provider_that_does_not_fit_is_reported_when_it_loads() {
     let (ok, _, stderr) = s.finish();
     assert!(ok);
     assert!(stderr.contains("func(n: u32) -> u32"), "{stderr}");
+}
+
+#[test]
+fn call_takes_a_bare_file_name_with_its_manifest() {
+    let dir = plugin_dir(&[("calc.wasm", "calc")]);
+    std::fs::write(
+        dir.path().join("calc.toml"),
+        "[limits]\ntimeout-ms = 1000\n",
+    )
+    .unwrap();
+    let out = hotslot()
+        .args(["call", "calc.wasm", "demo:calc/math@1#add(40, 2)"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{stderr}");
 }

@@ -9,6 +9,7 @@ mod common;
 mod compilers;
 mod guide;
 mod hostile;
+mod http;
 mod imports;
 mod languages;
 mod metrics;

@@ -36,6 +36,9 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     for (name, linked) in imports(&resolve, world) {
         let by = match linked {
             Linked::Wasi => "WASI: nothing granted unless the manifest grants it".to_string(),
+            Linked::Http => "wasi:http: requests go only to what the manifest's \
+                             [http] allow grants"
+                .to_string(),
             Linked::Hotslot => "hotslot: the plugin's host-kept state".to_string(),
             Linked::Registry => "the registry: whichever plugin serves it \
                                  (or the one the manifest's [imports] names)"
@@ -64,6 +67,7 @@ pub fn unlinkable(path: &Path) -> Result<Vec<(String, String)>, String> {
 /// How this host links one import.
 enum Linked {
     Wasi,
+    Http,
     Hotslot,
     Registry,
     Missing(String),
@@ -95,6 +99,16 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
                 }
             };
             let linked = match name.split_once(':') {
+                Some(("wasi", rest)) if rest.starts_with("http/") => {
+                    let interface = rest["http/".len()..].split('@').next().unwrap_or_default();
+                    match interface {
+                        "types" | "outgoing-handler" => Linked::Http,
+                        _ => Linked::Missing(format!(
+                            "hotslot offers wasi:http's types and outgoing-handler, \
+                             not wasi:http/{interface}"
+                        )),
+                    }
+                }
                 Some(("wasi", rest)) => {
                     let package = rest.split('/').next().unwrap_or_default();
                     match WASI_OFFERED.contains(&package) {

@@ -21,10 +21,12 @@ pub use request::{render, CallRequest};
 pub use session::answer;
 
 use crate::engine::{Compiler, EngineOptions};
+use crate::http::HttpAllow;
 use crate::limits::{
-    Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_STATE,
-    DEFAULT_TIMEOUT,
+    Limits, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_HTTP_RESPONSE,
+    DEFAULT_MAX_MEMORY, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_STATE, DEFAULT_TIMEOUT,
 };
+use crate::manifest::dir_of;
 use crate::registry::Registry;
 use crate::watch::Watcher;
 
@@ -174,6 +176,29 @@ struct LimitArgs {
     /// manifest's `[compile] compiler` chooses for its plugin.
     #[arg(long, value_name = "NAME", default_value_t = Compiler::Cranelift)]
     compiler: Compiler,
+    /// The most any plugin may reach over HTTP: authorities (`host`,
+    /// `host:port`, `*.domain`), repeated or comma-separated; `none` for
+    /// nothing. A plugin reaches only what its manifest's `[http] allow`
+    /// grants and this allows (default: what manifests grant).
+    #[arg(long, value_name = "AUTHORITY", value_delimiter = ',', value_parser = authority)]
+    http_allow: Option<Vec<String>>,
+    /// Longest one outbound HTTP request may take, from connecting to the
+    /// last byte of its response, in milliseconds; never more than the
+    /// call's deadline (a manifest may ask for less, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_TIMEOUT.as_millis() as u64)]
+    http_timeout_ms: u64,
+    /// Largest HTTP response body a plugin may read, in KiB (a manifest may
+    /// ask for less, never more).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HTTP_RESPONSE >> 10)]
+    http_max_response_kib: u64,
+}
+
+/// One `--http-allow` entry, checked as the manifest's are.
+fn authority(text: &str) -> Result<String, String> {
+    match text {
+        "none" => Ok(text.to_string()),
+        _ => HttpAllow::new([text]).map(|_| text.to_string()),
+    }
 }
 
 impl Default for LimitArgs {
@@ -188,6 +213,9 @@ impl Default for LimitArgs {
             max_state_kib: DEFAULT_MAX_STATE >> 10,
             state_dir: None,
             compiler: Compiler::Cranelift,
+            http_allow: None,
+            http_timeout_ms: DEFAULT_HTTP_TIMEOUT.as_millis() as u64,
+            http_max_response_kib: DEFAULT_MAX_HTTP_RESPONSE >> 10,
         }
     }
 }
@@ -200,6 +228,12 @@ impl LimitArgs {
             max_open_files: self.max_open_files,
             max_file_size: self.max_file_mib.saturating_mul(1 << 20),
             max_state: self.max_state_kib.saturating_mul(1 << 10),
+            // Every entry was checked as it was parsed.
+            http_allow: self.http_allow.as_ref().map(|entries| {
+                HttpAllow::new(entries.iter().filter(|e| *e != "none")).unwrap_or_default()
+            }),
+            http_timeout: Duration::from_millis(self.http_timeout_ms),
+            max_http_response: self.http_max_response_kib.saturating_mul(1 << 10),
         }
     }
 }
@@ -223,7 +257,7 @@ pub fn main() -> ExitCode {
         } => call(file, &request, &limits),
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
         Command::Diff { old, new } => {
-            let dir = old.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let dir = dir_of(&old).to_path_buf();
             match registry(&LimitArgs::default(), &dir)
                 .and_then(|registry| diff::diff(&registry, &old, &new))
             {
@@ -293,7 +327,7 @@ fn watch(
 }
 
 fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
-    let dir = file.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(&file);
     // An import this host cannot link is said before any compiling.
     if let Some((import, why)) = inspect::unlinkable(&file)?.into_iter().next() {
         return Err(format!(

@@ -349,8 +349,9 @@ fn javascript(
              if [ ! -x \"$tool\" ]; then\n\
              \x20   npm install --silent --no-fund --no-audit @bytecodealliance/componentize-js@{COMPONENTIZE_JS}\n\
              \x20   tool=node_modules/.bin/componentize-js\nfi\n\
-             # Plain WASI: without `-d http fetch-event` the component also imports wasi:http.\n\
-             \"$tool\" app.js --wit wit -n {} -d http fetch-event -o {name}.wasm\n",
+             # componentize-js's defaults: fetch() works, over wasi:http, to what a\n\
+             # manifest {name}.toml beside {name}.wasm grants in [http] allow.\n\
+             \"$tool\" app.js --wit wit -n {} -o {name}.wasm\n",
             world.world
         ),
     )?;

@@ -8,7 +8,10 @@ struct Basic;
 
 impl Guest for Basic {
     fn describe() -> (String, String) {
-        ("basic".into(), "drops banned lines, applies case, cuts long lines".into())
+        (
+            "basic".into(),
+            "drops banned lines, applies case, cuts long lines".into(),
+        )
     }
 
     fn check(line: String, opts: Options) -> Result<Verdict, String> {
@@ -32,7 +35,11 @@ impl Guest for Basic {
         if let Some(max) = opts.max_len {
             out = out.chars().take(max as usize).collect();
         }
-        Ok(if out == line { Verdict::Keep } else { Verdict::Rewrite(out) })
+        Ok(if out == line {
+            Verdict::Keep
+        } else {
+            Verdict::Rewrite(out)
+        })
     }
 
     fn apply(lines: Vec<String>, opts: Options) -> Vec<String> {
