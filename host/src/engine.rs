@@ -179,6 +179,14 @@ pub(crate) fn like(engine: &Engine, compiler: Compiler) -> Result<Engine, Error>
     }
 }
 
+/// A plain engine that compiles exactly as `engine` does (same compiler,
+/// settings and disk cache), without its instance pool or epoch ticker:
+/// made to compile one big component and be dropped, taking with it what
+/// the compiler keeps between compiles (see [`crate::Plugin`]'s loading).
+pub(crate) fn for_compiling(engine: &Engine) -> Result<Engine, Error> {
+    Engine::new(&base_config(&options_of(engine))).map_err(|e| Error::Engine(format!("{e:#}")))
+}
+
 /// How `engine` was built, if it was built here; wasmtime's defaults
 /// (Cranelift, no disk cache) otherwise.
 pub(crate) fn options_of(engine: &Engine) -> EngineOptions {

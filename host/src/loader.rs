@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -457,7 +457,12 @@ fn compile(
         reason,
     };
     check_header(bytes).map_err(not_a_component)?;
-    let component = Component::new(engine, bytes);
+    let mark = disk_cached_mark(&hash, engine);
+    let component = if bytes.len() < COMPILE_APART || mark.as_deref().is_some_and(Path::exists) {
+        Component::new(engine, bytes)
+    } else {
+        compile_apart(engine, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
+    };
     give_back_memory();
     let component = component.map_err(|e| not_a_component(reason(&e)))?;
     let link_error = |reason: String| Error::Link {
@@ -490,6 +495,54 @@ fn compile(
         contract,
         hash,
     })
+}
+
+/// Components at least this big are compiled on an engine of their own.
+const COMPILE_APART: usize = 1 << 20;
+
+/// Compiles `bytes` on an engine made for it and moves the code into
+/// `engine`. Cranelift keeps its working buffers in the engine for the next
+/// compile, sized for the biggest function it has seen (tens of megabytes
+/// after an interpreter's): dropping the compiling engine gives them back.
+/// The code moved costs one copy, a few milliseconds against seconds of
+/// compiling; wasmtime's disk cache, if on, is written as usual.
+fn compile_apart(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    let apart = crate::engine::for_compiling(engine)?;
+    let code = Component::new(&apart, bytes)?.serialize()?;
+    drop(apart);
+    // SAFETY: `code` was made by wasmtime just now, in this process, from
+    // `bytes`, by an engine configured exactly like `engine`: it is the
+    // trusted artifact `deserialize` requires.
+    unsafe { Component::deserialize(engine, &code) }
+}
+
+/// Where the loader notes that wasmtime's disk cache holds the code for
+/// `hash` (compiled by `engine`'s compiler), when `engine` uses the disk
+/// cache: such a component loads straight from the cache, which costs no
+/// compiler buffers, instead of apart. One empty file per component, beside
+/// wasmtime's own cache; a stale note costs memory, never correctness.
+fn disk_cached_mark(hash: &ContentHash, engine: &Engine) -> Option<PathBuf> {
+    let options = crate::engine::options_of(engine);
+    if !options.disk_cache {
+        return None;
+    }
+    let root = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("{hex}-{}-{}", options.compiler, env!("CARGO_PKG_VERSION"));
+    Some(root.join("hotslot").join("compiled").join(name))
+}
+
+fn make_mark(mark: &Path) {
+    let made = mark
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::File::create(mark).map(drop));
+    if let Err(e) = made {
+        tracing::debug!("cannot note {} as compiled: {e}", mark.display());
+    }
 }
 
 /// Returns the memory compiling freed to the operating system. Cranelift

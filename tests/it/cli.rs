@@ -668,9 +668,7 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(
-        shown.contains(
-            "wasi:keyvalue/store@0.2.0: missing: hotslot does not offer wasi:keyvalue"
-        ),
+        shown.contains("wasi:keyvalue/store@0.2.0: missing: hotslot does not offer wasi:keyvalue"),
         "{shown}"
     );
     assert!(
