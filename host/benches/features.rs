@@ -532,6 +532,85 @@ fn big_guests() {
     }
 }
 
+/// A swap: `add_plugin` of an already compiled plugin (a new instance made
+/// and started, then published behind every handle) and the first call
+/// after it, beside what a hand-rolled embedding does for the same: a fresh
+/// store, an instance from its `InstancePre`, the old one dropped, a call.
+/// Each swap timed alone, for the median and the tail.
+fn swaps(registry: &Registry) {
+    let engine = registry.engine();
+    let plugin = registry.load_bytes("calc.wasm", &bytes("calc")).unwrap();
+    registry.add_plugin("swap", &plugin).unwrap();
+    let handle = registry.implementation("demo:calc/math", "swap").unwrap();
+    let mut linker: Linker<Raw> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let component = Component::new(engine, bytes("calc")).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let add = {
+        let (_, math) = component.get_export(None, "demo:calc/math@1.0.0").unwrap();
+        component.get_export_index(Some(&math), "add").unwrap()
+    };
+    let mut current = None;
+    let mut raw = || {
+        let mut store = raw_store(engine);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let f: TypedFunc<(i32, i32), (i32,)> = instance.get_typed_func(&mut store, add).unwrap();
+        black_box(f.call(&mut store, (40, 2)).unwrap());
+        current = Some(store);
+    };
+    let ours = || {
+        registry.add_plugin("swap", &plugin).unwrap();
+        black_box(handle.call("add", &[Val::S32(40), Val::S32(2)]).unwrap());
+    };
+    if std::env::var_os("PROFILE_SWAPS").is_some() {
+        let until = Instant::now() + std::time::Duration::from_secs(8);
+        while Instant::now() < until {
+            ours();
+        }
+        return;
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    let mut medians = [Vec::new(), Vec::new()];
+    for round in 0..41 {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let mut round_times = Vec::with_capacity(200);
+            for _ in 0..200 {
+                let started = Instant::now();
+                if side == 0 {
+                    raw()
+                } else {
+                    ours()
+                }
+                round_times.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+            medians[side].push(spread(round_times.clone()).0);
+            times[side].extend(round_times);
+        }
+    }
+    let ratios: Vec<f64> = medians[1]
+        .iter()
+        .zip(&medians[0])
+        .map(|(o, r)| o / r)
+        .collect();
+    let (r, r10, r90) = spread(ratios);
+    for (side, name) in [
+        (0, "wasmtime: store + instantiate_pre + call"),
+        (1, "hotslot: add_plugin + call"),
+    ] {
+        let mut all = times[side].clone();
+        all.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "  {name:<42} median {:.1} us, p90 {:.1} us, p99 {:.1} us",
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    }
+    println!("  hotslot / wasmtime, per-round medians: {r:.2}x [{r10:.2} .. {r90:.2}]");
+}
+
 fn main() {
     // Criterion's flags are accepted and ignored: this bench times itself.
     let registry = Registry::new().unwrap();
@@ -544,6 +623,10 @@ fn main() {
         compilers();
         return;
     }
+    if std::env::args().any(|a| a == "swaps") {
+        swaps(&registry);
+        return;
+    }
     if std::env::args().any(|a| a == "forwarding") {
         forwarding(&registry);
         return;
@@ -552,6 +635,7 @@ fn main() {
     state_costs(&registry);
     migration(&registry);
     forwarding(&registry);
+    swaps(&registry);
     compilers();
     big_guests();
     println!("({:.0} s)", started.elapsed().as_secs_f64());
