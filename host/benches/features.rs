@@ -611,6 +611,180 @@ fn swaps(registry: &Registry) {
     println!("  hotslot / wasmtime, per-round medians: {r:.2}x [{r10:.2} .. {r90:.2}]");
 }
 
+/// A call through a handle beside the same call made directly on wasmtime,
+/// one thread; then calls per second from one thread and from two, on
+/// wasmtime (a store per thread) and through hotslot (one plugin with one
+/// instance, and with two).
+fn calls(registry: &Registry) {
+    let engine = registry.engine();
+    let plugin = registry.load_bytes("calc.wasm", &bytes("calc")).unwrap();
+    registry.add_plugin("calc1", &plugin).unwrap();
+    let two = plugin.clone().with_grants(hotslot::Grants {
+        instances: Some(2),
+        ..hotslot::Grants::default()
+    });
+    registry.add_plugin("calc2", &two).unwrap();
+    let handle = registry.implementation("demo:calc/math", "calc1").unwrap();
+    let by_get = registry.get("demo:calc/math@1").unwrap();
+    let mut linker: Linker<Raw> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let component = Component::new(engine, bytes("calc")).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let mut store = raw_store(engine);
+    let instance = pre.instantiate(&mut store).unwrap();
+    let direct = calc::Calculator::new(&mut store, &instance).unwrap();
+    let add = {
+        let (_, math) = component.get_export(None, "demo:calc/math@1.0.0").unwrap();
+        component.get_export_index(Some(&math), "add").unwrap()
+    };
+    let dynamic = instance.get_func(&mut store, add).unwrap();
+    let store = std::cell::RefCell::new(store);
+    let typed = |h: &Handle| {
+        black_box(
+            h.call_typed(|c: &calc::Calculator, s| c.demo_calc_math().call_add(s, 40, 2))
+                .unwrap(),
+        );
+    };
+    println!("  typed add (41 rounds x 20000 calls):");
+    interleave(
+        41,
+        20_000,
+        &mut [
+            ("direct wasmtime", &mut || {
+                let mut store = store.borrow_mut();
+                black_box(direct.demo_calc_math().call_add(&mut *store, 40, 2).unwrap());
+            }),
+            ("through a handle (implementation)", &mut || typed(&handle)),
+            ("through a `get` handle", &mut || typed(&by_get)),
+        ],
+    );
+    println!("  typed add, 100 per closure (41 rounds x 200):");
+    interleave(
+        41,
+        200,
+        &mut [
+            ("direct wasmtime, 100 calls", &mut || {
+                let mut store = store.borrow_mut();
+                for _ in 0..100 {
+                    black_box(direct.demo_calc_math().call_add(&mut *store, 40, 2).unwrap());
+                }
+            }),
+            ("one Handle::batch of 100 calls", &mut || {
+                handle
+                    .batch(|b| {
+                        for _ in 0..100 {
+                            black_box(
+                                b.call_typed(|c: &calc::Calculator, s| {
+                                    c.demo_calc_math().call_add(s, 40, 2)
+                                })
+                                .unwrap(),
+                            );
+                        }
+                    })
+                    .unwrap();
+            }),
+        ],
+    );
+    println!("  dynamic add (41 rounds x 20000 calls):");
+    let args = [Val::S32(40), Val::S32(2)];
+    interleave(
+        41,
+        20_000,
+        &mut [
+            ("direct wasmtime Func::call", &mut || {
+                let mut store = store.borrow_mut();
+                let mut results = [Val::S32(0)];
+                dynamic.call(&mut *store, &args, &mut results).unwrap();
+                dynamic.post_return(&mut *store).unwrap();
+                black_box(&results);
+            }),
+            ("Handle::call", &mut || {
+                black_box(handle.call("add", &args).unwrap());
+            }),
+        ],
+    );
+
+    // Calls per second from `threads` threads for `window`: each thread
+    // makes calls with `call` until told to stop.
+    let window = std::time::Duration::from_millis(100);
+    let rate = |threads: usize, call: &(dyn Fn(usize) + Sync)| -> f64 {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let total = std::sync::atomic::AtomicU64::new(0);
+        let ready = std::sync::Barrier::new(threads + 1);
+        let started = std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (stop, total, ready) = (&stop, &total, &ready);
+                scope.spawn(move || {
+                    ready.wait();
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for _ in 0..100 {
+                            call(t);
+                        }
+                        n += 100;
+                    }
+                    total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            ready.wait();
+            let started = Instant::now();
+            std::thread::sleep(window);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            started
+        });
+        total.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    };
+    // wasmtime by hand: a store and an instance per thread.
+    let raw: Vec<Mutex<(Store<Raw>, calc::Calculator)>> = (0..2)
+        .map(|_| {
+            let mut store = raw_store(engine);
+            let instance = pre.instantiate(&mut store).unwrap();
+            let bindings = calc::Calculator::new(&mut store, &instance).unwrap();
+            Mutex::new((store, bindings))
+        })
+        .collect();
+    let raw_call = |t: usize| {
+        let mut guard = raw[t].lock().unwrap();
+        let (store, bindings) = &mut *guard;
+        black_box(bindings.demo_calc_math().call_add(store, 40, 2).unwrap());
+    };
+    let one = handle.clone();
+    let both = registry.implementation("demo:calc/math", "calc2").unwrap();
+    let one_call = |_t: usize| typed(&one);
+    let both_call = |_t: usize| typed(&both);
+    let sides: [(&str, &(dyn Fn(usize) + Sync)); 3] = [
+        ("wasmtime, a store per thread", &raw_call),
+        ("hotslot, plugin with 2 instances", &both_call),
+        ("hotslot, plugin with 1 instance", &one_call),
+    ];
+    let mut scaling = vec![Vec::new(); sides.len()];
+    let mut rates = vec![(Vec::new(), Vec::new()); sides.len()];
+    for round in 0..21 {
+        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+        for i in order {
+            let one_thread = rate(1, sides[i].1);
+            let two_threads = rate(2, sides[i].1);
+            scaling[i].push(two_threads / one_thread);
+            rates[i].0.push(one_thread);
+            rates[i].1.push(two_threads);
+        }
+    }
+    println!("  calls per second, 1 thread and 2 threads (21 rounds x 100 ms each):");
+    for (i, (name, _)) in sides.iter().enumerate() {
+        let (s, s10, s90) = spread(scaling[i].clone());
+        let (r1, _, _) = spread(rates[i].0.clone());
+        let (r2, _, _) = spread(rates[i].1.clone());
+        println!(
+            "  {name:<36} 1 thread {:.2} M/s, 2 threads {:.2} M/s: x{s:.2} [{s10:.2} .. {s90:.2}]",
+            r1 / 1e6,
+            r2 / 1e6
+        );
+    }
+    let relative: Vec<f64> = scaling[1].iter().zip(&scaling[0]).map(|(h, w)| h / w).collect();
+    let (r, r10, r90) = spread(relative);
+    println!("  hotslot (2 instances) scaling / wasmtime's: {r:.2} [{r10:.2} .. {r90:.2}]");
+}
+
 fn main() {
     // Criterion's flags are accepted and ignored: this bench times itself.
     let registry = Registry::new().unwrap();
@@ -623,6 +797,10 @@ fn main() {
         compilers();
         return;
     }
+    if std::env::args().any(|a| a == "calls") {
+        calls(&registry);
+        return;
+    }
     if std::env::args().any(|a| a == "swaps") {
         swaps(&registry);
         return;
@@ -631,6 +809,7 @@ fn main() {
         forwarding(&registry);
         return;
     }
+    calls(&registry);
     metrics_cost(registry.engine());
     state_costs(&registry);
     migration(&registry);

@@ -207,7 +207,23 @@ fn the_live_page_serves_its_data_and_streams_it() {
             .unwrap()
     };
     assert!(get("").contains("<title>hotslot</title>"));
-    let data: serde_json::Value = serde_json::from_str(&get("data")).unwrap();
+    // The page follows the watcher's events on a thread of its own: they
+    // may reach it a moment after the plugin answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let data: serde_json::Value = loop {
+        let data: serde_json::Value = serde_json::from_str(&get("data")).unwrap();
+        let kinds: Vec<&str> = data["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        let both = kinds.contains(&"loaded") && kinds.contains(&"rejected");
+        if both || std::time::Instant::now() > deadline {
+            break data;
+        }
+        std::thread::yield_now();
+    };
     let g = data["plugins"]
         .as_array()
         .unwrap()
