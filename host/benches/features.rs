@@ -645,6 +645,42 @@ fn calls(registry: &Registry) {
                 .unwrap(),
         );
     };
+    if let Some(side) = std::env::var_os("PROFILE_CALLS") {
+        let until = Instant::now() + std::time::Duration::from_secs(6);
+        let args = [Val::S32(40), Val::S32(2)];
+        while Instant::now() < until {
+            for _ in 0..1000 {
+                match side.to_str() {
+                    Some("direct") => {
+                        let mut store = store.borrow_mut();
+                        black_box(
+                            direct
+                                .demo_calc_math()
+                                .call_add(&mut *store, 40, 2)
+                                .unwrap(),
+                        );
+                    }
+                    Some("typed") => typed(&handle),
+                    Some("dynamic") => {
+                        black_box(handle.call("add", &args).unwrap());
+                    }
+                    _ => {
+                        handle
+                            .batch(|b| {
+                                black_box(
+                                    b.call_typed(|c: &calc::Calculator, s| {
+                                        c.demo_calc_math().call_add(s, 40, 2)
+                                    })
+                                    .unwrap(),
+                                );
+                            })
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        return;
+    }
     println!("  typed add (41 rounds x 20000 calls):");
     interleave(
         41,
@@ -652,7 +688,12 @@ fn calls(registry: &Registry) {
         &mut [
             ("direct wasmtime", &mut || {
                 let mut store = store.borrow_mut();
-                black_box(direct.demo_calc_math().call_add(&mut *store, 40, 2).unwrap());
+                black_box(
+                    direct
+                        .demo_calc_math()
+                        .call_add(&mut *store, 40, 2)
+                        .unwrap(),
+                );
             }),
             ("through a handle (implementation)", &mut || typed(&handle)),
             ("through a `get` handle", &mut || typed(&by_get)),
@@ -666,7 +707,12 @@ fn calls(registry: &Registry) {
             ("direct wasmtime, 100 calls", &mut || {
                 let mut store = store.borrow_mut();
                 for _ in 0..100 {
-                    black_box(direct.demo_calc_math().call_add(&mut *store, 40, 2).unwrap());
+                    black_box(
+                        direct
+                            .demo_calc_math()
+                            .call_add(&mut *store, 40, 2)
+                            .unwrap(),
+                    );
                 }
             }),
             ("one Handle::batch of 100 calls", &mut || {
@@ -695,7 +741,6 @@ fn calls(registry: &Registry) {
                 let mut store = store.borrow_mut();
                 let mut results = [Val::S32(0)];
                 dynamic.call(&mut *store, &args, &mut results).unwrap();
-                dynamic.post_return(&mut *store).unwrap();
                 black_box(&results);
             }),
             ("Handle::call", &mut || {
@@ -760,7 +805,11 @@ fn calls(registry: &Registry) {
     let mut scaling = vec![Vec::new(); sides.len()];
     let mut rates = vec![(Vec::new(), Vec::new()); sides.len()];
     for round in 0..21 {
-        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+        let order: Vec<usize> = if round % 2 == 0 {
+            vec![0, 1, 2]
+        } else {
+            vec![2, 1, 0]
+        };
         for i in order {
             let one_thread = rate(1, sides[i].1);
             let two_threads = rate(2, sides[i].1);
@@ -780,7 +829,11 @@ fn calls(registry: &Registry) {
             r2 / 1e6
         );
     }
-    let relative: Vec<f64> = scaling[1].iter().zip(&scaling[0]).map(|(h, w)| h / w).collect();
+    let relative: Vec<f64> = scaling[1]
+        .iter()
+        .zip(&scaling[0])
+        .map(|(h, w)| h / w)
+        .collect();
     let (r, r10, r90) = spread(relative);
     println!("  hotslot (2 instances) scaling / wasmtime's: {r:.2} [{r10:.2} .. {r90:.2}]");
 }
