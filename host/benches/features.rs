@@ -746,6 +746,11 @@ fn calls(registry: &Registry) {
             ("Handle::call", &mut || {
                 black_box(handle.call("add", &args).unwrap());
             }),
+            ("Handle::call_into", &mut || {
+                let mut results = [Val::S32(0)];
+                handle.call_into("add", &args, &mut results).unwrap();
+                black_box(&results);
+            }),
         ],
     );
 

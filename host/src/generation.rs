@@ -331,6 +331,19 @@ impl Generation {
         Ok(results)
     }
 
+    /// Like [`Generation::call`], answering into `results`.
+    pub(crate) fn call_into(
+        &self,
+        resident: &mut Resident,
+        export: usize,
+        function: &str,
+        args: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), Error> {
+        let position = self.position(export, function)?;
+        self.call_at(resident, export, position, args, results, None)
+    }
+
     /// Where `function` is among the functions of export number `export`.
     fn position(&self, export: usize, function: &str) -> Result<usize, Error> {
         let exported = self.exported(export);

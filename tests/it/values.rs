@@ -165,3 +165,27 @@ fn bad_calls_are_typed_errors_and_the_instance_keeps_serving() {
         .unwrap();
     assert!(matches!(&answer[0], Val::Record(_)));
 }
+
+#[test]
+fn call_into_answers_into_the_callers_slots() {
+    let registry = Registry::new().unwrap();
+    registry
+        .add_plugin("calc", &plugin(&registry, "calc"))
+        .unwrap();
+    let math = registry.implementation("demo:calc/math", "calc").unwrap();
+    let mut sum = [Val::Bool(false)];
+    for i in 0..3 {
+        math.call_into("add", &[Val::S32(40), Val::S32(i)], &mut sum)
+            .unwrap();
+        assert_eq!(sum, [Val::S32(40 + i)]);
+    }
+    let err = math
+        .call_into("add", &[Val::S32(1), Val::S32(2)], &mut [])
+        .unwrap_err();
+    assert!(matches!(err, Error::BadArguments { .. }), "{err:?}");
+    assert!(err.to_string().contains("add"), "{err}");
+    // Refused before the guest ran: the instance keeps serving.
+    math.call_into("add", &[Val::S32(1), Val::S32(2)], &mut sum)
+        .unwrap();
+    assert_eq!(sum, [Val::S32(3)]);
+}
