@@ -667,12 +667,14 @@ fn calls(registry: &Registry) {
                     _ => {
                         handle
                             .batch(|b| {
-                                black_box(
-                                    b.call_typed(|c: &calc::Calculator, s| {
-                                        c.demo_calc_math().call_add(s, 40, 2)
-                                    })
-                                    .unwrap(),
-                                );
+                                for _ in 0..100 {
+                                    black_box(
+                                        b.call_typed(|c: &calc::Calculator, s| {
+                                            c.demo_calc_math().call_add(s, 40, 2)
+                                        })
+                                        .unwrap(),
+                                    );
+                                }
                             })
                             .unwrap();
                     }
