@@ -141,12 +141,12 @@ impl Generation {
             reason,
             imports,
         };
-        let interfaces = generation.all_interfaces();
-        let mut live = generation.instantiate(&interfaces)?;
+        let interfaces = generation.plugin.interface_names();
+        let mut live = generation.instantiate(interfaces)?;
         if let Some(snapshot) = snapshot {
-            generation.restore(&mut live, snapshot, &interfaces)?;
+            generation.restore(&mut live, snapshot, interfaces)?;
         }
-        generation.start(&mut live, reason, &interfaces)?;
+        generation.start(&mut live, reason, interfaces)?;
         *lock(&generation.first) = Some(live);
         Ok(generation)
     }
@@ -179,16 +179,6 @@ impl Generation {
 
     pub(crate) fn exported(&self, export: usize) -> &ExportedInterface {
         &self.plugin.exports()[export]
-    }
-
-    fn all_interfaces(&self) -> String {
-        let names: Vec<String> = self
-            .plugin
-            .exports()
-            .iter()
-            .map(|e| e.name().to_string())
-            .collect();
-        names.join(", ")
     }
 
     /// A fresh instance. When wasmtime's instance pool is full, idle

@@ -54,6 +54,9 @@ struct Compiled {
     imports: Vec<ImportedInterface>,
     contract: Contract,
     hash: ContentHash,
+    /// Every exported interface's name, for messages about the whole
+    /// component: made once here, not at each instance.
+    interfaces: String,
 }
 
 /// One interface a component imports from the registry: one that another
@@ -180,6 +183,11 @@ impl Plugin {
     }
 
     /// Where its `hotslot:plugin` lifecycle and migrate functions are.
+    /// Every exported interface's name, comma-separated.
+    pub(crate) fn interface_names(&self) -> &str {
+        &self.compiled.interfaces
+    }
+
     pub(crate) fn contract(&self) -> &Contract {
         &self.compiled.contract
     }
@@ -488,7 +496,13 @@ fn compile(
     .map_err(|e| link_error(reason(&e)))?;
     let exports = exported_interfaces(engine, &component);
     let contract = Contract::of(&exports);
+    let interfaces = exports
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(Compiled {
+        interfaces,
         pre,
         exports,
         imports,
