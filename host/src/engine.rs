@@ -67,7 +67,9 @@ pub struct EngineOptions {
     /// How many component instances the pooling allocator holds at once.
     /// Every plugin holds one per instance it runs; a reload briefly holds
     /// one more. When the pool is full, idle instances of other plugins are
-    /// freed (they start again at their next call) to make room.
+    /// freed (they start again at their next call) to make room. `0`: no
+    /// pool, each instance allocated when made (setting a pool up costs a
+    /// few milliseconds: worth it for a host that runs, not for one call).
     pub pool_instances: u32,
     /// Which compiler turns wasm into machine code.
     pub compiler: Compiler,
@@ -134,9 +136,11 @@ pub const DEFAULT_POOL_INSTANCES: u32 = 1000;
 /// [`Error::Engine`] if wasmtime refuses the configuration.
 pub fn build(options: &EngineOptions) -> Result<Engine, Error> {
     let mut config = base_config(options);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
-        options.pool_instances,
-    )));
+    if options.pool_instances > 0 {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
+            options.pool_instances,
+        )));
+    }
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,
         Err(pool_error) => {

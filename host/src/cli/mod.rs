@@ -258,7 +258,7 @@ pub fn main() -> ExitCode {
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
         Command::Diff { old, new } => {
             let dir = dir_of(&old).to_path_buf();
-            match registry(&LimitArgs::default(), &dir)
+            match registry(&LimitArgs::default(), &dir, Pool::None)
                 .and_then(|registry| diff::diff(&registry, &old, &new))
             {
                 Ok((lines, refused)) => {
@@ -287,7 +287,7 @@ pub fn main() -> ExitCode {
             println!("build it:  {command}");
             println!("component: {}", output.display());
         }),
-        Command::List { dir, limits } => registry(&limits, &dir)
+        Command::List { dir, limits } => registry(&limits, &dir, Pool::Shared)
             .and_then(|registry| inspect::list(&registry, &dir))
             .map(|rows| println!("{}", inspect::table(&rows))),
     };
@@ -308,7 +308,7 @@ fn watch(
 ) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
-    let registry = Arc::new(registry(limits, &dir)?);
+    let registry = Arc::new(registry(limits, &dir, Pool::Shared)?);
     if let Some(addr) = metrics {
         serve_metrics(registry.clone(), addr)?;
     }
@@ -335,7 +335,8 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
             file.display()
         ));
     }
-    let registry = registry(limits, dir)?;
+    // One call: an instance pool would cost more to set up than it saves.
+    let registry = registry(limits, dir, Pool::None)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
     println!("{answer}");
@@ -377,13 +378,25 @@ fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
 }
 
 /// The registry for plugins in `dir`, as the flags say.
-fn registry(args: &LimitArgs, dir: &Path) -> Result<Registry, String> {
+/// Whether a command's engine keeps an instance pool.
+#[derive(Clone, Copy, PartialEq)]
+enum Pool {
+    /// The default pool: for commands that run plugins for a while.
+    Shared,
+    /// None: for one call.
+    None,
+}
+
+fn registry(args: &LimitArgs, dir: &Path, pool: Pool) -> Result<Registry, String> {
     // One engine per process; with wasmtime's disk cache a restart (or the
     // next `hotslot call`) does not compile the same component again.
     let engine = crate::engine::build(&EngineOptions {
         disk_cache: true,
         compiler: args.compiler,
-        ..EngineOptions::default()
+        pool_instances: match pool {
+            Pool::Shared => crate::engine::DEFAULT_POOL_INSTANCES,
+            Pool::None => 0,
+        },
     })
     .map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
