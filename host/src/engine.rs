@@ -191,6 +191,14 @@ pub(crate) fn for_compiling(engine: &Engine) -> Result<Engine, Error> {
     Engine::new(&base_config(&options_of(engine))).map_err(|e| Error::Engine(format!("{e:#}")))
 }
 
+/// Whether `engine` was built by [`build`] (so that [`for_compiling`] can
+/// make one that compiles exactly like it).
+pub(crate) fn built_here(engine: &Engine) -> bool {
+    lock(&BUILT)
+        .iter()
+        .any(|(weak, _)| weak.upgrade().is_some_and(|e| Engine::same(&e, engine)))
+}
+
 /// How `engine` was built, if it was built here; wasmtime's defaults
 /// (Cranelift, no disk cache) otherwise.
 pub(crate) fn options_of(engine: &Engine) -> EngineOptions {

@@ -381,7 +381,7 @@ impl Generation {
         }
         let live = self.live(resident, export)?;
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
-        live.store.set_epoch_deadline(ticks);
+        sandbox::set_deadline(&mut live.store, ticks);
         let func = live.funcs[export][position];
         match guarded(|| func.call(&mut live.store, args, results)) {
             Ok(()) => Ok(()),
@@ -433,7 +433,7 @@ impl Generation {
             .1
             .downcast_ref::<B>()
             .expect("stored under its own TypeId");
-        store.set_epoch_deadline(self.deadline);
+        sandbox::set_deadline(store, self.deadline);
         match guarded(|| call(bindings, store)) {
             Ok(value) => Ok(value),
             Err(error) => {
@@ -462,7 +462,7 @@ impl Generation {
                 |why: String| self.refused(interface, format!("on-start({}) {why}", reason.wit()));
             let func = live.funcs[export][function];
             let mut results = [Val::Bool(false)];
-            live.store.set_epoch_deadline(self.deadline);
+            sandbox::set_deadline(&mut live.store, self.deadline);
             let args = [Val::Enum(reason.wit().into())];
             guarded(|| func.call(&mut live.store, &args, &mut results))
                 .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
@@ -489,7 +489,7 @@ impl Generation {
         let typed = func
             .typed::<(&[u8],), (Result<(), String>,)>(&live.store)
             .map_err(|e| refused(format!("has an unexpected type: {}", reason_of(&e))))?;
-        live.store.set_epoch_deadline(self.deadline);
+        sandbox::set_deadline(&mut live.store, self.deadline);
         let (answer,) = guarded(|| typed.call(&mut live.store, (snapshot,)))
             .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
         answer.map_err(|message| refused(format!("refused: {message}")))
@@ -519,7 +519,7 @@ impl Generation {
         };
         let func = live.funcs[export][function];
         let typed = func.typed::<(), (Vec<u8>,)>(&live.store).map_err(failed)?;
-        live.store.set_epoch_deadline(self.deadline);
+        sandbox::set_deadline(&mut live.store, self.deadline);
         match guarded(|| typed.call(&mut live.store, ())) {
             Ok((snapshot,)) => Ok(Some(snapshot)),
             Err(e) => {

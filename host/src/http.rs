@@ -131,6 +131,7 @@ impl Authority {
             None if host.contains('*') => {
                 return refuse("a wildcard is allowed only as a leading `*.`")
             }
+            None if normal_host(host).is_empty() => return refuse("no host"),
             None => HostPattern::Exact(normal_host(host)),
         };
         Ok(Authority {
@@ -164,6 +165,9 @@ fn split_port(written: &str) -> Result<(&str, Option<u16>), String> {
         }
     } else {
         match written.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err("an IPv6 address goes in brackets: `[::1]` or `[::1]:8080`".into())
+            }
             Some((host, port)) => (host, Some(port)),
             None => (written, None),
         }
@@ -178,10 +182,15 @@ fn split_port(written: &str) -> Result<(&str, Option<u16>), String> {
     Ok((host, port))
 }
 
-/// Lower case, without IPv6 brackets or a trailing dot: how hosts compare.
+/// Lower case, without IPv6 brackets or a trailing dot, an IP address in
+/// its one canonical form: how hosts compare (`[0:0::1]` is `::1`).
 fn normal_host(host: &str) -> String {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host,
+    }
 }
 
 /// What one plugin instance may do over HTTP: wasmtime-wasi-http asks it
@@ -198,6 +207,40 @@ pub(crate) struct HttpGate {
     pub(crate) timeout: Duration,
     /// The most bytes of a response body.
     pub(crate) max_response: u64,
+    /// When the call running now must end, on `clock` (set at each call;
+    /// 0: not known), and how long one of its ticks is.
+    pub(crate) call_ends: u64,
+    pub(crate) clock: fn() -> u64,
+    pub(crate) tick: Duration,
+    /// When a denial was last logged.
+    pub(crate) logged: Option<std::time::Instant>,
+}
+
+/// The least time between two denials logged for one instance.
+const DENIAL_LOG_GAP: Duration = Duration::from_millis(200);
+
+/// Where a request goes: its host and port. Refused when the authority is
+/// missing or carries credentials (`user@host`).
+fn destination(uri: &http::Uri) -> Result<(String, u16), String> {
+    let authority = uri.authority().ok_or("without an authority")?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "to `{authority}`: credentials in a URL are not sent"
+        ));
+    }
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Ok((authority.host().to_string(), port))
+}
+
+/// Points `request` at exactly `host:port`, whatever else its authority
+/// said.
+fn aim(request: &mut http::Request<WasiBody>, host: &str, port: u16) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("to {host}:{port}: {e}");
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(format!("{host}:{port}").parse().map_err(|e| fail(&e))?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 type Sent = Result<
@@ -209,6 +252,33 @@ type Sent = Result<
 >;
 
 impl HttpGate {
+    /// A denied request: logged (at most five lines a second per
+    /// instance), and failed with wasi:http's own error.
+    fn deny(&mut self, why: &str) -> Box<dyn Future<Output = Sent> + Send> {
+        let now = std::time::Instant::now();
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= DENIAL_LOG_GAP)
+        {
+            self.logged = Some(now);
+            tracing::warn!("plugin {}: HTTP request denied {why}", self.plugin);
+        }
+        Box::new(async { Err(HttpError::HttpRequestDenied) })
+    }
+
+    /// What the request may take: the request's bound, or what is left of
+    /// the call making it, whichever is less.
+    fn time_left(&self) -> Duration {
+        if self.call_ends == 0 {
+            return self.timeout;
+        }
+        let ticks = self.call_ends.saturating_sub((self.clock)());
+        let left = self
+            .tick
+            .saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+        self.timeout.min(left)
+    }
+
     /// Why a request to `host:port` may not go out, if it may not.
     fn refusal(&self, host: &str, port: u16) -> Option<String> {
         if !self.grant.allows(host, port) {
@@ -222,11 +292,10 @@ impl HttpGate {
         }
     }
 
-    /// The guest's own timeouts, none longer than ours.
-    fn bounded(&self, options: Option<RequestOptions>) -> RequestOptions {
+    /// The guest's own timeouts, none longer than `timeout`.
+    fn bounded(&self, options: Option<RequestOptions>, timeout: Duration) -> RequestOptions {
         let options = options.unwrap_or_default();
-        let bound =
-            |asked: Option<Duration>| Some(asked.map_or(self.timeout, |t| t.min(self.timeout)));
+        let bound = |asked: Option<Duration>| Some(asked.map_or(timeout, |t| t.min(timeout)));
         RequestOptions {
             connect_timeout: bound(options.connect_timeout),
             first_byte_timeout: bound(options.first_byte_timeout),
@@ -242,20 +311,26 @@ impl WasiHttpHooks for HttpGate {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        let uri = request.uri();
-        let host = uri.host().unwrap_or_default().to_string();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let mut request = request;
+        let (host, port) = match destination(request.uri()) {
+            Ok(destination) => destination,
+            Err(why) => return self.deny(&why),
+        };
         if let Some(why) = self.refusal(&host, port) {
-            tracing::warn!(
-                "plugin {}: HTTP request to {host}:{port} denied: {why}",
-                self.plugin
-            );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            return self.deny(&format!("to {host}:{port}: {why}"));
         }
-        tracing::debug!("plugin {}: HTTP {} {uri}", self.plugin, request.method());
-        let options = self.bounded(options);
-        let (timeout, max) = (self.timeout, self.max_response);
+        // The connection goes exactly where the check looked.
+        if let Err(why) = aim(&mut request, &host, port) {
+            return self.deny(&why);
+        }
+        tracing::debug!(
+            "plugin {}: HTTP {} to {host}:{port}",
+            self.plugin,
+            request.method()
+        );
+        let timeout = self.time_left();
+        let options = self.bounded(options, timeout);
+        let max = self.max_response;
         Box::new(async move {
             // One deadline for the whole exchange, from connecting to the
             // body's last byte.
@@ -337,13 +412,14 @@ mod tests {
         assert!(!allow.allows("evilexample.org", 8443));
         assert!(!allow.allows("a.example.org", 443));
         assert!(allow.allows("[::1]", 80));
+        assert!(allow.allows("[0:0::1]", 80));
         assert!(!HttpAllow::default().allows("example.com", 80));
     }
 
     #[test]
     fn malformed_authorities_are_refused_by_name() {
         for bad in [
-            "", "*", "*.", "a.*.com", "http://x", "x/y", "x:0", "x:http", "[::1",
+            "", "*", "*.", "a.*.com", "http://x", "x/y", "x:0", "x:http", "[::1", "::1", ".", "u@x",
         ] {
             let err = HttpAllow::new([bad]).unwrap_err();
             assert!(err.contains(&format!("`{}`", bad.trim())), "{bad}: {err}");

@@ -182,12 +182,12 @@ impl Plugin {
         &self.compiled.imports
     }
 
-    /// Where its `hotslot:plugin` lifecycle and migrate functions are.
     /// Every exported interface's name, comma-separated.
     pub(crate) fn interface_names(&self) -> &str {
         &self.compiled.interfaces
     }
 
+    /// Where its `hotslot:plugin` lifecycle and migrate functions are.
     pub(crate) fn contract(&self) -> &Contract {
         &self.compiled.contract
     }
@@ -466,7 +466,8 @@ fn compile(
     };
     check_header(bytes).map_err(not_a_component)?;
     let mark = disk_cached_mark(&hash, engine);
-    let component = if bytes.len() < COMPILE_APART || mark.as_deref().is_some_and(Path::exists) {
+    let apart = bytes.len() >= COMPILE_APART && crate::engine::built_here(engine);
+    let component = if !apart || mark.as_deref().is_some_and(Path::exists) {
         Component::new(engine, bytes)
     } else {
         compile_apart(engine, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))

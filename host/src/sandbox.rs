@@ -274,6 +274,14 @@ fn start_wasi_runtime() -> Result<(), Error> {
     )
 }
 
+/// Gives the call about to run on `store` `ticks` epoch ticks from now:
+/// the epoch deadline that stops its wasm, and the time its HTTP requests
+/// may take (a request blocks in the host, where the epoch cannot stop it).
+pub(crate) fn set_deadline(store: &mut Store<PluginState>, ticks: u64) {
+    store.set_epoch_deadline(ticks);
+    store.data_mut().http_gate.call_ends = crate::engine::ticks_now().saturating_add(ticks);
+}
+
 /// A fresh store for one instance of the plugin `name`: WASI with only what
 /// `grants` allow; what it prints goes to the log under its name.
 pub(crate) fn new_store(
@@ -322,6 +330,10 @@ pub(crate) fn new_store(
             // A request cannot usefully outlive the call that makes it.
             timeout: limits.http_timeout.min(limits.timeout),
             max_response: limits.max_http_response,
+            call_ends: 0,
+            clock: crate::engine::ticks_now,
+            tick: crate::engine::EPOCH_TICK,
+            logged: None,
         },
         limits: Limiter {
             max_memory: limits.max_memory,

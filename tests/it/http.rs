@@ -293,3 +293,54 @@ fn a_javascript_plugin_fetches_what_is_granted_and_is_denied_the_rest() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(outgoing.contains("[http] allow"), "{outgoing}");
 }
+
+#[test]
+fn credentials_in_a_url_are_refused_before_connecting() {
+    let granted = Server::start(Answer::Path);
+    let (_dir, file) = with_manifest(
+        "fetcher_rs",
+        &format!("[http]\nallow = [\"127.0.0.1:{}\"]\n", granted.port),
+    );
+    let registry = Registry::new().unwrap();
+    let handle = fetcher(&registry, &file);
+    let with_user = format!("http://someone@127.0.0.1:{}/x", granted.port);
+    assert_eq!(get(&handle, &with_user), Err("HTTP-request-denied".into()));
+    assert_eq!(granted.hits(), 0);
+    assert_eq!(get(&handle, &granted.url("/y")), Ok("200 served /y".into()));
+}
+
+#[test]
+fn http_allow_none_on_the_command_line_allows_nothing() {
+    let server = Server::start(Answer::Path);
+    let (dir, file) = with_manifest(
+        "fetcher_rs",
+        &format!("[http]\nallow = [\"127.0.0.1:{}\"]\n", server.port),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let run = |allow: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hotslot"))
+            .args(["call", "--http-allow", allow])
+            .arg(&file)
+            .arg(format!("{FETCH}#get({:?})", server.url("/")))
+            .env("HOME", home.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!("NONE,127.0.0.1:{}", server.port));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "err(\"HTTP-request-denied\")\n", "{stderr}");
+    assert!(
+        stderr.contains("plugin fetcher_rs: HTTP request denied")
+            && stderr.contains("--http-allow"),
+        "{stderr}"
+    );
+    assert_eq!(server.hits(), 0);
+    let out = run(&format!("127.0.0.1:{}", server.port));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok(\"200 served /\")\n"
+    );
+    assert_eq!(server.hits(), 1);
+}

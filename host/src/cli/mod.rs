@@ -177,15 +177,16 @@ struct LimitArgs {
     #[arg(long, value_name = "NAME", default_value_t = Compiler::Cranelift)]
     compiler: Compiler,
     /// The most any plugin may reach over HTTP: authorities (`host`,
-    /// `host:port`, `*.domain`), repeated or comma-separated; `none` for
-    /// nothing. A plugin reaches only what its manifest's `[http] allow`
+    /// `host:port`, `*.domain`), repeated or comma-separated; `none`: nothing
+    /// at all. A plugin reaches only what its manifest's `[http] allow`
     /// grants and this allows (default: what manifests grant).
     #[arg(long, value_name = "AUTHORITY", value_delimiter = ',', value_parser = authority)]
     http_allow: Option<Vec<String>>,
     /// Longest one outbound HTTP request may take, from connecting to the
     /// last byte of its response, in milliseconds; never more than the
     /// call's deadline (a manifest may ask for less, never more).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_TIMEOUT.as_millis() as u64)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
     http_timeout_ms: u64,
     /// Largest HTTP response body a plugin may read, in KiB (a manifest may
     /// ask for less, never more).
@@ -193,13 +194,17 @@ struct LimitArgs {
     http_max_response_kib: u64,
 }
 
-/// One `--http-allow` entry, checked as the manifest's are.
+/// One `--http-allow` entry, checked as the manifest's are; `none` as
+/// written, in any case.
 fn authority(text: &str) -> Result<String, String> {
-    match text {
-        "none" => Ok(text.to_string()),
-        _ => HttpAllow::new([text]).map(|_| text.to_string()),
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(NO_HTTP.to_string());
     }
+    HttpAllow::new([text]).map(|_| text.to_string())
 }
+
+/// `--http-allow none`: no plugin reaches anything over HTTP.
+const NO_HTTP: &str = "none";
 
 impl Default for LimitArgs {
     /// The flags' defaults.
@@ -228,9 +233,13 @@ impl LimitArgs {
             max_open_files: self.max_open_files,
             max_file_size: self.max_file_mib.saturating_mul(1 << 20),
             max_state: self.max_state_kib.saturating_mul(1 << 10),
-            // Every entry was checked as it was parsed.
+            // Every entry was checked as it was parsed; `none` allows
+            // nothing, whatever else is given.
             http_allow: self.http_allow.as_ref().map(|entries| {
-                HttpAllow::new(entries.iter().filter(|e| *e != "none")).unwrap_or_default()
+                match entries.iter().any(|e| e == NO_HTTP) {
+                    true => HttpAllow::default(),
+                    false => HttpAllow::new(entries).unwrap_or_default(),
+                }
             }),
             http_timeout: Duration::from_millis(self.http_timeout_ms),
             max_http_response: self.http_max_response_kib.saturating_mul(1 << 10),
