@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hotslot::wasmtime::component::{
-    Component, ComponentExportIndex, Instance, Linker, ResourceTable, TypedFunc, Val,
+    Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable, TypedFunc, Val,
 };
 use hotslot::wasmtime::{Engine, Store};
 use hotslot::{Handle, Registry};
@@ -532,6 +532,18 @@ fn big_guests() {
     }
 }
 
+/// calc as a hand-rolled embedding has it: an `InstancePre` with WASI,
+/// and where its `add` is.
+fn raw_calc(engine: &Engine) -> (InstancePre<Raw>, ComponentExportIndex) {
+    let mut linker: Linker<Raw> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let component = Component::new(engine, bytes("calc")).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let (_, math) = component.get_export(None, "demo:calc/math@1.0.0").unwrap();
+    let add = component.get_export_index(Some(&math), "add").unwrap();
+    (pre, add)
+}
+
 /// A swap: `add_plugin` of an already compiled plugin (a new instance made
 /// and started, then published behind every handle) and the first call
 /// after it, beside what a hand-rolled embedding does for the same: a fresh
@@ -542,14 +554,7 @@ fn swaps(registry: &Registry) {
     let plugin = registry.load_bytes("calc.wasm", &bytes("calc")).unwrap();
     registry.add_plugin("swap", &plugin).unwrap();
     let handle = registry.implementation("demo:calc/math", "swap").unwrap();
-    let mut linker: Linker<Raw> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    let component = Component::new(engine, bytes("calc")).unwrap();
-    let pre = linker.instantiate_pre(&component).unwrap();
-    let add = {
-        let (_, math) = component.get_export(None, "demo:calc/math@1.0.0").unwrap();
-        component.get_export_index(Some(&math), "add").unwrap()
-    };
+    let (pre, add) = raw_calc(engine);
     let mut current = None;
     let mut raw = || {
         let mut store = raw_store(engine);
@@ -626,17 +631,10 @@ fn calls(registry: &Registry) {
     registry.add_plugin("calc2", &two).unwrap();
     let handle = registry.implementation("demo:calc/math", "calc1").unwrap();
     let by_get = registry.get("demo:calc/math@1").unwrap();
-    let mut linker: Linker<Raw> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    let component = Component::new(engine, bytes("calc")).unwrap();
-    let pre = linker.instantiate_pre(&component).unwrap();
+    let (pre, add) = raw_calc(engine);
     let mut store = raw_store(engine);
     let instance = pre.instantiate(&mut store).unwrap();
     let direct = calc::Calculator::new(&mut store, &instance).unwrap();
-    let add = {
-        let (_, math) = component.get_export(None, "demo:calc/math@1.0.0").unwrap();
-        component.get_export_index(Some(&math), "add").unwrap()
-    };
     let dynamic = instance.get_func(&mut store, add).unwrap();
     let store = std::cell::RefCell::new(store);
     let typed = |h: &Handle| {
@@ -645,39 +643,46 @@ fn calls(registry: &Registry) {
                 .unwrap(),
         );
     };
+    // Each measured call, written once: for the interleaved rounds and for
+    // `PROFILE_CALLS=direct|typed|dynamic|batch` (a perf target).
+    let direct_add = |n: usize| {
+        let mut store = store.borrow_mut();
+        for _ in 0..n {
+            black_box(
+                direct
+                    .demo_calc_math()
+                    .call_add(&mut *store, 40, 2)
+                    .unwrap(),
+            );
+        }
+    };
+    let batch_add = |n: usize| {
+        handle
+            .batch(|b| {
+                for _ in 0..n {
+                    black_box(
+                        b.call_typed(|c: &calc::Calculator, s| {
+                            c.demo_calc_math().call_add(s, 40, 2)
+                        })
+                        .unwrap(),
+                    );
+                }
+            })
+            .unwrap();
+    };
+    let args = [Val::S32(40), Val::S32(2)];
+    let dynamic_add = || {
+        black_box(handle.call("add", &args).unwrap());
+    };
     if let Some(side) = std::env::var_os("PROFILE_CALLS") {
         let until = Instant::now() + std::time::Duration::from_secs(6);
-        let args = [Val::S32(40), Val::S32(2)];
         while Instant::now() < until {
             for _ in 0..1000 {
                 match side.to_str() {
-                    Some("direct") => {
-                        let mut store = store.borrow_mut();
-                        black_box(
-                            direct
-                                .demo_calc_math()
-                                .call_add(&mut *store, 40, 2)
-                                .unwrap(),
-                        );
-                    }
+                    Some("direct") => direct_add(1),
                     Some("typed") => typed(&handle),
-                    Some("dynamic") => {
-                        black_box(handle.call("add", &args).unwrap());
-                    }
-                    _ => {
-                        handle
-                            .batch(|b| {
-                                for _ in 0..100 {
-                                    black_box(
-                                        b.call_typed(|c: &calc::Calculator, s| {
-                                            c.demo_calc_math().call_add(s, 40, 2)
-                                        })
-                                        .unwrap(),
-                                    );
-                                }
-                            })
-                            .unwrap();
-                    }
+                    Some("dynamic") => dynamic_add(),
+                    _ => batch_add(100),
                 }
             }
         }
@@ -688,15 +693,7 @@ fn calls(registry: &Registry) {
         41,
         20_000,
         &mut [
-            ("direct wasmtime", &mut || {
-                let mut store = store.borrow_mut();
-                black_box(
-                    direct
-                        .demo_calc_math()
-                        .call_add(&mut *store, 40, 2)
-                        .unwrap(),
-                );
-            }),
+            ("direct wasmtime", &mut || direct_add(1)),
             ("through a handle (implementation)", &mut || typed(&handle)),
             ("through a `get` handle", &mut || typed(&by_get)),
         ],
@@ -706,35 +703,11 @@ fn calls(registry: &Registry) {
         41,
         200,
         &mut [
-            ("direct wasmtime, 100 calls", &mut || {
-                let mut store = store.borrow_mut();
-                for _ in 0..100 {
-                    black_box(
-                        direct
-                            .demo_calc_math()
-                            .call_add(&mut *store, 40, 2)
-                            .unwrap(),
-                    );
-                }
-            }),
-            ("one Handle::batch of 100 calls", &mut || {
-                handle
-                    .batch(|b| {
-                        for _ in 0..100 {
-                            black_box(
-                                b.call_typed(|c: &calc::Calculator, s| {
-                                    c.demo_calc_math().call_add(s, 40, 2)
-                                })
-                                .unwrap(),
-                            );
-                        }
-                    })
-                    .unwrap();
-            }),
+            ("direct wasmtime, 100 calls", &mut || direct_add(100)),
+            ("one Handle::batch of 100 calls", &mut || batch_add(100)),
         ],
     );
     println!("  dynamic add (41 rounds x 20000 calls):");
-    let args = [Val::S32(40), Val::S32(2)];
     interleave(
         41,
         20_000,
@@ -745,9 +718,7 @@ fn calls(registry: &Registry) {
                 dynamic.call(&mut *store, &args, &mut results).unwrap();
                 black_box(&results);
             }),
-            ("Handle::call", &mut || {
-                black_box(handle.call("add", &args).unwrap());
-            }),
+            ("Handle::call", &mut || dynamic_add()),
             ("Handle::call_into", &mut || {
                 let mut results = [Val::S32(0)];
                 handle.call_into("add", &args, &mut results).unwrap();
