@@ -110,6 +110,32 @@ fn with_manifest(stem: &str, manifest: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, file)
 }
 
+/// A directory holding `stem.wasm` and a manifest granting it HTTP to
+/// each of `servers`.
+fn granting(stem: &str, servers: &[&Server]) -> (tempfile::TempDir, PathBuf) {
+    let allow: Vec<String> = servers
+        .iter()
+        .map(|s| format!("\"127.0.0.1:{}\"", s.port))
+        .collect();
+    with_manifest(stem, &format!("[http]\nallow = [{}]\n", allow.join(", ")))
+}
+
+/// `hotslot call FILE 'fetch#get(URL)' --http-allow ALLOW`, in `file`'s
+/// directory with `home` as HOME: (exit code, stdout, stderr).
+fn call_cli(file: &Path, allow: &str, url: &str, home: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .args(["call", "--http-allow", allow])
+        .arg(file)
+        .arg(format!("{FETCH}#get({url:?})"))
+        .env("HOME", home)
+        .current_dir(file.parent().unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stdout, stderr)
+}
+
 fn fetcher(registry: &Registry, file: &Path) -> Handle {
     let added = registry.add_file(file).unwrap();
     registry.implementation(FETCH, &added.name).unwrap()
@@ -133,10 +159,7 @@ fn get(handle: &Handle, url: &str) -> Result<String, String> {
 fn a_granted_request_returns_the_body_and_any_other_is_denied_unsent() {
     let granted = Server::start(Answer::Path);
     let other = Server::start(Answer::Path);
-    let (_dir, file) = with_manifest(
-        "fetcher_rs",
-        &format!("[http]\nallow = [\"127.0.0.1:{}\"]\n", granted.port),
-    );
+    let (_dir, file) = granting("fetcher_rs", &[&granted]);
     let registry = Registry::new().unwrap();
     let handle = fetcher(&registry, &file);
 
@@ -174,13 +197,7 @@ fn without_a_grant_nothing_is_reachable() {
 fn the_operators_ceiling_bounds_what_a_manifest_grants() {
     let inside = Server::start(Answer::Path);
     let outside = Server::start(Answer::Path);
-    let (_dir, file) = with_manifest(
-        "fetcher_rs",
-        &format!(
-            "[http]\nallow = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
-            inside.port, outside.port
-        ),
-    );
+    let (_dir, file) = granting("fetcher_rs", &[&inside, &outside]);
     let ceiling = HttpAllow::new([format!("127.0.0.1:{}", inside.port)]).unwrap();
     let limits = Limits {
         http_allow: Some(ceiling),
@@ -236,31 +253,10 @@ fn responses_are_bounded_in_size_and_in_time() {
 fn a_javascript_plugin_fetches_what_is_granted_and_is_denied_the_rest() {
     let granted = Server::start(Answer::Path);
     let other = Server::start(Answer::Path);
-    let (dir, file) = with_manifest(
-        "fetcher_js",
-        &format!(
-            "[http]\nallow = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
-            granted.port, other.port
-        ),
-    );
+    let (_dir, file) = granting("fetcher_js", &[&granted, &other]);
     let home = tempfile::tempdir().unwrap();
-    let call = |url: String| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
-            .args([
-                "call",
-                "--http-allow",
-                &format!("127.0.0.1:{}", granted.port),
-            ])
-            .arg(&file)
-            .arg(format!("{FETCH}#get({url:?})"))
-            .env("HOME", home.path())
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code(), stdout, stderr)
-    };
+    let allow = format!("127.0.0.1:{}", granted.port);
+    let call = |url: String| call_cli(&file, &allow, &url, home.path());
 
     let (code, stdout, stderr) = call(granted.url("/page"));
     assert_eq!(
@@ -297,10 +293,7 @@ fn a_javascript_plugin_fetches_what_is_granted_and_is_denied_the_rest() {
 #[test]
 fn credentials_in_a_url_are_refused_before_connecting() {
     let granted = Server::start(Answer::Path);
-    let (_dir, file) = with_manifest(
-        "fetcher_rs",
-        &format!("[http]\nallow = [\"127.0.0.1:{}\"]\n", granted.port),
-    );
+    let (_dir, file) = granting("fetcher_rs", &[&granted]);
     let registry = Registry::new().unwrap();
     let handle = fetcher(&registry, &file);
     let with_user = format!("http://someone@127.0.0.1:{}/x", granted.port);
@@ -312,24 +305,15 @@ fn credentials_in_a_url_are_refused_before_connecting() {
 #[test]
 fn http_allow_none_on_the_command_line_allows_nothing() {
     let server = Server::start(Answer::Path);
-    let (dir, file) = with_manifest(
-        "fetcher_rs",
-        &format!("[http]\nallow = [\"127.0.0.1:{}\"]\n", server.port),
-    );
+    let (_dir, file) = granting("fetcher_rs", &[&server]);
     let home = tempfile::tempdir().unwrap();
-    let run = |allow: &str| {
-        Command::new(env!("CARGO_BIN_EXE_hotslot"))
-            .args(["call", "--http-allow", allow])
-            .arg(&file)
-            .arg(format!("{FETCH}#get({:?})", server.url("/")))
-            .env("HOME", home.path())
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
-    let out = run(&format!("NONE,127.0.0.1:{}", server.port));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let url = server.url("/");
+    let (_, stdout, stderr) = call_cli(
+        &file,
+        &format!("NONE,127.0.0.1:{}", server.port),
+        &url,
+        home.path(),
+    );
     assert_eq!(stdout, "err(\"HTTP-request-denied\")\n", "{stderr}");
     assert!(
         stderr.contains("plugin fetcher_rs: HTTP request denied")
@@ -337,10 +321,8 @@ fn http_allow_none_on_the_command_line_allows_nothing() {
         "{stderr}"
     );
     assert_eq!(server.hits(), 0);
-    let out = run(&format!("127.0.0.1:{}", server.port));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok(\"200 served /\")\n"
-    );
+    let allow = format!("127.0.0.1:{}", server.port);
+    let (_, stdout, stderr) = call_cli(&file, &allow, &url, home.path());
+    assert_eq!(stdout, "ok(\"200 served /\")\n", "{stderr}");
     assert_eq!(server.hits(), 1);
 }
