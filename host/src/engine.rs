@@ -183,30 +183,27 @@ pub(crate) fn like(engine: &Engine, compiler: Compiler) -> Result<Engine, Error>
     }
 }
 
-/// A plain engine that compiles exactly as `engine` does (same compiler,
-/// settings and disk cache), without its instance pool or epoch ticker:
-/// made to compile one big component and be dropped, taking with it what
-/// the compiler keeps between compiles (see [`crate::Plugin`]'s loading).
-pub(crate) fn for_compiling(engine: &Engine) -> Result<Engine, Error> {
-    Engine::new(&base_config(&options_of(engine))).map_err(|e| Error::Engine(format!("{e:#}")))
+/// A plain engine that compiles exactly as one built with `options` does
+/// (same compiler, settings and disk cache), without an instance pool or
+/// an epoch ticker: made to compile one big component and be dropped,
+/// taking with it what the compiler keeps between compiles (see the
+/// loader's `compile_apart`).
+pub(crate) fn for_compiling(options: &EngineOptions) -> Result<Engine, Error> {
+    Engine::new(&base_config(options)).map_err(|e| Error::Engine(format!("{e:#}")))
 }
 
-/// Whether `engine` was built by [`build`] (so that [`for_compiling`] can
-/// make one that compiles exactly like it).
-pub(crate) fn built_here(engine: &Engine) -> bool {
+/// How `engine` was built, if [`build`] built it.
+pub(crate) fn built_with(engine: &Engine) -> Option<EngineOptions> {
     lock(&BUILT)
         .iter()
-        .any(|(weak, _)| weak.upgrade().is_some_and(|e| Engine::same(&e, engine)))
+        .find(|(weak, _)| weak.upgrade().is_some_and(|e| Engine::same(&e, engine)))
+        .map(|(_, options)| options.clone())
 }
 
 /// How `engine` was built, if it was built here; wasmtime's defaults
 /// (Cranelift, no disk cache) otherwise.
 pub(crate) fn options_of(engine: &Engine) -> EngineOptions {
-    let built = lock(&BUILT);
-    built
-        .iter()
-        .find(|(weak, _)| weak.upgrade().is_some_and(|e| Engine::same(&e, engine)))
-        .map_or_else(EngineOptions::default, |(_, options)| options.clone())
+    built_with(engine).unwrap_or_default()
 }
 
 /// How often the epoch advances: the granularity of call deadlines.

@@ -16,7 +16,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
-use crate::engine::{self, Compiler};
+use crate::engine::{self, Compiler, EngineOptions};
 use crate::error::{reason, Error};
 use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
@@ -465,12 +465,13 @@ fn compile(
         reason,
     };
     check_header(bytes).map_err(not_a_component)?;
-    let mark = disk_cached_mark(&hash, engine);
-    let apart = bytes.len() >= COMPILE_APART && crate::engine::built_here(engine);
-    let component = if !apart || mark.as_deref().is_some_and(Path::exists) {
-        Component::new(engine, bytes)
-    } else {
-        compile_apart(engine, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
+    // A big component on an engine hotslot built (one it can make a twin
+    // of) compiles apart; any other, in place.
+    let component = match engine::built_with(engine) {
+        Some(options) if bytes.len() >= COMPILE_APART => {
+            compile_big(engine, &options, &hash, bytes)
+        }
+        _ => Component::new(engine, bytes),
     };
     give_back_memory();
     let component = component.map_err(|e| not_a_component(reason(&e)))?;
@@ -515,14 +516,33 @@ fn compile(
 /// Components at least this big are compiled on an engine of their own.
 const COMPILE_APART: usize = 1 << 20;
 
-/// Compiles `bytes` on an engine made for it and moves the code into
-/// `engine`. Cranelift keeps its working buffers in the engine for the next
+/// A big component: loaded straight from wasmtime's disk cache when the
+/// loader noted it there, else compiled apart (and noted).
+fn compile_big(
+    engine: &Engine,
+    options: &EngineOptions,
+    hash: &ContentHash,
+    bytes: &[u8],
+) -> wasmtime::Result<Component> {
+    let mark = disk_cached_mark(hash, options);
+    if mark.as_deref().is_some_and(Path::exists) {
+        return Component::new(engine, bytes);
+    }
+    compile_apart(engine, options, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
+}
+
+/// Compiles `bytes` on an engine made for it (built with `options`, as
+/// `engine` was) and moves the code into `engine`. Cranelift keeps its working buffers in the engine for the next
 /// compile, sized for the biggest function it has seen (tens of megabytes
 /// after an interpreter's): dropping the compiling engine gives them back.
 /// The code moved costs one copy, a few milliseconds against seconds of
 /// compiling; wasmtime's disk cache, if on, is written as usual.
-fn compile_apart(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    let apart = crate::engine::for_compiling(engine)?;
+fn compile_apart(
+    engine: &Engine,
+    options: &EngineOptions,
+    bytes: &[u8],
+) -> wasmtime::Result<Component> {
+    let apart = engine::for_compiling(options)?;
     let code = Component::new(&apart, bytes)?.serialize()?;
     drop(apart);
     // SAFETY: `code` was made by wasmtime just now, in this process, from
@@ -532,12 +552,12 @@ fn compile_apart(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
 }
 
 /// Where the loader notes that wasmtime's disk cache holds the code for
-/// `hash` (compiled by `engine`'s compiler), when `engine` uses the disk
-/// cache: such a component loads straight from the cache, which costs no
-/// compiler buffers, instead of apart. One empty file per component, beside
-/// wasmtime's own cache; a stale note costs memory, never correctness.
-fn disk_cached_mark(hash: &ContentHash, engine: &Engine) -> Option<PathBuf> {
-    let options = crate::engine::options_of(engine);
+/// `hash` (compiled by the compiler in `options`), when those options use
+/// the disk cache: such a component loads straight from the cache, which
+/// costs no compiler buffers, instead of apart. One empty file per
+/// component, beside wasmtime's own cache; a stale note costs memory, never
+/// correctness.
+fn disk_cached_mark(hash: &ContentHash, options: &EngineOptions) -> Option<PathBuf> {
     if !options.disk_cache {
         return None;
     }
