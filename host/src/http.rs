@@ -117,22 +117,21 @@ impl Authority {
             Ok(split) => split,
             Err(why) => return refuse(&why),
         };
-        if host.is_empty() {
-            return refuse("no host");
-        }
         if host.chars().any(char::is_whitespace) {
             return refuse("a host has no spaces");
         }
-        let host = match normal_host(host).strip_prefix("*.") {
+        // Empty once normal too (`.`): no host.
+        let normal = normal_host(host);
+        let host = match normal.strip_prefix("*.") {
             Some(domain) if !domain.is_empty() && !domain.contains('*') => {
                 HostPattern::Subdomains(domain.to_string())
             }
             Some(_) => return refuse("`*.` must be followed by a domain"),
-            None if host.contains('*') => {
+            None if normal.contains('*') => {
                 return refuse("a wildcard is allowed only as a leading `*.`")
             }
-            None if normal_host(host).is_empty() => return refuse("no host"),
-            None => HostPattern::Exact(normal_host(host)),
+            None if normal.is_empty() => return refuse("no host"),
+            None => HostPattern::Exact(normal),
         };
         Ok(Authority {
             host,
