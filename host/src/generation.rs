@@ -45,6 +45,9 @@ pub(crate) struct Generation {
     reason: StartReason,
     /// Where its calls through imports from the registry go.
     imports: Option<Arc<dyn ImportCalls>>,
+    /// Whether the plugin imports anything from the registry: only such a
+    /// plugin can be in a cycle, so only its calls join the thread's chain.
+    in_chains: bool,
 }
 
 /// A running instance and what was looked up in it.
@@ -126,6 +129,7 @@ impl Generation {
     ) -> Result<Self, Error> {
         let Start { reason, snapshot } = start;
         let limits = plugin.grants().limits(limits);
+        let in_chains = !plugin.imports().is_empty();
         static UIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = Generation {
             number,
@@ -139,6 +143,7 @@ impl Generation {
             backoff: Mutex::default(),
             scope,
             reason,
+            in_chains,
             imports,
         };
         let interfaces = generation.plugin.interface_names();
@@ -242,18 +247,28 @@ impl Generation {
     /// The instance to serve with: the one made at creation the first time,
     /// a fresh one after a call failed in the last (unless recent attempts
     /// failed: then the call fails at once, see [`Backoff`]).
+    #[inline]
     fn live<'a>(&self, resident: &'a mut Resident, export: usize) -> Result<&'a mut Live, Error> {
         if resident.live.is_none() {
-            let first = lock(&self.first).take();
-            let live = match first {
-                Some(live) => live,
-                None if resident.started => self.recover(export, StartReason::Recover)?,
-                None => self.recover(export, self.reason)?,
-            };
-            resident.live = Some(live);
-            resident.started = true;
+            self.fill(resident, export)?;
         }
         Ok(resident.live.as_mut().expect("just filled"))
+    }
+
+    /// Gives a lane without an instance one: the rare path of
+    /// [`Generation::live`], kept out of the call's way.
+    #[cold]
+    #[inline(never)]
+    fn fill(&self, resident: &mut Resident, export: usize) -> Result<(), Error> {
+        let first = lock(&self.first).take();
+        let live = match first {
+            Some(live) => live,
+            None if resident.started => self.recover(export, StartReason::Recover)?,
+            None => self.recover(export, self.reason)?,
+        };
+        resident.live = Some(live);
+        resident.started = true;
+        Ok(())
     }
 
     /// A fresh instance, started for `reason`, within the backoff.
@@ -429,10 +444,12 @@ impl Generation {
                 typed.len() - 1
             }
         };
-        let bindings = typed[position]
-            .1
-            .downcast_ref::<B>()
-            .expect("stored under its own TypeId");
+        let stored: &(dyn Any + Send) = &*typed[position].1;
+        // SAFETY: entries are pushed only under their own type's `TypeId`
+        // (just above), so this one holds a `B`. Checked by hand rather than
+        // by `downcast_ref`, which asks the box its type again through a
+        // virtual call on every call.
+        let bindings = unsafe { &*(stored as *const (dyn Any + Send)).cast::<B>() };
         sandbox::set_deadline(store, self.deadline);
         match guarded(|| call(bindings, store)) {
             Ok(value) => Ok(value),
@@ -556,9 +573,12 @@ impl Generation {
 
     /// Puts this plugin in the thread's chain of calls while it runs, if it
     /// has imports: only a plugin that can call others can be in a cycle.
+    #[inline]
     fn enter(&self) -> Option<chain::Entered> {
-        let imports = !self.plugin.imports().is_empty();
-        imports.then(|| chain::enter(&self.name, self.limits.timeout))
+        if !self.in_chains {
+            return None;
+        }
+        Some(chain::enter(&self.name, self.limits.timeout))
     }
 
     fn refused(&self, interface: &str, reason: String) -> Error {

@@ -234,7 +234,7 @@ impl Handle {
     fn with_slot<R>(&self, f: impl FnOnce(&Slot) -> Result<R, Error>) -> Result<R, Error> {
         match &self.target {
             Target::Slot(slot) => f(slot),
-            Target::Selection(selection) => match &*selection.slot() {
+            Target::Selection(selection) => match selection.slot() {
                 Some(slot) => f(slot),
                 None => Err(Error::Unavailable {
                     interface: selection.request().to_string(),

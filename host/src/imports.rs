@@ -90,8 +90,8 @@ impl ImportTable {
             .iter()
             .enumerate()
             .map(|(i, import)| {
-                let slot = self.bindings[i].selection.slot().clone();
-                let reached = slot.as_ref().and_then(|slot| {
+                let slot = self.bindings[i].selection.slot();
+                let reached = slot.and_then(|slot| {
                     slot.peek(|generation, export| {
                         let problem = self.check(i, generation, export).err();
                         ((slot.name().to_string(), generation.number()), problem)
@@ -213,9 +213,8 @@ impl ImportCalls for ImportTable {
             failure.reason = reason;
             wasmtime::Error::new(failure)
         };
-        // The guard, not a clone: no reference count touched per call.
-        let slot = self.bindings[import].selection.slot();
-        let Some(slot) = slot.as_ref() else {
+        // A borrow, not a clone: no reference count touched per call.
+        let Some(slot) = self.bindings[import].selection.slot() else {
             let reason = "no plugin serves it yet (the dependent is waiting for one)";
             return Err(fail(None, None, reason.into()));
         };

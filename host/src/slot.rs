@@ -4,9 +4,8 @@
 //! [`Program`]: the slots of one plugin share its instances, and a reload
 //! moves them all in one step.
 
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwapOption;
 
 use crate::error::Error;
 use crate::generation::{Generation, Resident};
@@ -126,11 +125,19 @@ impl Slot {
 /// What a [`Registry::get`](crate::Registry::get) handle reaches: the slot
 /// the registry currently selects for its request, re-pointed as
 /// implementations come and go.
+///
+/// The slot is read on every call through the handle, so it is a plain
+/// pointer (one load), not an `ArcSwap` (whose load costs a fence here): the
+/// selection keeps every slot it has pointed at alive in `kept`. A registry
+/// never drops a slot, so `kept` holds at most the slots that ever served
+/// the request.
 pub(crate) struct Selection {
     request: Request,
     /// Only this plugin's slots, when set.
     name: Option<String>,
-    slot: ArcSwapOption<Slot>,
+    /// The slot selected now, one of `kept`; null for none.
+    slot: AtomicPtr<Slot>,
+    kept: Mutex<Vec<Arc<Slot>>>,
 }
 
 impl Selection {
@@ -138,7 +145,8 @@ impl Selection {
         Selection {
             request,
             name,
-            slot: ArcSwapOption::empty(),
+            slot: AtomicPtr::new(std::ptr::null_mut()),
+            kept: Mutex::new(Vec::new()),
         }
     }
 
@@ -152,11 +160,28 @@ impl Selection {
         self.name.as_deref().is_none_or(|name| slot.name() == name) && slot.serves(&self.request)
     }
 
-    pub(crate) fn slot(&self) -> arc_swap::Guard<Option<Arc<Slot>>> {
-        self.slot.load()
+    /// The slot selected now.
+    #[inline]
+    pub(crate) fn slot(&self) -> Option<&Slot> {
+        let slot = self.slot.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here came from an `Arc<Slot>` that
+        // `kept` holds until the selection itself goes, and the selection
+        // outlives `&self`.
+        unsafe { slot.as_ref() }
     }
 
     pub(crate) fn point_at(&self, slot: Option<Arc<Slot>>) {
-        self.slot.store(slot);
+        let pointer = match slot {
+            Some(slot) => {
+                let pointer = Arc::as_ptr(&slot).cast_mut();
+                let mut kept = lock(&self.kept);
+                if !kept.iter().any(|k| Arc::ptr_eq(k, &slot)) {
+                    kept.push(slot);
+                }
+                pointer
+            }
+            None => std::ptr::null_mut(),
+        };
+        self.slot.store(pointer, Ordering::Release);
     }
 }
