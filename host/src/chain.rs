@@ -11,7 +11,6 @@
 //!   sees one generation of each provider) is let go when the outermost call
 //!   returns.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,15 +19,27 @@ use crate::engine::{deadline_ticks, ticks_now};
 
 #[derive(Default)]
 struct Chain {
-    /// Plugins inside a call, outermost first.
-    entered: Vec<Arc<str>>,
+    /// Plugins inside a call, outermost first, by the name their program
+    /// shares with its generations: a plugin is known by that name's
+    /// address. Each stays alive while it is here (it is inside a call).
+    entered: Vec<*const str>,
     /// When the outermost call must be done, on the epoch tickers' clock
     /// ([`ticks_now`]).
     deadline: Option<u64>,
-    /// Held until the outermost call returns, by key: the providers' lanes,
-    /// pinned (boxed, since this module sits below the one that makes
-    /// them).
-    held: Vec<(usize, Box<dyn Any>)>,
+    /// Held until the outermost call returns, by key, in the order they
+    /// were taken: the providers' lanes, pinned.
+    held: Vec<(usize, Held)>,
+}
+
+/// What a chain holds under a key until its outermost call returns: a
+/// value, and what lets it go. (A provider's lane, pinned: this module sits
+/// below the one that pins, so it keeps a number and a function, not the
+/// lane.) Let go in the reverse order of taking, so what was taken later,
+/// and reached through what was taken earlier, goes first.
+#[derive(Clone, Copy)]
+pub(crate) struct Held {
+    pub(crate) value: usize,
+    pub(crate) release: fn(key: usize, value: usize),
 }
 
 thread_local! {
@@ -42,7 +53,7 @@ pub(crate) fn enter(plugin: &Arc<str>, timeout: Duration) -> Entered {
         if chain.entered.is_empty() {
             chain.deadline = Some(ticks_now().saturating_add(deadline_ticks(timeout)));
         }
-        chain.entered.push(plugin.clone());
+        chain.entered.push(Arc::as_ptr(plugin));
     });
     Entered { _private: () }
 }
@@ -62,64 +73,81 @@ impl Drop for Entered {
         if !outermost {
             return;
         }
-        // Let go one lane at a time, each outside the borrow (letting go may
-        // run other code); the vector keeps its room for the next chain.
-        while let Some(lane) = CHAIN.with_borrow_mut(|chain| {
+        // Let go one at a time, last taken first, each outside the borrow
+        // (letting go may run other code); the vector keeps its room for the
+        // next chain.
+        while let Some((key, held)) = CHAIN.with_borrow_mut(|chain| {
             chain.deadline = None;
             chain.held.pop()
         }) {
-            drop(lane);
+            (held.release)(key, held.value);
         }
     }
 }
 
 /// The plugins inside a call on this thread, outermost first, if `plugin`
-/// is among them (a cycle).
+/// (a name its program shares, see [`enter`]) is among them: a cycle.
 pub(crate) fn cycle_to(plugin: &str) -> Option<Vec<String>> {
     CHAIN.with_borrow(|chain| {
-        chain
+        let here = chain
             .entered
             .iter()
-            .any(|p| **p == *plugin)
-            .then(|| chain.entered.iter().map(|p| p.to_string()).collect())
+            .any(|p| std::ptr::addr_eq(*p, plugin as *const str));
+        // SAFETY: every name entered belongs to a plugin inside a call on
+        // this thread, so it is alive.
+        here.then(|| {
+            chain
+                .entered
+                .iter()
+                .map(|p| unsafe { &**p }.to_string())
+                .collect()
+        })
     })
 }
 
-/// How many epoch ticks the chain may still run, if a chain is running: at
-/// least one, since the tickers' clock and an engine's epoch may be a tick
-/// apart.
-pub(crate) fn ticks_left() -> Option<u64> {
-    CHAIN.with_borrow(|chain| chain.deadline.map(|d| d.saturating_sub(ticks_now()).max(1)))
+/// How many epoch ticks a chain with this deadline may still run: at least
+/// one, since the tickers' clock and an engine's epoch may be a tick apart.
+fn left(deadline: Option<u64>) -> Option<u64> {
+    deadline.map(|d| d.saturating_sub(ticks_now()).max(1))
 }
 
-/// Runs `f` on what the chain holds under `key`, made by `make` if it
-/// holds nothing there yet. Outside a chain nothing is held: `f` gets a
-/// fresh one, dropped after.
-pub(crate) fn with_held<T: 'static, R>(
+/// Runs `f` on the value the chain holds under `key`, taken with `take` if
+/// it holds nothing there yet, and with the epoch ticks the chain has left
+/// (none outside a chain). Outside a chain nothing is held: what `take`
+/// gives is let go after `f`.
+pub(crate) fn with_held<R>(
     key: usize,
-    make: impl FnOnce() -> Result<T, crate::error::Error>,
-    f: impl FnOnce(&mut T) -> R,
+    take: impl FnOnce() -> Result<Held, crate::error::Error>,
+    f: impl FnOnce(usize, Option<u64>) -> R,
 ) -> Result<R, crate::error::Error> {
-    let taken = CHAIN.with_borrow_mut(|chain| {
+    let found = CHAIN.with_borrow(|chain| {
         if chain.entered.is_empty() {
             return None;
         }
-        let at = chain.held.iter().position(|(k, _)| *k == key);
-        Some(at.map(|at| chain.held.swap_remove(at).1))
+        let held = chain.held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h);
+        Some((held, left(chain.deadline)))
     });
-    let Some(held) = taken else {
-        return Ok(f(&mut make()?));
-    };
-    let mut held = match held {
-        Some(held) => held,
-        None => Box::new(make()?),
-    };
-    // Taken out while `f` runs: `f` may reach this chain again (a nested
-    // call), and the chain must not be borrowed then.
-    let result = match held.downcast_mut::<T>() {
-        Some(value) => f(value),
-        None => unreachable!("only a `T` is held under its key"),
-    };
-    CHAIN.with_borrow_mut(|chain| chain.held.push((key, held)));
-    Ok(result)
+    match found {
+        None => {
+            let held = ReleaseOnDrop(key, take()?);
+            Ok(f(held.1.value, None))
+        }
+        Some((Some(held), left)) => Ok(f(held.value, left)),
+        Some((None, left)) => {
+            let held = take()?;
+            // Kept before `f` runs: `f` may reach this chain again (a nested
+            // call), and what it takes must go before this.
+            CHAIN.with_borrow_mut(|chain| chain.held.push((key, held)));
+            Ok(f(held.value, left))
+        }
+    }
+}
+
+/// Lets go of what it holds when dropped, unwinding included.
+struct ReleaseOnDrop(usize, Held);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        (self.1.release)(self.0, self.1.value);
+    }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Generation {
     /// Whether the plugin imports anything from the registry: only such a
     /// plugin can be in a cycle, so only its calls join the thread's chain.
     in_chains: bool,
+    /// Whether its recent calls are kept for a canary (`[reload] canary`).
+    keeps_calls: bool,
 }
 
 /// A running instance and what was looked up in it.
@@ -120,7 +122,7 @@ impl Generation {
     /// reaches a slot.
     pub(crate) fn new(
         number: u64,
-        name: &str,
+        name: &Arc<str>,
         plugin: Plugin,
         limits: &Limits,
         scope: PluginScope,
@@ -130,11 +132,12 @@ impl Generation {
         let Start { reason, snapshot } = start;
         let limits = plugin.grants().limits(limits);
         let in_chains = !plugin.imports().is_empty();
+        let keeps_calls = plugin.grants().canary > 0;
         static UIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = Generation {
             number,
             uid: UIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            name: name.into(),
+            name: name.clone(),
             instances: plugin.grants().instance_count(),
             deadline: deadline_ticks(limits.timeout),
             plugin,
@@ -144,6 +147,7 @@ impl Generation {
             scope,
             reason,
             in_chains,
+            keeps_calls,
             imports,
         };
         let interfaces = generation.plugin.interface_names();
@@ -332,6 +336,7 @@ impl Generation {
         let position = self.position(export, function)?;
         let count = self.exported(export).functions()[position].result_count();
         let mut results = vec![Val::Bool(false); count];
+        self.check_counts(export, position, args, &results)?;
         self.call_at(resident, export, position, args, &mut results, None)?;
         Ok(results)
     }
@@ -346,6 +351,7 @@ impl Generation {
         results: &mut [Val],
     ) -> Result<(), Error> {
         let position = self.position(export, function)?;
+        self.check_counts(export, position, args, results)?;
         self.call_at(resident, export, position, args, results, None)
     }
 
@@ -362,11 +368,39 @@ impl Generation {
             })
     }
 
+    /// Refuses a call whose arguments, or room for results, are not as many
+    /// as function number `position` of export number `export` takes and
+    /// gives. (Their types are checked by wasmtime.)
+    fn check_counts(
+        &self,
+        export: usize,
+        position: usize,
+        args: &[Val],
+        results: &[Val],
+    ) -> Result<(), Error> {
+        let exported = self.exported(export);
+        let signature = &exported.functions()[position];
+        let counts = [
+            ("argument", signature.param_count(), args.len()),
+            ("result", signature.result_count(), results.len()),
+        ];
+        match counts.into_iter().find(|(_, w, g)| w != g) {
+            None => Ok(()),
+            Some((what, wanted, given)) => Err(Error::BadArguments {
+                interface: exported.name().to_string(),
+                function: signature.name().to_string(),
+                reason: format!("expected {wanted} {what}(s), got {given}"),
+            }),
+        }
+    }
+
     /// Calls function number `position` of export number `export`,
-    /// answering into `results` (as many as the function returns), given at
-    /// most `cap` epoch ticks on top of the plugin's own deadline: what is
-    /// left of the chain of calls it is in. A call forwarded from another
-    /// plugin needs no vector of its own, and no lookup by name.
+    /// answering into `results`, given at most `cap` epoch ticks on top of
+    /// the plugin's own deadline: what is left of the chain of calls it is
+    /// in. The caller has checked that `args` and `results` are as many as
+    /// the function takes and gives (a call forwarded from another plugin
+    /// was checked when its provider was: see `imports`), so it needs no
+    /// vector of its own, no lookup by name, and no count.
     pub(crate) fn call_at(
         &self,
         resident: &mut Resident,
@@ -376,23 +410,9 @@ impl Generation {
         results: &mut [Val],
         cap: Option<u64>,
     ) -> Result<(), Error> {
-        let exported = self.exported(export);
-        let signature = &exported.functions()[position];
-        let function = signature.name();
-        let counts = [
-            ("argument", signature.param_count(), args.len()),
-            ("result", signature.result_count(), results.len()),
-        ];
-        if let Some((what, wanted, given)) = counts.into_iter().find(|(_, w, g)| w != g) {
-            return Err(Error::BadArguments {
-                interface: exported.name().to_string(),
-                function: function.to_string(),
-                reason: format!("expected {wanted} {what}(s), got {given}"),
-            });
-        }
         let _entered = self.enter();
-        if self.plugin.grants().canary > 0 {
-            self.remember(export, function, args);
+        if self.keeps_calls {
+            self.remember(export, position, args);
         }
         let live = self.live(resident, export)?;
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
@@ -401,6 +421,7 @@ impl Generation {
         match guarded(|| func.call(&mut live.store, args, results)) {
             Ok(()) => Ok(()),
             Err(error) => {
+                let function = self.exported(export).functions()[position].name();
                 let error = self.call_failed(export, function, args, &error);
                 // Wrong arguments are refused before the guest runs; anything
                 // else may have left the instance half-way, so it goes.
@@ -548,7 +569,8 @@ impl Generation {
 
     /// Keeps a call for the canary of the next version, within its bounds:
     /// the last `[reload] canary` calls, and about a MiB of arguments.
-    fn remember(&self, export: usize, function: &str, args: &[Val]) {
+    fn remember(&self, export: usize, position: usize, args: &[Val]) {
+        let function = self.exported(export).functions()[position].name();
         let bytes = function.len()
             + args
                 .iter()

@@ -25,7 +25,7 @@ use crate::chain;
 use crate::error::{Error, ImportError};
 use crate::generation::Generation;
 use crate::loader::ImportedInterface;
-use crate::program::{NoLane, PinnedLane};
+use crate::program::NoLane;
 use crate::sandbox::{ImportCalls, ImportLink};
 use crate::slot::Selection;
 use crate::sync::lock;
@@ -228,12 +228,12 @@ impl ImportCalls for ImportTable {
             ));
         }
         let name = self.imports[import].functions()[function].name();
-        let key = Arc::as_ptr(slot.program()) as usize;
+        let program = slot.program();
         let answer = chain::with_held(
-            key,
-            || slot.program().pin().map_err(|why| no_lane(provider, why)),
-            |pinned: &mut PinnedLane| {
-                pinned.serve(slot.id(), |generation, export, resident| {
+            Arc::as_ptr(program) as usize,
+            || program.pin().map_err(|why| no_lane(provider, why)),
+            |lane, cap| {
+                program.serve_pinned(lane, slot.id(), |generation, export, resident| {
                     let position =
                         self.find(import, function, generation, export)
                             .map_err(|problem| Error::BadArguments {
@@ -241,7 +241,6 @@ impl ImportCalls for ImportTable {
                                 function: name.to_string(),
                                 reason: problem,
                             })?;
-                    let cap = chain::ticks_left();
                     generation.call_at(resident, export, position, params, results, cap)
                 })
             },

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use parking_lot::{ArcMutexGuard, Mutex as LaneLock, MutexGuard, RawMutex};
+use parking_lot::{Mutex as LaneLock, MutexGuard};
 
+use crate::chain::Held;
 use crate::error::Error;
 use crate::generation::{Generation, Resident};
 use crate::limits::MAX_INSTANCES;
@@ -91,9 +92,7 @@ struct LaneCell {
     /// The token of the thread holding the lane, or 0: lets a thread see
     /// that it is waiting for itself.
     owner: AtomicU64,
-    /// In an `Arc` of its own so that a chain of calls can hold it owned
-    /// ([`PinnedLane`]).
-    lane: Arc<LaneLock<Lane>>,
+    lane: LaneLock<Lane>,
     /// What calls on this lane counted; written only by its holder.
     metrics: LaneMetrics,
 }
@@ -139,7 +138,7 @@ impl Program {
             lanes: (0..MAX_INSTANCES)
                 .map(|_| LaneCell {
                     owner: AtomicU64::new(0),
-                    lane: Arc::new(LaneLock::new(Lane::default())),
+                    lane: LaneLock::new(Lane::default()),
                     metrics: LaneMetrics::default(),
                 })
                 .collect(),
@@ -172,6 +171,12 @@ impl Program {
     }
 
     pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name, as its generations share it: a plugin in a chain of calls
+    /// is known by its address (see [`chain::cycle_to`](crate::chain::cycle_to)).
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 
@@ -230,39 +235,79 @@ impl Program {
     /// A free lane among those in use; else waits for one that this thread
     /// does not hold, at most the published deadline.
     pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, NoLane> {
-        let (index, guard) =
-            self.take_lane(|lane| lane.try_lock(), |lane, wait| lane.try_lock_for(wait))?;
+        let (index, guard) = self.take_lane()?;
         let cell = &self.lanes[index];
         Ok(self.hold(cell, guard, thread_token()))
     }
 
-    /// A lane held until the pin drops, whatever else the thread does
-    /// meanwhile (see [`PinnedLane`]).
-    pub(crate) fn pin(self: &Arc<Self>) -> Result<PinnedLane, NoLane> {
-        let (index, mut guard) = self.take_lane(
-            |lane| lane.try_lock_arc(),
-            |lane, wait| lane.try_lock_arc_for(wait),
-        )?;
+    /// Pins a lane for a chain of calls: it stays locked, serving the
+    /// generation it has now, until [`Program::unpin`]. What a chain holds
+    /// for this program (see [`chain::with_held`](crate::chain::with_held)).
+    pub(crate) fn pin(&self) -> Result<Held, NoLane> {
+        let (index, guard) = self.take_lane()?;
+        // Locked until `unpin` unlocks it; its contents are reached through
+        // `Program::serve_pinned` meanwhile.
+        let lane = MutexGuard::leak(guard);
         self.lanes[index]
             .owner
             .store(thread_token(), Ordering::Relaxed);
-        if guard.seen != self.publications.load(Ordering::Acquire) {
-            self.catch_up(&mut guard);
+        if lane.seen != self.publications.load(Ordering::Acquire) {
+            self.catch_up(lane);
         }
-        Ok(PinnedLane {
-            program: self.clone(),
-            index,
-            guard,
+        Ok(Held {
+            value: index,
+            release: Program::unpin,
         })
     }
 
-    /// Takes a lane with `try_take`, else waits with `take_for` on one this
-    /// thread does not hold.
-    fn take_lane<'a, G>(
-        &'a self,
-        try_take: impl Fn(&'a Arc<LaneLock<Lane>>) -> Option<G>,
-        take_for: impl Fn(&'a Arc<LaneLock<Lane>>, Duration) -> Option<G>,
-    ) -> Result<(usize, G), NoLane> {
+    /// Runs `f` for `slot` on the generation of lane `index`, pinned by
+    /// [`Program::pin`] on this thread; `None` if it does not serve the slot.
+    pub(crate) fn serve_pinned<R>(
+        &self,
+        index: usize,
+        slot: SlotId,
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
+    ) -> Option<Result<R, Error>> {
+        let cell = &self.lanes[index];
+        debug_assert!(cell.lane.is_locked());
+        // SAFETY: the lane was locked by `pin` on this thread and stays so
+        // until its chain ends (`unpin`), after every call made through it;
+        // a chain runs on one thread, and a lane serves one call at a time.
+        let lane = unsafe { &mut *cell.lane.data_ptr() };
+        let metrics = self.counting.then_some(&cell.metrics);
+        serve_on(lane, metrics, slot, f)
+    }
+
+    /// Lets go of lane `index` of the program at address `key`, pinned by
+    /// [`Program::pin`]: the end of a chain. The lane catches up with any
+    /// publication that came meanwhile, so an old instance is freed at once.
+    ///
+    /// The program is alive: a chain lets go of what it holds in the reverse
+    /// order of pinning, before its outermost call returns, so whatever led
+    /// to this program (the outermost plugin's generation, or a provider
+    /// pinned before it, whose imports keep their providers' slots) is still
+    /// held.
+    fn unpin(key: usize, index: usize) {
+        // SAFETY: see above; `key` is the address `Held` was made for
+        // (`imports` keys a chain's pins by their program's address).
+        let program = unsafe { &*(key as *const Program) };
+        let cell = &program.lanes[index];
+        // SAFETY: pinned (locked and leaked) by `pin`, on this thread.
+        let lane = unsafe { &mut *cell.lane.data_ptr() };
+        if std::thread::panicking() {
+            lane.resident.live = None;
+        }
+        if lane.seen != program.publications.load(Ordering::Acquire) {
+            program.catch_up(lane);
+        }
+        cell.owner.store(0, Ordering::Relaxed);
+        // SAFETY: locked by `pin`, whose guard was leaked; nothing else
+        // unlocks it.
+        unsafe { cell.lane.force_unlock() };
+    }
+
+    /// Takes a free lane, else waits on one this thread does not hold.
+    fn take_lane(&self) -> Result<(usize, MutexGuard<'_, Lane>), NoLane> {
         let width = self
             .width
             .load(Ordering::Relaxed)
@@ -279,7 +324,7 @@ impl Program {
             } else {
                 start + i - width
             };
-            if let Some(guard) = try_take(&self.lanes[index].lane) {
+            if let Some(guard) = self.lanes[index].lane.try_lock() {
                 return Ok((index, guard));
             }
         }
@@ -301,14 +346,14 @@ impl Program {
                 std::hint::spin_loop();
             }
             if !lane.is_locked() {
-                if let Some(guard) = try_take(lane) {
+                if let Some(guard) = lane.try_lock() {
                     return Ok((index, guard));
                 }
             }
             pause *= 2;
         }
         let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
-        match take_for(lane, waited) {
+        match lane.try_lock_for(waited) {
             Some(guard) => Ok((index, guard)),
             None => Err(NoLane::Busy { waited }),
         }
@@ -403,45 +448,6 @@ fn serve_on<R>(
     let result = f(&published.generation, export, resident);
     metrics.end(counting, &result);
     Some(result)
-}
-
-/// A lane pinned for a chain of calls: it serves the generation it had when
-/// pinned until it is let go, so every call of one chain sees one
-/// generation of this program, however often it is reloaded meanwhile.
-pub(crate) struct PinnedLane {
-    program: Arc<Program>,
-    index: usize,
-    guard: ArcMutexGuard<RawMutex, Lane>,
-}
-
-impl PinnedLane {
-    /// Runs `f` for `slot` on the pinned generation; `None` if it does not
-    /// serve the slot.
-    pub(crate) fn serve<R>(
-        &mut self,
-        slot: SlotId,
-        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-    ) -> Option<Result<R, Error>> {
-        let program = &self.program;
-        let metrics = program
-            .counting
-            .then_some(&program.lanes[self.index].metrics);
-        serve_on(&mut self.guard, metrics, slot, f)
-    }
-}
-
-impl Drop for PinnedLane {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.guard.resident.live = None;
-        }
-        if self.guard.seen != self.program.publications.load(Ordering::Acquire) {
-            self.program.catch_up(&mut self.guard);
-        }
-        self.program.lanes[self.index]
-            .owner
-            .store(0, Ordering::Relaxed);
-    }
 }
 
 impl Drop for HeldLane<'_> {

@@ -810,7 +810,7 @@ impl Registry {
         let number = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let generation = Arc::new(Generation::new(
             number,
-            program.name(),
+            program.shared_name(),
             plugin.clone(),
             &self.limits,
             program.scope().clone(),
@@ -932,7 +932,7 @@ impl Registry {
         };
         let probe = Generation::new(
             0,
-            name,
+            program.shared_name(),
             bare,
             &self.limits,
             scope,

@@ -142,7 +142,13 @@ fn a_scrape_of_watch_metrics_matches_the_calls_made() {
         text.contains("# TYPE hotslot_call_latency_seconds histogram"),
         "{text}"
     );
-    assert!(text.contains(r#"hotslot_call_latency_seconds_bucket{le="+Inf",interface="demo:greeter/greet@1.0.0",plugin="g"} 1"#), "{text}");
+    // Latency is sampled: the first call (one in 64), and the first of each
+    // epoch tick besides.
+    let timed = sample(
+        "hotslot_call_latency_seconds_bucket",
+        &format!(r#"le="+Inf",{greeter}"#),
+    );
+    assert!((1.0..=3.0).contains(&timed), "{timed} timed in\n{text}");
 
     writeln!(stdin, "stats").unwrap();
     let line = answers.recv_timeout(Duration::from_secs(30)).unwrap();
