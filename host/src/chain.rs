@@ -117,9 +117,9 @@ fn left(deadline: Option<u64>) -> Option<u64> {
 /// gives is let go after `f`.
 pub(crate) fn with_held<R>(
     key: usize,
-    take: impl FnOnce() -> Result<Held, crate::error::Error>,
+    take: impl FnOnce() -> Result<Held, crate::error::Failed>,
     f: impl FnOnce(usize, Option<u64>) -> R,
-) -> Result<R, crate::error::Error> {
+) -> Result<R, crate::error::Failed> {
     let found = CHAIN.with_borrow(|chain| {
         if chain.entered.is_empty() {
             return None;

@@ -225,6 +225,7 @@ pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
 /// tickers keep it: a clock as coarse as a deadline, and far cheaper to read
 /// than the system's (one load). A chain of calls between plugins measures
 /// what is left of its deadline on it.
+#[inline]
 pub(crate) fn ticks_now() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }

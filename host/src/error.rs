@@ -4,6 +4,12 @@
 
 use std::path::PathBuf;
 
+/// An [`Error`] as the call path passes it between its layers: boxed, so
+/// that a call's `Result` fits in two registers instead of being copied
+/// through memory at each layer (an `Error` is over 100 bytes). Public
+/// functions unbox it once, at the edge.
+pub(crate) type Failed = Box<Error>;
+
 /// Everything that can go wrong in the registry, the loader or a call.
 ///
 /// ```

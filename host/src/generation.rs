@@ -14,7 +14,7 @@ use crate::bindings::Bindings;
 use crate::chain;
 use crate::engine::deadline_ticks;
 use crate::error::ImportError;
-use crate::error::{reason as reason_of, Error, Fault};
+use crate::error::{reason as reason_of, Error, Failed, Fault};
 use crate::limits::{Limits, MAX_CANARY_BYTES};
 use crate::loader::{ExportedInterface, Plugin};
 use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall};
@@ -252,7 +252,7 @@ impl Generation {
     /// a fresh one after a call failed in the last (unless recent attempts
     /// failed: then the call fails at once, see [`Backoff`]).
     #[inline]
-    fn live<'a>(&self, resident: &'a mut Resident, export: usize) -> Result<&'a mut Live, Error> {
+    fn live<'a>(&self, resident: &'a mut Resident, export: usize) -> Result<&'a mut Live, Failed> {
         if resident.live.is_none() {
             self.fill(resident, export)?;
         }
@@ -263,7 +263,7 @@ impl Generation {
     /// [`Generation::live`], kept out of the call's way.
     #[cold]
     #[inline(never)]
-    fn fill(&self, resident: &mut Resident, export: usize) -> Result<(), Error> {
+    fn fill(&self, resident: &mut Resident, export: usize) -> Result<(), Failed> {
         let first = lock(&self.first).take();
         let live = match first {
             Some(live) => live,
@@ -332,7 +332,7 @@ impl Generation {
         export: usize,
         function: &str,
         args: &[Val],
-    ) -> Result<Vec<Val>, Error> {
+    ) -> Result<Vec<Val>, Failed> {
         let position = self.position(export, function)?;
         let count = self.exported(export).functions()[position].result_count();
         let mut results = vec![Val::Bool(false); count];
@@ -349,23 +349,23 @@ impl Generation {
         function: &str,
         args: &[Val],
         results: &mut [Val],
-    ) -> Result<(), Error> {
+    ) -> Result<(), Failed> {
         let position = self.position(export, function)?;
         self.check_counts(export, position, args, results)?;
         self.call_at(resident, export, position, args, results, None)
     }
 
     /// Where `function` is among the functions of export number `export`.
-    fn position(&self, export: usize, function: &str) -> Result<usize, Error> {
+    fn position(&self, export: usize, function: &str) -> Result<usize, Failed> {
         let exported = self.exported(export);
-        exported
-            .position(function)
-            .ok_or_else(|| Error::NoSuchFunction {
+        exported.position(function).ok_or_else(|| {
+            Box::new(Error::NoSuchFunction {
                 interface: exported.name().to_string(),
                 name: self.name.to_string(),
                 function: function.to_string(),
                 available: exported.function_names(),
             })
+        })
     }
 
     /// Refuses a call whose arguments, or room for results, are not as many
@@ -377,7 +377,7 @@ impl Generation {
         position: usize,
         args: &[Val],
         results: &[Val],
-    ) -> Result<(), Error> {
+    ) -> Result<(), Failed> {
         let exported = self.exported(export);
         let signature = &exported.functions()[position];
         let counts = [
@@ -386,11 +386,11 @@ impl Generation {
         ];
         match counts.into_iter().find(|(_, w, g)| w != g) {
             None => Ok(()),
-            Some((what, wanted, given)) => Err(Error::BadArguments {
+            Some((what, wanted, given)) => Err(Box::new(Error::BadArguments {
                 interface: exported.name().to_string(),
                 function: signature.name().to_string(),
                 reason: format!("expected {wanted} {what}(s), got {given}"),
-            }),
+            })),
         }
     }
 
@@ -409,7 +409,7 @@ impl Generation {
         args: &[Val],
         results: &mut [Val],
         cap: Option<u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Failed> {
         let _entered = self.enter();
         if self.keeps_calls {
             self.remember(export, position, args);
@@ -428,7 +428,7 @@ impl Generation {
                 if !matches!(error, Error::BadArguments { .. }) {
                     resident.live = None;
                 }
-                Err(error)
+                Err(Box::new(error))
             }
         }
     }
@@ -439,7 +439,7 @@ impl Generation {
         resident: &mut Resident,
         export: usize,
         call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
-    ) -> Result<R, Error>
+    ) -> Result<R, Failed>
     where
         B: Bindings,
     {
@@ -477,15 +477,15 @@ impl Generation {
             Err(error) => {
                 resident.live = None;
                 if let Some(failure) = error.downcast_ref::<ImportError>() {
-                    return Err(Error::Import(Box::new(failure.clone())));
+                    return Err(Box::new(Error::Import(Box::new(failure.clone()))));
                 }
-                Err(Error::Call {
+                Err(Box::new(Error::Call {
                     interface: interface(),
                     name: self.name.to_string(),
                     function: self.typed_function(&error, type_name::<B>()),
                     fault: Fault::of(&error),
                     reason: reason_of(&error),
-                })
+                }))
             }
         }
     }

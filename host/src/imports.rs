@@ -231,7 +231,11 @@ impl ImportCalls for ImportTable {
         let program = slot.program();
         let answer = chain::with_held(
             Arc::as_ptr(program) as usize,
-            || program.pin().map_err(|why| no_lane(provider, why)),
+            || {
+                program
+                    .pin()
+                    .map_err(|why| Box::new(no_lane(provider, why)))
+            },
             |lane, cap| {
                 program.serve_pinned(lane, slot.id(), |generation, export, resident| {
                     let position =
@@ -247,26 +251,48 @@ impl ImportCalls for ImportTable {
         );
         let answer = match answer {
             Ok(Some(answer)) => answer,
-            Ok(None) => Err(Error::Unavailable {
+            Ok(None) => Err(Box::new(Error::Unavailable {
                 interface: self.imports[import].name().to_string(),
                 name: provider.to_string(),
-            }),
+            })),
             Err(e) => Err(e),
         };
         match answer {
             Ok(()) => Ok(()),
-            Err(Error::Call { fault, reason, .. }) => Err(fail(
-                Some(provider),
-                Some(fault),
-                format!("it failed there: {fault}: {reason}"),
-            )),
-            Err(Error::BadArguments { reason, .. }) => Err(fail(Some(provider), None, reason)),
-            Err(other) => {
+            Err(failed) => Err(self.provider_failed(import, function, provider, *failed)),
+        }
+    }
+}
+
+impl ImportTable {
+    /// The error a dependent sees for a forwarded call that failed at (or on
+    /// the way to) `provider`: its own function, and the provider's fault.
+    #[cold]
+    fn provider_failed(
+        &self,
+        import: usize,
+        function: usize,
+        provider: &str,
+        error: Error,
+    ) -> wasmtime::Error {
+        let fail = |fault, reason: String| {
+            let mut failure = self.failure(import, function);
+            failure.provider = Some(provider.to_string());
+            failure.fault = fault;
+            failure.reason = reason;
+            wasmtime::Error::new(failure)
+        };
+        match error {
+            Error::Call { fault, reason, .. } => {
+                fail(Some(fault), format!("it failed there: {fault}: {reason}"))
+            }
+            Error::BadArguments { reason, .. } => fail(None, reason),
+            other => {
                 let fault = match &other {
                     Error::Import(inner) => inner.fault,
                     _ => None,
                 };
-                Err(fail(Some(provider), fault, other.to_string()))
+                fail(fault, other.to_string())
             }
         }
     }

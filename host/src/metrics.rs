@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Fault};
+use crate::error::{Error, Failed, Fault};
 
 /// One call in this many is timed (besides the first of each epoch tick).
 pub const SAMPLE: u64 = 64;
@@ -96,7 +96,7 @@ impl LaneMetrics {
 
     /// Counts how the call ended.
     #[inline]
-    pub(crate) fn end<R>(&self, counting: Counting, result: &Result<R, Error>) {
+    pub(crate) fn end<R>(&self, counting: Counting, result: &Result<R, Failed>) {
         let counters = &self.slots[counting.index];
         if let Some(started) = counting.started {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -107,7 +107,7 @@ impl LaneMetrics {
             bump(&counters.sum_ns, ns);
         }
         if let Err(error) = result {
-            let fault = match error {
+            let fault = match &**error {
                 Error::Call { fault, .. } => Some(*fault),
                 Error::Import(import) => import.fault.or(Some(Fault::Host)),
                 Error::Instantiate { .. } => Some(Fault::Host),
@@ -120,6 +120,7 @@ impl LaneMetrics {
     }
 
     /// The counters of `slot`, taking free ones the first time.
+    #[inline]
     fn index_of(&self, slot: u64) -> usize {
         let tag = slot + 1;
         for (i, counters) in self.slots.iter().enumerate() {
@@ -212,6 +213,7 @@ impl Totals {
 /// Adds `n` to a counter only the lane's holder writes, returning what it
 /// held: a load and a store, cheaper than an atomic add, and exact with one
 /// writer at a time (the lane's lock orders its holders).
+#[inline]
 fn bump(counter: &AtomicU64, n: u64) -> u64 {
     let was = counter.load(Ordering::Relaxed);
     counter.store(was.wrapping_add(n), Ordering::Relaxed);

@@ -23,7 +23,7 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex as LaneLock, MutexGuard};
 
 use crate::chain::Held;
-use crate::error::Error;
+use crate::error::{Error, Failed};
 use crate::generation::{Generation, Resident};
 use crate::limits::MAX_INSTANCES;
 use crate::metrics::{LaneMetrics, Totals};
@@ -50,6 +50,7 @@ pub(crate) struct Route {
 
 impl Published {
     /// The export serving `slot`, if this publication serves it.
+    #[inline]
     pub(crate) fn export_for(&self, slot: SlotId) -> Option<usize> {
         self.routes
             .iter()
@@ -266,8 +267,8 @@ impl Program {
         &self,
         index: usize,
         slot: SlotId,
-        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-    ) -> Option<Result<R, Error>> {
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
+    ) -> Option<Result<R, Failed>> {
         let cell = &self.lanes[index];
         debug_assert!(cell.lane.is_locked());
         // SAFETY: the lane was locked by `pin` on this thread and stays so
@@ -379,8 +380,8 @@ impl Program {
         &self,
         held: &mut HeldLane<'_>,
         slot: SlotId,
-        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-    ) -> Option<Result<R, Error>> {
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
+    ) -> Option<Result<R, Failed>> {
         let lane = &mut *held.guard;
         if lane.seen != self.publications.load(Ordering::Acquire) {
             self.catch_up(lane);
@@ -432,8 +433,8 @@ fn serve_on<R>(
     lane: &mut Lane,
     metrics: Option<&LaneMetrics>,
     slot: SlotId,
-    f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-) -> Option<Result<R, Error>> {
+    f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
+) -> Option<Result<R, Failed>> {
     let Lane {
         published,
         resident,
@@ -471,6 +472,7 @@ impl Drop for HeldLane<'_> {
 const SPINS: usize = 1 << 11;
 
 /// A number for this thread, never 0, cheap to read.
+#[inline]
 fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {

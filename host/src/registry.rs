@@ -944,7 +944,10 @@ impl Registry {
             let Some(export) = plugin.position_serving(&interface.clone().into()) else {
                 continue;
             };
-            match probe.call(&mut resident, export, function, args) {
+            match probe
+                .call(&mut resident, export, function, args)
+                .map_err(|e| *e)
+            {
                 Err(Error::Call { fault, reason, .. }) => {
                     let shown: Vec<String> = args
                         .iter()

@@ -277,6 +277,7 @@ fn start_wasi_runtime() -> Result<(), Error> {
 /// Gives the call about to run on `store` `ticks` epoch ticks from now:
 /// the epoch deadline that stops its wasm, and the time its HTTP requests
 /// may take (a request blocks in the host, where the epoch cannot stop it).
+#[inline]
 pub(crate) fn set_deadline(store: &mut Store<PluginState>, ticks: u64) {
     store.set_epoch_deadline(ticks);
     store.data_mut().http_gate.call_ends = crate::engine::ticks_now().saturating_add(ticks);

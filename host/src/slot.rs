@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::error::Error;
+use crate::error::{Error, Failed};
 use crate::generation::{Generation, Resident};
 use crate::program::{HeldLane, NoLane, Program, SlotId};
 use crate::sync::lock;
@@ -81,15 +81,21 @@ impl Slot {
     /// Runs `f` on a lane of the plugin, for this slot's export.
     pub(crate) fn with<R>(
         &self,
-        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
+    ) -> Result<R, Failed> {
         let mut held = self.acquire()?;
         self.serve(&mut held, f)
     }
 
     /// A lane of the plugin, to make calls on.
-    pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, Error> {
-        self.program.acquire().map_err(|why| match why {
+    pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, Failed> {
+        self.program.acquire().map_err(|why| self.no_lane(why))
+    }
+
+    /// Why no lane could be had, in words naming this slot.
+    #[cold]
+    fn no_lane(&self, why: NoLane) -> Failed {
+        Box::new(match why {
             NoLane::Reentered { instances } => Error::Reentered {
                 interface: self.interface().to_string(),
                 name: self.name().to_string(),
@@ -107,18 +113,19 @@ impl Slot {
     pub(crate) fn serve<R>(
         &self,
         held: &mut HeldLane<'_>,
-        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
+    ) -> Result<R, Failed> {
         self.program
             .serve(held, self.id, f)
             .unwrap_or_else(|| Err(self.unavailable()))
     }
 
-    fn unavailable(&self) -> Error {
-        Error::Unavailable {
+    #[cold]
+    fn unavailable(&self) -> Failed {
+        Box::new(Error::Unavailable {
             interface: self.interface().to_string(),
             name: self.name().to_string(),
-        }
+        })
     }
 }
 
