@@ -74,6 +74,9 @@ pub(crate) struct Program {
     /// Where a call waits when every lane in use is busy.
     next_turn: AtomicUsize,
     lanes: Box<[LaneCell]>,
+    /// How many lanes (from the first) have ever been taken: the others
+    /// hold nothing, and a publication need not look at them.
+    touched: AtomicUsize,
     /// Held while a change to this program is prepared and published, so
     /// that changes happen one at a time and generation numbers only grow.
     pub(crate) changing: Mutex<()>,
@@ -136,6 +139,7 @@ impl Program {
             width: AtomicUsize::new(1),
             wait_nanos: AtomicU64::new(0),
             next_turn: AtomicUsize::new(0),
+            touched: AtomicUsize::new(1),
             lanes: (0..MAX_INSTANCES)
                 .map(|_| LaneCell {
                     owner: AtomicU64::new(0),
@@ -208,10 +212,16 @@ impl Program {
         let previous = self.published.swap(next);
         self.publications.fetch_add(1, Ordering::AcqRel);
         // Lanes with no call in flight let go of their old instance now
-        // rather than at their next call.
-        for cell in self.lanes.iter() {
+        // rather than at their next call. Only lanes ever taken can hold
+        // one (a lane taken meanwhile catches up when its call ends), and
+        // each lock costs: a plugin with one instance has one to look at,
+        // not all sixteen.
+        let touched = self.touched.load(Ordering::Acquire).min(self.lanes.len());
+        for cell in &self.lanes[..touched] {
             if let Some(mut lane) = cell.lane.try_lock() {
-                self.catch_up(&mut lane);
+                if lane.published.is_some() {
+                    self.catch_up(&mut lane);
+                }
             }
         }
         previous
@@ -326,6 +336,7 @@ impl Program {
                 start + i - width
             };
             if let Some(guard) = self.lanes[index].lane.try_lock() {
+                self.touch(index);
                 return Ok((index, guard));
             }
         }
@@ -348,6 +359,7 @@ impl Program {
             }
             if !lane.is_locked() {
                 if let Some(guard) = lane.try_lock() {
+                    self.touch(index);
                     return Ok((index, guard));
                 }
             }
@@ -355,8 +367,19 @@ impl Program {
         }
         let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
         match lane.try_lock_for(waited) {
-            Some(guard) => Ok((index, guard)),
+            Some(guard) => {
+                self.touch(index);
+                Ok((index, guard))
+            }
             None => Err(NoLane::Busy { waited }),
+        }
+    }
+
+    /// Counts lane `index` among those ever taken.
+    #[inline]
+    fn touch(&self, index: usize) {
+        if index >= self.touched.load(Ordering::Relaxed) {
+            self.touched.fetch_max(index + 1, Ordering::Release);
         }
     }
 

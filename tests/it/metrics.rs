@@ -280,3 +280,46 @@ fn the_live_page_serves_its_data_and_streams_it() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A reload frees every idle instance of the old version at once, on each
+/// lane a call ever used, not only the first.
+#[test]
+fn a_reload_frees_the_old_instances_of_every_lane() {
+    let registry = Registry::new().unwrap();
+    let two = plugin(&registry, "rogue").with_grants(hotslot::Grants {
+        instances: Some(2),
+        ..hotslot::Grants::default()
+    });
+    registry.add_plugin("rogue", &two).unwrap();
+    let handle = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    // One call holds the first lane while another thread's call takes the
+    // second: both lanes now have an instance.
+    let (held, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            held.wait();
+            handle.call("ping", &[]).unwrap();
+            go.wait();
+        });
+        handle
+            .batch(|calls| {
+                calls.call("ping", &[]).unwrap();
+                held.wait();
+                go.wait();
+            })
+            .unwrap();
+    });
+    let instances = || {
+        registry
+            .metrics()
+            .into_iter()
+            .find(|m| m.plugin == "rogue")
+            .unwrap()
+            .instances
+    };
+    assert_eq!(instances(), 2);
+    registry.add_plugin("rogue", &two).unwrap();
+    assert_eq!(instances(), 1, "only the new version's first instance");
+}
