@@ -227,6 +227,7 @@ impl Program {
         previous
     }
 
+    #[cold]
     fn catch_up(&self, lane: &mut Lane) {
         // Read the count before the pointer: a swap between the two is then
         // seen again by the next call, never missed.
@@ -245,6 +246,7 @@ impl Program {
 
     /// A free lane among those in use; else waits for one that this thread
     /// does not hold, at most the published deadline.
+    #[inline]
     pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, NoLane> {
         let (index, guard) = self.take_lane()?;
         let cell = &self.lanes[index];
@@ -317,8 +319,22 @@ impl Program {
         unsafe { cell.lane.force_unlock() };
     }
 
-    /// Takes a free lane, else waits on one this thread does not hold.
+    /// Takes a free lane, else waits on one this thread does not hold. The
+    /// usual case, a plugin with one instance that is free, is a single
+    /// attempt made where the call is (inlined into it).
+    #[inline]
     fn take_lane(&self) -> Result<(usize, MutexGuard<'_, Lane>), NoLane> {
+        if self.width.load(Ordering::Relaxed) <= 1 {
+            if let Some(guard) = self.lanes[0].lane.try_lock() {
+                return Ok((0, guard));
+            }
+        }
+        self.take_any_lane()
+    }
+
+    /// [`Program::take_lane`] beyond its first attempt.
+    #[inline(never)]
+    fn take_any_lane(&self) -> Result<(usize, MutexGuard<'_, Lane>), NoLane> {
         let width = self
             .width
             .load(Ordering::Relaxed)
@@ -383,6 +399,7 @@ impl Program {
         }
     }
 
+    #[inline]
     fn hold<'a>(
         &'a self,
         cell: &'a LaneCell,
@@ -475,6 +492,7 @@ fn serve_on<R>(
 }
 
 impl Drop for HeldLane<'_> {
+    #[inline]
     fn drop(&mut self) {
         // A typed closure that panicked mid-call may have left the instance
         // half-way: it is discarded like a trapped one.

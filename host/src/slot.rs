@@ -88,6 +88,7 @@ impl Slot {
     }
 
     /// A lane of the plugin, to make calls on.
+    #[inline]
     pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, Failed> {
         self.program.acquire().map_err(|why| self.no_lane(why))
     }
