@@ -310,7 +310,9 @@ fn forwarding(registry: &Registry) {
                         .unwrap();
                     black_box(results);
                 } else {
-                    call(&through, "show", &args);
+                    let mut results = [Val::Bool(false)];
+                    through.call_into("show", &args, &mut results).unwrap();
+                    black_box(results);
                 }
             }
             calls += 1000;
@@ -343,7 +345,16 @@ fn forwarding(registry: &Registry) {
                     black_box(results);
                 },
             ),
-            ("through the registry (hotslot)", &mut || {
+            // As the wired rows do: answers into slots of the caller's.
+            (
+                "through the registry (hotslot), Handle::call_into",
+                &mut || {
+                    let mut results = [Val::Bool(false)];
+                    through.call_into("show", &args, &mut results).unwrap();
+                    black_box(results);
+                },
+            ),
+            ("through the registry (hotslot), Handle::call", &mut || {
                 call(&through, "show", &args)
             }),
         ],

@@ -335,7 +335,9 @@ impl Generation {
     ) -> Result<Vec<Val>, Failed> {
         let position = self.position(export, function)?;
         let count = self.exported(export).functions()[position].result_count();
-        let mut results = vec![Val::Bool(false); count];
+        // Filled in place, not cloned from a template value one by one.
+        let mut results = Vec::with_capacity(count);
+        results.resize_with(count, || Val::Bool(false));
         self.check_counts(export, position, args, &results)?;
         self.call_at(resident, export, position, args, &mut results, None)?;
         Ok(results)
