@@ -79,10 +79,10 @@ struct LineLog {
 }
 
 impl LogOutput {
-    pub(crate) fn new(plugin: &str, stream: &'static str, budget: &OutputBudget) -> Self {
+    pub(crate) fn new(plugin: &Arc<str>, stream: &'static str, budget: &OutputBudget) -> Self {
         LogOutput {
             inner: Arc::new(Mutex::new(LineLog {
-                plugin: plugin.into(),
+                plugin: plugin.clone(),
                 stream,
                 line: Vec::new(),
                 cut: false,
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_and_floods_are_dropped() {
-        let out = LogOutput::new("p", "stdout", &OutputBudget::new());
+        let out = LogOutput::new(&"p".into(), "stdout", &OutputBudget::new());
         out.write(&vec![b'x'; MAX_LINE * 2]);
         out.write(b"\n");
         {
@@ -231,12 +231,12 @@ mod tests {
     #[test]
     fn a_new_instance_gets_no_fresh_allowance() {
         let budget = OutputBudget::new();
-        let first = LogOutput::new("p", "stdout", &budget);
+        let first = LogOutput::new(&"p".into(), "stdout", &budget);
         for _ in 0..100 {
             first.write(&[b'y'; 4000]);
             first.write(b"\n");
         }
-        let second = LogOutput::new("p", "stderr", &budget);
+        let second = LogOutput::new(&"p".into(), "stderr", &budget);
         second.write(&[b'z'; 4000]);
         second.write(b"\n");
         assert!(

@@ -1197,7 +1197,7 @@ impl State {
 fn best_in_line(plugin: &Plugin, line: &Line) -> Option<usize> {
     let exports = plugin.exports();
     (0..exports.len())
-        .filter(|&i| exports[i].name().line() == *line)
+        .filter(|&i| exports[i].name().is_in(line))
         .max_by(|&a, &b| {
             exports[a]
                 .name()
@@ -1262,11 +1262,13 @@ fn changes(
     after: Option<&Published>,
 ) -> Vec<RegistryEvent> {
     let mut events = Vec::new();
-    let routes = |p: Option<&Published>| p.map(|p| p.routes.clone()).unwrap_or_default();
+    fn routes(p: Option<&Published>) -> &[Route] {
+        p.map_or(&[], |p| p.routes.as_slice())
+    }
     let (old_routes, new_routes) = (routes(before), routes(after));
     if let Some(after) = after {
         let generation = after.generation.number();
-        for route in &new_routes {
+        for route in new_routes {
             let interface = after.generation.exported(route.export).name().clone();
             let name = name.to_string();
             match before.filter(|b| b.export_for(route.slot).is_some()) {

@@ -287,7 +287,7 @@ pub(crate) fn set_deadline(store: &mut Store<PluginState>, ticks: u64) {
 /// `grants` allow; what it prints goes to the log under its name.
 pub(crate) fn new_store(
     engine: &Engine,
-    name: &str,
+    name: &Arc<str>,
     limits: &Limits,
     grants: &Grants,
     scope: &PluginScope,
@@ -325,7 +325,7 @@ pub(crate) fn new_store(
         imports,
         http: WasiHttpCtx::new(),
         http_gate: HttpGate {
-            plugin: name.into(),
+            plugin: name.clone(),
             grant: grants.http.clone(),
             ceiling: limits.http_allow.clone(),
             // A request cannot usefully outlive the call that makes it.

@@ -72,11 +72,24 @@ impl InterfaceName {
     /// major version, or for `0.x` the major and minor. Two names with the same
     /// line are the same interface, released at different times.
     pub(crate) fn line(&self) -> Line {
-        let line = self.version.as_ref().map(|v| match v.major {
+        (
+            self.package.clone(),
+            self.interface.clone(),
+            self.line_version(),
+        )
+    }
+
+    /// Whether this name is in `line`; unlike comparing with
+    /// [`InterfaceName::line`], it copies nothing.
+    pub(crate) fn is_in(&self, line: &Line) -> bool {
+        self.line_version() == line.2 && self.interface == line.1 && self.package == line.0
+    }
+
+    fn line_version(&self) -> Option<(u64, u64)> {
+        self.version.as_ref().map(|v| match v.major {
             0 => (0, v.minor),
             major => (major, u64::MAX),
-        });
-        (self.package.clone(), self.interface.clone(), line)
+        })
     }
 
     /// Parses a name whose version may be partial (`@1` is `@1.0.0`, `@1.2` is
