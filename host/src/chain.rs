@@ -26,9 +26,9 @@ struct Chain {
     /// When the outermost call must be done, on the epoch tickers' clock
     /// ([`ticks_now`]).
     deadline: Option<u64>,
-    /// Held until the outermost call returns, by key, in the order they
-    /// were taken: the providers' lanes, pinned.
-    held: Vec<(usize, Held)>,
+    /// Held until the outermost call returns, in the order taken: the
+    /// providers' lanes, pinned.
+    held: Vec<Held>,
 }
 
 /// What a chain holds under a key until its outermost call returns: a
@@ -38,6 +38,8 @@ struct Chain {
 /// and reached through what was taken earlier, goes first.
 #[derive(Clone, Copy)]
 pub(crate) struct Held {
+    /// What it is held under (see [`with_held`]).
+    pub(crate) key: usize,
     pub(crate) value: usize,
     pub(crate) release: fn(key: usize, value: usize),
 }
@@ -76,11 +78,11 @@ impl Drop for Entered {
         // Let go one at a time, last taken first, each outside the borrow
         // (letting go may run other code); the vector keeps its room for the
         // next chain.
-        while let Some((key, held)) = CHAIN.with_borrow_mut(|chain| {
+        while let Some(held) = CHAIN.with_borrow_mut(|chain| {
             chain.deadline = None;
             chain.held.pop()
         }) {
-            (held.release)(key, held.value);
+            (held.release)(held.key, held.value);
         }
     }
 }
@@ -111,8 +113,8 @@ fn left(deadline: Option<u64>) -> Option<u64> {
     deadline.map(|d| d.saturating_sub(ticks_now()).max(1))
 }
 
-/// Runs `f` on the value the chain holds under `key`, taken with `take` if
-/// it holds nothing there yet, and with the epoch ticks the chain has left
+/// Runs `f` on the value the chain holds under `key`, taken with `take` (which
+/// must hold it under `key`) if it holds nothing there yet, and with the epoch ticks the chain has left
 /// (none outside a chain). Outside a chain nothing is held: what `take`
 /// gives is let go after `f`.
 pub(crate) fn with_held<R>(
@@ -124,30 +126,31 @@ pub(crate) fn with_held<R>(
         if chain.entered.is_empty() {
             return None;
         }
-        let held = chain.held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h);
+        let held = chain.held.iter().find(|h| h.key == key).copied();
         Some((held, left(chain.deadline)))
     });
     match found {
         None => {
-            let held = ReleaseOnDrop(key, take()?);
-            Ok(f(held.1.value, None))
+            let held = ReleaseOnDrop(take()?);
+            Ok(f(held.0.value, None))
         }
         Some((Some(held), left)) => Ok(f(held.value, left)),
         Some((None, left)) => {
             let held = take()?;
+            debug_assert_eq!(held.key, key, "held under another key than looked up");
             // Kept before `f` runs: `f` may reach this chain again (a nested
             // call), and what it takes must go before this.
-            CHAIN.with_borrow_mut(|chain| chain.held.push((key, held)));
+            CHAIN.with_borrow_mut(|chain| chain.held.push(held));
             Ok(f(held.value, left))
         }
     }
 }
 
 /// Lets go of what it holds when dropped, unwinding included.
-struct ReleaseOnDrop(usize, Held);
+struct ReleaseOnDrop(Held);
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        (self.1.release)(self.0, self.1.value);
+        (self.0.release)(self.0.key, self.0.value);
     }
 }

@@ -210,13 +210,16 @@ impl Program {
                 .store(wait.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         let previous = self.published.swap(next);
-        self.publications.fetch_add(1, Ordering::AcqRel);
+        // SeqCst, with `touch` and the check a call makes after it: either
+        // the publisher sees a lane newly taken, or its call sees this
+        // publication (free on x86, where this is a locked add anyway).
+        self.publications.fetch_add(1, Ordering::SeqCst);
         // Lanes with no call in flight let go of their old instance now
         // rather than at their next call. Only lanes ever taken can hold
         // one (a lane taken meanwhile catches up when its call ends), and
         // each lock costs: a plugin with one instance has one to look at,
         // not all sixteen.
-        let touched = self.touched.load(Ordering::Acquire).min(self.lanes.len());
+        let touched = self.touched.load(Ordering::SeqCst).min(self.lanes.len());
         for cell in &self.lanes[..touched] {
             if let Some(mut lane) = cell.lane.try_lock() {
                 if lane.published.is_some() {
@@ -256,7 +259,7 @@ impl Program {
     /// Pins a lane for a chain of calls: it stays locked, serving the
     /// generation it has now, until [`Program::unpin`]. What a chain holds
     /// for this program (see [`chain::with_held`](crate::chain::with_held)).
-    pub(crate) fn pin(&self) -> Result<Held, NoLane> {
+    pub(crate) fn pin(self: &Arc<Self>) -> Result<Held, NoLane> {
         let (index, guard) = self.take_lane()?;
         // Locked until `unpin` unlocks it; its contents are reached through
         // `Program::serve_pinned` meanwhile.
@@ -264,10 +267,14 @@ impl Program {
         self.lanes[index]
             .owner
             .store(thread_token(), Ordering::Relaxed);
-        if lane.seen != self.publications.load(Ordering::Acquire) {
+        if lane.seen != self.publications.load(Ordering::SeqCst) {
             self.catch_up(lane);
         }
+        // The program stays alive until `unpin`, whatever happens to the
+        // registry and the plugins meanwhile: the pin holds a reference.
+        let key = Arc::into_raw(self.clone()) as usize;
         Ok(Held {
+            key,
             value: index,
             release: Program::unpin,
         })
@@ -291,19 +298,13 @@ impl Program {
         serve_on(lane, metrics, slot, f)
     }
 
-    /// Lets go of lane `index` of the program at address `key`, pinned by
+    /// Lets go of lane `index` of the program at `key`, pinned by
     /// [`Program::pin`]: the end of a chain. The lane catches up with any
     /// publication that came meanwhile, so an old instance is freed at once.
-    ///
-    /// The program is alive: a chain lets go of what it holds in the reverse
-    /// order of pinning, before its outermost call returns, so whatever led
-    /// to this program (the outermost plugin's generation, or a provider
-    /// pinned before it, whose imports keep their providers' slots) is still
-    /// held.
     fn unpin(key: usize, index: usize) {
-        // SAFETY: see above; `key` is the address `Held` was made for
-        // (`imports` keys a chain's pins by their program's address).
-        let program = unsafe { &*(key as *const Program) };
+        // SAFETY: `key` came from `Arc::into_raw` in `pin`, and each pin is
+        // let go once: this takes back the reference the pin held.
+        let program = unsafe { Arc::from_raw(key as *const Program) };
         let cell = &program.lanes[index];
         // SAFETY: pinned (locked and leaked) by `pin`, on this thread.
         let lane = unsafe { &mut *cell.lane.data_ptr() };
@@ -395,7 +396,7 @@ impl Program {
     #[inline]
     fn touch(&self, index: usize) {
         if index >= self.touched.load(Ordering::Relaxed) {
-            self.touched.fetch_max(index + 1, Ordering::Release);
+            self.touched.fetch_max(index + 1, Ordering::SeqCst);
         }
     }
 
@@ -423,7 +424,7 @@ impl Program {
         f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
     ) -> Option<Result<R, Failed>> {
         let lane = &mut *held.guard;
-        if lane.seen != self.publications.load(Ordering::Acquire) {
+        if lane.seen != self.publications.load(Ordering::SeqCst) {
             self.catch_up(lane);
         }
         let metrics = self.counting.then_some(&held.cell.metrics);
@@ -512,14 +513,23 @@ impl Drop for HeldLane<'_> {
 /// lane before the caller sleeps on it: about 4,000 hints in all.
 const SPINS: usize = 1 << 11;
 
-/// A number for this thread, never 0, cheap to read.
+/// A number for this thread, never 0, cheap to read: a thread-local
+/// initialized with a constant (no lazy-initialization check on each read),
+/// given its number at the thread's first call.
 #[inline]
 fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
-        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        static TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
-    TOKEN.with(|token| *token)
+    TOKEN.with(|token| match token.get() {
+        0 => {
+            let new = NEXT.fetch_add(1, Ordering::Relaxed);
+            token.set(new);
+            new
+        }
+        known => known,
+    })
 }
 
 /// Every program of a registry, so that a full instance pool can be made

@@ -112,7 +112,7 @@ impl Collector for Scrape {
         }
         let mut family = encoder.encode_descriptor(
             "hotslot_call_latency_seconds",
-            "Latency of sampled calls (one in 16).",
+            "Latency of sampled calls (one in 64, and the first of each 5 ms tick).",
             None,
             MetricType::Histogram,
         )?;
