@@ -113,10 +113,10 @@ fn left(deadline: Option<u64>) -> Option<u64> {
     deadline.map(|d| d.saturating_sub(ticks_now()).max(1))
 }
 
-/// Runs `f` on the value the chain holds under `key`, taken with `take` (which
-/// must hold it under `key`) if it holds nothing there yet, and with the epoch ticks the chain has left
-/// (none outside a chain). Outside a chain nothing is held: what `take`
-/// gives is let go after `f`.
+/// Runs `f` on the value the chain holds under `key`, taken with `take`
+/// (which must hold it under `key`) if it holds nothing there yet, and with
+/// the epoch ticks the chain has left (none outside a chain). Outside a
+/// chain nothing is held: what `take` gives is let go after `f`.
 pub(crate) fn with_held<R>(
     key: usize,
     take: impl FnOnce() -> Result<Held, crate::error::Failed>,
