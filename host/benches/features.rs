@@ -36,6 +36,11 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
     (at(0.5), at(0.1), at(0.9))
 }
 
+/// The spread of the per-round ratios `top[i] / bottom[i]`.
+fn ratio_spread(top: &[f64], bottom: &[f64]) -> (f64, f64, f64) {
+    spread(top.iter().zip(bottom).map(|(t, b)| t / b).collect())
+}
+
 /// Nanoseconds per call of `f`, over `iters` calls.
 fn per_call(iters: u32, f: &mut dyn FnMut()) -> f64 {
     let started = Instant::now();
@@ -62,8 +67,7 @@ fn interleave(rounds: usize, iters: u32, sides: &mut [(&str, &mut dyn FnMut())])
     let base = &times[0];
     for (i, (name, _)) in sides.iter().enumerate() {
         let (median, p10, p90) = spread(times[i].clone());
-        let ratios: Vec<f64> = times[i].iter().zip(base).map(|(t, b)| t / b).collect();
-        let (r, r10, r90) = spread(ratios);
+        let (r, r10, r90) = ratio_spread(&times[i], base);
         println!(
             "  {name:<44} {median:>10.1} ns  [{p10:.1} .. {p90:.1}]   ratio {r:.3} [{r10:.3} .. {r90:.3}]"
         );
@@ -439,10 +443,9 @@ fn compilers() {
                 times[side].push(started.elapsed().as_secs_f64() * 1e3);
             }
         }
-        let ratios: Vec<f64> = times[0].iter().zip(&times[1]).map(|(c, w)| c / w).collect();
         let (c, c10, c90) = spread(times[0].clone());
         let (w, w10, w90) = spread(times[1].clone());
-        let (r, r10, r90) = spread(ratios);
+        let (r, r10, r90) = ratio_spread(&times[0], &times[1]);
         println!(
             "  {stem:<11} {:>6.1} MB new bytes to first answer: cranelift {c:.1} ms [{c10:.1} .. {c90:.1}], \
              winch {w:.1} ms [{w10:.1} .. {w90:.1}]; winch sooner by {r:.2}x [{r10:.2} .. {r90:.2}]",
@@ -604,12 +607,7 @@ fn swaps(registry: &Registry) {
             times[side].extend(round_times);
         }
     }
-    let ratios: Vec<f64> = medians[1]
-        .iter()
-        .zip(&medians[0])
-        .map(|(o, r)| o / r)
-        .collect();
-    let (r, r10, r90) = spread(ratios);
+    let (r, r10, r90) = ratio_spread(&medians[1], &medians[0]);
     for (side, name) in [
         (0, "wasmtime: store + instantiate_pre + call"),
         (1, "hotslot: add_plugin + call"),
@@ -818,12 +816,7 @@ fn calls(registry: &Registry) {
             r2 / 1e6
         );
     }
-    let relative: Vec<f64> = scaling[1]
-        .iter()
-        .zip(&scaling[0])
-        .map(|(h, w)| h / w)
-        .collect();
-    let (r, r10, r90) = spread(relative);
+    let (r, r10, r90) = ratio_spread(&scaling[1], &scaling[0]);
     println!("  hotslot (2 instances) scaling / wasmtime's: {r:.2} [{r10:.2} .. {r90:.2}]");
 }
 
