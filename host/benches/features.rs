@@ -415,6 +415,19 @@ fn compilers() {
         .each_ref()
         .map(|engine| Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap());
     let mut serial = 0;
+    // For perf: `PROFILE_COMPILE=cranelift|winch` compiles calc with new
+    // bytes for six seconds on that side's engine, then counts them.
+    if let Some(side) = std::env::var_os("PROFILE_COMPILE") {
+        let engine = &engines[usize::from(side == "winch")];
+        let code = bytes("calc");
+        let until = Instant::now() + std::time::Duration::from_secs(6);
+        while Instant::now() < until {
+            serial += 1;
+            black_box(Component::new(engine, fresh(&code, serial)).unwrap());
+        }
+        eprintln!("{serial} compiles");
+        return;
+    }
     for (stem, interface, function, rounds) in [
         ("calc", "demo:calc/math", "add", 21),
         ("greeter_py", "demo:greeter/greet", "hello", 5),

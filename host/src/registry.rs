@@ -1146,11 +1146,10 @@ impl State {
 
     /// The slot of `program` in `interface`'s version line, made if new.
     fn slot_for(&mut self, program: &Arc<Program>, interface: &InterfaceName) -> Arc<Slot> {
-        let line = interface.line();
         if let Some(slot) = self
             .slots
             .iter()
-            .find(|s| Arc::ptr_eq(s.program(), program) && *s.line() == line)
+            .find(|s| Arc::ptr_eq(s.program(), program) && interface.is_in(s.line()))
         {
             return slot.clone();
         }

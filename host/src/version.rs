@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use semver::Version;
 
@@ -16,8 +17,8 @@ use crate::error::Error;
 
 /// The versions of one interface that may replace one another behind one
 /// slot: package, interface, and the major version (or for `0.x`, major and
-/// minor).
-pub(crate) type Line = (String, String, Option<(u64, u64)>);
+/// minor). Shares its strings with the name it came from.
+pub(crate) type Line = (Arc<str>, Arc<str>, Option<(u64, u64)>);
 
 /// The name of a WIT interface, with the version of its package if it has one.
 ///
@@ -31,8 +32,10 @@ pub(crate) type Line = (String, String, Option<(u64, u64)>);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InterfaceName {
-    package: String,
-    interface: String,
+    // Shared, not owned: a name is copied into every slot, route, event and
+    // answer about it, several times per reload.
+    package: Arc<str>,
+    interface: Arc<str>,
     version: Option<Version>,
 }
 
@@ -125,8 +128,8 @@ impl InterfaceName {
             Some(v) => Some(parse_version(v, partial_version).map_err(|e| bad(&e))?),
         };
         Ok(InterfaceName {
-            package: package.to_string(),
-            interface: interface.to_string(),
+            package: package.into(),
+            interface: interface.into(),
             version,
         })
     }
