@@ -1011,6 +1011,8 @@ impl Registry {
     /// Publishes `next` for `program`, re-points `get` handles and tells
     /// subscribers what changed.
     fn republish_arc(&self, program: &Program, next: Option<Arc<Published>>) {
+        // Events are worded only for someone to read: a log, or a subscriber.
+        let told = tracing::enabled!(tracing::Level::INFO) || !lock(&self.subscribers).is_empty();
         let (events, tables) = {
             let mut state = self.lock();
             let previous = program.publish(next.clone());
@@ -1021,10 +1023,11 @@ impl Registry {
                 .iter()
                 .filter_map(Weak::upgrade)
                 .collect();
-            (
-                changes(program.name(), previous.as_deref(), next.as_deref()),
-                tables,
-            )
+            let events = match told {
+                true => changes(program.name(), previous.as_deref(), next.as_deref()),
+                false => Vec::new(),
+            };
+            (events, tables)
         };
         events.into_iter().for_each(|event| self.publish(event));
         // A provider changed: the dependents bound to it are checked against
