@@ -1011,11 +1011,14 @@ impl Registry {
     /// Publishes `next` for `program`, re-points `get` handles and tells
     /// subscribers what changed.
     fn republish_arc(&self, program: &Program, next: Option<Arc<Published>>) {
-        // Events are worded only for someone to read: a log, or a subscriber.
-        let told = tracing::enabled!(tracing::Level::INFO) || !lock(&self.subscribers).is_empty();
         let (events, tables) = {
             let mut state = self.lock();
             let previous = program.publish(next.clone());
+            // Events are worded only for someone to read: a log, or a
+            // subscriber. Asked after publishing, so that whoever subscribed
+            // before this change took effect hears of it.
+            let told = tracing::event_enabled!(tracing::Level::INFO)
+                || !lock(&self.subscribers).is_empty();
             state.repoint_selections();
             state.import_tables.retain(|t| t.strong_count() > 0);
             let tables: Vec<Arc<ImportTable>> = state

@@ -83,7 +83,7 @@ impl InterfaceName {
     }
 
     /// Whether this name is in `line`; unlike comparing with
-    /// [`InterfaceName::line`], it copies nothing.
+    /// [`InterfaceName::line`], it touches no reference count.
     pub(crate) fn is_in(&self, line: &Line) -> bool {
         self.line_version() == line.2 && self.interface == line.1 && self.package == line.0
     }
