@@ -182,6 +182,11 @@ pub struct Registered {
 /// The registry of implementations. Share it behind an `Arc`; every method
 /// takes `&self`.
 ///
+/// Handles outlive it: a plugin stays loaded while a handle reaches it.
+/// Plugins that import each other (or themselves) through the registry keep
+/// each other loaded, so remove them ([`Registry::remove_plugin`]) before
+/// dropping a registry whose plugins' instances should be freed.
+///
 /// ```no_run
 /// # fn main() -> Result<(), hotslot::Error> {
 /// use hotslot::Registry;
