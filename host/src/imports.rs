@@ -84,6 +84,11 @@ impl ImportTable {
         &self.dependent
     }
 
+    /// What each import is bound to.
+    pub(crate) fn selections(&self) -> impl Iterator<Item = &Arc<Selection>> {
+        self.bindings.iter().map(|b| &b.selection)
+    }
+
     /// How each import stands now.
     fn links_now(&self) -> Vec<ImportLink> {
         self.imports

@@ -182,10 +182,13 @@ pub struct Registered {
 /// The registry of implementations. Share it behind an `Arc`; every method
 /// takes `&self`.
 ///
-/// Handles outlive it: a plugin stays loaded while a handle reaches it.
-/// Plugins that import each other (or themselves) through the registry keep
-/// each other loaded, so remove them ([`Registry::remove_plugin`]) before
-/// dropping a registry whose plugins' instances should be freed.
+/// Handles outlive it: a plugin stays loaded while a handle reaches it,
+/// directly or through the imports of one a handle reaches. Dropping the
+/// registry stops every plugin no handle reaches and frees its instances,
+/// those that import each other (or themselves) included. Plugins that
+/// import each other and are still reached by a handle when the registry
+/// goes stay loaded after that handle goes too: remove them
+/// ([`Registry::remove_plugin`]) first if their instances must be freed.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), hotslot::Error> {
@@ -1066,7 +1069,90 @@ impl Registry {
     }
 }
 
+impl Drop for Registry {
+    /// Plugins that import each other hold each other (through their import
+    /// tables), and only the registry would ever have let go of them. Those
+    /// nothing outside can reach any more are stopped here, so that their
+    /// instances go back to the pool; the rest go on serving the handles
+    /// that reach them.
+    fn drop(&mut self) {
+        let state = match self.state.get_mut() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for program in state.unreachable() {
+            let _changing = lock(&program.changing);
+            program.publish(None);
+        }
+    }
+}
+
 impl State {
+    /// The programs nothing outside the registry reaches: no handle holds
+    /// one of their slots (or a `get` selection that kept one), no chain of
+    /// calls has one pinned, and no import of a reached plugin leads to
+    /// them. What is held outside is told by reference counts: any count
+    /// not accounted for by the registry's own lists and the import tables
+    /// is a handle's or a call's. (Counts only fall without the registry:
+    /// nothing can make a new handle to what no handle reaches.)
+    fn unreachable(&self) -> Vec<Arc<Program>> {
+        let tables: Vec<Arc<ImportTable>> =
+            self.import_tables.iter().filter_map(Weak::upgrade).collect();
+        let mut in_tables: HashMap<*const Selection, usize> = HashMap::new();
+        for selection in tables.iter().flat_map(|t| t.selections()) {
+            *in_tables.entry(Arc::as_ptr(selection)).or_default() += 1;
+        }
+        let mut held: Vec<*const Program> = Vec::new();
+        let mut kept: HashMap<*const Slot, usize> = HashMap::new();
+        for selection in self.selections.iter().filter_map(Weak::upgrade) {
+            // One count is the upgrade just made.
+            let inside = 1 + in_tables.get(&Arc::as_ptr(&selection)).unwrap_or(&0);
+            let outside = Arc::strong_count(&selection) > inside;
+            selection.each_kept(|slot| {
+                *kept.entry(Arc::as_ptr(slot)).or_default() += 1;
+                if outside {
+                    held.push(Arc::as_ptr(slot.program()));
+                }
+            });
+        }
+        for slot in &self.slots {
+            let inside = 1 + kept.get(&Arc::as_ptr(slot)).unwrap_or(&0);
+            if Arc::strong_count(slot) > inside {
+                held.push(Arc::as_ptr(slot.program()));
+            }
+        }
+        for program in &self.programs {
+            let own_slots = self.slots.iter().filter(|s| Arc::ptr_eq(s.program(), program));
+            if Arc::strong_count(program) > 1 + own_slots.count() {
+                held.push(Arc::as_ptr(program));
+            }
+        }
+        // What the held ones reach through their imports (by the
+        // dependent's name: every table of that name, old generations'
+        // included, is followed).
+        let mut reached: Vec<*const Program> = Vec::new();
+        while let Some(program) = held.pop() {
+            if reached.contains(&program) {
+                continue;
+            }
+            reached.push(program);
+            let Some(name) = self.programs.iter().find(|p| Arc::as_ptr(p) == program) else {
+                continue;
+            };
+            let name = name.name();
+            for table in tables.iter().filter(|t| t.dependent() == name) {
+                for selection in table.selections() {
+                    selection.each_kept(|slot| held.push(Arc::as_ptr(slot.program())));
+                }
+            }
+        }
+        self.programs
+            .iter()
+            .filter(|p| !reached.contains(&Arc::as_ptr(p)))
+            .cloned()
+            .collect()
+    }
+
     /// The host-kept state of the plugin `name`, made if new.
     fn state_of(&mut self, name: &str) -> Arc<PluginStore> {
         self.states
