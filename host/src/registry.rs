@@ -184,10 +184,12 @@ pub struct Registered {
 ///
 /// Handles outlive it: a plugin stays loaded while a handle reaches it,
 /// directly or through the imports of one a handle reaches. Dropping the
-/// registry stops every plugin no handle reaches and frees its instances,
+/// registry stops every plugin nothing reaches at that moment (no handle,
+/// no call in flight, no import of one reached; a `get` handle counts as
+/// reaching every plugin it ever pointed at) and frees its instances,
 /// those that import each other (or themselves) included. Plugins that
-/// import each other and are still reached by a handle when the registry
-/// goes stay loaded after that handle goes too: remove them
+/// import each other and are still reached when the registry goes stay
+/// loaded after the handle goes too: remove them
 /// ([`Registry::remove_plugin`]) first if their instances must be freed.
 ///
 /// ```no_run
@@ -1093,8 +1095,9 @@ impl State {
     /// calls has one pinned, and no import of a reached plugin leads to
     /// them. What is held outside is told by reference counts: any count
     /// not accounted for by the registry's own lists and the import tables
-    /// is a handle's or a call's. (Counts only fall without the registry:
-    /// nothing can make a new handle to what no handle reaches.)
+    /// is a handle's or a call's. (Nothing can make a new handle to what no
+    /// handle reaches; a count raised meanwhile, by a call in flight making
+    /// room in a full instance pool, only keeps a program loaded.)
     fn unreachable(&self) -> Vec<Arc<Program>> {
         let tables: Vec<Arc<ImportTable>> =
             self.import_tables.iter().filter_map(Weak::upgrade).collect();
