@@ -18,6 +18,17 @@ pub fn plugin_path(stem: &str) -> PathBuf {
     path
 }
 
+/// An engine like the registry's own whose instance pool holds only
+/// `instances` component instances, for tests that fill it.
+pub fn engine_with_pool(instances: u32) -> hotslot::wasmtime::Engine {
+    use hotslot::engine::{build, EngineOptions};
+    build(&EngineOptions {
+        pool_instances: instances,
+        ..EngineOptions::default()
+    })
+    .unwrap()
+}
+
 /// A test plugin built by `make fixtures`, loaded into `registry` with no
 /// grants.
 pub fn plugin(registry: &Registry, stem: &str) -> Plugin {

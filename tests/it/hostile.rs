@@ -590,12 +590,7 @@ fn the_output_rate_follows_the_plugin_across_traps() {
 /// log says the pool was full.
 #[test]
 fn a_reload_succeeds_when_the_instance_pool_is_full() {
-    use hotslot::engine::{build, EngineOptions};
-    let engine = build(&EngineOptions {
-        pool_instances: 4,
-        ..EngineOptions::default()
-    })
-    .unwrap();
+    let engine = crate::common::engine_with_pool(4);
     let registry = Registry::with_engine(engine, Limits::default()).unwrap();
     let greeter = plugin(&registry, "greeter_a");
     for name in ["p1", "p2", "p3", "p4"] {

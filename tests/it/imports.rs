@@ -354,12 +354,7 @@ fn cycles_are_refused_at_once_even_with_spare_instances() {
 /// answers, through its import too.
 #[test]
 fn plugins_that_import_each_other_are_freed_with_their_registry() {
-    use hotslot::engine::{build, EngineOptions};
-    let engine = build(&EngineOptions {
-        pool_instances: 6,
-        ..EngineOptions::default()
-    })
-    .unwrap();
+    let engine = crate::common::engine_with_pool(6);
     let pair = || {
         let registry = Registry::with_engine(engine.clone(), Limits::default()).unwrap();
         add(&registry, "ping", &forwarding("ping", "pong"));
