@@ -242,26 +242,29 @@ impl ImportCalls for ImportTable {
                     .map_err(|why| Box::new(no_lane(provider, why)))
             },
             |lane, cap| {
-                program.serve_pinned(lane, slot.id(), |generation, export, resident| {
-                    let position =
-                        self.find(import, function, generation, export)
-                            .map_err(|problem| Error::BadArguments {
-                                interface: self.imports[import].name().to_string(),
-                                function: name.to_string(),
-                                reason: problem,
-                            })?;
-                    generation.call_at(resident, export, position, params, results, cap)
-                })
+                program.serve_pinned(
+                    lane,
+                    slot.id(),
+                    |generation, export, resident| {
+                        let position =
+                            self.find(import, function, generation, export)
+                                .map_err(|problem| Error::BadArguments {
+                                    interface: self.imports[import].name().to_string(),
+                                    function: name.to_string(),
+                                    reason: problem,
+                                })?;
+                        generation.call_at(resident, export, position, params, results, cap)
+                    },
+                    || {
+                        Box::new(Error::Unavailable {
+                            interface: self.imports[import].name().to_string(),
+                            name: provider.to_string(),
+                        })
+                    },
+                )
             },
-        );
-        let answer = match answer {
-            Ok(Some(answer)) => answer,
-            Ok(None) => Err(Box::new(Error::Unavailable {
-                interface: self.imports[import].name().to_string(),
-                name: provider.to_string(),
-            })),
-            Err(e) => Err(e),
-        };
+        )
+        .and_then(|answer| answer);
         match answer {
             Ok(()) => Ok(()),
             Err(failed) => Err(self.provider_failed(import, function, provider, *failed)),

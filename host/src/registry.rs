@@ -1099,8 +1099,11 @@ impl State {
     /// handle reaches; a count raised meanwhile, by a call in flight making
     /// room in a full instance pool, only keeps a program loaded.)
     fn unreachable(&self) -> Vec<Arc<Program>> {
-        let tables: Vec<Arc<ImportTable>> =
-            self.import_tables.iter().filter_map(Weak::upgrade).collect();
+        let tables: Vec<Arc<ImportTable>> = self
+            .import_tables
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         let mut in_tables: HashMap<*const Selection, usize> = HashMap::new();
         for selection in tables.iter().flat_map(|t| t.selections()) {
             *in_tables.entry(Arc::as_ptr(selection)).or_default() += 1;
@@ -1125,7 +1128,10 @@ impl State {
             }
         }
         for program in &self.programs {
-            let own_slots = self.slots.iter().filter(|s| Arc::ptr_eq(s.program(), program));
+            let own_slots = self
+                .slots
+                .iter()
+                .filter(|s| Arc::ptr_eq(s.program(), program));
             if Arc::strong_count(program) > 1 + own_slots.count() {
                 held.push(Arc::as_ptr(program));
             }

@@ -116,9 +116,7 @@ impl Slot {
         held: &mut HeldLane<'_>,
         f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
     ) -> Result<R, Failed> {
-        self.program
-            .serve(held, self.id, f)
-            .unwrap_or_else(|| Err(self.unavailable()))
+        self.program.serve(held, self.id, f, || self.unavailable())
     }
 
     #[cold]
