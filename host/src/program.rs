@@ -249,7 +249,7 @@ impl Program {
 
     /// A free lane among those in use; else waits for one that this thread
     /// does not hold, at most the published deadline.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<HeldLane<'_>, NoLane> {
         let (index, guard) = self.take_lane()?;
         let cell = &self.lanes[index];
@@ -419,6 +419,7 @@ impl Program {
 
     /// Runs `f` on the newest generation's export for `slot`, on a lane
     /// already held; `missing()` if nothing serves the slot now.
+    #[inline]
     pub(crate) fn serve<R>(
         &self,
         held: &mut HeldLane<'_>,
@@ -514,7 +515,7 @@ fn serve_on<R>(
 }
 
 impl Drop for HeldLane<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // A typed closure that panicked mid-call may have left the instance
         // half-way: it is discarded like a trapped one.

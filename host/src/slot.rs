@@ -79,6 +79,7 @@ impl Slot {
     }
 
     /// Runs `f` on a lane of the plugin, for this slot's export.
+    #[inline]
     pub(crate) fn with<R>(
         &self,
         f: impl FnOnce(&Generation, usize, &mut Resident) -> Result<R, Failed>,
@@ -111,6 +112,7 @@ impl Slot {
     }
 
     /// Runs `f` for this slot on a lane already held.
+    #[inline]
     pub(crate) fn serve<R>(
         &self,
         held: &mut HeldLane<'_>,
