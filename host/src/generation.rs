@@ -15,6 +15,7 @@ use crate::chain;
 use crate::engine::deadline_ticks;
 use crate::error::ImportError;
 use crate::error::{reason as reason_of, Error, Failed, Fault};
+use crate::functions::{Entry, FunctionIndex};
 use crate::limits::{Limits, MAX_CANARY_BYTES};
 use crate::loader::{ExportedInterface, Plugin};
 use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall};
@@ -50,6 +51,8 @@ pub(crate) struct Generation {
     in_chains: bool,
     /// Whether its recent calls are kept for a canary (`[reload] canary`).
     keeps_calls: bool,
+    /// Its exported functions, found by name on every dynamic call.
+    functions: FunctionIndex,
 }
 
 /// A running instance and what was looked up in it.
@@ -140,7 +143,6 @@ impl Generation {
             name: name.clone(),
             instances: plugin.grants().instance_count(),
             deadline: deadline_ticks(limits.timeout),
-            plugin,
             limits,
             first: Mutex::new(None),
             backoff: Mutex::default(),
@@ -148,6 +150,8 @@ impl Generation {
             reason,
             in_chains,
             keeps_calls,
+            functions: FunctionIndex::of(plugin.exports()),
+            plugin,
             imports,
         };
         let interfaces = generation.plugin.interface_names();
@@ -333,13 +337,19 @@ impl Generation {
         function: &str,
         args: &[Val],
     ) -> Result<Vec<Val>, Failed> {
-        let position = self.position(export, function)?;
-        let count = self.exported(export).functions()[position].result_count();
+        let found = self.function(export, function, args.len())?;
+        let count = found.results as usize;
         // Filled in place, not cloned from a template value one by one.
         let mut results = Vec::with_capacity(count);
         results.resize_with(count, || Val::Bool(false));
-        self.check_counts(export, position, args, &results)?;
-        self.call_at(resident, export, position, args, &mut results, None)?;
+        self.call_at(
+            resident,
+            export,
+            found.position as usize,
+            args,
+            &mut results,
+            None,
+        )?;
         Ok(results)
     }
 
@@ -352,48 +362,57 @@ impl Generation {
         args: &[Val],
         results: &mut [Val],
     ) -> Result<(), Failed> {
-        let position = self.position(export, function)?;
-        self.check_counts(export, position, args, results)?;
+        let found = self.function(export, function, args.len())?;
+        let position = found.position as usize;
+        if results.len() != found.results as usize {
+            let wanted = found.results as usize;
+            return Err(self.miscounted(export, position, "result", wanted, results.len()));
+        }
         self.call_at(resident, export, position, args, results, None)
     }
 
-    /// Where `function` is among the functions of export number `export`.
-    fn position(&self, export: usize, function: &str) -> Result<usize, Failed> {
+    /// Function `function` of export number `export`, refused unless it
+    /// takes `args` arguments. (Their types are checked by wasmtime.)
+    #[inline]
+    fn function(&self, export: usize, function: &str, args: usize) -> Result<Entry, Failed> {
+        let Some(found) = self.functions.find(export, function) else {
+            return Err(self.no_such_function(export, function));
+        };
+        if args != found.params as usize {
+            let (position, wanted) = (found.position as usize, found.params as usize);
+            return Err(self.miscounted(export, position, "argument", wanted, args));
+        }
+        Ok(found)
+    }
+
+    #[cold]
+    fn no_such_function(&self, export: usize, function: &str) -> Failed {
         let exported = self.exported(export);
-        exported.position(function).ok_or_else(|| {
-            Box::new(Error::NoSuchFunction {
-                interface: exported.name().to_string(),
-                name: self.name.to_string(),
-                function: function.to_string(),
-                available: exported.function_names(),
-            })
+        Box::new(Error::NoSuchFunction {
+            interface: exported.name().to_string(),
+            name: self.name.to_string(),
+            function: function.to_string(),
+            available: exported.function_names(),
         })
     }
 
-    /// Refuses a call whose arguments, or room for results, are not as many
-    /// as function number `position` of export number `export` takes and
-    /// gives. (Their types are checked by wasmtime.)
-    fn check_counts(
+    /// A call with more or fewer arguments, or room for results, than
+    /// function number `position` of export number `export` takes or gives.
+    #[cold]
+    fn miscounted(
         &self,
         export: usize,
         position: usize,
-        args: &[Val],
-        results: &[Val],
-    ) -> Result<(), Failed> {
+        what: &str,
+        wanted: usize,
+        given: usize,
+    ) -> Failed {
         let exported = self.exported(export);
-        let signature = &exported.functions()[position];
-        let counts = [
-            ("argument", signature.param_count(), args.len()),
-            ("result", signature.result_count(), results.len()),
-        ];
-        match counts.into_iter().find(|(_, w, g)| w != g) {
-            None => Ok(()),
-            Some((what, wanted, given)) => Err(Box::new(Error::BadArguments {
-                interface: exported.name().to_string(),
-                function: signature.name().to_string(),
-                reason: format!("expected {wanted} {what}(s), got {given}"),
-            })),
-        }
+        Box::new(Error::BadArguments {
+            interface: exported.name().to_string(),
+            function: exported.functions()[position].name().to_string(),
+            reason: format!("expected {wanted} {what}(s), got {given}"),
+        })
     }
 
     /// Calls function number `position` of export number `export`,
