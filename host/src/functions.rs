@@ -20,10 +20,17 @@ use crate::loader::ExportedInterface;
 
 /// Every exported function of a plugin, in one slice.
 pub(crate) struct FunctionIndex {
+    /// In export order.
     entries: Box<[Entry]>,
     /// The names longer than an entry holds, one after another.
     long: Box<[u8]>,
+    /// Where the entries of each of the first exports begin (the last one
+    /// for all that come after it): a call to a plugin's later interface
+    /// does not read the earlier ones' entries.
+    starts: [usize; STARTS],
 }
+
+const STARTS: usize = 8;
 
 /// Where one exported function is, and how many values it takes and gives.
 #[derive(Clone, Copy)]
@@ -94,9 +101,13 @@ impl FunctionIndex {
                 head,
             });
         }
+        entries.sort_by_key(|e| e.export);
+        let starts =
+            std::array::from_fn(|export| entries.partition_point(|e| (e.export as usize) < export));
         FunctionIndex {
             entries: entries.into(),
             long: long.into(),
+            starts,
         }
     }
 
@@ -104,8 +115,11 @@ impl FunctionIndex {
     #[inline]
     pub(crate) fn find(&self, export: usize, name: &str) -> Option<Entry> {
         let name = name.as_bytes();
+        let from = self.starts[export.min(STARTS - 1)];
         self.entries
+            .get(from..)?
             .iter()
+            .take_while(|e| e.export as usize <= export)
             .find(|e| {
                 e.export as usize == export
                     && e.len as usize == name.len()
@@ -197,5 +211,28 @@ mod tests {
         assert_eq!(found(0, near), Some((1, 0)));
         assert_eq!(found(1, near), None);
         assert_eq!(found(2, "get"), None);
+    }
+
+    #[test]
+    fn functions_of_exports_past_the_first_eight_are_found_too() {
+        let names: Vec<String> = (0..12).map(|e| format!("f{e}")).collect();
+        // Given out of export order, as `new` may be.
+        let index = FunctionIndex::new((0..24).rev().map(|i| Function {
+            export: i % 12,
+            position: i / 12,
+            name: if i < 12 { "same" } else { &names[i % 12] },
+            params: i,
+            results: 0,
+        }));
+        for export in 0..12 {
+            let found = |name: &str| {
+                let found = index.find(export, name);
+                found.map(|e| (e.position as usize, e.params as usize))
+            };
+            assert_eq!(found("same"), Some((0, export)), "export {export}");
+            assert_eq!(found(&names[export]), Some((1, export + 12)));
+            assert_eq!(found(&names[(export + 1) % 12]), None);
+        }
+        assert_eq!(index.find(12, "same").map(|e| e.position), None);
     }
 }
