@@ -10,11 +10,11 @@
 //! name is found without reading anything else.
 //!
 //! Each generation makes its own copy (an allocation per swap, two when a
-//! name is longer than an entry holds; not measurable in a swap's ~10 µs) rather than sharing one made at compile
-//! time: allocated beside the generation, it measured ~2 % faster on a
-//! forwarded call than a shared copy (5 processes each, and alone), which
-//! is within what a build's code layout moves these figures by; it is the
-//! simpler of the two either way.
+//! name is longer than an entry holds; not measurable in a swap's ~10 µs)
+//! rather than sharing one made at compile time: allocated beside the
+//! generation, it measured ~2 % faster on a forwarded call than a shared
+//! copy (5 processes each, and alone), which is within what a build's code
+//! layout moves these figures by; it is the simpler of the two either way.
 
 use crate::loader::ExportedInterface;
 
