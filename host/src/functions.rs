@@ -36,10 +36,9 @@ const STARTS: usize = 8;
 #[derive(Clone, Copy)]
 pub(crate) struct Entry {
     export: u32,
-    /// Its position among its interface's functions.
-    pub(crate) position: u32,
-    pub(crate) params: u32,
-    pub(crate) results: u32,
+    position: u32,
+    params: u32,
+    results: u32,
     len: u32,
     /// Where the rest of a long name is in `long`.
     rest: u32,
@@ -48,6 +47,23 @@ pub(crate) struct Entry {
 }
 
 const HEAD: usize = 16;
+
+impl Entry {
+    /// Its position among its interface's functions.
+    pub(crate) fn position(&self) -> usize {
+        self.position as usize
+    }
+
+    /// How many values it takes.
+    pub(crate) fn params(&self) -> usize {
+        self.params as usize
+    }
+
+    /// How many values it gives.
+    pub(crate) fn results(&self) -> usize {
+        self.results as usize
+    }
+}
 
 impl FunctionIndex {
     /// The functions of a plugin's exported interfaces.
@@ -171,7 +187,7 @@ mod tests {
             params: position,
             results: 1,
         }));
-        let found = |name: &str| index.find(0, name).map(|e| e.position);
+        let found = |name: &str| index.find(0, name).map(|e| e.position());
         assert_eq!(found("add"), Some(0));
         assert_eq!(found(long), Some(1));
         assert_eq!(found(&longer), Some(2));
@@ -181,8 +197,8 @@ mod tests {
         assert_eq!(found("ad"), None);
         assert_eq!(found("adds"), None);
         assert_eq!(found(""), None);
-        assert_eq!(index.find(1, "add").map(|e| e.position), None);
-        let counts = index.find(0, long).map(|e| (e.params, e.results));
+        assert_eq!(index.find(1, "add").map(|e| e.position()), None);
+        let counts = index.find(0, long).map(|e| (e.params(), e.results()));
         assert_eq!(counts, Some((1, 1)));
     }
 
@@ -203,7 +219,7 @@ mod tests {
                 results: 0,
             }
         }));
-        let found = |export, name| index.find(export, name).map(|e| (e.position, e.params));
+        let found = |export, name| index.find(export, name).map(|e| (e.position(), e.params()));
         assert_eq!(found(0, "get"), Some((0, 0)));
         assert_eq!(found(1, "get"), Some((0, 1)));
         assert_eq!(found(0, name), Some((2, 0)));
@@ -227,12 +243,12 @@ mod tests {
         for export in 0..12 {
             let found = |name: &str| {
                 let found = index.find(export, name);
-                found.map(|e| (e.position as usize, e.params as usize))
+                found.map(|e| (e.position(), e.params()))
             };
             assert_eq!(found("same"), Some((0, export)), "export {export}");
             assert_eq!(found(&names[export]), Some((1, export + 12)));
             assert_eq!(found(&names[(export + 1) % 12]), None);
         }
-        assert_eq!(index.find(12, "same").map(|e| e.position), None);
+        assert_eq!(index.find(12, "same").map(|e| e.position()), None);
     }
 }

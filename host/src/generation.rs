@@ -338,18 +338,11 @@ impl Generation {
         args: &[Val],
     ) -> Result<Vec<Val>, Failed> {
         let found = self.function(export, function, args.len())?;
-        let count = found.results as usize;
+        let count = found.results();
         // Filled in place, not cloned from a template value one by one.
         let mut results = Vec::with_capacity(count);
         results.resize_with(count, || Val::Bool(false));
-        self.call_at(
-            resident,
-            export,
-            found.position as usize,
-            args,
-            &mut results,
-            None,
-        )?;
+        self.call_at(resident, export, found.position(), args, &mut results, None)?;
         Ok(results)
     }
 
@@ -363,12 +356,11 @@ impl Generation {
         results: &mut [Val],
     ) -> Result<(), Failed> {
         let found = self.function(export, function, args.len())?;
-        let position = found.position as usize;
-        if results.len() != found.results as usize {
-            let wanted = found.results as usize;
+        if results.len() != found.results() {
+            let (position, wanted) = (found.position(), found.results());
             return Err(self.miscounted(export, position, "result", wanted, results.len()));
         }
-        self.call_at(resident, export, position, args, results, None)
+        self.call_at(resident, export, found.position(), args, results, None)
     }
 
     /// Function `function` of export number `export`, refused unless it
@@ -378,8 +370,8 @@ impl Generation {
         let Some(found) = self.functions.find(export, function) else {
             return Err(self.no_such_function(export, function));
         };
-        if args != found.params as usize {
-            let (position, wanted) = (found.position as usize, found.params as usize);
+        if args != found.params() {
+            let (position, wanted) = (found.position(), found.params());
             return Err(self.miscounted(export, position, "argument", wanted, args));
         }
         Ok(found)
