@@ -180,8 +180,8 @@ impl Selection {
 
     /// Visits every slot this selection keeps alive (every one it ever
     /// pointed at), without touching their reference counts.
-    pub(crate) fn each_kept(&self, mut f: impl FnMut(&Arc<Slot>)) {
-        lock(&self.kept).iter().for_each(|slot| f(slot));
+    pub(crate) fn each_kept(&self, f: impl FnMut(&Arc<Slot>)) {
+        lock(&self.kept).iter().for_each(f);
     }
 
     pub(crate) fn point_at(&self, slot: Option<Arc<Slot>>) {
