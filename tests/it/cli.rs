@@ -115,6 +115,23 @@ impl Session {
     }
 }
 
+/// A test that fails with a session open shows what the host logged: the
+/// reason a plugin did not load is there, not on stdout.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            return;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        eprintln!("--- the watch process's stderr ---\n{stderr}--- end ---");
+    }
+}
+
 #[test]
 fn a_session_for_each_interface() {
     let dir = plugin_dir(&[
