@@ -16,7 +16,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
-use crate::engine::{self, Compiler, EngineOptions};
+use crate::engine::{self, Compiler, EngineOptions, MemoryInit};
 use crate::error::{reason, Error};
 use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
@@ -344,10 +344,20 @@ const CACHE_ENTRIES: usize = 32;
 pub(crate) struct Loader {
     engine: Engine,
     linker: Linker<PluginState>,
-    /// The engine and linker with the other compiler, made the first time a
-    /// manifest asks for it (`[compile] compiler`).
-    other: Mutex<Option<(Compiler, Engine, Linker<PluginState>)>>,
+    /// Engines and linkers like the loader's own but for the other compiler
+    /// (`[compile] compiler` in a manifest) or the other way of initializing
+    /// memory (see [`MemoryInit`]), made the first time a plugin needs one.
+    twins: Mutex<Vec<Twin>>,
     cache: Mutex<VecDeque<Arc<Compiled>>>,
+}
+
+/// An engine like the loader's own but for another compiler or memory
+/// initialization, and the linker for it.
+struct Twin {
+    compiler: Compiler,
+    init: MemoryInit,
+    engine: Engine,
+    linker: Linker<PluginState>,
 }
 
 impl Loader {
@@ -355,27 +365,44 @@ impl Loader {
         Loader {
             engine,
             linker,
-            other: Mutex::new(None),
+            twins: Mutex::new(Vec::new()),
             cache: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// The engine and linker compiling with `compiler`: the loader's own
-    /// unless it compiles with another, then one built like it.
-    fn target(&self, compiler: Option<Compiler>) -> Result<(Engine, Linker<PluginState>), Error> {
-        let own = engine::options_of(&self.engine).compiler;
-        let Some(compiler) = compiler.filter(|c| *c != own) else {
+    /// The engine and linker for a plugin compiled with `compiler` whose
+    /// modules start with `data` bytes of data: the loader's own unless
+    /// that compiles with another or initializes memory otherwise, then one
+    /// built like it. (An engine not built here maps memory, as wasmtime
+    /// does by default, and so keeps every plugin that asks for no other
+    /// compiler.)
+    fn target(
+        &self,
+        compiler: Option<Compiler>,
+        data: usize,
+    ) -> Result<(Engine, Linker<PluginState>), Error> {
+        let (own, own_init) = engine::built_with(&self.engine)
+            .unwrap_or_else(|| (EngineOptions::default(), MemoryInit::Map));
+        let compiler = compiler.unwrap_or(own.compiler);
+        let init = MemoryInit::for_data(data, own_init);
+        if (compiler, init) == (own.compiler, own_init) {
             return Ok((self.engine.clone(), self.linker.clone()));
-        };
-        let mut other = lock(&self.other);
-        if let Some((made_for, engine, linker)) = &*other {
-            if *made_for == compiler {
-                return Ok((engine.clone(), linker.clone()));
-            }
         }
-        let engine = engine::like(&self.engine, compiler)?;
+        let mut twins = lock(&self.twins);
+        let made = twins
+            .iter()
+            .find(|t| (t.compiler, t.init) == (compiler, init));
+        if let Some(twin) = made {
+            return Ok((twin.engine.clone(), twin.linker.clone()));
+        }
+        let engine = engine::like(&self.engine, compiler, init)?;
         let linker = sandbox::linker(&engine)?;
-        *other = Some((compiler, engine.clone(), linker.clone()));
+        twins.push(Twin {
+            compiler,
+            init,
+            engine: engine.clone(),
+            linker: linker.clone(),
+        });
         Ok((engine, linker))
     }
 
@@ -423,7 +450,7 @@ impl Loader {
             compiled,
             grants: Arc::default(),
         };
-        let (engine, linker) = self.target(compiler)?;
+        let (engine, linker) = self.target(compiler, initial_data(bytes))?;
         if let Some(compiled) = self.cached(&hash, &engine) {
             return Ok((plugin(compiled), true));
         }
@@ -468,8 +495,8 @@ fn compile(
     // A big component on an engine hotslot built (one it can make a twin
     // of) compiles apart; any other, in place.
     let component = match engine::built_with(engine) {
-        Some(options) if bytes.len() >= COMPILE_APART => {
-            compile_big(engine, &options, &hash, bytes)
+        Some((options, init)) if bytes.len() >= COMPILE_APART => {
+            compile_big(engine, &options, init, &hash, bytes)
         }
         _ => Component::new(engine, bytes),
     };
@@ -513,6 +540,22 @@ fn compile(
     })
 }
 
+/// Bytes of data the core modules in `bytes` start their memories with
+/// (their data sections, nested modules included), read without
+/// validating: what decides how their memory is initialized. Unreadable
+/// bytes count what was read before; compiling them says what is wrong.
+fn initial_data(bytes: &[u8]) -> usize {
+    let mut data = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::DataSection(section)) => data += section.range().len(),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    data
+}
+
 /// Components at least this big are compiled on an engine of their own.
 const COMPILE_APART: usize = 1 << 20;
 
@@ -521,18 +564,19 @@ const COMPILE_APART: usize = 1 << 20;
 fn compile_big(
     engine: &Engine,
     options: &EngineOptions,
+    init: MemoryInit,
     hash: &ContentHash,
     bytes: &[u8],
 ) -> wasmtime::Result<Component> {
-    let mark = disk_cached_mark(hash, options);
+    let mark = disk_cached_mark(hash, options, init);
     if mark.as_deref().is_some_and(Path::exists) {
         return Component::new(engine, bytes);
     }
-    compile_apart(engine, options, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
+    compile_apart(engine, options, init, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
 }
 
-/// Compiles `bytes` on an engine made for it (built with `options`, as
-/// `engine` was) and moves the code into `engine`. Cranelift keeps its working buffers in the engine for the next
+/// Compiles `bytes` on an engine made for it (built with `options` and
+/// `init`, as `engine` was) and moves the code into `engine`. Cranelift keeps its working buffers in the engine for the next
 /// compile, sized for the biggest function it has seen (tens of megabytes
 /// after an interpreter's): dropping the compiling engine gives them back.
 /// The code moved costs one copy, a few milliseconds against seconds of
@@ -540,9 +584,10 @@ fn compile_big(
 fn compile_apart(
     engine: &Engine,
     options: &EngineOptions,
+    init: MemoryInit,
     bytes: &[u8],
 ) -> wasmtime::Result<Component> {
-    let apart = engine::for_compiling(options)?;
+    let apart = engine::for_compiling(options, init)?;
     let code = Component::new(&apart, bytes)?.serialize()?;
     drop(apart);
     // SAFETY: `code` was made by wasmtime just now, in this process, from
@@ -552,12 +597,17 @@ fn compile_apart(
 }
 
 /// Where the loader notes that wasmtime's disk cache holds the code for
-/// `hash` (compiled by the compiler in `options`), when those options use
+/// `hash` (compiled by the compiler in `options`, for memory initialized as
+/// `init` says), when those options use
 /// the disk cache: such a component loads straight from the cache, which
 /// costs no compiler buffers, instead of apart. One empty file per
 /// component, beside wasmtime's own cache; a stale note costs memory, never
 /// correctness.
-fn disk_cached_mark(hash: &ContentHash, options: &EngineOptions) -> Option<PathBuf> {
+fn disk_cached_mark(
+    hash: &ContentHash,
+    options: &EngineOptions,
+    init: MemoryInit,
+) -> Option<PathBuf> {
     if !options.disk_cache {
         return None;
     }
@@ -566,7 +616,15 @@ fn disk_cached_mark(hash: &ContentHash, options: &EngineOptions) -> Option<PathB
         _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
     };
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    let name = format!("{hex}-{}-{}", options.compiler, env!("CARGO_PKG_VERSION"));
+    let init = match init {
+        MemoryInit::Copy => "copy",
+        MemoryInit::Map => "map",
+    };
+    let name = format!(
+        "{hex}-{}-{init}-{}",
+        options.compiler,
+        env!("CARGO_PKG_VERSION")
+    );
     Some(root.join("hotslot").join("compiled").join(name))
 }
 
@@ -682,4 +740,45 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedIn
         found.push(ExportedInterface { name, functions });
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initial_data;
+
+    /// A core module whose memory starts with `bytes` bytes of data, in two
+    /// segments.
+    fn module(bytes: usize) -> String {
+        let half = "x".repeat(bytes / 2);
+        let rest = "y".repeat(bytes - bytes / 2);
+        format!(
+            "(core module (memory 1) (data (i32.const 0) \"{half}\") (data (i32.const 40000) \"{rest}\"))"
+        )
+    }
+
+    #[test]
+    fn initial_data_counts_every_module_nested_or_not() {
+        let wat = format!(
+            "(component {} (component {} (component {})))",
+            module(3000),
+            module(2000),
+            module(1000)
+        );
+        let bytes = wat::parse_str(&wat).unwrap();
+        let data = initial_data(&bytes);
+        // The segments' bytes, and a few of section and segment headers.
+        assert!((6000..6000 + 64).contains(&data), "{data}");
+    }
+
+    #[test]
+    fn initial_data_of_what_is_not_wasm_is_what_was_read() {
+        assert_eq!(initial_data(b"not wasm at all"), 0);
+        let mut cut = wat::parse_str(format!("(component {})", module(5000))).unwrap();
+        cut.truncate(cut.len() / 2);
+        assert_eq!(
+            initial_data(&cut),
+            0,
+            "a data section cut short is not counted"
+        );
+    }
 }

@@ -311,7 +311,10 @@ impl Registry {
         self
     }
 
-    /// The wasmtime engine plugins are compiled for.
+    /// The wasmtime engine plugins are compiled for. A plugin that asks for
+    /// the other compiler, or whose memory starts with a page of data or
+    /// more, is compiled for a twin of it (same settings, a pool of its own);
+    /// [`Plugin::component`](crate::Plugin::component)'s engine says which.
     pub fn engine(&self) -> &Engine {
         self.loader.engine()
     }

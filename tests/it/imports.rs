@@ -137,6 +137,34 @@ fn a_dependent_reaches_its_reloaded_provider_without_starting_again() {
     );
 }
 
+/// A plugin whose memory starts with a page of data or more (chatty,
+/// 6.7 KiB) runs on a twin of the registry's engine that maps its memory;
+/// one with less (banner, greeter_a: 2.4 KiB) on the registry's own, which
+/// copies it. Calls cross between the two both ways round, across a reload
+/// that moves the provider from one engine to the other.
+#[test]
+fn plugins_on_the_two_memory_engines_call_each_other() {
+    let registry = Registry::new().unwrap();
+    let on_own_engine = |name: &str| {
+        let plugin = registry.load_file(plugin_path(name)).unwrap();
+        hotslot::wasmtime::Engine::same(plugin.component().engine(), registry.engine())
+    };
+    assert!(on_own_engine("banner"));
+    assert!(on_own_engine("greeter_a"));
+    assert!(!on_own_engine("chatty"), "chatty's data is mapped");
+
+    let file = |stem: &str| fs::read(plugin_path(stem)).unwrap();
+    add(&registry, "banner", &file("banner"));
+    add(&registry, "greeter", &file("chatty"));
+    let banner = registry.first_implementation(BANNER).unwrap();
+    assert!(show(&banner, "you").unwrap().contains("chatty: hi, you"));
+    add(&registry, "greeter", &file("greeter_a"));
+    assert!(show(&banner, "me").unwrap().contains("a: hello, me"));
+    add(&registry, "greeter", &file("chatty"));
+    assert!(show(&banner, "us").unwrap().contains("chatty: hi, us"));
+    assert_eq!(shown(&banner), 3, "the banner was not started again");
+}
+
 /// With no provider the banner loads and waits; it goes live when a
 /// provider's file appears, and waits again when it goes.
 #[test]
