@@ -18,7 +18,9 @@ use crate::error::{reason as reason_of, Error, Failed, Fault};
 use crate::functions::{Entry, FunctionIndex};
 use crate::limits::{Limits, MAX_CANARY_BYTES};
 use crate::loader::{ExportedInterface, Plugin};
-use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall};
+use crate::sandbox::{
+    self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall, TypedCall,
+};
 use crate::sync::lock;
 
 /// One version of one plugin, and the instance made to check it. Replaced
@@ -435,12 +437,49 @@ impl Generation {
             Ok(()) => Ok(()),
             Err(error) => {
                 let function = self.exported(export).functions()[position].name();
-                let error = self.call_failed(export, function, args, &error);
+                let error = self.call_failed(export, function, Some(args), &error);
                 // Wrong arguments are refused before the guest runs; anything
                 // else may have left the instance half-way, so it goes.
                 if !matches!(error, Error::BadArguments { .. }) {
                     resident.live = None;
                 }
+                Err(Box::new(error))
+            }
+        }
+    }
+
+    /// Like [`Generation::call_at`], for a forwarder that calls typed:
+    /// `call` makes the call on the function, in the instance's store.
+    ///
+    /// # Safety
+    /// Function `position` of export `export` must have exactly the types
+    /// `call` calls it with (see [`TypedCall::call`]).
+    pub(crate) unsafe fn call_typed_at(
+        &self,
+        resident: &mut Resident,
+        export: usize,
+        position: usize,
+        call: &mut dyn TypedCall,
+        cap: Option<u64>,
+    ) -> Result<(), Failed> {
+        let _entered = self.enter();
+        if self.keeps_calls {
+            self.remember(export, position, &call.args());
+        }
+        let live = self.live(resident, export)?;
+        let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
+        sandbox::set_deadline(&mut live.store, ticks);
+        let func = live.funcs[export][position];
+        // SAFETY: `func` is function `position` of export `export`, of the
+        // types `call` calls it with (this method's contract).
+        match guarded(|| unsafe { call.call(func, &mut live.store) }) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let function = self.exported(export).functions()[position].name();
+                // Typed values cannot be wrong ones: whatever failed, failed
+                // in the call, and may have left the instance half-way.
+                let error = self.call_failed(export, function, None, &error);
+                resident.live = None;
                 Err(Box::new(error))
             }
         }
@@ -659,13 +698,14 @@ impl Generation {
         }
     }
 
-    /// Words a failed dynamic call: arguments of the wrong type are the
-    /// caller's mistake, anything else happened in the plugin.
+    /// Words a failed call: arguments of the wrong type (given as `args`,
+    /// for a dynamic call) are the caller's mistake, anything else happened
+    /// in the plugin.
     fn call_failed(
         &self,
         export: usize,
         function: &str,
-        args: &[Val],
+        args: Option<&[Val]>,
         error: &wasmtime::Error,
     ) -> Error {
         if let Some(failure) = error.downcast_ref::<ImportError>() {
@@ -673,7 +713,9 @@ impl Generation {
         }
         let exported = self.exported(export);
         let signature = exported.function(function);
-        let mismatch = signature.and_then(|s| crate::values::mismatch(s.ty(), args));
+        let mismatch = signature
+            .zip(args)
+            .and_then(|(s, args)| crate::values::mismatch(s.ty(), args));
         match mismatch {
             Some(reason) if error.downcast_ref::<wasmtime::Trap>().is_none() => {
                 Error::BadArguments {

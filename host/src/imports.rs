@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::Val;
 
 use crate::chain;
-use crate::error::{Error, ImportError};
-use crate::generation::Generation;
+use crate::error::{Error, Failed, ImportError};
+use crate::generation::{Generation, Resident};
 use crate::loader::ImportedInterface;
 use crate::program::NoLane;
-use crate::sandbox::{ImportCalls, ImportLink};
+use crate::sandbox::{ImportCalls, ImportLink, TypedCall};
 use crate::slot::Selection;
 use crate::sync::lock;
 use crate::values::{same_types, signature};
@@ -211,6 +211,47 @@ impl ImportCalls for ImportTable {
         params: &[Val],
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
+        self.forward(
+            import,
+            function,
+            |generation, resident, export, position, cap| {
+                generation.call_at(resident, export, position, params, results, cap)
+            },
+        )
+    }
+
+    fn call_typed(
+        &self,
+        import: usize,
+        function: usize,
+        call: &mut dyn TypedCall,
+    ) -> wasmtime::Result<()> {
+        self.forward(
+            import,
+            function,
+            |generation, resident, export, position, cap| {
+                // SAFETY: `forward` calls this only with the position `find`
+                // gave, of a function `check` found to have the import's
+                // types, which are those the forwarder was linked with.
+                unsafe { generation.call_typed_at(resident, export, position, call, cap) }
+            },
+        )
+    }
+}
+
+impl ImportTable {
+    /// Forwards a call of function `function` of import `import` to the
+    /// plugin serving it now: refused if it would close a cycle, made on
+    /// the provider's lane pinned for this chain (`call` makes it, given
+    /// the generation, its lane's instance, the export and function's
+    /// positions there, and what is left of the chain's deadline).
+    #[inline]
+    fn forward(
+        &self,
+        import: usize,
+        function: usize,
+        call: impl FnOnce(&Generation, &mut Resident, usize, usize, Option<u64>) -> Result<(), Failed>,
+    ) -> wasmtime::Result<()> {
         let fail = |provider: Option<&str>, fault, reason: String| {
             let mut failure = self.failure(import, function);
             failure.provider = provider.map(String::from);
@@ -253,7 +294,7 @@ impl ImportCalls for ImportTable {
                                     function: name.to_string(),
                                     reason: problem,
                                 })?;
-                        generation.call_at(resident, export, position, params, results, cap)
+                        call(generation, resident, export, position, cap)
                     },
                     || {
                         Box::new(Error::Unavailable {

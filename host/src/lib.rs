@@ -26,6 +26,7 @@ pub mod cli;
 pub mod contract;
 pub mod engine;
 mod error;
+mod forwarders;
 mod functions;
 mod generation;
 mod handle;

@@ -18,6 +18,7 @@ use wasmtime::Engine;
 
 use crate::engine::{self, Compiler, EngineOptions, MemoryInit};
 use crate::error::{reason, Error};
+use crate::forwarders;
 use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
@@ -513,14 +514,19 @@ fn compile(
         // Each of this component's imports from the registry gets a
         // function that forwards to whichever plugin serves it.
         let mut linker = linker.clone();
-        let names: Vec<(String, Vec<String>)> = imports
+        let names: Vec<(String, Vec<(String, ComponentFunc)>)> = imports
             .iter()
             .map(|i| {
-                let functions = i.functions.iter().map(|f| f.name.clone()).collect();
+                let functions = i
+                    .functions
+                    .iter()
+                    .map(|f| (f.name.clone(), f.ty.clone()))
+                    .collect();
                 (i.written.clone(), functions)
             })
             .collect();
-        sandbox::link_imports(&mut linker, &names).and_then(|()| linker.instantiate_pre(&component))
+        forwarders::link_imports(&mut linker, &names)
+            .and_then(|()| linker.instantiate_pre(&component))
     }
     .map_err(|e| link_error(reason(&e)))?;
     let exports = exported_interfaces(engine, &component);

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Linker, ResourceTable, Val};
+use wasmtime::component::{Func, Linker, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -71,6 +71,31 @@ pub(crate) trait ImportCalls: Send + Sync {
         params: &[Val],
         results: &mut [Val],
     ) -> wasmtime::Result<()>;
+
+    /// Like [`ImportCalls::call`], for a forwarder that calls the provider's
+    /// function typed: `call` makes the call once the provider's instance
+    /// is at hand, its deadline set.
+    fn call_typed(
+        &self,
+        import: usize,
+        function: usize,
+        call: &mut dyn TypedCall,
+    ) -> wasmtime::Result<()>;
+}
+
+/// A forwarded call with its values typed: the forwarder's arguments, and
+/// where its answer goes.
+pub(crate) trait TypedCall {
+    /// The arguments as values, for a provider that keeps its recent calls
+    /// (`[reload] canary`).
+    fn args(&self) -> Vec<Val>;
+
+    /// Calls `func`, the provider's function, in the provider's `store`.
+    ///
+    /// # Safety
+    /// `func` must have exactly the types the dependent imports the function
+    /// with: it is called typed without wasmtime checking them again.
+    unsafe fn call(&mut self, func: Func, store: &mut Store<PluginState>) -> wasmtime::Result<()>;
 }
 
 /// Frees idle instances (of any plugin) when wasmtime's instance pool is
@@ -238,26 +263,14 @@ fn add_state(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Defines each function of `imports` (a component's imports from the
-/// registry) in `linker`, to be answered by the instance's [`ImportCalls`].
-pub(crate) fn link_imports(
-    linker: &mut Linker<PluginState>,
-    imports: &[(String, Vec<String>)],
-) -> wasmtime::Result<()> {
-    for (import, (name, functions)) in imports.iter().enumerate() {
-        let mut instance = linker.instance(name)?;
-        for (function, function_name) in functions.iter().enumerate() {
-            instance.func_new(function_name, move |store, _ty, params, results| {
-                // Borrowed, not cloned: no reference count touched per call.
-                let imports =
-                    store.data().imports.as_deref().ok_or_else(|| {
-                        wasmtime::format_err!("this instance has no imports bound")
-                    })?;
-                imports.call(import, function, params, results)
-            })?;
-        }
+impl PluginState {
+    /// Where calls through the instance's imports from the registry go;
+    /// borrowed, not cloned: no reference count touched per call.
+    pub(crate) fn imports(&self) -> wasmtime::Result<&dyn ImportCalls> {
+        self.imports
+            .as_deref()
+            .ok_or_else(|| wasmtime::format_err!("this instance has no imports bound"))
     }
-    Ok(())
 }
 
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while

@@ -34,18 +34,29 @@ fn shown(banner: &Handle) -> u32 {
 /// (named like the interface) takes a depth: 0 answers 0, else it calls
 /// `demo:cycle/IMPORTED`'s function with depth - 1 and adds one.
 fn forwarding(exported: &str, imported: &str) -> Vec<u8> {
+    forwarding_with(exported, imported, false)
+}
+
+/// Like [`forwarding`]; with `pad`, the imported function takes a `u64`
+/// after the depth (7), a shape no typed forwarder takes: its calls cross
+/// as dynamic values.
+fn forwarding_with(exported: &str, imported: &str, pad: bool) -> Vec<u8> {
+    let (wit_pad, core_pad, pad_arg) = match pad {
+        true => (r#"(param "pad" u64)"#, "i64", "(i64.const 7)"),
+        false => ("", "", ""),
+    };
     wat::parse_str(format!(
         r#"(component
             (import "demo:cycle/{imported}@1.0.0" (instance $dep
-                (export "{imported}" (func (param "depth" u32) (result u32)))))
+                (export "{imported}" (func (param "depth" u32) {wit_pad} (result u32)))))
             (core func $lowered (canon lower (func $dep "{imported}")))
             (core module $m
-                (import "dep" "f" (func $f (param i32) (result i32)))
+                (import "dep" "f" (func $f (param i32 {core_pad}) (result i32)))
                 (func (export "run") (param i32) (result i32)
                     (if (result i32) (i32.eqz (local.get 0))
                         (then (i32.const 0))
                         (else (i32.add
-                            (call $f (i32.sub (local.get 0) (i32.const 1)))
+                            (call $f (i32.sub (local.get 0) (i32.const 1)) {pad_arg})
                             (i32.const 1))))))
             (core instance $dep_core (export "f" (func $lowered)))
             (core instance $i (instantiate $m (with "dep" (instance $dep_core))))
@@ -60,19 +71,38 @@ fn forwarding(exported: &str, imported: &str) -> Vec<u8> {
 /// `demo:cycle/pong` that answers its depth, but traps at 13 and never
 /// returns at 7.
 fn moody_pong() -> Vec<u8> {
-    wat::parse_str(
+    moody_pong_with(false)
+}
+
+/// Like [`moody_pong`]; with `pad`, its function takes a `u64` after the
+/// depth (as [`forwarding_with`] calls it), and answers the depth plus it.
+fn moody_pong_with(pad: bool) -> Vec<u8> {
+    pong_trapping_at(pad, 13)
+}
+
+/// Like [`moody_pong_with`], trapping at `trap_at` instead of 13.
+fn pong_trapping_at(pad: bool, trap_at: i32) -> Vec<u8> {
+    let (wit_pad, core_pad, answer) = match pad {
+        true => (
+            r#"(param "pad" u64)"#,
+            "i64",
+            "(i32.add (local.get 0) (i32.wrap_i64 (local.get 1)))",
+        ),
+        false => ("", "", "(local.get 0)"),
+    };
+    wat::parse_str(format!(
         r#"(component
             (core module $m
-                (func (export "run") (param i32) (result i32)
-                    (if (i32.eq (local.get 0) (i32.const 13)) (then unreachable))
+                (func (export "run") (param i32 {core_pad}) (result i32)
+                    (if (i32.eq (local.get 0) (i32.const {trap_at})) (then unreachable))
                     (if (i32.eq (local.get 0) (i32.const 7)) (then (loop $again (br $again))))
-                    (local.get 0)))
+                    {answer}))
             (core instance $i (instantiate $m))
-            (func $run (param "depth" u32) (result u32) (canon lift (core func $i "run")))
+            (func $run (param "depth" u32) {wit_pad} (result u32) (canon lift (core func $i "run")))
             (instance $out (export "pong" (func $run)))
             (export "demo:cycle/pong@1.0.0" (instance $out))
         )"#,
-    )
+    ))
     .unwrap()
 }
 
@@ -232,6 +262,64 @@ fn a_provider_trap_fails_the_call_naming_both_and_the_next_call_works() {
         other => panic!("expected the provider's trap, got {other:?}"),
     }
     assert_eq!(depth(&ping, 3).unwrap(), 3);
+}
+
+/// An import of a shape no typed forwarder takes (a `u32` and a `u64`)
+/// crosses as dynamic values, with the same answers and the same errors as
+/// a typed one (`u32` alone).
+#[test]
+fn imports_of_any_shape_answer_and_fail_alike() {
+    for pad in [false, true] {
+        let registry = Registry::new().unwrap();
+        add(&registry, "ping", &forwarding_with("ping", "pong", pad));
+        add(&registry, "pong", &moody_pong_with(pad));
+        let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+        let plus = if pad { 7 } else { 0 };
+        assert_eq!(depth(&ping, 3).unwrap(), 3 + plus, "pad: {pad}");
+        match depth(&ping, 14) {
+            Err(Error::Import(e)) => {
+                assert_eq!(e.provider.as_deref(), Some("pong"));
+                assert_eq!(e.fault, Some(Fault::Trap), "pad: {pad}");
+                assert!(e.to_string().contains("unreachable"), "{e}");
+            }
+            other => panic!("pad: {pad}: expected the provider's trap, got {other:?}"),
+        }
+        assert_eq!(depth(&ping, 5).unwrap(), 5 + plus, "pad: {pad}");
+    }
+}
+
+/// A provider with `[reload] canary` keeps the calls forwarded to it, typed
+/// or dynamic, and a new version that traps on one of them is refused.
+#[test]
+fn a_providers_canary_replays_the_calls_forwarded_to_it() {
+    let canary = Grants::from_toml("[reload]\ncanary = 5\n", Path::new("."), "m").unwrap();
+    for (pad, call) in [
+        (false, "demo:cycle/pong@1.0.0#pong(13)"),
+        (true, "demo:cycle/pong@1.0.0#pong(13, 7)"),
+    ] {
+        let registry = Registry::new().unwrap();
+        let pong = |trap_at: i32| {
+            let bytes = pong_trapping_at(pad, trap_at);
+            let plugin = registry.load_bytes("pong.wasm", &bytes).unwrap();
+            plugin.with_grants(canary.clone())
+        };
+        add(&registry, "ping", &forwarding_with("ping", "pong", pad));
+        registry.add_plugin("pong", &pong(-1)).unwrap();
+        let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+        let plus = if pad { 7 } else { 0 };
+        assert_eq!(depth(&ping, 14).unwrap(), 14 + plus);
+        match registry.add_plugin("pong", &pong(13)).unwrap_err() {
+            Error::Canary {
+                call: replayed,
+                fault,
+                ..
+            } => {
+                assert_eq!(replayed, call);
+                assert_eq!(fault, Fault::Trap);
+            }
+            other => panic!("pad: {pad}: expected the canary to refuse it, got {other:?}"),
+        }
+    }
 }
 
 #[test]
