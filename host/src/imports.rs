@@ -42,16 +42,35 @@ pub(crate) struct ImportTable {
 /// reached matched what the dependent expects.
 pub(crate) struct Binding {
     selection: Arc<Selection>,
-    /// The generation checked last (by uid) and the outcome.
+    /// The export checked last (its generation's uid and its position
+    /// there, see [`route_key`]) and the outcome.
     checked: Mutex<Option<(u64, Result<(), String>)>>,
     /// For each imported function, where the provider's matching function
-    /// is, in the last generation found to match: `uid << 16 | position`,
-    /// or 0. The lock-free answer every forwarded call asks for.
+    /// is, in the last export found to match: `route_key << 16 | position`,
+    /// or 0. The lock-free answer every forwarded call asks for. Keyed by
+    /// the export as well as the generation: a generation published again
+    /// with fewer routes (an implementation removed) may serve the import
+    /// from another of its exports, of other types.
     found: Vec<AtomicU64>,
 }
 
 /// How many bits of [`Binding::found`] hold the position.
 const POSITION_BITS: u32 = 16;
+
+/// How many bits of a route key hold the export.
+const EXPORT_BITS: u32 = 8;
+
+/// Export `export` of `generation`, as one number: the generation's uid and
+/// the export's position. `None` when they do not fit beside a position in
+/// 64 bits (a trillion generations, 256 exports): such a route is checked
+/// again on every call rather than cached.
+fn route_key(generation: &Generation, export: usize) -> Option<u64> {
+    let export = u64::try_from(export)
+        .ok()
+        .filter(|e| *e < 1 << EXPORT_BITS)?;
+    let uid = generation.uid();
+    (uid < 1 << (64 - POSITION_BITS - EXPORT_BITS)).then_some(uid << EXPORT_BITS | export)
+}
 
 impl ImportTable {
     pub(crate) fn new(
@@ -122,8 +141,9 @@ impl ImportTable {
         export: usize,
     ) -> Result<usize, String> {
         let found = &self.bindings[i].found;
+        let key = route_key(generation, export);
         let seen = found[function].load(Ordering::Acquire);
-        if seen >> POSITION_BITS == generation.uid() {
+        if key.is_some_and(|key| seen >> POSITION_BITS == key) {
             return Ok((seen & ((1 << POSITION_BITS) - 1)) as usize);
         }
         self.check(i, generation, export)?;
@@ -136,24 +156,24 @@ impl ImportTable {
             if f == function {
                 position = at;
             }
-            // A generation whose positions do not fit is only never cached.
-            if let Ok(at) = u64::try_from(at) {
+            // A route whose positions do not fit is only never cached.
+            if let (Some(key), Ok(at)) = (key, u64::try_from(at)) {
                 if at < 1 << POSITION_BITS {
-                    let packed = generation.uid() << POSITION_BITS | at;
-                    found[f].store(packed, Ordering::Release);
+                    found[f].store(key << POSITION_BITS | at, Ordering::Release);
                 }
             }
         }
         Ok(position)
     }
 
-    /// Whether the provider's generation offers every function import `i`
-    /// expects, with the same types; remembered per generation.
+    /// Whether export `export` of the provider's generation offers every
+    /// function import `i` expects, with the same types; remembered per
+    /// export of a generation.
     fn check(&self, i: usize, generation: &Generation, export: usize) -> Result<(), String> {
-        let key = generation.uid();
+        let key = route_key(generation, export);
         let binding = &self.bindings[i];
         let mut checked = lock(&binding.checked);
-        if let Some((seen, outcome)) = &*checked {
+        if let (Some((seen, outcome)), Some(key)) = (&*checked, key) {
             if *seen == key {
                 return outcome.clone();
             }
@@ -183,7 +203,7 @@ impl ImportTable {
                 break;
             }
         }
-        *checked = Some((key, outcome.clone()));
+        *checked = key.map(|key| (key, outcome.clone()));
         outcome
     }
 

@@ -288,6 +288,72 @@ fn imports_of_any_shape_answer_and_fail_alike() {
     }
 }
 
+/// A provider exporting its interface in two versions of other types, one
+/// slot each on one generation. An unversioned import reaches the first;
+/// once that implementation is removed, the same generation serves it
+/// from the other export: the import is checked again (and refused), never
+/// called with the types the first export had.
+#[test]
+fn an_import_moved_to_another_export_of_the_same_generation_is_checked_again() {
+    let provider = wat::parse_str(
+        r#"(component
+            (core module $m
+                (func (export "narrow") (param i32) (result i32) (local.get 0))
+                (func (export "wide") (param i64) (result i64) (local.get 0)))
+            (core instance $i (instantiate $m))
+            (func $narrow (param "depth" u32) (result u32) (canon lift (core func $i "narrow")))
+            (func $wide (param "depth" u64) (result u64) (canon lift (core func $i "wide")))
+            (instance $one (export "pong" (func $narrow)))
+            (instance $two (export "pong" (func $wide)))
+            (export "demo:cycle/pong@1.0.0" (instance $one))
+            (export "demo:cycle/pong@2.0.0" (instance $two))
+        )"#,
+    )
+    .unwrap();
+    let dependent = wat::parse_str(
+        r#"(component
+            (import "demo:cycle/pong" (instance $dep
+                (export "pong" (func (param "depth" u32) (result u32)))))
+            (core func $lowered (canon lower (func $dep "pong")))
+            (core module $m
+                (import "dep" "f" (func $f (param i32) (result i32)))
+                (func (export "run") (param i32) (result i32) (call $f (local.get 0))))
+            (core instance $dep_core (export "f" (func $lowered)))
+            (core instance $i (instantiate $m (with "dep" (instance $dep_core))))
+            (func $run (param "depth" u32) (result u32) (canon lift (core func $i "run")))
+            (instance $out (export "ping" (func $run)))
+            (export "demo:cycle/ping@1.0.0" (instance $out))
+        )"#,
+    )
+    .unwrap();
+    let registry = Registry::new().unwrap();
+    add(&registry, "pong", &provider);
+    add(&registry, "ping", &dependent);
+    let ping = registry.implementation("demo:cycle/ping", "ping").unwrap();
+    let pong = registry.first_implementation("demo:cycle/pong").unwrap();
+    let generation = pong.generation();
+    let first = pong.interface().unwrap().to_string();
+    let reached = depth(&ping, 5);
+    if first.ends_with("@1.0.0") {
+        assert_eq!(reached.unwrap(), 5, "the u32 export serves first");
+    } else {
+        assert!(reached.is_err(), "the u64 export is refused");
+    }
+    registry
+        .remove_implementation(first.as_str(), "pong")
+        .unwrap();
+    let after = registry.first_implementation("demo:cycle/pong").unwrap();
+    assert_eq!(after.generation(), generation, "the same generation serves");
+    assert_ne!(after.interface().unwrap().to_string(), first);
+    match depth(&ping, 5) {
+        Err(Error::Import(e)) if first.ends_with("@1.0.0") => {
+            assert!(e.reason.contains("does not match"), "{e}");
+        }
+        Ok(n) if first.ends_with("@2.0.0") => assert_eq!(n, 5),
+        other => panic!("after moving from {first}: {other:?}"),
+    }
+}
+
 /// A provider with `[reload] canary` keeps the calls forwarded to it, typed
 /// or dynamic, and a new version that traps on one of them is refused.
 #[test]
