@@ -231,3 +231,80 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::Component;
+    use wasmtime::Engine;
+
+    use super::*;
+
+    /// Imports of every shape a typed forwarder takes, and of some it does
+    /// not.
+    const SHAPES: &str = r#"(component
+        (import "t:s/typed@1.0.0" (instance
+            (export "none" (func))
+            (export "str" (func (param "a" string) (result string)))
+            (export "flag" (func (param "a" bool) (result bool)))
+            (export "wide" (func (param "a" s64) (result u64)))
+            (export "count" (func (result u32)))
+            (export "pair" (func (param "a" string) (param "b" string)))
+            (export "ints" (func (param "a" s32) (param "b" s32) (result s32)))
+            (export "uints" (func (param "a" u32) (param "b" u32) (result u32)))))
+        (import "t:s/dynamic@1.0.0" (instance
+            (export "mixed" (func (param "a" u32) (param "b" u64) (result u32)))
+            (export "bytes" (func (param "a" (list u8))))
+            (export "float" (func (param "a" f64) (result f64)))
+            (export "three" (func (param "a" u32) (param "b" u32) (param "c" u32)))
+            (export "two-back" (func (result (tuple u32 u32))))))
+    )"#;
+
+    #[test]
+    fn common_shapes_are_linked_typed_and_the_rest_dynamic() {
+        let engine = Engine::default();
+        let component = Component::new(&engine, wat::parse_str(SHAPES).unwrap()).unwrap();
+        let mut linker = Linker::<PluginState>::new(&engine);
+        let mut typed = Vec::new();
+        for (name, import) in component.component_type().imports(&engine) {
+            let ComponentItem::ComponentInstance(instance) = import.ty else {
+                panic!("{name} is not an instance");
+            };
+            let mut linking = linker.instance(name).unwrap();
+            for (function, item) in instance.exports(&engine) {
+                let ComponentItem::ComponentFunc(ty) = item.ty else {
+                    panic!("{function} is not a function");
+                };
+                let at = Position {
+                    import: 0,
+                    function: 0,
+                };
+                if link_typed(&mut linking, function, at, &ty).unwrap() {
+                    typed.push(function.to_string());
+                } else {
+                    link_dynamic(&mut linking, function, at).unwrap();
+                }
+            }
+        }
+        typed.sort();
+        let expected = [
+            "count", "flag", "ints", "none", "pair", "str", "uints", "wide",
+        ];
+        assert_eq!(typed, expected);
+        // wasmtime checks each host function against the type imported.
+        linker.instantiate_pre(&component).unwrap();
+    }
+
+    #[test]
+    fn typed_arguments_give_the_values_they_hold() {
+        assert!(().vals().is_empty());
+        assert_eq!(("hi".to_string(),).vals(), [Val::String("hi".into())]);
+        assert_eq!((true,).vals(), [Val::Bool(true)]);
+        assert_eq!((-3i32, 4i32).vals(), [Val::S32(-3), Val::S32(4)]);
+        assert_eq!((5u32, 6u32).vals(), [Val::U32(5), Val::U32(6)]);
+        assert_eq!((-7i64,).vals(), [Val::S64(-7)]);
+        assert_eq!((u64::MAX,).vals(), [Val::U64(u64::MAX)]);
+        let pair = ("a".to_string(), "b".to_string()).vals();
+        assert_eq!(pair, [Val::String("a".into()), Val::String("b".into())]);
+    }
+}

@@ -44,10 +44,6 @@ pub struct PluginState {
     http_gate: HttpGate,
 }
 
-/// Where a plugin's imports from the registry (interfaces other plugins
-/// serve) are answered: the import functions the linker defines call this,
-/// with the positions of the import and the function in
-/// [`Plugin::imports`](crate::Plugin::imports).
 /// How one import of a dependent stands, as `list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportLink {
@@ -60,10 +56,16 @@ pub struct ImportLink {
     pub problem: Option<String>,
 }
 
+/// Where a plugin's imports from the registry (interfaces other plugins
+/// serve) are answered: the import functions the linker defines
+/// (`forwarders`) call this, with the positions of the import and the
+/// function in [`Plugin::imports`](crate::Plugin::imports).
 pub(crate) trait ImportCalls: Send + Sync {
     /// How each import stands now.
     fn links(&self) -> Vec<ImportLink>;
 
+    /// Calls function `function` of import `import` on the plugin serving
+    /// it now, with dynamic values.
     fn call(
         &self,
         import: usize,
@@ -113,8 +115,9 @@ pub(crate) struct PluginScope {
     pub(crate) reclaim: Reclaim,
     /// What its instances hold now.
     pub(crate) usage: Arc<Usage>,
-    /// Its most recent dynamic calls, kept when its manifest asks for a
-    /// canary, for the next version to replay.
+    /// Its most recent dynamic calls (and calls forwarded to it from other
+    /// plugins), kept when its manifest asks for a canary, for the next
+    /// version to replay.
     pub(crate) recent: Arc<std::sync::Mutex<Recent>>,
 }
 
