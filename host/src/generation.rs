@@ -429,23 +429,14 @@ impl Generation {
         if self.keeps_calls {
             self.remember(export, position, args);
         }
-        let live = self.live(resident, export)?;
-        let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
-        sandbox::set_deadline(&mut live.store, ticks);
-        let func = live.funcs[export][position];
-        match guarded(|| func.call(&mut live.store, args, results)) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                let function = self.exported(export).functions()[position].name();
-                let error = self.call_failed(export, function, Some(args), &error);
-                // Wrong arguments are refused before the guest runs; anything
-                // else may have left the instance half-way, so it goes.
-                if !matches!(error, Error::BadArguments { .. }) {
-                    resident.live = None;
-                }
-                Err(Box::new(error))
-            }
-        }
+        self.run_at(
+            resident,
+            export,
+            position,
+            cap,
+            Some(args),
+            |func, store| func.call(store, args, results),
+        )
     }
 
     /// Like [`Generation::call_at`], for a forwarder that calls typed:
@@ -466,20 +457,42 @@ impl Generation {
         if self.keeps_calls {
             self.remember(export, position, &call.args());
         }
+        // Typed values cannot be wrong ones (no `args` to check): whatever
+        // fails, fails in the call.
+        self.run_at(resident, export, position, cap, None, |func, store| {
+            // SAFETY: `func` is function `position` of export `export`, of
+            // the types `call` calls it with (this method's contract).
+            unsafe { call.call(func, store) }
+        })
+    }
+
+    /// What [`Generation::call_at`] and [`Generation::call_typed_at`]
+    /// share: the instance, its deadline, and a failure worded (with the
+    /// dynamic call's `args`, to tell wrong arguments from a fault).
+    #[inline]
+    fn run_at(
+        &self,
+        resident: &mut Resident,
+        export: usize,
+        position: usize,
+        cap: Option<u64>,
+        args: Option<&[Val]>,
+        call: impl FnOnce(Func, &mut Store<PluginState>) -> wasmtime::Result<()>,
+    ) -> Result<(), Failed> {
         let live = self.live(resident, export)?;
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
         sandbox::set_deadline(&mut live.store, ticks);
         let func = live.funcs[export][position];
-        // SAFETY: `func` is function `position` of export `export`, of the
-        // types `call` calls it with (this method's contract).
-        match guarded(|| unsafe { call.call(func, &mut live.store) }) {
+        match guarded(|| call(func, &mut live.store)) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let function = self.exported(export).functions()[position].name();
-                // Typed values cannot be wrong ones: whatever failed, failed
-                // in the call, and may have left the instance half-way.
-                let error = self.call_failed(export, function, None, &error);
-                resident.live = None;
+                let error = self.call_failed(export, function, args, &error);
+                // Wrong arguments are refused before the guest runs; anything
+                // else may have left the instance half-way, so it goes.
+                if !matches!(error, Error::BadArguments { .. }) {
+                    resident.live = None;
+                }
                 Err(Box::new(error))
             }
         }
