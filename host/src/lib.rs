@@ -32,6 +32,7 @@ mod generation;
 mod handle;
 mod http;
 mod imports;
+mod lane_lock;
 mod limits;
 mod loader;
 mod manifest;

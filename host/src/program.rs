@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use parking_lot::{Mutex as LaneLock, MutexGuard};
 
 use crate::chain::Held;
 use crate::error::{Error, Failed};
 use crate::generation::{Generation, Resident};
+use crate::lane_lock::{LaneGuard as MutexGuard, LaneLock};
 use crate::limits::MAX_INSTANCES;
 use crate::metrics::{LaneMetrics, Totals};
 use crate::sandbox::PluginScope;

@@ -1,0 +1,351 @@
+//! The lock each call takes on its lane: a mutex whose uncontended release
+//! is a plain store.
+//!
+//! A lane is let go right after a plugin call, whose stores (its stack, the
+//! instance's state) are still on their way to memory. A release by a locked
+//! instruction, as every general-purpose mutex makes it, waits for all of
+//! them to land first: ~9 ns of a ~170 ns call here (BENCHMARKS.md). A plain
+//! store is queued behind them instead, and the caller goes on at once.
+//!
+//! The price is a rare lost wake-up. A waiter marks the lock *parked* before
+//! it sleeps; a holder that read the lock as unmarked just before that mark
+//! then stores "free" over it, and wakes no one. So a waiter never sleeps
+//! longer than [`POLL_FIRST`], doubling up to [`POLL_MOST`], before it looks
+//! again: a lost wake-up costs at most one such sleep, never a deadline. Any
+//! holder that reads the mark (every release after it has landed) wakes a
+//! waiter as `parking_lot` does, handing the lock over now and then so that
+//! no waiter starves.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::lock_api::{GuardNoSend, RawMutex, RawMutexTimed};
+use parking_lot_core::{ParkResult, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN};
+
+/// A mutex over `T` released with a plain store; see the module's
+/// documentation.
+pub(crate) type LaneLock<T> = parking_lot::lock_api::Mutex<RawLaneLock, T>;
+
+/// A held [`LaneLock`].
+pub(crate) type LaneGuard<'a, T> = parking_lot::lock_api::MutexGuard<'a, RawLaneLock, T>;
+
+const LOCKED: u8 = 0b01;
+/// Someone may be asleep on the lock.
+const PARKED: u8 = 0b10;
+
+/// A release that wakes a waiter and hands it the lock, still locked.
+const HANDED_OVER: UnparkToken = UnparkToken(1);
+const WOKEN: UnparkToken = UnparkToken(0);
+
+/// The first sleep of a waiter before it looks at the lock again.
+pub(crate) const POLL_FIRST: Duration = Duration::from_micros(100);
+/// The longest: a waiter on a plugin stuck until its deadline wakes ~100
+/// times a second.
+pub(crate) const POLL_MOST: Duration = Duration::from_millis(10);
+
+/// The lock's state: [`LOCKED`] and [`PARKED`] bits.
+pub(crate) struct RawLaneLock {
+    state: AtomicU8,
+}
+
+// SAFETY: `try_lock` sets LOCKED only when it was clear (one compare and
+// exchange), `lock_slow` likewise or receives the lock still set from its
+// holder (`HANDED_OVER`), and only the holder clears it (`unlock`): one
+// holder at a time.
+unsafe impl RawMutex for RawLaneLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = RawLaneLock {
+        state: AtomicU8::new(0),
+    };
+
+    type GuardMarker = GuardNoSend;
+
+    fn lock(&self) {
+        if !self.try_lock() {
+            self.lock_slow(None);
+        }
+    }
+
+    #[inline]
+    fn try_lock(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state & LOCKED == 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
+        false
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        if self.state.load(Ordering::Relaxed) == LOCKED {
+            // A waiter's PARKED set between the load and this store is lost
+            // here; it finds the lock free when its sleep ends (see above).
+            self.state.store(0, Ordering::Release);
+            return;
+        }
+        self.unlock_slow();
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & LOCKED != 0
+    }
+}
+
+// SAFETY: as for `RawMutex`; a timed lock is `lock_slow` with a deadline.
+unsafe impl RawMutexTimed for RawLaneLock {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    fn try_lock_for(&self, timeout: Duration) -> bool {
+        self.try_lock() || self.lock_slow(Instant::now().checked_add(timeout))
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> bool {
+        self.try_lock() || self.lock_slow(Some(deadline))
+    }
+}
+
+impl RawLaneLock {
+    /// Waits for the lock until `deadline` (forever for none): spins a
+    /// little, then sleeps until woken or until its poll is up.
+    #[cold]
+    fn lock_slow(&self, deadline: Option<Instant>) -> bool {
+        self.wait(deadline, POLL_FIRST)
+    }
+
+    /// [`RawLaneLock::lock_slow`], its first sleep `poll` long at most.
+    fn wait(&self, deadline: Option<Instant>, mut poll: Duration) -> bool {
+        let mut spin = SpinWait::new();
+        loop {
+            if self.try_lock() {
+                return true;
+            }
+            let state = self.state.load(Ordering::Relaxed);
+            if state & PARKED == 0 && spin.spin() {
+                continue;
+            }
+            if state & PARKED == 0
+                && self
+                    .state
+                    .compare_exchange_weak(state, state | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let wake_at = match Instant::now().checked_add(poll) {
+                Some(at) => Some(deadline.map_or(at, |d| d.min(at))),
+                None => deadline,
+            };
+            match self.park(wake_at) {
+                ParkResult::Unparked(HANDED_OVER) => return true,
+                ParkResult::TimedOut if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return self.try_lock();
+                }
+                _ => {}
+            }
+            poll = (poll * 2).min(POLL_MOST);
+            spin.reset();
+        }
+    }
+
+    /// Sleeps on this lock while it is locked and marked parked.
+    fn park(&self, until: Option<Instant>) -> ParkResult {
+        let key = self as *const Self as usize;
+        let still_held = || self.state.load(Ordering::Relaxed) == LOCKED | PARKED;
+        let timed_out = |_, was_last| {
+            if was_last {
+                self.state.fetch_and(!PARKED, Ordering::Relaxed);
+            }
+        };
+        // Past this point the thread sleeps until woken or `until`.
+        let asleep = || {
+            #[cfg(test)]
+            tests::ASLEEP_ON.store(key, Ordering::SeqCst);
+        };
+        // SAFETY: `key` is this lock's address, used by no other kind of
+        // parking, and the callbacks neither panic nor park.
+        unsafe {
+            parking_lot_core::park(key, still_held, asleep, timed_out, DEFAULT_PARK_TOKEN, until)
+        }
+    }
+
+    /// A release with a waiter marked: wakes one, handing it the lock when
+    /// `parking_lot_core` says it is time to be fair.
+    #[cold]
+    fn unlock_slow(&self) {
+        let key = self as *const Self as usize;
+        let release = |result: UnparkResult| {
+            if result.unparked_threads != 0 && result.be_fair {
+                if !result.have_more_threads {
+                    self.state.store(LOCKED, Ordering::Relaxed);
+                }
+                return HANDED_OVER;
+            }
+            let left = if result.have_more_threads { PARKED } else { 0 };
+            self.state.store(left, Ordering::Release);
+            WOKEN
+        };
+        // SAFETY: as in `park`.
+        unsafe {
+            parking_lot_core::unpark_one(key, release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+
+    /// The lock a waiter last went to sleep on (the address `park` keys it
+    /// by): what a test waits for before it lets go.
+    pub(super) static ASLEEP_ON: AtomicUsize = AtomicUsize::new(0);
+
+    /// The lock's state bits, for a test to wait on or to tamper with.
+    fn state(lock: &LaneLock<()>) -> &AtomicU8 {
+        // SAFETY: only read, or set as a racing holder would.
+        unsafe { &lock.raw().state }
+    }
+
+    /// Waits (bounded) until a waiter sleeps on `lock`.
+    fn until_parked(lock: &LaneLock<()>) {
+        // SAFETY: only its address is read.
+        let key = unsafe { lock.raw() } as *const RawLaneLock as usize;
+        let until = Instant::now() + Duration::from_secs(30);
+        while ASLEEP_ON.load(Ordering::SeqCst) != key {
+            assert!(Instant::now() < until, "the waiter never went to sleep");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn threads_take_turns_without_losing_an_update() {
+        let counter = Arc::new(LaneLock::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let mut held = counter.lock();
+                        // A read and a write apart: a second holder would
+                        // lose updates.
+                        let seen = *held;
+                        std::hint::black_box(&mut held);
+                        *held = seen + 1;
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a thread panicked");
+        }
+        assert_eq!(*counter.lock(), 80_000);
+    }
+
+    #[test]
+    fn waiters_by_every_path_never_hold_it_together() {
+        let lock = Arc::new(LaneLock::new(()));
+        let inside = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..2u64)
+            .map(|_| {
+                let (lock, inside) = (lock.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for i in 0..100_000u64 {
+                        let held = match lock.try_lock() {
+                            Some(held) => held,
+                            None => lock
+                                .try_lock_for(Duration::from_secs(30))
+                                .expect("waited 30 s for a lock held for microseconds"),
+                        };
+                        assert!(!inside.swap(true, Ordering::SeqCst), "two holders");
+                        // Now and then a long hold, so that the other
+                        // thread goes to sleep and is woken (or handed the
+                        // lock) by the release.
+                        let hold = Duration::from_micros(if i % 500 == 0 { 300 } else { 0 });
+                        let until = Instant::now() + hold;
+                        while Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
+                        inside.store(false, Ordering::SeqCst);
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a thread panicked");
+        }
+    }
+
+    #[test]
+    fn a_waiter_is_woken_when_the_lock_is_let_go() {
+        let lock = Arc::new(LaneLock::new(()));
+        let held = lock.lock();
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                // Its polls a minute apart: only the release's wake-up can
+                // end its wait in time.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                // SAFETY: the lock it takes is let go just below.
+                let raw = unsafe { lock.raw() };
+                let got = raw.wait(Some(deadline), Duration::from_secs(60));
+                if got {
+                    // SAFETY: taken by this thread just above.
+                    unsafe { raw.unlock() };
+                }
+                (got, Instant::now() < deadline)
+            })
+        };
+        until_parked(&lock);
+        drop(held);
+        let (got, in_time) = waiter.join().expect("the waiter panicked");
+        assert!(got && in_time, "the waiter was not woken");
+    }
+
+    #[test]
+    fn a_lost_wake_up_costs_one_poll_not_the_deadline() {
+        let lock = Arc::new(LaneLock::new(()));
+        let held = lock.lock();
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let got = lock.try_lock_for(Duration::from_secs(60)).is_some();
+                (got, started.elapsed())
+            })
+        };
+        until_parked(&lock);
+        // The race the plain-store release allows: the holder read the lock
+        // unmarked, the waiter marked it and slept, the holder stored
+        // "free" over the mark. No one wakes the waiter.
+        state(&lock).store(LOCKED, Ordering::Relaxed);
+        std::mem::forget(held);
+        // SAFETY: held by this thread (its guard forgotten just above).
+        unsafe { lock.force_unlock() };
+        let (got, waited) = waiter.join().expect("the waiter panicked");
+        assert!(got, "the waiter gave up");
+        // Bounded by its polls, far below the 60 s it would wait for.
+        assert!(waited < Duration::from_secs(30), "waited {waited:?}");
+    }
+
+    #[test]
+    fn a_timed_wait_gives_up_at_its_deadline() {
+        let lock = LaneLock::new(());
+        let _held = lock.lock();
+        let started = Instant::now();
+        assert!(lock.try_lock_for(Duration::from_millis(30)).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert_eq!(state(&lock).load(Ordering::Relaxed) & PARKED, 0);
+    }
+}
