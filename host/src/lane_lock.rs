@@ -9,9 +9,10 @@
 //!
 //! The price is a rare lost wake-up. A waiter marks the lock *parked* before
 //! it sleeps; a holder that read the lock as unmarked just before that mark
-//! then stores "free" over it, and wakes no one. So a waiter never sleeps
-//! longer than [`POLL_FIRST`], doubling up to [`POLL_MOST`], before it looks
-//! again: a lost wake-up costs at most one such sleep, never a deadline. Any
+//! then stores "free" over it, and wakes no one. So a waiter's sleep is
+//! never longer than [`POLL_FIRST`] before it looks again, doubling (up to
+//! [`POLL_MOST`]) only while each sleep runs its whole length: a lost
+//! wake-up costs at most one such sleep, never a deadline. Any
 //! holder that reads the mark (every release after it has landed) wakes a
 //! waiter as `parking_lot` does, handing the lock over now and then so that
 //! no waiter starves.
@@ -46,16 +47,23 @@ pub(crate) const POLL_MOST: Duration = Duration::from_millis(10);
 /// The lock's state: [`LOCKED`] and [`PARKED`] bits.
 pub(crate) struct RawLaneLock {
     state: AtomicU8,
+    /// How many times a waiter went to sleep on this lock: what a test
+    /// waits for before it lets go.
+    #[cfg(test)]
+    sleeps: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: `try_lock` sets LOCKED only when it was clear (one compare and
 // exchange), `lock_slow` likewise or receives the lock still set from its
-// holder (`HANDED_OVER`), and only the holder clears it (`unlock`): one
-// holder at a time.
+// holder (`HANDED_OVER`), and only the holder clears it (`unlock`, or its
+// release in `unlock_slow`): one holder at a time. Waiters write the state
+// too, but only its PARKED bit.
 unsafe impl RawMutex for RawLaneLock {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = RawLaneLock {
         state: AtomicU8::new(0),
+        #[cfg(test)]
+        sleeps: std::sync::atomic::AtomicUsize::new(0),
     };
 
     type GuardMarker = GuardNoSend;
@@ -123,20 +131,33 @@ impl RawLaneLock {
     }
 
     /// [`RawLaneLock::lock_slow`], its first sleep `poll` long at most.
-    fn wait(&self, deadline: Option<Instant>, mut poll: Duration) -> bool {
+    fn wait(&self, deadline: Option<Instant>, first_poll: Duration) -> bool {
         let mut spin = SpinWait::new();
+        let mut poll = first_poll;
         loop {
             if self.try_lock() {
                 return true;
             }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
             let state = self.state.load(Ordering::Relaxed);
+            if state & LOCKED == 0 {
+                // Let go since `try_lock`: no mark on a free lock.
+                continue;
+            }
             if state & PARKED == 0 && spin.spin() {
                 continue;
             }
             if state & PARKED == 0
                 && self
                     .state
-                    .compare_exchange_weak(state, state | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange_weak(
+                        state,
+                        state | PARKED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
                     .is_err()
             {
                 continue;
@@ -147,12 +168,11 @@ impl RawLaneLock {
             };
             match self.park(wake_at) {
                 ParkResult::Unparked(HANDED_OVER) => return true,
-                ParkResult::TimedOut if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return self.try_lock();
-                }
-                _ => {}
+                // Slept a whole poll: the next one is longer.
+                ParkResult::TimedOut => poll = (poll * 2).min(POLL_MOST),
+                // Woken by a release, or the lock changed before it slept.
+                ParkResult::Unparked(_) | ParkResult::Invalid => poll = first_poll,
             }
-            poll = (poll * 2).min(POLL_MOST);
             spin.reset();
         }
     }
@@ -169,12 +189,19 @@ impl RawLaneLock {
         // Past this point the thread sleeps until woken or `until`.
         let asleep = || {
             #[cfg(test)]
-            tests::ASLEEP_ON.store(key, Ordering::SeqCst);
+            self.sleeps.fetch_add(1, Ordering::SeqCst);
         };
         // SAFETY: `key` is this lock's address, used by no other kind of
         // parking, and the callbacks neither panic nor park.
         unsafe {
-            parking_lot_core::park(key, still_held, asleep, timed_out, DEFAULT_PARK_TOKEN, until)
+            parking_lot_core::park(
+                key,
+                still_held,
+                asleep,
+                timed_out,
+                DEFAULT_PARK_TOKEN,
+                until,
+            )
         }
     }
 
@@ -204,12 +231,8 @@ impl RawLaneLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-
-    /// The lock a waiter last went to sleep on (the address `park` keys it
-    /// by): what a test waits for before it lets go.
-    pub(super) static ASLEEP_ON: AtomicUsize = AtomicUsize::new(0);
 
     /// The lock's state bits, for a test to wait on or to tamper with.
     fn state(lock: &LaneLock<()>) -> &AtomicU8 {
@@ -219,10 +242,10 @@ mod tests {
 
     /// Waits (bounded) until a waiter sleeps on `lock`.
     fn until_parked(lock: &LaneLock<()>) {
-        // SAFETY: only its address is read.
-        let key = unsafe { lock.raw() } as *const RawLaneLock as usize;
+        // SAFETY: only read.
+        let sleeps = unsafe { &lock.raw().sleeps };
         let until = Instant::now() + Duration::from_secs(30);
-        while ASLEEP_ON.load(Ordering::SeqCst) != key {
+        while sleeps.load(Ordering::SeqCst) == 0 {
             assert!(Instant::now() < until, "the waiter never went to sleep");
             std::thread::yield_now();
         }
@@ -313,18 +336,20 @@ mod tests {
         assert!(got && in_time, "the waiter was not woken");
     }
 
-    #[test]
-    fn a_lost_wake_up_costs_one_poll_not_the_deadline() {
+    /// Loses `lock`'s wake-up for the waiter `take` runs in, and tells
+    /// how long the waiter then waited for the lock.
+    fn lose_the_wake_up(take: fn(&LaneLock<()>) -> bool) -> Duration {
         let lock = Arc::new(LaneLock::new(()));
         let held = lock.lock();
-        let waiter = {
+        let (answer, answered) = std::sync::mpsc::channel();
+        {
             let lock = lock.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let got = lock.try_lock_for(Duration::from_secs(60)).is_some();
-                (got, started.elapsed())
-            })
-        };
+                let got = take(&lock);
+                let _ = answer.send((got, started.elapsed()));
+            });
+        }
         until_parked(&lock);
         // The race the plain-store release allows: the holder read the lock
         // unmarked, the waiter marked it and slept, the holder stored
@@ -333,19 +358,52 @@ mod tests {
         std::mem::forget(held);
         // SAFETY: held by this thread (its guard forgotten just above).
         unsafe { lock.force_unlock() };
-        let (got, waited) = waiter.join().expect("the waiter panicked");
+        // A waiter that only a wake-up would end never answers: bounded.
+        let (got, waited) = answered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the waiter never got the lock");
         assert!(got, "the waiter gave up");
-        // Bounded by its polls, far below the 60 s it would wait for.
-        assert!(waited < Duration::from_secs(30), "waited {waited:?}");
+        waited
+    }
+
+    #[test]
+    fn a_lost_wake_up_costs_one_poll_not_the_deadline() {
+        let timed = lose_the_wake_up(|lock| {
+            let got = lock.try_lock_for(Duration::from_secs(60));
+            got.map(parking_lot::lock_api::MutexGuard::leak).is_some()
+        });
+        let untimed = lose_the_wake_up(|lock| {
+            parking_lot::lock_api::MutexGuard::leak(lock.lock());
+            true
+        });
+        // Bounded by the polls (10 ms at most each), not by the 60 s (or
+        // the forever) they would wait for; generous for a loaded machine.
+        for waited in [timed, untimed] {
+            assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+        }
     }
 
     #[test]
     fn a_timed_wait_gives_up_at_its_deadline() {
-        let lock = LaneLock::new(());
+        let lock = Arc::new(LaneLock::new(()));
         let _held = lock.lock();
-        let started = Instant::now();
-        assert!(lock.try_lock_for(Duration::from_millis(30)).is_none());
-        assert!(started.elapsed() >= Duration::from_millis(30));
+        let (answer, answered) = std::sync::mpsc::channel();
+        {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let got = lock.try_lock_for(Duration::from_millis(30)).is_some();
+                let _ = answer.send((got, started.elapsed()));
+            });
+        }
+        let (got, waited) = answered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the timed wait never gave up");
+        assert!(!got, "took a lock held all along");
+        assert!(
+            waited >= Duration::from_millis(30),
+            "gave up early: {waited:?}"
+        );
         assert_eq!(state(&lock).load(Ordering::Relaxed) & PARKED, 0);
     }
 }
