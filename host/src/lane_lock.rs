@@ -251,6 +251,29 @@ mod tests {
         }
     }
 
+    /// Runs `take` on `lock` in a thread of its own; the answer tells
+    /// whether it got the lock and how long it waited.
+    fn waiter(
+        lock: &Arc<LaneLock<()>>,
+        take: fn(&LaneLock<()>) -> bool,
+    ) -> std::sync::mpsc::Receiver<(bool, Duration)> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let got = take(&lock);
+            let _ = answer.send((got, started.elapsed()));
+        });
+        answered
+    }
+
+    /// The waiter's answer; a wait no release ends fails the test, bounded.
+    fn answer_of(answered: std::sync::mpsc::Receiver<(bool, Duration)>) -> (bool, Duration) {
+        answered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the waiter never answered")
+    }
+
     #[test]
     fn threads_take_turns_without_losing_an_update() {
         let counter = Arc::new(LaneLock::new(0u64));
@@ -314,26 +337,23 @@ mod tests {
     fn a_waiter_is_woken_when_the_lock_is_let_go() {
         let lock = Arc::new(LaneLock::new(()));
         let held = lock.lock();
-        let waiter = {
-            let lock = lock.clone();
-            std::thread::spawn(move || {
-                // Its polls a minute apart: only the release's wake-up can
-                // end its wait in time.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                // SAFETY: the lock it takes is let go just below.
-                let raw = unsafe { lock.raw() };
-                let got = raw.wait(Some(deadline), Duration::from_secs(60));
-                if got {
-                    // SAFETY: taken by this thread just above.
-                    unsafe { raw.unlock() };
-                }
-                (got, Instant::now() < deadline)
-            })
-        };
+        let answered = waiter(&lock, |lock| {
+            // Its polls a minute apart: only the release's wake-up can end
+            // its wait in time.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // SAFETY: the lock it takes is let go just below.
+            let raw = unsafe { lock.raw() };
+            let got = raw.wait(Some(deadline), Duration::from_secs(60));
+            if got {
+                // SAFETY: taken by this thread just above.
+                unsafe { raw.unlock() };
+            }
+            got
+        });
         until_parked(&lock);
         drop(held);
-        let (got, in_time) = waiter.join().expect("the waiter panicked");
-        assert!(got && in_time, "the waiter was not woken");
+        let (got, _) = answer_of(answered);
+        assert!(got, "the waiter gave up");
     }
 
     /// Loses `lock`'s wake-up for the waiter `take` runs in, and tells
@@ -341,15 +361,7 @@ mod tests {
     fn lose_the_wake_up(take: fn(&LaneLock<()>) -> bool) -> Duration {
         let lock = Arc::new(LaneLock::new(()));
         let held = lock.lock();
-        let (answer, answered) = std::sync::mpsc::channel();
-        {
-            let lock = lock.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let got = take(&lock);
-                let _ = answer.send((got, started.elapsed()));
-            });
-        }
+        let answered = waiter(&lock, take);
         until_parked(&lock);
         // The race the plain-store release allows: the holder read the lock
         // unmarked, the waiter marked it and slept, the holder stored
@@ -358,10 +370,7 @@ mod tests {
         std::mem::forget(held);
         // SAFETY: held by this thread (its guard forgotten just above).
         unsafe { lock.force_unlock() };
-        // A waiter that only a wake-up would end never answers: bounded.
-        let (got, waited) = answered
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the waiter never got the lock");
+        let (got, waited) = answer_of(answered);
         assert!(got, "the waiter gave up");
         waited
     }
@@ -387,18 +396,11 @@ mod tests {
     fn a_timed_wait_gives_up_at_its_deadline() {
         let lock = Arc::new(LaneLock::new(()));
         let _held = lock.lock();
-        let (answer, answered) = std::sync::mpsc::channel();
-        {
-            let lock = lock.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let got = lock.try_lock_for(Duration::from_millis(30)).is_some();
-                let _ = answer.send((got, started.elapsed()));
-            });
-        }
-        let (got, waited) = answered
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the timed wait never gave up");
+        let answered = waiter(&lock, |lock| {
+            let got = lock.try_lock_for(Duration::from_millis(30));
+            got.map(parking_lot::lock_api::MutexGuard::leak).is_some()
+        });
+        let (got, waited) = answer_of(answered);
         assert!(!got, "took a lock held all along");
         assert!(
             waited >= Duration::from_millis(30),
