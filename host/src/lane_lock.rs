@@ -39,10 +39,10 @@ const HANDED_OVER: UnparkToken = UnparkToken(1);
 const WOKEN: UnparkToken = UnparkToken(0);
 
 /// The first sleep of a waiter before it looks at the lock again.
-pub(crate) const POLL_FIRST: Duration = Duration::from_micros(100);
+const POLL_FIRST: Duration = Duration::from_micros(100);
 /// The longest: a waiter on a plugin stuck until its deadline wakes ~100
 /// times a second.
-pub(crate) const POLL_MOST: Duration = Duration::from_millis(10);
+const POLL_MOST: Duration = Duration::from_millis(10);
 
 /// The lock's state: [`LOCKED`] and [`PARKED`] bits.
 pub(crate) struct RawLaneLock {
@@ -130,7 +130,8 @@ impl RawLaneLock {
         self.wait(deadline, POLL_FIRST)
     }
 
-    /// [`RawLaneLock::lock_slow`], its first sleep `poll` long at most.
+    /// [`RawLaneLock::lock_slow`], its first sleep `first_poll` long at
+    /// most.
     fn wait(&self, deadline: Option<Instant>, first_poll: Duration) -> bool {
         let mut spin = SpinWait::new();
         let mut poll = first_poll;
