@@ -616,6 +616,11 @@ impl Shared {
             Ok(name) => name,
             Err(e) => return self.reject(path, e.to_string()),
         };
+        // Taken before the read: a refusal is then known by metadata as old
+        // as what was read, or older. Taken after, a file replaced between
+        // the two would lend its metadata to the old content's refusal, and
+        // a second look at unchanged content would report it again.
+        let metadata = std::fs::metadata(path).ok();
         let read = self.registry.read(path);
         // The manifest is part of what is loaded: a change to either reloads.
         // A file refused before it was read whole is known by the refusal
@@ -625,7 +630,7 @@ impl Shared {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return self.forget(path)
             }
-            Err(e) => refusal_hash(path, e),
+            Err(e) => refusal_hash(metadata.as_ref(), e),
         };
         {
             let mut files = lock(&self.files);
@@ -733,13 +738,13 @@ fn name_of(path: &Path) -> Option<String> {
 
 /// Stands for the content of a file refused before it was read whole: the
 /// refusal, and the file's identity, size and modification time.
-fn refusal_hash(path: &Path, error: &Error) -> [u8; 32] {
+fn refusal_hash(metadata: Option<&std::fs::Metadata>, error: &Error) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     let mut hasher = Sha256::new();
     hasher.update(b"refused\0");
     hasher.update(error.to_string().as_bytes());
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Some(meta) = metadata {
         for n in [
             meta.ino(),
             meta.size(),
