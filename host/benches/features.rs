@@ -674,7 +674,8 @@ fn calls(registry: &Registry) {
         );
     };
     // Each measured call, written once: for the interleaved rounds and for
-    // `PROFILE_CALLS=direct|typed|dynamic|batch` (a perf target).
+    // `PROFILE_CALLS=direct|typed|dynamic|into|direct-dynamic|batch` (a
+    // perf or callgrind target).
     let direct_add = |n: usize| {
         let mut store = store.borrow_mut();
         for _ in 0..n {
@@ -704,6 +705,17 @@ fn calls(registry: &Registry) {
     let dynamic_add = || {
         black_box(handle.call("add", &args).unwrap());
     };
+    let into_add = || {
+        let mut results = [Val::S32(0)];
+        handle.call_into("add", &args, &mut results).unwrap();
+        black_box(&results);
+    };
+    let direct_dynamic_add = || {
+        let mut store = store.borrow_mut();
+        let mut results = [Val::S32(0)];
+        dynamic.call(&mut *store, &args, &mut results).unwrap();
+        black_box(&results);
+    };
     if let Some(side) = std::env::var_os("PROFILE_CALLS") {
         let until = Instant::now() + std::time::Duration::from_secs(6);
         while Instant::now() < until {
@@ -712,6 +724,8 @@ fn calls(registry: &Registry) {
                     Some("direct") => direct_add(1),
                     Some("typed") => typed(&handle),
                     Some("dynamic") => dynamic_add(),
+                    Some("into") => into_add(),
+                    Some("direct-dynamic") => direct_dynamic_add(),
                     _ => batch_add(100),
                 }
             }
@@ -742,18 +756,9 @@ fn calls(registry: &Registry) {
         41,
         20_000,
         &mut [
-            ("direct wasmtime Func::call", &mut || {
-                let mut store = store.borrow_mut();
-                let mut results = [Val::S32(0)];
-                dynamic.call(&mut *store, &args, &mut results).unwrap();
-                black_box(&results);
-            }),
+            ("direct wasmtime Func::call", &mut || direct_dynamic_add()),
             ("Handle::call", &mut || dynamic_add()),
-            ("Handle::call_into", &mut || {
-                let mut results = [Val::S32(0)];
-                handle.call_into("add", &args, &mut results).unwrap();
-                black_box(&results);
-            }),
+            ("Handle::call_into", &mut || into_add()),
         ],
     );
 

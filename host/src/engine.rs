@@ -18,10 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::{
-    Cache, CacheConfig, Config, Engine, EngineWeak, InstanceAllocationStrategy,
-    PoolingAllocationConfig,
-};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::Error;
 use crate::limits::{MAX_TABLE_ELEMENTS, MAX_WASM_STACK};
@@ -40,10 +37,11 @@ pub fn new_engine() -> Result<Engine, Error> {
     build_engine(false)
 }
 
-/// Like [`new_engine`]; with `disk_cache`, compiled code is also kept in
-/// wasmtime's own on-disk cache (its default directory, under the user's
-/// cache directory), so that a restarted host does not compile again what it
-/// compiled before. The `hotslot` CLI turns it on.
+/// Like [`new_engine`]; with `disk_cache`, compiled code is also kept on
+/// disk (`$XDG_CACHE_HOME/hotslot/code`, else `~/.cache/hotslot/code`, at
+/// most 1 GiB, least recently used out first), so that a restarted host
+/// maps what it compiled before instead of compiling it again. The
+/// `hotslot` CLI turns it on.
 ///
 /// ```
 /// let engine = hotslot::engine::build_engine(true).unwrap();
@@ -65,7 +63,7 @@ pub fn build_engine(disk_cache: bool) -> Result<Engine, Error> {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Keep compiled code in wasmtime's on-disk cache (see [`build_engine`]).
+    /// Keep compiled code on disk between runs (see [`build_engine`]).
     pub disk_cache: bool,
     /// How many component instances the pooling allocator holds at once.
     /// Every plugin holds one per instance it runs; a reload briefly holds
@@ -231,7 +229,7 @@ pub(crate) fn like(engine: &Engine, compiler: Compiler, init: MemoryInit) -> Res
 }
 
 /// A plain engine that compiles exactly as one built with `options` and
-/// `init` does (same compiler, settings and disk cache), without an
+/// `init` does (same compiler and settings), without an
 /// instance pool or an epoch ticker: made to compile one big component and
 /// be dropped, taking with it what the compiler keeps between compiles (see
 /// the loader's `compile_apart`).
@@ -338,14 +336,6 @@ fn base_config(options: &EngineOptions, init: MemoryInit) -> Config {
         // What Winch leaves to Cranelift (the trampolines between host and
         // wasm) is compiled for speed of compiling too.
         config.cranelift_opt_level(wasmtime::OptLevel::None);
-    }
-    if options.disk_cache {
-        match Cache::new(CacheConfig::new()) {
-            Ok(cache) => {
-                config.cache(Some(cache));
-            }
-            Err(e) => tracing::warn!("compiling without wasmtime's disk cache: {e:#}"),
-        }
     }
     config.wasm_component_model(true);
     config.epoch_interruption(true);

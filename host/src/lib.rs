@@ -23,6 +23,7 @@
 mod bindings;
 mod chain;
 pub mod cli;
+mod code_cache;
 pub mod contract;
 pub mod engine;
 mod error;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -16,6 +16,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
+use crate::code_cache;
 use crate::engine::{self, Compiler, EngineOptions, MemoryInit};
 use crate::error::{reason, Error};
 use crate::forwarders;
@@ -456,12 +457,15 @@ impl Loader {
             return Ok((plugin(compiled), true));
         }
         let started = std::time::Instant::now();
-        let compiled = Arc::new(compile(origin, bytes, hash, &engine, &linker)?);
-        tracing::info!(
-            "compiled {origin} with {} in {:.1} ms",
-            engine::options_of(&engine).compiler,
-            started.elapsed().as_secs_f64() * 1e3
-        );
+        let (compiled, mapped) = compile(origin, bytes, hash, &engine, &linker)?;
+        let compiled = Arc::new(compiled);
+        let took = started.elapsed().as_secs_f64() * 1e3;
+        let compiler = engine::options_of(&engine).compiler;
+        if mapped {
+            tracing::info!("loaded {origin}, compiled with {compiler} before, in {took:.1} ms");
+        } else {
+            tracing::info!("compiled {origin} with {compiler} in {took:.1} ms");
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() == CACHE_ENTRIES {
             cache.pop_front();
@@ -480,29 +484,28 @@ impl Loader {
     }
 }
 
-/// Compiles `bytes` for `engine` and links them with `linker`.
+/// Compiles `bytes` for `engine` and links them with `linker`; the flag
+/// tells whether the code came from the code cache rather than the compiler.
 fn compile(
     origin: &str,
     bytes: &[u8],
     hash: ContentHash,
     engine: &Engine,
     linker: &Linker<PluginState>,
-) -> Result<Compiled, Error> {
+) -> Result<(Compiled, bool), Error> {
     let not_a_component = |reason: String| Error::NotAComponent {
         origin: origin.to_string(),
         reason,
     };
     check_header(bytes).map_err(not_a_component)?;
-    // A big component on an engine hotslot built (one it can make a twin
-    // of) compiles apart; any other, in place.
-    let component = match engine::built_with(engine) {
-        Some((options, init)) if bytes.len() >= COMPILE_APART => {
-            compile_big(engine, &options, init, &hash, bytes)
-        }
-        _ => Component::new(engine, bytes),
+    let compiled = match engine::built_with(engine) {
+        Some((options, init)) => compile_built(engine, &options, init, &hash, bytes),
+        None => Component::new(engine, bytes).map(|component| (component, false)),
     };
-    give_back_memory();
-    let component = component.map_err(|e| not_a_component(reason(&e)))?;
+    if !matches!(compiled, Ok((_, true))) {
+        give_back_memory();
+    }
+    let (component, mapped) = compiled.map_err(|e| not_a_component(reason(&e)))?;
     let link_error = |reason: String| Error::Link {
         origin: origin.to_string(),
         reason,
@@ -536,14 +539,15 @@ fn compile(
         .map(|e| e.name().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    Ok(Compiled {
+    let compiled = Compiled {
         interfaces,
         pre,
         exports,
         imports,
         contract,
         hash,
-    })
+    };
+    Ok((compiled, mapped))
 }
 
 /// Bytes of data the core modules in `bytes` start their memories with
@@ -565,83 +569,66 @@ fn initial_data(bytes: &[u8]) -> usize {
 /// Components at least this big are compiled on an engine of their own.
 const COMPILE_APART: usize = 1 << 20;
 
-/// A big component: loaded straight from wasmtime's disk cache when the
-/// loader noted it there, else compiled apart (and noted).
-fn compile_big(
+/// Compiles `bytes` for `engine`, an engine hotslot built (with `options`,
+/// initializing memory as `init` says): mapped from the code cache when
+/// the options keep one and it holds them (the flag says so), else
+/// compiled (a big component apart) and kept there.
+fn compile_built(
     engine: &Engine,
     options: &EngineOptions,
     init: MemoryInit,
     hash: &ContentHash,
     bytes: &[u8],
-) -> wasmtime::Result<Component> {
-    let mark = disk_cached_mark(hash, options, init);
-    if mark.as_deref().is_some_and(Path::exists) {
-        return Component::new(engine, bytes);
+) -> wasmtime::Result<(Component, bool)> {
+    let kept = options
+        .disk_cache
+        .then(|| code_cache::Entry::for_user(hash, engine, options.compiler, init))
+        .flatten();
+    if let Some(component) = kept.as_ref().and_then(|kept| kept.load(engine)) {
+        return Ok((component, true));
     }
-    compile_apart(engine, options, init, bytes).inspect(|_| mark.as_deref().map_or((), make_mark))
-}
-
-/// Compiles `bytes` on an engine made for it (built with `options` and
-/// `init`, as `engine` was) and moves the code into `engine`. Cranelift keeps its working buffers in the engine for the next
-/// compile, sized for the biggest function it has seen (tens of megabytes
-/// after an interpreter's): dropping the compiling engine gives them back.
-/// The code moved costs one copy, a few milliseconds against seconds of
-/// compiling; wasmtime's disk cache, if on, is written as usual.
-fn compile_apart(
-    engine: &Engine,
-    options: &EngineOptions,
-    init: MemoryInit,
-    bytes: &[u8],
-) -> wasmtime::Result<Component> {
-    let apart = engine::for_compiling(options, init)?;
-    let code = Component::new(&apart, bytes)?.serialize()?;
-    drop(apart);
+    if bytes.len() < COMPILE_APART {
+        let component = Component::new(engine, bytes)?;
+        if let Some(kept) = &kept {
+            match component.serialize() {
+                Ok(code) => {
+                    kept.store(&code);
+                }
+                Err(e) => tracing::warn!("cannot keep compiled code: {e:#}"),
+            }
+        }
+        return Ok((component, false));
+    }
+    let code = compile_apart(options, init, bytes)?;
+    // Mapped from the file just written where there is one: its pages are
+    // read only as the code runs, and shared with every other host.
+    if let Some(component) = kept
+        .as_ref()
+        .filter(|kept| kept.store(&code))
+        .and_then(|kept| kept.load(engine))
+    {
+        return Ok((component, false));
+    }
     // SAFETY: `code` was made by wasmtime just now, in this process, from
     // `bytes`, by an engine configured exactly like `engine`: it is the
     // trusted artifact `deserialize` requires.
-    unsafe { Component::deserialize(engine, &code) }
+    unsafe { Component::deserialize(engine, &code) }.map(|component| (component, false))
 }
 
-/// Where the loader notes that wasmtime's disk cache holds the code for
-/// `hash` (compiled by the compiler in `options`, for memory initialized as
-/// `init` says), when those options use
-/// the disk cache: such a component loads straight from the cache, which
-/// costs no compiler buffers, instead of apart. One empty file per
-/// component, beside wasmtime's own cache; a stale note costs memory, never
-/// correctness.
-fn disk_cached_mark(
-    hash: &ContentHash,
+/// Compiles `bytes` on an engine made for it (built with `options` and
+/// `init`), and gives the code to move into the engine it runs on.
+/// Cranelift keeps its working buffers in the engine for the next compile,
+/// sized for the biggest function it has seen (tens of megabytes after an
+/// interpreter's): dropping the compiling engine gives them back. Moving
+/// the code costs one copy, a few milliseconds against seconds of
+/// compiling.
+fn compile_apart(
     options: &EngineOptions,
     init: MemoryInit,
-) -> Option<PathBuf> {
-    if !options.disk_cache {
-        return None;
-    }
-    let root = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
-    };
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    let init = match init {
-        MemoryInit::Copy => "copy",
-        MemoryInit::Map => "map",
-    };
-    let name = format!(
-        "{hex}-{}-{init}-{}",
-        options.compiler,
-        env!("CARGO_PKG_VERSION")
-    );
-    Some(root.join("hotslot").join("compiled").join(name))
-}
-
-fn make_mark(mark: &Path) {
-    let made = mark
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::File::create(mark).map(drop));
-    if let Err(e) = made {
-        tracing::debug!("cannot note {} as compiled: {e}", mark.display());
-    }
+    bytes: &[u8],
+) -> wasmtime::Result<Vec<u8>> {
+    let apart = engine::for_compiling(options, init)?;
+    Component::new(&apart, bytes)?.serialize()
 }
 
 /// Returns the memory compiling freed to the operating system. Cranelift

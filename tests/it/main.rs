@@ -5,6 +5,7 @@
 mod architecture;
 mod asynchost;
 mod cli;
+mod code_cache;
 mod common;
 mod compilers;
 mod guide;

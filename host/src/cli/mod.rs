@@ -397,7 +397,7 @@ enum Pool {
 }
 
 fn registry(args: &LimitArgs, dir: &Path, pool: Pool) -> Result<Registry, String> {
-    // One engine per process; with wasmtime's disk cache a restart (or the
+    // One engine per process; with the code kept on disk a restart (or the
     // next `hotslot call`) does not compile the same component again.
     let engine = crate::engine::build(&EngineOptions {
         disk_cache: true,

@@ -1,0 +1,333 @@
+//! Compiled code kept on disk between runs: a component loaded again (a
+//! restarted host, the next `hotslot call` on the same file) has its
+//! machine code mapped from a file instead of compiled.
+//!
+//! One file per component content and engine configuration, under the
+//! user's cache directory (`$XDG_CACHE_HOME/hotslot/code`, else
+//! `~/.cache/hotslot/code`), holding what wasmtime's `serialize` wrote,
+//! uncompressed. Loading it is wasmtime's `deserialize_file`, an `mmap`:
+//! ~4 ms for an 18 MB Python component, where wasmtime's own disk cache
+//! (which hashes the bytes again and decompresses what it kept) took ~100.
+//!
+//! A mapped file changed in place would change the code of a running
+//! host, so files are only ever written whole under a temporary name and
+//! renamed into place, and removed, never rewritten. A file wasmtime
+//! refuses (written by another wasmtime, damaged) is removed, and the
+//! component compiled and kept again. The directory is kept under
+//! [`KEEP_BYTES`], the least recently used files going first.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use crate::engine::{Compiler, MemoryInit};
+
+/// How many bytes of compiled code the directory keeps: about thirty
+/// versions of an 18 MB Python component (34 MB of code each).
+pub(crate) const KEEP_BYTES: u64 = 1 << 30;
+
+/// A temporary file older than this was left by a writer that died.
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+
+/// The file that holds, or will hold, one component's compiled code.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    path: PathBuf,
+    keep_bytes: u64,
+}
+
+impl Entry {
+    /// The entry for `content` (its SHA-256) compiled by `engine` (built to
+    /// compile with `compiler` and initialize memory as `init` says), in
+    /// the user's cache directory; `None` when no cache directory can be
+    /// named (no `HOME`).
+    pub(crate) fn for_user(
+        content: &[u8; 32],
+        engine: &Engine,
+        compiler: Compiler,
+        init: MemoryInit,
+    ) -> Option<Entry> {
+        let root = match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+        };
+        let dir = root.join("hotslot").join("code");
+        Some(Entry::in_dir(
+            &dir, content, engine, compiler, init, KEEP_BYTES,
+        ))
+    }
+
+    /// Like [`Entry::for_user`], in `dir`, which is kept under `keep_bytes`.
+    pub(crate) fn in_dir(
+        dir: &Path,
+        content: &[u8; 32],
+        engine: &Engine,
+        compiler: Compiler,
+        init: MemoryInit,
+        keep_bytes: u64,
+    ) -> Entry {
+        let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+        let init = match init {
+            MemoryInit::Copy => "copy",
+            MemoryInit::Map => "map",
+        };
+        // What wasmtime needs to be the same for code to be reused (its
+        // settings and the processor's features): hosts configured
+        // differently keep apart files rather than replace each other's.
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        env!("CARGO_PKG_VERSION").hash(&mut engine_hash);
+        let name = format!(
+            "{hex}-{compiler}-{init}-{:016x}.cwasm",
+            engine_hash.finish()
+        );
+        Entry {
+            path: dir.join(name),
+            keep_bytes,
+        }
+    }
+
+    /// The file's path.
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The component, mapped from the file into `engine`, if the file is
+    /// there and wasmtime takes it; a file it refuses is removed.
+    pub(crate) fn load(&self, engine: &Engine) -> Option<Component> {
+        fs::metadata(&self.path).ok()?;
+        // SAFETY: the file was written by `Entry::store` with what
+        // `serialize` gave for this engine's configuration (the name says
+        // which), whole and renamed into place, in a directory only its
+        // user can write (made so by `store`); files there are never
+        // changed in place while a host may map them. wasmtime checks the
+        // header (its version, settings, processor features) and refuses
+        // what does not match.
+        match unsafe { Component::deserialize_file(engine, &self.path) } {
+            Ok(component) => {
+                // Used now: the last to go when the directory is trimmed.
+                let touched = fs::File::open(&self.path)
+                    .and_then(|file| file.set_modified(SystemTime::now()));
+                if let Err(e) = touched {
+                    tracing::debug!("cannot mark {} as used: {e}", self.path.display());
+                }
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "compiled code in {} cannot be used ({e:#}): compiling again",
+                    self.path.display()
+                );
+                let _ = fs::remove_file(&self.path);
+                None
+            }
+        }
+    }
+
+    /// Keeps `code` (what `serialize` gave) in the file, then trims the
+    /// directory; whether it is kept. A failure costs the next run a
+    /// compile, so it is logged, not returned.
+    pub(crate) fn store(&self, code: &[u8]) -> bool {
+        match self.write(code) {
+            Ok(()) => {
+                self.trim();
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot keep compiled code in {}: {e}", self.path.display());
+                false
+            }
+        }
+    }
+
+    /// Writes `code` under a temporary name, to disk, then renames it into
+    /// place: a reader sees no file or a whole one.
+    fn write(&self, code: &[u8]) -> std::io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        make_private_dir(dir)?;
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let temporary = self.path.with_extension(format!(
+            "{}-{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = fs::File::create(&temporary)
+            .and_then(|mut file| {
+                file.write_all(code)?;
+                // On disk before it has its name: after a crash the name
+                // holds the whole code or nothing, never a torn file whose
+                // header wasmtime would accept.
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&temporary, &self.path));
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written
+    }
+
+    /// Removes the least recently used files until the directory holds at
+    /// most `keep_bytes`, and temporary files writers left behind.
+    fn trim(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let Ok(listing) = fs::read_dir(dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut kept = Vec::new();
+        for entry in listing.flatten() {
+            let (path, Ok(meta)) = (entry.path(), entry.metadata()) else {
+                continue;
+            };
+            let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("cwasm") => kept.push((used, meta.len(), path)),
+                Some("tmp") if now.duration_since(used).unwrap_or_default() > STALE_TEMPORARY => {
+                    let _ = fs::remove_file(&path);
+                }
+                _ => {}
+            }
+        }
+        let mut total: u64 = kept.iter().map(|(_, len, _)| len).sum();
+        kept.sort();
+        for (_, len, path) in kept {
+            if total <= self.keep_bytes {
+                break;
+            }
+            // The file just written stays, even alone over the limit.
+            if path == self.path {
+                continue;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+}
+
+/// Creates `dir` (and its parents) readable and writable by its user only:
+/// whoever can write there chooses the code this host runs.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADD: &str = r#"(component
+        (core module $m (func (export "add") (param i32 i32) (result i32)
+            local.get 0 local.get 1 i32.add))
+        (core instance $i (instantiate $m))
+        (func (export "add") (param "a" s32) (param "b" s32) (result s32)
+            (canon lift (core func $i "add"))))"#;
+
+    fn engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        Engine::new(&config).expect("an engine")
+    }
+
+    fn entry(dir: &Path, engine: &Engine, content: u8, keep_bytes: u64) -> Entry {
+        let compiler = Compiler::Cranelift;
+        Entry::in_dir(
+            dir,
+            &[content; 32],
+            engine,
+            compiler,
+            MemoryInit::Copy,
+            keep_bytes,
+        )
+    }
+
+    fn code(engine: &Engine) -> Vec<u8> {
+        let wasm = wat::parse_str(ADD).expect("parses");
+        let component = Component::new(engine, wasm).expect("compiles");
+        component.serialize().expect("serializes")
+    }
+
+    #[test]
+    fn code_kept_is_mapped_back_and_answers() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let entry = entry(dir.path(), &engine, 1, KEEP_BYTES);
+        assert!(entry.load(&engine).is_none(), "nothing kept yet");
+        assert!(entry.store(&code(&engine)));
+        let component = entry.load(&engine).expect("kept code loads");
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::component::Linker::new(&engine)
+            .instantiate(&mut store, &component)
+            .expect("instantiates");
+        let add = instance
+            .get_typed_func::<(i32, i32), (i32,)>(&mut store, "add")
+            .expect("exports add");
+        assert_eq!(add.call(&mut store, (40, 2)).expect("answers"), (42,));
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_and_removed() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let entry = entry(dir.path(), &engine, 2, KEEP_BYTES);
+        let good = code(&engine);
+        for damaged in [b"not code at all".to_vec(), good[..good.len() / 2].to_vec()] {
+            assert!(entry.store(&damaged));
+            assert!(entry.load(&engine).is_none(), "damaged code was taken");
+            assert!(!entry.path().exists(), "damaged file left in place");
+        }
+    }
+
+    #[test]
+    fn the_directory_is_trimmed_least_recently_used_first() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let code = code(&engine);
+        let size = code.len() as u64;
+        // Room for two files: the third written sends out the one used least
+        // recently, which is the first unless it was loaded since.
+        let entries: Vec<Entry> = (0..3)
+            .map(|i| entry(dir.path(), &engine, i, 2 * size))
+            .collect();
+        let age = |entry: &Entry, seconds| {
+            let file = fs::File::open(entry.path()).expect("kept");
+            let when = SystemTime::now() - Duration::from_secs(seconds);
+            file.set_modified(when).expect("dated");
+        };
+        assert!(entries[0].store(&code));
+        assert!(entries[1].store(&code));
+        age(&entries[0], 20);
+        age(&entries[1], 10);
+        assert!(entries[0].load(&engine).is_some(), "kept");
+        assert!(entries[2].store(&code));
+        assert!(entries[0].path().exists(), "the file used last went");
+        assert!(!entries[1].path().exists(), "the file used least stayed");
+        assert!(entries[2].path().exists(), "the file written went");
+    }
+
+    #[test]
+    fn engines_configured_differently_keep_apart_files() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let plain = engine();
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let other = Engine::new(&config).expect("an engine");
+        let a = entry(dir.path(), &plain, 3, KEEP_BYTES);
+        let b = entry(dir.path(), &other, 3, KEEP_BYTES);
+        assert_ne!(a.path(), b.path());
+    }
+}
