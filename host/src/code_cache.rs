@@ -104,11 +104,15 @@ impl Entry {
     /// The component, mapped from the file into `engine`, if the file is
     /// there and wasmtime takes it; a file it refuses is removed.
     pub(crate) fn load(&self, engine: &Engine) -> Option<Component> {
-        fs::metadata(&self.path).ok()?;
+        let file = fs::metadata(&self.path).ok()?;
+        if let Err(why) = self.trusted(&file) {
+            tracing::warn!("not using compiled code in {}: {why}", self.path.display());
+            return None;
+        }
         // SAFETY: the file was written by `Entry::store` with what
         // `serialize` gave for this engine's configuration (the name says
-        // which), whole and renamed into place, in a directory only its
-        // user can write (made so by `store`); files there are never
+        // which), whole and renamed into place, in a directory only this
+        // user can write (checked just above); files there are never
         // changed in place while a host may map them. wasmtime checks the
         // header (its version, settings, processor features) and refuses
         // what does not match.
@@ -131,6 +135,27 @@ impl Entry {
                 None
             }
         }
+    }
+
+    /// Whether the file (whose metadata is `file`) and its directory are
+    /// this user's and writable by no one else: whoever can write there
+    /// chooses the code this host runs.
+    #[cfg(unix)]
+    fn trusted(&self, file: &fs::Metadata) -> Result<(), &'static str> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let dir = self.path.parent().and_then(|dir| fs::metadata(dir).ok());
+        let private = |meta: &fs::Metadata| meta.uid() == me && meta.mode() & 0o022 == 0;
+        match dir {
+            Some(dir) if private(&dir) && private(file) => Ok(()),
+            _ => Err("it, or its directory, is another user's or writable by others"),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn trusted(&self, _file: &fs::Metadata) -> Result<(), &'static str> {
+        Ok(())
     }
 
     /// Keeps `code` (what `serialize` gave) in the file, then trims the
@@ -160,7 +185,13 @@ impl Entry {
             std::process::id(),
             WRITES.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = fs::File::create(&temporary)
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // Writable by this user only, whatever the umask (see `trusted`).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
+            .open(&temporary)
             .and_then(|mut file| {
                 file.write_all(code)?;
                 // On disk before it has its name: after a crash the name
@@ -222,7 +253,18 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        // Made before, by hand or with another umask: made private now (by
+        // its owner only; anyone else's stays refused, see `trusted`).
+        if fs::metadata(dir)?.permissions().mode() & 0o022 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
     builder.create(dir)
 }
 
@@ -317,6 +359,30 @@ mod tests {
         assert!(entries[0].path().exists(), "the file used last went");
         assert!(!entries[1].path().exists(), "the file used least stayed");
         assert!(entries[2].path().exists(), "the file written went");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn code_others_can_write_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let entry = entry(dir.path(), &engine, 4, KEEP_BYTES);
+        assert!(entry.store(&code(&engine)));
+        let code_dir = entry.path().parent().expect("a directory");
+        let mode = |path: &Path, mode| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        mode(code_dir, 0o777);
+        assert!(
+            entry.load(&engine).is_none(),
+            "ran code from a shared directory"
+        );
+        mode(code_dir, 0o700);
+        mode(entry.path(), 0o666);
+        assert!(entry.load(&engine).is_none(), "ran code others can change");
+        mode(entry.path(), 0o644);
+        assert!(entry.load(&engine).is_some(), "refused a private file");
     }
 
     #[test]
