@@ -96,3 +96,29 @@ fn a_big_component_is_kept_and_mapped_too() {
     std::fs::write(&file, bytes).unwrap();
     compiled_once_then_mapped(&file, "demo:big/data@1#first()", "42\n");
 }
+
+#[test]
+fn runs_racing_to_keep_the_same_code_leave_one_whole_file() {
+    let cache = tempfile::tempdir().unwrap();
+    let calc = plugin_path("calc");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (calc, cache) = (calc.clone(), cache.path().to_path_buf());
+            std::thread::spawn(move || call(&calc, "demo:calc/math@1#add(40, 2)", &cache))
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.join().unwrap().0, "42\n");
+    }
+    let dir = cache.path().join("hotslot").join("code");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (_, stderr) = call(&calc, "demo:calc/math@1#add(40, 2)", cache.path());
+    assert!(
+        stderr.contains("compiled with cranelift before"),
+        "{stderr}"
+    );
+}
