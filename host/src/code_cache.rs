@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -46,16 +47,21 @@ impl Entry {
     /// The entry for `content` (its SHA-256) compiled by `engine` (built to
     /// compile with `compiler` and initialize memory as `init` says), in
     /// the user's cache directory; `None` when no cache directory can be
-    /// named (no `HOME`).
+    /// named (no absolute `XDG_CACHE_HOME` or `HOME`).
     pub(crate) fn for_user(
         content: &[u8; 32],
         engine: &Engine,
         compiler: Compiler,
         init: MemoryInit,
     ) -> Option<Entry> {
-        let root = match std::env::var_os("XDG_CACHE_HOME") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+        // Relative paths are ignored (as the XDG base directory rules say):
+        // code would otherwise be kept under whatever directory the host
+        // happens to run in.
+        let absolute =
+            |name| Some(PathBuf::from(std::env::var_os(name)?)).filter(|p| p.is_absolute());
+        let root = match absolute("XDG_CACHE_HOME") {
+            Some(dir) => dir,
+            None => absolute("HOME")?.join(".cache"),
         };
         let dir = root.join("hotslot").join("code");
         Some(Entry::in_dir(
@@ -80,7 +86,9 @@ impl Entry {
         // What wasmtime needs to be the same for code to be reused (its
         // settings and the processor's features): hosts configured
         // differently keep apart files rather than replace each other's.
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        // SHA-256 rather than std's hasher, whose output may change with
+        // the Rust toolchain (every file would then be missed once).
+        let mut engine_hash = StableHasher(Sha256::new());
         engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
@@ -96,7 +104,6 @@ impl Entry {
     }
 
     /// The file's path.
-    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -104,58 +111,116 @@ impl Entry {
     /// The component, mapped from the file into `engine`, if the file is
     /// there and wasmtime takes it; a file it refuses is removed.
     pub(crate) fn load(&self, engine: &Engine) -> Option<Component> {
-        let file = fs::metadata(&self.path).ok()?;
+        self.load_as(engine, self.on_local_disk())
+    }
+
+    /// [`Entry::load`], mapping the file or (`map` false) reading it.
+    fn load_as(&self, engine: &Engine, map: bool) -> Option<Component> {
+        // Opened once: what is checked below is what wasmtime maps, even
+        // if the name is pointed elsewhere meanwhile.
+        let file = match open_no_follow(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("cannot read compiled code in {}: {e}", self.path.display());
+                return None;
+            }
+        };
         if let Err(why) = self.trusted(&file) {
             tracing::warn!("not using compiled code in {}: {why}", self.path.display());
             return None;
         }
-        // SAFETY: the file was written by `Entry::store` with what
-        // `serialize` gave for this engine's configuration (the name says
-        // which), whole and renamed into place, in a directory only this
-        // user can write (checked just above); files there are never
-        // changed in place while a host may map them. wasmtime checks the
-        // header (its version, settings, processor features) and refuses
-        // what does not match.
-        match unsafe { Component::deserialize_file(engine, &self.path) } {
+        let loaded = if map {
+            // SAFETY: the file was written by `Entry::store` with what
+            // `serialize` gave for this engine's configuration (the name
+            // says which), whole and renamed into place; it is this user's
+            // and no one else can write it or its directory (checked just
+            // above, on the file that is mapped); files there are never
+            // changed in place, only removed, which leaves a mapping whole
+            // on a local disk. wasmtime checks the header (its version,
+            // settings, processor features) and refuses what does not
+            // match.
+            unsafe { Component::deserialize_file(engine, fd_path(&file, &self.path)) }
+        } else {
+            // On a network file system a file removed by another machine
+            // takes its mapped pages with it (a fault, not an error): read
+            // it whole instead.
+            read_whole(&file).and_then(|code| {
+                // SAFETY: as above, read into memory rather than mapped.
+                unsafe { Component::deserialize(engine, &code) }
+            })
+        };
+        match loaded {
             Ok(component) => {
                 // Used now: the last to go when the directory is trimmed.
-                let touched = fs::File::open(&self.path)
-                    .and_then(|file| file.set_modified(SystemTime::now()));
-                if let Err(e) = touched {
+                if let Err(e) = file.set_modified(SystemTime::now()) {
                     tracing::debug!("cannot mark {} as used: {e}", self.path.display());
                 }
                 Some(component)
             }
             Err(e) => {
                 tracing::warn!(
-                    "compiled code in {} cannot be used ({e:#}): compiling again",
+                    "compiled code in {} cannot be used: {e:#}",
                     self.path.display()
                 );
-                let _ = fs::remove_file(&self.path);
+                // Only the file refused: not one another host has renamed
+                // into its place meanwhile.
+                if same_file(&file, &self.path) {
+                    let _ = fs::remove_file(&self.path);
+                }
                 None
             }
         }
     }
 
-    /// Whether the file (whose metadata is `file`) and its directory are
-    /// this user's and writable by no one else: whoever can write there
-    /// chooses the code this host runs.
+    /// Whether the opened file and its directory are this user's and
+    /// writable by no one else: whoever can write there chooses the code
+    /// this host runs.
     #[cfg(unix)]
-    fn trusted(&self, file: &fs::Metadata) -> Result<(), &'static str> {
+    fn trusted(&self, file: &fs::File) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        let dir = self.path.parent().and_then(|dir| fs::metadata(dir).ok());
         let private = |meta: &fs::Metadata| meta.uid() == me && meta.mode() & 0o022 == 0;
+        let file = file.metadata().map_err(|e| e.to_string())?;
+        let dir = self.path.parent().map(fs::metadata);
         match dir {
-            Some(dir) if private(&dir) && private(file) => Ok(()),
-            _ => Err("it, or its directory, is another user's or writable by others"),
+            Some(Ok(dir)) if private(&dir) && private(&file) && file.is_file() => Ok(()),
+            _ => Err("it, or its directory, is another user's or writable by others".into()),
         }
     }
 
     #[cfg(not(unix))]
-    fn trusted(&self, _file: &fs::Metadata) -> Result<(), &'static str> {
+    fn trusted(&self, _file: &fs::File) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Whether the directory is on a local disk, where a mapped file
+    /// stays whole after it is removed (see `load`).
+    #[cfg(target_os = "linux")]
+    fn on_local_disk(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(dir) = self.path.parent() else {
+            return false;
+        };
+        let Ok(dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: `dir` is a NUL-terminated path; `stats` is written by
+        // statfs and read only when it succeeded.
+        let kind = unsafe {
+            let mut stats: libc::statfs = std::mem::zeroed();
+            if libc::statfs(dir.as_ptr(), &mut stats) != 0 {
+                return false;
+            }
+            stats.f_type as i64
+        };
+        LOCAL_FILE_SYSTEMS.contains(&kind)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn on_local_disk(&self) -> bool {
+        true
     }
 
     /// Keeps `code` (what `serialize` gave) in the file, then trims the
@@ -247,6 +312,86 @@ impl Entry {
     }
 }
 
+/// Linux file systems (`statfs` magic numbers) on which a removed file
+/// stays whole while mapped: ext2/3/4, XFS, Btrfs, tmpfs, overlayfs, ZFS,
+/// F2FS, bcachefs. Any other is read rather than mapped.
+#[cfg(target_os = "linux")]
+const LOCAL_FILE_SYSTEMS: [i64; 8] = [
+    0xEF53,
+    0x5846_5342,
+    0x9123_683E,
+    0x0102_1994,
+    0x794C_7630,
+    0x2FC1_2FC1,
+    0xF2F5_2010,
+    0xCA45_1A4E,
+];
+
+/// Opens `path` for reading, refusing a symbolic link as its last part.
+fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
+}
+
+/// A path that opens `file` itself (on Linux, through `/proc`), else `path`.
+fn fd_path(file: &fs::File, path: &Path) -> PathBuf {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if by_fd.exists() {
+            return by_fd;
+        }
+    }
+    let _ = file;
+    path.to_path_buf()
+}
+
+/// The whole of `file`, from its start.
+fn read_whole(mut file: &fs::File) -> wasmtime::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut code = Vec::new();
+    file.read_to_end(&mut code)?;
+    Ok(code)
+}
+
+/// Whether `path` still names `file`.
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
+}
+
+/// A [`Hasher`] over SHA-256, whose output does not change with the Rust
+/// toolchain (std's `DefaultHasher` may).
+struct StableHasher(Sha256);
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
+    }
+}
+
 /// Creates `dir` (and its parents) readable and writable by its user only:
 /// whoever can write there chooses the code this host runs.
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -298,7 +443,11 @@ mod tests {
     }
 
     fn code(engine: &Engine) -> Vec<u8> {
-        let wasm = wat::parse_str(ADD).expect("parses");
+        compiled(engine, ADD)
+    }
+
+    fn compiled(engine: &Engine, text: &str) -> Vec<u8> {
+        let wasm = wat::parse_str(text).expect("parses");
         let component = Component::new(engine, wasm).expect("compiles");
         component.serialize().expect("serializes")
     }
@@ -311,14 +460,7 @@ mod tests {
         assert!(entry.load(&engine).is_none(), "nothing kept yet");
         assert!(entry.store(&code(&engine)));
         let component = entry.load(&engine).expect("kept code loads");
-        let mut store = wasmtime::Store::new(&engine, ());
-        let instance = wasmtime::component::Linker::new(&engine)
-            .instantiate(&mut store, &component)
-            .expect("instantiates");
-        let add = instance
-            .get_typed_func::<(i32, i32), (i32,)>(&mut store, "add")
-            .expect("exports add");
-        assert_eq!(add.call(&mut store, (40, 2)).expect("answers"), (42,));
+        assert_eq!(add(&engine, &component), 42);
     }
 
     #[test]
@@ -359,6 +501,49 @@ mod tests {
         assert!(entries[0].path().exists(), "the file used last went");
         assert!(!entries[1].path().exists(), "the file used least stayed");
         assert!(entries[2].path().exists(), "the file written went");
+    }
+
+    /// Calls `add(40, 2)` on a new instance of `component`.
+    fn add(engine: &Engine, component: &Component) -> i32 {
+        let mut store = wasmtime::Store::new(engine, ());
+        let instance = wasmtime::component::Linker::new(engine)
+            .instantiate(&mut store, component)
+            .expect("instantiates");
+        let add = instance
+            .get_typed_func::<(i32, i32), (i32,)>(&mut store, "add")
+            .expect("exports add");
+        add.call(&mut store, (40, 2)).expect("answers").0
+    }
+
+    #[test]
+    fn code_mapped_answers_after_its_file_is_replaced_and_removed() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let entry = entry(dir.path(), &engine, 5, KEEP_BYTES);
+        assert!(entry.store(&code(&engine)));
+        for map in [true, false] {
+            let component = entry.load_as(&engine, map).expect("kept code loads");
+            // What another host does meanwhile: keeps other code under the
+            // same name, then trims it away.
+            assert!(entry.store(&compiled(&engine, &ADD.replace("i32.add", "i32.sub"))));
+            fs::remove_file(entry.path()).expect("removed");
+            assert_eq!(add(&engine, &component), 42);
+            assert!(entry.store(&code(&engine)));
+        }
+    }
+
+    #[test]
+    fn code_kept_for_another_engine_is_refused_and_removed() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let plain = engine();
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let other = Engine::new(&config).expect("an engine");
+        // The other engine's code, under the plain engine's name.
+        let entry = entry(dir.path(), &plain, 6, KEEP_BYTES);
+        assert!(entry.store(&code(&other)));
+        assert!(entry.load(&plain).is_none(), "ran another engine's code");
+        assert!(!entry.path().exists(), "refused file left in place");
     }
 
     #[cfg(unix)]

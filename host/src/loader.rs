@@ -594,7 +594,10 @@ fn compile_built(
                 Ok(code) => {
                     kept.store(&code);
                 }
-                Err(e) => tracing::warn!("cannot keep compiled code: {e:#}"),
+                Err(e) => tracing::warn!(
+                    "cannot keep compiled code in {}: {e:#}",
+                    kept.path().display()
+                ),
             }
         }
         return Ok((component, false));
