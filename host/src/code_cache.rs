@@ -430,6 +430,13 @@ mod tests {
         Engine::new(&config).expect("an engine")
     }
 
+    /// An engine configured unlike [`engine`]'s: its code differs.
+    fn epoch_engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        Engine::new(&config).expect("an engine")
+    }
+
     fn entry(dir: &Path, engine: &Engine, content: u8, keep_bytes: u64) -> Entry {
         let compiler = Compiler::Cranelift;
         Entry::in_dir(
@@ -535,10 +542,7 @@ mod tests {
     #[test]
     fn code_kept_for_another_engine_is_refused_and_removed() {
         let dir = tempfile::tempdir().expect("a directory");
-        let plain = engine();
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
-        let other = Engine::new(&config).expect("an engine");
+        let (plain, other) = (engine(), epoch_engine());
         // The other engine's code, under the plain engine's name.
         let entry = entry(dir.path(), &plain, 6, KEEP_BYTES);
         assert!(entry.store(&code(&other)));
@@ -573,10 +577,7 @@ mod tests {
     #[test]
     fn engines_configured_differently_keep_apart_files() {
         let dir = tempfile::tempdir().expect("a directory");
-        let plain = engine();
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
-        let other = Engine::new(&config).expect("an engine");
+        let (plain, other) = (engine(), epoch_engine());
         let a = entry(dir.path(), &plain, 3, KEEP_BYTES);
         let b = entry(dir.path(), &other, 3, KEEP_BYTES);
         assert_ne!(a.path(), b.path());
