@@ -846,8 +846,86 @@ fn calls(registry: &Registry) {
     println!("  hotslot (2 instances) scaling / wasmtime's: {r:.2} [{r10:.2} .. {r90:.2}]");
 }
 
+/// Loading code compiled before, from disk, in a process that has not
+/// loaded it yet: hotslot's `load_file` (a registry made for the round, so
+/// its in-memory cache misses; its code cache in a temporary
+/// `XDG_CACHE_HOME`) beside wasmtime mapping the same file with
+/// `Component::deserialize_file` and making an `InstancePre` of it.
+fn loads() {
+    let hex = |hash: &[u8; 32]| hash.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    use hotslot::engine::{build, EngineOptions};
+    let cache = tempfile::tempdir().unwrap();
+    // Set before any load reads it; nothing else in this bench reads it.
+    std::env::set_var("XDG_CACHE_HOME", cache.path());
+    let engine = build(&EngineOptions {
+        disk_cache: true,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    for (stem, rounds) in [("calc", 41), ("greeter_py", 11)] {
+        let path = fixture(stem);
+        // Compiled once and kept; this plugin also keeps alive the engine
+        // a big one runs on (a twin of `engine`), as a running host would.
+        let first = Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap();
+        let kept = first.load_file(&path).unwrap();
+        let runs_on = kept.component().engine().clone();
+        let mut linker = Linker::<Raw>::new(&runs_on);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        let name = format!("{}-", hex(kept.content_hash()));
+        let code: Vec<PathBuf> = std::fs::read_dir(cache.path().join("hotslot/code"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+            .collect();
+        let [code] = &code[..] else {
+            panic!("one file of code kept for {stem}: {code:?}")
+        };
+        // What the plugin imports beyond WASI (hotslot's own interfaces)
+        // links to traps on this side: linking is what is timed, not calls.
+        // SAFETY: as below.
+        let component = unsafe { Component::deserialize_file(&runs_on, code) }.unwrap();
+        linker.define_unknown_imports_as_traps(&component).unwrap();
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let registry =
+                Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap();
+            let mut hotslot_side = || {
+                let started = Instant::now();
+                black_box(registry.load_file(&path).unwrap());
+                ours.push(started.elapsed().as_secs_f64() * 1e3);
+            };
+            let mut wasmtime_side = || {
+                let started = Instant::now();
+                // SAFETY: the file is what hotslot kept for the engine
+                // the plugin runs on (and wasmtime checks its header).
+                let component = unsafe { Component::deserialize_file(&runs_on, code) }.unwrap();
+                black_box(linker.instantiate_pre(&component).unwrap());
+                raw.push(started.elapsed().as_secs_f64() * 1e3);
+            };
+            if round % 2 == 0 {
+                hotslot_side();
+                wasmtime_side();
+            } else {
+                wasmtime_side();
+                hotslot_side();
+            }
+        }
+        let (h, h10, h90) = spread(ours.clone());
+        let (w, w10, w90) = spread(raw.clone());
+        let (r, r10, r90) = ratio_spread(&ours, &raw);
+        println!(
+            "  {stem:<11} code kept on disk, loaded ({rounds} rounds): wasmtime {w:.2} ms [{w10:.2} .. {w90:.2}], \
+             hotslot load_file {h:.2} ms [{h10:.2} .. {h90:.2}]: {r:.2}x [{r10:.2} .. {r90:.2}]"
+        );
+    }
+}
+
 fn main() {
     // Criterion's flags are accepted and ignored: this bench times itself.
+    if std::env::args().any(|a| a == "loads") {
+        loads();
+        return;
+    }
     let registry = Registry::new().unwrap();
     let started = Instant::now();
     if std::env::args().any(|a| a == "metrics") {
@@ -878,5 +956,6 @@ fn main() {
     swaps(&registry);
     compilers();
     big_guests();
+    loads();
     println!("({:.0} s)", started.elapsed().as_secs_f64());
 }
