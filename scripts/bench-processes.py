@@ -27,6 +27,8 @@ ROWS = [
     (re.compile(r"\s+(.*?)\s+1 thread [\d.]+ M/s, 2 threads [\d.]+ M/s: x([\d.]+)"), "2 threads / 1: {}"),
     # "  hotslot (2 instances) scaling / wasmtime's: 1.11 [..]"
     (re.compile(r"\s+(hotslot \(2 instances\) scaling / wasmtime.s): ([\d.]+)"), "{}"),
+    # "  hotslot, plugin with 1 instance, 4 threads / 1: x0.95 [..]"
+    (re.compile(r"\s+(hotslot, plugin with 1 instance, 4 threads / 1): x([\d.]+)"), "{}"),
     # "  wasmtime: store + ... median 9.0 us, p90 .., p99 .."
     (re.compile(r"\s+(.*?)\s+median ([\d.]+) us, p90"), "{} (median us)"),
     # "  hotslot / wasmtime, per-round medians: 1.30x [..]"

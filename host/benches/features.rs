@@ -817,6 +817,9 @@ fn calls(registry: &Registry) {
     ];
     let mut scaling = vec![Vec::new(); sides.len()];
     let mut rates = vec![(Vec::new(), Vec::new()); sides.len()];
+    // More callers than cores on one instance: what a waiter's spinning
+    // costs the holder when they share a core.
+    let mut crowded = Vec::new();
     for round in 0..21 {
         let order: Vec<usize> = if round % 2 == 0 {
             vec![0, 1, 2]
@@ -829,6 +832,9 @@ fn calls(registry: &Registry) {
             scaling[i].push(two_threads / one_thread);
             rates[i].0.push(one_thread);
             rates[i].1.push(two_threads);
+            if i == 2 {
+                crowded.push(rate(4, sides[i].1) / one_thread);
+            }
         }
     }
     println!("  calls per second, 1 thread and 2 threads (21 rounds x 100 ms each):");
@@ -844,6 +850,8 @@ fn calls(registry: &Registry) {
     }
     let (r, r10, r90) = ratio_spread(&scaling[1], &scaling[0]);
     println!("  hotslot (2 instances) scaling / wasmtime's: {r:.2} [{r10:.2} .. {r90:.2}]");
+    let (c, c10, c90) = spread(crowded);
+    println!("  hotslot, plugin with 1 instance, 4 threads / 1: x{c:.2} [{c10:.2} .. {c90:.2}]");
 }
 
 /// Loading code compiled before, from disk, in a process that has not

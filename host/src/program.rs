@@ -532,8 +532,11 @@ impl Drop for HeldLane<'_> {
 }
 
 /// The longest pause (in spin-loop hints) between two looks at a busy
-/// lane before the caller sleeps on it: about 4,000 hints in all.
-const SPINS: usize = 1 << 11;
+/// lane before the caller sleeps on it: about 8,000 hints in all, ~210 µs
+/// here. Half that (~100 µs) left two threads on one instance at 0.95-0.97x
+/// one thread's calls, twice that or this 0.97-0.99x, and four threads on
+/// two cores lost nothing to the longer spin (BENCHMARKS.md).
+const SPINS: usize = 1 << 12;
 
 /// A number for this thread, never 0, cheap to read: a thread-local
 /// initialized with a constant (no lazy-initialization check on each read),
