@@ -404,9 +404,18 @@ fn fresh(code: &[u8], n: u64) -> Vec<u8> {
 /// after.
 fn compilers() {
     use hotslot::engine::{build, Compiler, EngineOptions};
-    let engines = [Compiler::Cranelift, Compiler::Winch].map(|compiler| {
+    // Cranelift, Winch, and Cranelift reusing the functions it compiled
+    // before (new bytes here differ only in a custom section, as an
+    // interpreter plugin whose script changed differs only in its data).
+    let options = [
+        (Compiler::Cranelift, false),
+        (Compiler::Winch, false),
+        (Compiler::Cranelift, true),
+    ];
+    let engines = options.map(|(compiler, reuse_functions)| {
         build(&EngineOptions {
             compiler,
+            reuse_functions,
             ..EngineOptions::default()
         })
         .unwrap()
@@ -415,10 +424,14 @@ fn compilers() {
         .each_ref()
         .map(|engine| Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap());
     let mut serial = 0;
-    // For perf: `PROFILE_COMPILE=cranelift|winch` compiles calc with new
-    // bytes for six seconds on that side's engine, then counts them.
+    // For perf: `PROFILE_COMPILE=cranelift|winch|reuse` compiles calc with
+    // new bytes for six seconds on that side's engine, then counts them.
     if let Some(side) = std::env::var_os("PROFILE_COMPILE") {
-        let engine = &engines[usize::from(side == "winch")];
+        let engine = &engines[match side.to_str() {
+            Some("winch") => 1,
+            Some("reuse") => 2,
+            _ => 0,
+        }];
         let code = bytes("calc");
         let until = Instant::now() + std::time::Duration::from_secs(6);
         while Instant::now() < until {
@@ -433,11 +446,11 @@ fn compilers() {
         ("greeter_py", "demo:greeter/greet", "hello", 5),
     ] {
         let code = bytes(stem);
-        let mut times = [Vec::new(), Vec::new()];
-        let mut raw = [Vec::new(), Vec::new()];
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut raw = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..rounds {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for side in order {
+            for turn in 0..3 {
+                let side = (round + turn) % 3;
                 serial += 1;
                 let started = Instant::now();
                 black_box(Component::new(&engines[side], fresh(&code, serial)).unwrap());
@@ -458,17 +471,27 @@ fn compilers() {
         }
         let (c, c10, c90) = spread(times[0].clone());
         let (w, w10, w90) = spread(times[1].clone());
+        let (u, u10, u90) = spread(times[2].clone());
         let (r, r10, r90) = ratio_spread(&times[0], &times[1]);
+        let (q, q10, q90) = ratio_spread(&times[0], &times[2]);
         println!(
             "  {stem:<11} {:>6.1} MB new bytes to first answer: cranelift {c:.1} ms [{c10:.1} .. {c90:.1}], \
-             winch {w:.1} ms [{w10:.1} .. {w90:.1}]; winch sooner by {r:.2}x [{r10:.2} .. {r90:.2}]",
+             winch {w:.1} ms [{w10:.1} .. {w90:.1}], cranelift reusing functions {u:.1} ms [{u10:.1} .. {u90:.1}]; \
+             winch sooner by {r:.2}x [{r10:.2} .. {r90:.2}], reuse sooner by {q:.2}x [{q10:.2} .. {q90:.2}]",
             code.len() as f64 / 1e6
         );
-        let (c, _, _) = spread(raw[0].clone());
-        let (w, _, _) = spread(raw[1].clone());
+        let cold = raw[2][0];
+        let [c, w, u] = raw.map(|times| spread(times).0);
         println!(
-            "  {stem:<11} wasmtime's Component::new alone: cranelift {c:.1} ms, winch {w:.1} ms ({:.2}x)",
-            c / w
+            "  {stem:<11} wasmtime's Component::new alone: cranelift {c:.1} ms, winch {w:.1} ms ({:.2}x), \
+             cranelift reusing functions {u:.1} ms ({:.2}x)",
+            c / w,
+            c / u
+        );
+        // The reusing engine's first compile found nothing kept: what
+        // keeping costs a compile that cannot reuse.
+        println!(
+            "  {stem:<11} first compile on the reusing engine (nothing kept yet): {cold:.1} ms"
         );
     }
     let handles = registries

@@ -76,6 +76,13 @@ pub struct EngineOptions {
     pub pool_instances: u32,
     /// Which compiler turns wasm into machine code.
     pub compiler: Compiler,
+    /// Keep every function Cranelift compiles in memory, by its content, so
+    /// that new bytes of a plugin compile only the functions that changed
+    /// (at most 128 MiB per process, least recently used out first). For
+    /// hosts that reload plugins under development; `hotslot watch` turns it
+    /// on. Cranelift's incremental cache, on which it stands, is marked
+    /// experimental by its authors. Winch engines ignore it.
+    pub reuse_functions: bool,
 }
 
 /// The compiler an engine uses: Cranelift (optimizing, the default) or Winch
@@ -126,6 +133,7 @@ impl Default for EngineOptions {
             disk_cache: false,
             pool_instances: DEFAULT_POOL_INSTANCES,
             compiler: Compiler::Cranelift,
+            reuse_functions: false,
         }
     }
 }
@@ -336,6 +344,12 @@ fn base_config(options: &EngineOptions, init: MemoryInit) -> Config {
         // What Winch leaves to Cranelift (the trampolines between host and
         // wasm) is compiled for speed of compiling too.
         config.cranelift_opt_level(wasmtime::OptLevel::None);
+    } else if options.reuse_functions {
+        // Only sets a field in wasmtime 48; were it refused, compiling
+        // everything anew is still correct.
+        if let Err(e) = config.enable_incremental_compilation(crate::function_cache::shared()) {
+            tracing::warn!("compiled functions will not be reused: {e:#}");
+        }
     }
     config.wasm_component_model(true);
     config.epoch_interruption(true);

@@ -28,6 +28,7 @@ pub mod contract;
 pub mod engine;
 mod error;
 mod forwarders;
+mod function_cache;
 mod functions;
 mod generation;
 mod handle;

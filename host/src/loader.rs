@@ -20,6 +20,7 @@ use crate::code_cache;
 use crate::engine::{self, Compiler, EngineOptions, MemoryInit};
 use crate::error::{reason, Error};
 use crate::forwarders;
+use crate::function_cache::Reused;
 use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
@@ -457,12 +458,22 @@ impl Loader {
             return Ok((plugin(compiled), true));
         }
         let started = std::time::Instant::now();
+        let before = Reused::now();
         let (compiled, mapped) = compile(origin, bytes, hash, &engine, &linker)?;
         let compiled = Arc::new(compiled);
         let took = started.elapsed().as_secs_f64() * 1e3;
-        let compiler = engine::options_of(&engine).compiler;
+        let options = engine::options_of(&engine);
+        let compiler = options.compiler;
         if mapped {
             tracing::info!("loaded {origin}, compiled with {compiler} before, in {took:.1} ms");
+        } else if options.reuse_functions && compiler == Compiler::Cranelift {
+            // Counted over the whole process: a compile running beside
+            // this one on another thread blurs the figures, never the code.
+            let Reused { looked, found } = Reused::since(before);
+            tracing::info!(
+                "compiled {origin} with {compiler} in {took:.1} ms, \
+                 reusing {found} of its {looked} functions already compiled"
+            );
         } else {
             tracing::info!("compiled {origin} with {compiler} in {took:.1} ms");
         }

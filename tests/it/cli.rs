@@ -36,11 +36,17 @@ struct Session {
 
 impl Session {
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with(dir, extra, &[])
+    }
+
+    /// Like [`Session::start`], with more environment variables.
+    fn start_with(dir: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut child = hotslot()
             .arg("watch")
             .arg(dir)
             .args(extra)
             .env("HOTSLOT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -747,4 +753,78 @@ fn call_takes_a_bare_file_name_with_its_manifest() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{stderr}");
+}
+
+/// `bytes` with a custom section added: the same code under another
+/// content hash, as a rebuild that changed nothing but a build id.
+fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    let name = "build-id";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(id.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(u8::try_from(payload.len()).unwrap());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The figures of the last "reusing N of its M functions" line in `log`.
+fn last_reuse(log: &str) -> Option<(u64, u64)> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" functions already compiled"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "reusing")?;
+    Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
+}
+
+/// Asks `request` until it answers `want` (any other answer must be
+/// `before`), within the deadline.
+fn ask_until(s: &mut Session, request: &str, before: &str, want: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answer = s.ask(request);
+        if answer == want {
+            return;
+        }
+        assert_eq!(answer, before);
+        assert!(Instant::now() < deadline, "the reload never showed");
+    }
+}
+
+#[test]
+fn watch_compiles_only_what_changed_and_answers_from_the_new_code() {
+    let dir = plugin_dir(&[("g.wasm", "greeter_a")]);
+    // A cache of its own: code kept on disk by an earlier run would be
+    // mapped, not compiled.
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = Session::start_with(dir.path(), &[], &[("XDG_CACHE_HOME", cache.path())]);
+    let hello = r#"demo:greeter/greet#hello("x")"#;
+    assert_eq!(s.ask(hello), r#""a: hello, x""#);
+    let bytes = std::fs::read(plugin_path("greeter_a")).unwrap();
+    let tmp = dir.path().join(".g.partial");
+    std::fs::write(&tmp, with_build_id(&bytes, "2")).unwrap();
+    std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    // Same answer before and after: the log says when the reload is done.
+    while !s.stderr.lock().unwrap().contains("(generation 2)") {
+        assert!(Instant::now() < deadline, "the reload never showed");
+        assert_eq!(s.ask(hello), r#""a: hello, x""#);
+    }
+    let (found, looked) = last_reuse(&s.stderr.lock().unwrap()).expect("a reuse line");
+    // Cranelift gives a few functions other keys from one compile to the
+    // next; most come back.
+    assert!(found * 4 > looked * 3, "reused {found} of {looked}");
+    assert_eq!(s.ask(hello), r#""a: hello, x""#);
+
+    // Other code, sharing the standard library's: what differs is compiled.
+    std::fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
+    ask_until(&mut s, hello, r#""a: hello, x""#, r#""b: bonjour, x""#);
+    let (found, looked) = last_reuse(&s.stderr.lock().unwrap()).expect("a reuse line");
+    assert!(found > 0 && found < looked, "reused {found} of {looked}");
+    let (ok, _, _) = s.finish();
+    assert!(ok);
 }

@@ -406,6 +406,9 @@ fn registry(args: &LimitArgs, dir: &Path, pool: Pool) -> Result<Registry, String
             Pool::Shared => crate::engine::DEFAULT_POOL_INSTANCES,
             Pool::None => 0,
         },
+        // A host that runs for a while sees new bytes of its plugins: it
+        // keeps what it compiled, to compile only what changed.
+        reuse_functions: pool == Pool::Shared,
     })
     .map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
