@@ -154,6 +154,7 @@ fn build_as(options: &EngineOptions, init: MemoryInit) -> Result<Engine, Error> 
     if options.pool_instances > 0 {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
             options.pool_instances,
+            init,
         )));
     }
     let engine = match Engine::new(&config) {
@@ -361,7 +362,7 @@ fn base_config(options: &EngineOptions, init: MemoryInit) -> Config {
 
 /// Sized for a host with many plugins: every plugin generation holds one
 /// instance, and a reload briefly holds two.
-fn pool(instances: u32) -> PoolingAllocationConfig {
+fn pool(instances: u32, init: MemoryInit) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     // A wit-bindgen component holds three or four core instances, one or two
     // memories and a few tables; other languages' more.
@@ -384,7 +385,14 @@ fn pool(instances: u32) -> PoolingAllocationConfig {
     // takes one system call (and one TLB shootdown) for many instances, and
     // the first 64 KiB of each table are cleared in place rather than
     // handed back (measured: swap median 20.1 -> 13.5 us, see BENCHMARKS).
-    pool.decommit_batch_size(16);
+    // An instance waiting for its batch keeps its pages and its component's
+    // code: an engine that maps memory runs the big plugins (interpreters),
+    // where fifteen old instances would hold hundreds of megabytes after a
+    // string of reloads, so it gives each back at once.
+    pool.decommit_batch_size(match init {
+        MemoryInit::Copy => 16,
+        MemoryInit::Map => 1,
+    });
     pool.table_keep_resident(64 << 10);
     pool
 }

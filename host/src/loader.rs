@@ -79,6 +79,14 @@ pub struct ImportedFunction {
     ty: ComponentFunc,
 }
 
+impl Compiled {
+    /// Bytes of its compiled code image.
+    fn code_bytes(&self) -> usize {
+        let image = self.pre.component().image_range();
+        image.end as usize - image.start as usize
+    }
+}
+
 impl ImportedInterface {
     /// The interface, with the version the component asks for.
     pub fn name(&self) -> &InterfaceName {
@@ -341,6 +349,12 @@ impl fmt::Debug for ExportedFunction {
 /// session flips between a handful of versions; older ones are dropped first.
 const CACHE_ENTRIES: usize = 32;
 
+/// How much compiled code those may hold in all. Each keeps its code image
+/// mapped and its metadata (~5 MB resident for the 35 MB image of the
+/// Python greeter): counted in entries alone, a watch reloading Python grew
+/// by that much per reload up to the 32nd.
+const CACHE_CODE_BYTES: usize = 128 << 20;
+
 /// Compiles components for one engine and linker, remembering recent ones by
 /// content hash so that bytes seen before (a reverted file, two builds
 /// swapped back and forth) skip compilation.
@@ -478,10 +492,13 @@ impl Loader {
             tracing::info!("compiled {origin} with {compiler} in {took:.1} ms");
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() == CACHE_ENTRIES {
-            cache.pop_front();
-        }
         cache.push_back(compiled.clone());
+        let mut code: usize = cache.iter().map(|c| c.code_bytes()).sum();
+        while cache.len() > CACHE_ENTRIES || (code > CACHE_CODE_BYTES && cache.len() > 1) {
+            if let Some(oldest) = cache.pop_front() {
+                code -= oldest.code_bytes();
+            }
+        }
         Ok((plugin(compiled), false))
     }
 

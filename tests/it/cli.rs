@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::plugin_path;
+use crate::common::{plugin_path, with_build_id};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -753,20 +753,6 @@ fn call_takes_a_bare_file_name_with_its_manifest() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{stderr}");
-}
-
-/// `bytes` with a custom section added: the same code under another
-/// content hash, as a rebuild that changed nothing but a build id.
-fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
-    let name = "build-id";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(id.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(u8::try_from(payload.len()).unwrap());
-    out.extend_from_slice(&payload);
-    out
 }
 
 /// The figures of the last "reusing N of its M functions" line in `log`.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::plugin_path;
+use crate::common::{plugin_path, with_build_id};
 
 /// `hotslot call FILE REQUEST` with `cache` as the user's cache directory:
 /// (stdout, stderr), after checking that it succeeded.
@@ -120,5 +120,85 @@ fn runs_racing_to_keep_the_same_code_leave_one_whole_file() {
     assert!(
         stderr.contains("compiled with cranelift before"),
         "{stderr}"
+    );
+}
+
+/// The compiled-code files process `pid` has mapped.
+fn mapped_code_files(pid: u32) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut files: Vec<&str> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.ends_with(".cwasm"))
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    files.len()
+}
+
+#[test]
+fn a_string_of_reloads_leaves_few_old_components_in_memory() {
+    use std::io::{BufRead, BufReader};
+    // 48 MiB of data, all of it in the code file: three such files are
+    // more than the loader keeps of recent components (128 MiB).
+    let data = "a".repeat(48 << 20);
+    let bytes = wat::parse_str(format!(
+        r#"(component
+            (core module $m
+                (memory 800)
+                (data (i32.const 0) "{data}")
+                (func (export "first") (result i32) i32.const 0 i32.load8_u))
+            (core instance $i (instantiate $m))
+            (func $first (result u32) (canon lift (core func $i "first")))
+            (instance $data (export "first" (func $first)))
+            (export "demo:big/data@1.0.0" (instance $data)))"#
+    ))
+    .unwrap();
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = dir.path().join("big.wasm");
+    std::fs::write(&file, &bytes).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .arg("watch")
+        .arg(dir.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env("HOTSLOT_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, log) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let line = log
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no {what:?} in the log"));
+        if line.contains(what) {
+            return;
+        }
+    };
+    wait_for("added demo:big/data@1.0.0");
+    for generation in 2..=7 {
+        let tmp = dir.path().join(".big.partial");
+        std::fs::write(&tmp, with_build_id(&bytes, &generation.to_string())).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        wait_for(&format!("(generation {generation})"));
+    }
+    // The one serving, and what the loader keeps of recent ones: not every
+    // generation's code (an old instance waiting to give its memory back in
+    // a batch keeps its component too).
+    let mapped = mapped_code_files(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        mapped <= 3,
+        "{mapped} components' code still mapped after 6 reloads"
     );
 }

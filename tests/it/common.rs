@@ -74,3 +74,17 @@ pub fn probe_answer(handle: &Handle) -> Result<u32, hotslot::Error> {
         other => panic!("version answered {other:?}"),
     }
 }
+
+/// `bytes` with a custom section added: the same code under another
+/// content hash, as a rebuild that changed nothing but a build id.
+pub fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    let name = "build-id";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(id.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(u8::try_from(payload.len()).expect("a short id"));
+    out.extend_from_slice(&payload);
+    out
+}
