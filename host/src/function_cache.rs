@@ -8,8 +8,9 @@
 //! settings, and skips optimizing, allocating registers and emitting code for
 //! any it has seen. This module is the store behind it: one per process,
 //! shared by every Cranelift engine that asks for it (the key carries the
-//! settings, so engines built differently never share an entry), bounded in
-//! size, least recently used out first.
+//! settings: engines share only what they would compile alike), bounded in
+//! size (keys and code counted; the table and a chunk's unused end not),
+//! least recently used out first.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -60,9 +61,12 @@ impl Reused {
     /// The counts now.
     pub(crate) fn now() -> Reused {
         let cache = shared();
+        // `found` first: a lookup counts in `looked` before `found`, so
+        // read this way round found never exceeds looked.
+        let found = cache.found.load(Ordering::Acquire);
         Reused {
-            looked: cache.looked.load(Ordering::Relaxed),
-            found: cache.found.load(Ordering::Relaxed),
+            looked: cache.looked.load(Ordering::Acquire),
+            found,
         }
     }
 
@@ -70,8 +74,8 @@ impl Reused {
     pub(crate) fn since(before: Reused) -> Reused {
         let now = Reused::now();
         Reused {
-            looked: now.looked - before.looked,
-            found: now.found - before.found,
+            looked: now.looked.saturating_sub(before.looked),
+            found: now.found.saturating_sub(before.found),
         }
     }
 }
@@ -126,7 +130,7 @@ impl FunctionCache {
 
 impl CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        self.looked.fetch_add(1, Ordering::Relaxed);
+        self.looked.fetch_add(1, Ordering::Release);
         let key = Key::try_from(key).ok()?;
         let mut inner = lock(&self.inner);
         inner.uses += 1;
@@ -134,7 +138,7 @@ impl CacheStore for FunctionCache {
         let entry = inner.entries.get_mut(&key)?;
         entry.used = now;
         let (chunk, start, len) = (entry.chunk, entry.start, entry.len);
-        self.found.fetch_add(1, Ordering::Relaxed);
+        self.found.fetch_add(1, Ordering::Release);
         // Copied out: the lock cannot be held while Cranelift reads it.
         Some(Cow::Owned(inner.chunks[chunk][start..start + len].to_vec()))
     }
@@ -203,19 +207,34 @@ impl Inner {
             last_dropped = used;
         }
         self.entries.retain(|_, entry| entry.used > last_dropped);
-        let old = std::mem::take(&mut self.chunks);
-        let mut entries = std::mem::take(&mut self.entries);
+        // What stays moves in the order it sits in, so that each old chunk
+        // is freed once its survivors are out: the move never holds much
+        // more than what was kept before it.
+        let mut order: Vec<(usize, usize, Key)> = self
+            .entries
+            .iter()
+            .map(|(key, entry)| (entry.chunk, entry.start, *key))
+            .collect();
+        order.sort_unstable();
+        let mut old = std::mem::take(&mut self.chunks);
+        let mut freed = 0;
         self.bytes = 0;
-        for (key, entry) in &mut entries {
-            let code = &old[entry.chunk][entry.start..entry.start + entry.len];
-            let used = entry.used;
-            *entry = Entry {
-                used,
-                ..self.append(code)
+        for (chunk, start, key) in order {
+            // Chunks before this one hold nothing that stays.
+            while freed < chunk {
+                old[freed] = Vec::new();
+                freed += 1;
+            }
+            let Some(len) = self.entries.get(&key).map(|entry| entry.len) else {
+                continue;
             };
-            self.bytes += key.len() + entry.len;
+            let moved = self.append(&old[chunk][start..start + len]);
+            if let Some(entry) = self.entries.get_mut(&key) {
+                entry.chunk = moved.chunk;
+                entry.start = moved.start;
+            }
+            self.bytes += key.len() + len;
         }
-        self.entries = entries;
     }
 }
 
@@ -257,6 +276,30 @@ mod tests {
         assert_eq!(cache.get(&key(b'a')).as_deref(), Some(&[1u8; 68][..]));
         assert_eq!(cache.get(&key(b'd')).as_deref(), Some(&[4u8; 68][..]));
         assert_eq!(cache.bytes(), 200);
+    }
+
+    #[test]
+    fn what_stays_moves_out_of_chunks_intact() {
+        let size = CHUNK - 32;
+        let cache = FunctionCache::new(5 * CHUNK, 3 * CHUNK);
+        for name in 1..=5 {
+            assert!(cache.insert(&key(name), vec![name; size]));
+        }
+        // Each in a chunk of its own; 2 and 4 used again, then a sixth
+        // drives the total over the limit.
+        assert!(cache.get(&key(2)).is_some());
+        assert!(cache.get(&key(4)).is_some());
+        assert!(cache.insert(&key(6), vec![6; size]));
+        for gone in [1, 3, 5] {
+            assert!(cache.get(&key(gone)).is_none(), "{gone} was used least");
+        }
+        for kept in [2, 4, 6] {
+            assert_eq!(
+                cache.get(&key(kept)).as_deref(),
+                Some(&vec![kept; size][..])
+            );
+        }
+        assert_eq!(cache.bytes(), 3 * CHUNK);
     }
 
     #[test]

@@ -79,6 +79,25 @@ pub struct ImportedFunction {
     ty: ComponentFunc,
 }
 
+/// Drops the oldest compiled components only the loader holds until those
+/// hold at most [`CACHE_IDLE_CODE_BYTES`] of code.
+fn trim_idle(cache: &mut VecDeque<Arc<Compiled>>) {
+    let idle = |c: &Arc<Compiled>| Arc::strong_count(c) == 1;
+    let mut code: usize = cache
+        .iter()
+        .filter(|c| idle(c))
+        .map(|c| c.code_bytes())
+        .sum();
+    while code > CACHE_IDLE_CODE_BYTES {
+        let Some(oldest) = cache.iter().position(idle) else {
+            return;
+        };
+        if let Some(dropped) = cache.remove(oldest) {
+            code -= dropped.code_bytes();
+        }
+    }
+}
+
 impl Compiled {
     /// Bytes of its compiled code image.
     fn code_bytes(&self) -> usize {
@@ -349,11 +368,12 @@ impl fmt::Debug for ExportedFunction {
 /// session flips between a handful of versions; older ones are dropped first.
 const CACHE_ENTRIES: usize = 32;
 
-/// How much compiled code those may hold in all. Each keeps its code image
-/// mapped and its metadata (~5 MB resident for the 35 MB image of the
-/// Python greeter): counted in entries alone, a watch reloading Python grew
-/// by that much per reload up to the 32nd.
-const CACHE_CODE_BYTES: usize = 128 << 20;
+/// How much compiled code those no plugin uses any more may hold in all.
+/// Each keeps its code image mapped and its metadata (~5 MB resident for
+/// the 35 MB image of the Python greeter): counted in entries alone, a watch
+/// reloading Python grew by that much per reload up to the 32nd. Entries a
+/// plugin still uses cost nothing more here and are not counted.
+const CACHE_IDLE_CODE_BYTES: usize = 128 << 20;
 
 /// Compiles components for one engine and linker, remembering recent ones by
 /// content hash so that bytes seen before (a reverted file, two builds
@@ -493,12 +513,10 @@ impl Loader {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.push_back(compiled.clone());
-        let mut code: usize = cache.iter().map(|c| c.code_bytes()).sum();
-        while cache.len() > CACHE_ENTRIES || (code > CACHE_CODE_BYTES && cache.len() > 1) {
-            if let Some(oldest) = cache.pop_front() {
-                code -= oldest.code_bytes();
-            }
+        if cache.len() > CACHE_ENTRIES {
+            cache.pop_front();
         }
+        trim_idle(&mut cache);
         Ok((plugin(compiled), false))
     }
 

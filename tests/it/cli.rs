@@ -809,6 +809,14 @@ fn watch_compiles_only_what_changed_and_answers_from_the_new_code() {
     std::fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
     std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
     ask_until(&mut s, hello, r#""a: hello, x""#, r#""b: bonjour, x""#);
+    // The log line after the answer: stderr is read on a thread of its own.
+    while !s.stderr.lock().unwrap().contains("(generation 3)") {
+        assert!(
+            Instant::now() < deadline + DEADLINE,
+            "the reload was not logged"
+        );
+        std::thread::yield_now();
+    }
     let (found, looked) = last_reuse(&s.stderr.lock().unwrap()).expect("a reuse line");
     assert!(found > 0 && found < looked, "reused {found} of {looked}");
     let (ok, _, _) = s.finish();

@@ -124,6 +124,7 @@ fn runs_racing_to_keep_the_same_code_leave_one_whole_file() {
 }
 
 /// The compiled-code files process `pid` has mapped.
+#[cfg(target_os = "linux")]
 fn mapped_code_files(pid: u32) -> usize {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let mut files: Vec<&str> = maps
@@ -136,6 +137,17 @@ fn mapped_code_files(pid: u32) -> usize {
     files.len()
 }
 
+/// A child process killed when dropped, on a failed assertion too.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(target_os = "linux")]
 #[test]
 fn a_string_of_reloads_leaves_few_old_components_in_memory() {
     use std::io::{BufRead, BufReader};
@@ -157,18 +169,20 @@ fn a_string_of_reloads_leaves_few_old_components_in_memory() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let file = dir.path().join("big.wasm");
     std::fs::write(&file, &bytes).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hotslot"))
-        .arg("watch")
-        .arg(dir.path())
-        .env("XDG_CACHE_HOME", cache.path())
-        .env("HOTSLOT_LOG", "info")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_hotslot"))
+            .arg("watch")
+            .arg(dir.path())
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("HOTSLOT_LOG", "info")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines, log) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if lines.send(line).is_err() {
@@ -191,14 +205,15 @@ fn a_string_of_reloads_leaves_few_old_components_in_memory() {
         std::fs::rename(&tmp, &file).unwrap();
         wait_for(&format!("(generation {generation})"));
     }
-    // The one serving, and what the loader keeps of recent ones: not every
-    // generation's code (an old instance waiting to give its memory back in
-    // a batch keeps its component too).
-    let mapped = mapped_code_files(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    // The one serving, the one it replaced (let go after the last load),
+    // and the two the loader keeps for bytes seen again (two of these make
+    // 96 of its 128 MiB): not every generation's code, as an old instance
+    // waiting to give its memory back in a batch, or a loader counting
+    // entries alone, kept it.
+    let mapped = mapped_code_files(child.0.id());
+    assert!(mapped >= 1, "the code is mapped from its file");
     assert!(
-        mapped <= 3,
+        mapped <= 4,
         "{mapped} components' code still mapped after 6 reloads"
     );
 }

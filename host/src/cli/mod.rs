@@ -267,7 +267,7 @@ pub fn main() -> ExitCode {
         Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
         Command::Diff { old, new } => {
             let dir = dir_of(&old).to_path_buf();
-            match registry(&LimitArgs::default(), &dir, Pool::None)
+            match registry(&LimitArgs::default(), &dir, Purpose::Once)
                 .and_then(|registry| diff::diff(&registry, &old, &new))
             {
                 Ok((lines, refused)) => {
@@ -296,7 +296,7 @@ pub fn main() -> ExitCode {
             println!("build it:  {command}");
             println!("component: {}", output.display());
         }),
-        Command::List { dir, limits } => registry(&limits, &dir, Pool::Shared)
+        Command::List { dir, limits } => registry(&limits, &dir, Purpose::List)
             .and_then(|registry| inspect::list(&registry, &dir))
             .map(|rows| println!("{}", inspect::table(&rows))),
     };
@@ -317,7 +317,7 @@ fn watch(
 ) -> Result<(), String> {
     // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
     let _ = ctrlc::set_handler(|| std::process::exit(0));
-    let registry = Arc::new(registry(limits, &dir, Pool::Shared)?);
+    let registry = Arc::new(registry(limits, &dir, Purpose::Watch)?);
     if let Some(addr) = metrics {
         serve_metrics(registry.clone(), addr)?;
     }
@@ -344,8 +344,7 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
             file.display()
         ));
     }
-    // One call: an instance pool would cost more to set up than it saves.
-    let registry = registry(limits, dir, Pool::None)?;
+    let registry = registry(limits, dir, Purpose::Once)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
     println!("{answer}");
@@ -386,29 +385,33 @@ fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot serve metrics: {e}"))
 }
 
-/// The registry for plugins in `dir`, as the flags say.
-/// Whether a command's engine keeps an instance pool.
+/// What a command's registry is for: its engine is built to suit.
 #[derive(Clone, Copy, PartialEq)]
-enum Pool {
-    /// The default pool: for commands that run plugins for a while.
-    Shared,
-    /// None: for one call.
-    None,
+enum Purpose {
+    /// `watch`: plugins run for a while and their files change. The
+    /// instance pool, and compiled functions kept for new bytes.
+    Watch,
+    /// `list`: plugins loaded once, and started. The pool, nothing kept.
+    List,
+    /// `call` and `diff`: one call, or none. No pool: setting one up costs
+    /// more than it saves.
+    Once,
 }
 
-fn registry(args: &LimitArgs, dir: &Path, pool: Pool) -> Result<Registry, String> {
+/// The registry for plugins in `dir`, as the flags say.
+fn registry(args: &LimitArgs, dir: &Path, purpose: Purpose) -> Result<Registry, String> {
     // One engine per process; with the code kept on disk a restart (or the
     // next `hotslot call`) does not compile the same component again.
     let engine = crate::engine::build(&EngineOptions {
         disk_cache: true,
         compiler: args.compiler,
-        pool_instances: match pool {
-            Pool::Shared => crate::engine::DEFAULT_POOL_INSTANCES,
-            Pool::None => 0,
+        pool_instances: match purpose {
+            Purpose::Watch | Purpose::List => crate::engine::DEFAULT_POOL_INSTANCES,
+            Purpose::Once => 0,
         },
-        // A host that runs for a while sees new bytes of its plugins: it
-        // keeps what it compiled, to compile only what changed.
-        reuse_functions: pool == Pool::Shared,
+        // A watch sees new bytes of its plugins: it keeps what it compiled,
+        // to compile only what changed.
+        reuse_functions: purpose == Purpose::Watch,
     })
     .map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;
