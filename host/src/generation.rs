@@ -762,16 +762,10 @@ fn pool_full(error: &wasmtime::Error) -> bool {
 fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            Err(wasmtime::format_err!(
-                "the host panicked during the call: {message}"
-            ))
-        }
+        Err(panic) => Err(wasmtime::format_err!(
+            "the host panicked during the call: {}",
+            crate::error::panic_text(&*panic)
+        )),
     }
 }
 

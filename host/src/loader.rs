@@ -544,10 +544,22 @@ fn compile(
         reason,
     };
     check_header(bytes).map_err(not_a_component)?;
-    let compiled = match engine::built_with(engine) {
-        Some((options, init)) => compile_built(engine, &options, init, &hash, bytes),
-        None => Component::new(engine, bytes).map(|component| (component, false)),
-    };
+    // A panic in the compiler (a bug in wasmtime or Cranelift on some input,
+    // or, in debug builds, the check of a reused function) fails this file,
+    // never the host.
+    let compiled =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match engine::built_with(engine) {
+                Some((options, init)) => compile_built(engine, &options, init, &hash, bytes),
+                None => Component::new(engine, bytes).map(|component| (component, false)),
+            }
+        }))
+        .unwrap_or_else(|panic| {
+            Err(wasmtime::format_err!(
+                "the compiler panicked: {}",
+                crate::error::panic_text(&*panic)
+            ))
+        });
     if !matches!(compiled, Ok((_, true))) {
         give_back_memory();
     }
