@@ -73,25 +73,31 @@ fn the_next_run_maps_the_code_the_first_compiled() {
     compiled_once_then_mapped(&plugin_path("calc"), "demo:calc/math@1#add(40, 2)", "42\n");
 }
 
-#[test]
-fn a_big_component_is_kept_and_mapped_too() {
-    // Over a megabyte (so compiled on an engine of its own), nearly all of
-    // it data: quick to compile.
-    let data = "\\2a".repeat(1 << 20);
-    let wat = format!(
+/// A component exporting `demo:big/data@1.0.0` whose one function,
+/// `first`, answers the first byte of `data` (WAT string syntax), which
+/// starts a memory of `pages` pages.
+fn data_component(pages: u32, data: &str) -> Vec<u8> {
+    wat::parse_str(format!(
         r#"(component
             (core module $m
-                (memory (export "memory") 17)
+                (memory (export "memory") {pages})
                 (data (i32.const 0) "{data}")
                 (func (export "first") (result i32) i32.const 0 i32.load8_u))
             (core instance $i (instantiate $m))
             (func $first (result u32) (canon lift (core func $i "first")))
             (instance $data (export "first" (func $first)))
             (export "demo:big/data@1.0.0" (instance $data)))"#
-    );
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_big_component_is_kept_and_mapped_too() {
+    // Over a megabyte (so compiled on an engine of its own), nearly all of
+    // it data: quick to compile.
+    let bytes = data_component(17, &"\\2a".repeat(1 << 20));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.wasm");
-    let bytes = wat::parse_str(&wat).unwrap();
     assert!(bytes.len() > 1 << 20);
     std::fs::write(&file, bytes).unwrap();
     compiled_once_then_mapped(&file, "demo:big/data@1#first()", "42\n");
@@ -153,19 +159,7 @@ fn a_string_of_reloads_leaves_few_old_components_in_memory() {
     use std::io::{BufRead, BufReader};
     // 48 MiB of data, all of it in the code file: three such files are
     // more than the loader keeps of recent components (128 MiB).
-    let data = "a".repeat(48 << 20);
-    let bytes = wat::parse_str(format!(
-        r#"(component
-            (core module $m
-                (memory 800)
-                (data (i32.const 0) "{data}")
-                (func (export "first") (result i32) i32.const 0 i32.load8_u))
-            (core instance $i (instantiate $m))
-            (func $first (result u32) (canon lift (core func $i "first")))
-            (instance $data (export "first" (func $first)))
-            (export "demo:big/data@1.0.0" (instance $data)))"#
-    ))
-    .unwrap();
+    let bytes = data_component(800, &"a".repeat(48 << 20));
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let file = dir.path().join("big.wasm");
     std::fs::write(&file, &bytes).unwrap();
