@@ -18,9 +18,7 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -28,6 +26,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use crate::engine::{Compiler, MemoryInit};
+use crate::private_files;
 
 /// How many bytes of compiled code the directory keeps: about thirty
 /// versions of an 18 MB Python component (34 MB of code each).
@@ -54,16 +53,7 @@ impl Entry {
         compiler: Compiler,
         init: MemoryInit,
     ) -> Option<Entry> {
-        // Relative paths are ignored (as the XDG base directory rules say):
-        // code would otherwise be kept under whatever directory the host
-        // happens to run in.
-        let absolute =
-            |name| Some(PathBuf::from(std::env::var_os(name)?)).filter(|p| p.is_absolute());
-        let root = match absolute("XDG_CACHE_HOME") {
-            Some(dir) => dir,
-            None => absolute("HOME")?.join(".cache"),
-        };
-        let dir = root.join("hotslot").join("code");
+        let dir = private_files::user_dir()?.join("code");
         Some(Entry::in_dir(
             &dir, content, engine, compiler, init, KEEP_BYTES,
         ))
@@ -118,18 +108,14 @@ impl Entry {
     fn load_as(&self, engine: &Engine, map: bool) -> Option<Component> {
         // Opened once: what is checked below is what wasmtime maps, even
         // if the name is pointed elsewhere meanwhile.
-        let file = match open_no_follow(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!("cannot read compiled code in {}: {e}", self.path.display());
+        let file = match private_files::open_private(&self.path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return None,
+            Err(why) => {
+                tracing::warn!("not using compiled code in {}: {why}", self.path.display());
                 return None;
             }
         };
-        if let Err(why) = self.trusted(&file) {
-            tracing::warn!("not using compiled code in {}: {why}", self.path.display());
-            return None;
-        }
         let loaded = if map {
             // SAFETY: the file was written by `Entry::store` with what
             // `serialize` gave for this engine's configuration (the name
@@ -171,28 +157,6 @@ impl Entry {
                 None
             }
         }
-    }
-
-    /// Whether the opened file and its directory are this user's and
-    /// writable by no one else: whoever can write there chooses the code
-    /// this host runs.
-    #[cfg(unix)]
-    fn trusted(&self, file: &fs::File) -> Result<(), String> {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        let private = |meta: &fs::Metadata| meta.uid() == me && meta.mode() & 0o022 == 0;
-        let file = file.metadata().map_err(|e| e.to_string())?;
-        let dir = self.path.parent().map(fs::metadata);
-        match dir {
-            Some(Ok(dir)) if private(&dir) && private(&file) && file.is_file() => Ok(()),
-            _ => Err("it, or its directory, is another user's or writable by others".into()),
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn trusted(&self, _file: &fs::File) -> Result<(), String> {
-        Ok(())
     }
 
     /// Whether the directory is on a local disk, where a mapped file
@@ -242,33 +206,7 @@ impl Entry {
     /// Writes `code` under a temporary name, to disk, then renames it into
     /// place: a reader sees no file or a whole one.
     fn write(&self, code: &[u8]) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        make_private_dir(dir)?;
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let temporary = self.path.with_extension(format!(
-            "{}-{}.tmp",
-            std::process::id(),
-            WRITES.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        // Writable by this user only, whatever the umask (see `trusted`).
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = options
-            .open(&temporary)
-            .and_then(|mut file| {
-                file.write_all(code)?;
-                // On disk before it has its name: after a crash the name
-                // holds the whole code or nothing, never a torn file whose
-                // header wasmtime would accept.
-                file.sync_all()
-            })
-            .and_then(|()| fs::rename(&temporary, &self.path));
-        if written.is_err() {
-            let _ = fs::remove_file(&temporary);
-        }
-        written
+        private_files::write_whole(&self.path, code)
     }
 
     /// Removes the least recently used files until the directory holds at
@@ -327,15 +265,6 @@ const LOCAL_FILE_SYSTEMS: [i64; 8] = [
     0xCA45_1A4E,
 ];
 
-/// Opens `path` for reading, refusing a symbolic link as its last part.
-fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
-    options.open(path)
-}
-
 /// A path that opens `file` itself (on Linux, through `/proc`), else `path`.
 fn fd_path(file: &fs::File, path: &Path) -> PathBuf {
     #[cfg(target_os = "linux")]
@@ -390,27 +319,6 @@ impl Hasher for StableHasher {
         first.copy_from_slice(&digest[..8]);
         u64::from_le_bytes(first)
     }
-}
-
-/// Creates `dir` (and its parents) readable and writable by its user only:
-/// whoever can write there chooses the code this host runs.
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        builder.mode(0o700);
-        builder.create(dir)?;
-        // Made before, by hand or with another umask: made private now (by
-        // its owner only; anyone else's stays refused, see `trusted`).
-        if fs::metadata(dir)?.permissions().mode() & 0o022 != 0 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    builder.create(dir)
 }
 
 #[cfg(test)]

@@ -78,10 +78,12 @@ pub struct EngineOptions {
     pub compiler: Compiler,
     /// Keep every function Cranelift compiles in memory, by its content, so
     /// that new bytes of a plugin compile only the functions that changed
-    /// (at most 128 MiB per process, least recently used out first). For
-    /// hosts that reload plugins under development; `hotslot watch` turns it
-    /// on. Cranelift's incremental cache, on which it stands, is marked
-    /// experimental by its authors. Winch engines ignore it.
+    /// (at most 128 MiB per process, least recently used out first); with
+    /// `disk_cache`, on disk too (`$XDG_CACHE_HOME/hotslot/functions`, else
+    /// under `~/.cache`), for the next run. For hosts that reload plugins
+    /// under development; the `hotslot` CLI turns it on. Cranelift's
+    /// incremental cache, on which it stands, is marked experimental by its
+    /// authors. Winch engines ignore it.
     pub reuse_functions: bool,
 }
 
@@ -350,6 +352,9 @@ fn base_config(options: &EngineOptions, init: MemoryInit) -> Config {
         // everything anew is still correct.
         if let Err(e) = config.enable_incremental_compilation(crate::function_cache::shared()) {
             tracing::warn!("compiled functions will not be reused: {e:#}");
+        }
+        if options.disk_cache {
+            crate::function_cache::keep_for_user();
         }
         // In debug builds (the test suite) every function found is compiled
         // again and compared with what was kept, which panics on a

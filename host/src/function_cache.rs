@@ -14,11 +14,15 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use sha2::{Digest, Sha256};
 use wasmtime::CacheStore;
 
+use crate::private_files;
 use crate::sync::lock;
 
 /// Bytes of compiled functions kept at most: Python's interpreter (the 18 MB
@@ -38,12 +42,30 @@ pub(crate) fn shared() -> Arc<FunctionCache> {
         .clone()
 }
 
+/// Keeps the process's store between runs, in the user's cache directory
+/// (`$XDG_CACHE_HOME/hotslot/functions/pack`, else under `~/.cache`): read
+/// back before its first lookup, written by [`save`] after a compile that
+/// added to it. Without a cache directory, kept in memory only.
+pub(crate) fn keep_for_user() {
+    if let Some(dir) = private_files::user_dir() {
+        shared().keep_at(dir.join("functions").join("pack"));
+    }
+}
+
+/// Writes the process's store to its file (see [`keep_for_user`]) if a
+/// compile added to it since it was read or written.
+pub(crate) fn save() {
+    shared().save();
+}
+
 /// Compiled functions by cache key, with their last use.
 #[derive(Debug)]
 pub(crate) struct FunctionCache {
     keep: usize,
     trim_to: usize,
     inner: Mutex<Inner>,
+    /// The file the store is kept in between runs, if any.
+    pack: OnceLock<PathBuf>,
     /// Functions looked for, and found, since the process started.
     looked: AtomicU64,
     found: AtomicU64,
@@ -94,6 +116,10 @@ struct Inner {
     bytes: usize,
     /// A clock counting uses, for least recently used first.
     uses: u64,
+    /// Whether the file the store is kept in was read (or tried).
+    read: bool,
+    /// Whether anything was added since it was read or written.
+    changed: bool,
 }
 
 #[derive(Debug)]
@@ -116,8 +142,68 @@ impl FunctionCache {
             keep,
             trim_to,
             inner: Mutex::new(Inner::default()),
+            pack: OnceLock::new(),
             looked: AtomicU64::new(0),
             found: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps the store in `path` between runs; the first path given holds.
+    fn keep_at(&self, path: PathBuf) {
+        let _ = self.pack.set(path);
+    }
+
+    /// The store, with what its file held read in first (once).
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = lock(&self.inner);
+        if !inner.read {
+            inner.read = true;
+            if let Some(path) = self.pack.get() {
+                match read_pack(path) {
+                    Ok(pack) => {
+                        for (key, code) in pack.records {
+                            inner.add(key, &pack.bytes[code]);
+                        }
+                        if inner.bytes > self.keep {
+                            inner.trim(self.trim_to);
+                        }
+                    }
+                    Err(why) => tracing::warn!(
+                        "not reusing compiled functions kept in {}: {why}",
+                        path.display()
+                    ),
+                }
+            }
+        }
+        inner
+    }
+
+    /// Writes the store to its file if anything was added since it was
+    /// read or written; a failure costs the next run some compiling, so it
+    /// is logged.
+    fn save(&self) {
+        let Some(path) = self.pack.get() else {
+            return;
+        };
+        let pack = {
+            let mut inner = lock(&self.inner);
+            if !inner.changed {
+                return;
+            }
+            inner.changed = false;
+            inner.pack()
+        };
+        let started = std::time::Instant::now();
+        match private_files::write_whole(path, &pack) {
+            Ok(()) => tracing::debug!(
+                "kept {:.1} MB of compiled functions in {} in {:.1} ms",
+                pack.len() as f64 / 1e6,
+                path.display(),
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+            Err(e) => {
+                tracing::warn!("cannot keep compiled functions in {}: {e}", path.display())
+            }
         }
     }
 
@@ -132,7 +218,7 @@ impl CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
         self.looked.fetch_add(1, Ordering::Release);
         let key = Key::try_from(key).ok()?;
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner();
         inner.uses += 1;
         let now = inner.uses;
         let entry = inner.entries.get_mut(&key)?;
@@ -151,23 +237,50 @@ impl CacheStore for FunctionCache {
         if size > self.keep {
             return false;
         }
-        let mut inner = lock(&self.inner);
-        if inner.entries.contains_key(&key) {
-            // Same key, same function: what is kept is as good.
-            return true;
-        }
-        inner.uses += 1;
-        let entry = inner.append(&value);
-        inner.entries.insert(key, entry);
-        inner.bytes += size;
-        if inner.bytes > self.keep {
-            inner.trim(self.trim_to);
+        let mut inner = self.inner();
+        if inner.add(key, &value) {
+            inner.changed = true;
+            if inner.bytes > self.keep {
+                inner.trim(self.trim_to);
+            }
         }
         true
     }
 }
 
 impl Inner {
+    /// Keeps `code` under `key`, as used now; false if the key was there
+    /// (same key, same function: what is kept is as good).
+    fn add(&mut self, key: Key, code: &[u8]) -> bool {
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        self.uses += 1;
+        let entry = self.append(code);
+        self.entries.insert(key, entry);
+        self.bytes += key.len() + code.len();
+        true
+    }
+
+    /// The store as its file holds it: least recently used first, so that
+    /// reading it back keeps their order (see [`read_pack`]).
+    fn pack(&self) -> Vec<u8> {
+        let mut by_use: Vec<(&Key, &Entry)> = self.entries.iter().collect();
+        by_use.sort_unstable_by_key(|(_, entry)| entry.used);
+        let mut pack = Vec::with_capacity(PACK_MAGIC.len() + self.bytes + 4 * by_use.len() + 32);
+        pack.extend_from_slice(PACK_MAGIC);
+        for (key, entry) in by_use {
+            let code = &self.chunks[entry.chunk][entry.start..entry.start + entry.len];
+            let len = u32::try_from(code.len()).unwrap_or(u32::MAX);
+            pack.extend_from_slice(key);
+            pack.extend_from_slice(&len.to_le_bytes());
+            pack.extend_from_slice(&code[..len as usize]);
+        }
+        let sum = Sha256::digest(&pack);
+        pack.extend_from_slice(&sum);
+        pack
+    }
+
     /// Puts `code` at the end of the last chunk (a new one if it is full).
     fn append(&mut self, code: &[u8]) -> Entry {
         let fits = self
@@ -238,6 +351,64 @@ impl Inner {
     }
 }
 
+/// What a file of kept functions starts with: its format, version 1.
+/// Then, for each function, its key (32 bytes), the length of its code
+/// (4 bytes, little-endian) and the code; then the SHA-256 of all that
+/// precedes it.
+const PACK_MAGIC: &[u8] = b"hotslot compiled functions 1\n";
+
+/// The functions kept in `path`, least recently used first: none if there
+/// is no such file. A file that is not this user's and private, or whose
+/// checksum or layout is wrong (damaged, another version), is refused
+/// whole: Cranelift would turn what it holds into machine code as it is.
+fn read_pack(path: &Path) -> Result<Pack, String> {
+    let Some(mut file) = private_files::open_private(path)? else {
+        return Ok(Pack::default());
+    };
+    let mut pack = Vec::new();
+    file.read_to_end(&mut pack).map_err(|e| e.to_string())?;
+    let body_len = pack
+        .len()
+        .checked_sub(32)
+        .filter(|len| *len >= PACK_MAGIC.len() && pack.starts_with(PACK_MAGIC))
+        .ok_or("not a file of compiled functions")?;
+    let (body, sum) = pack.split_at(body_len);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err("its checksum does not match: damaged".into());
+    }
+    let mut records = Vec::new();
+    let mut at = PACK_MAGIC.len();
+    while at < body_len {
+        let cut_short = || "a record cut short".to_string();
+        let key: Key = body
+            .get(at..at + 32)
+            .and_then(|key| key.try_into().ok())
+            .ok_or_else(cut_short)?;
+        let len: [u8; 4] = body
+            .get(at + 32..at + 36)
+            .and_then(|len| len.try_into().ok())
+            .ok_or_else(cut_short)?;
+        let code = at + 36..at + 36 + u32::from_le_bytes(len) as usize;
+        if code.end > body_len {
+            return Err(cut_short());
+        }
+        at = code.end;
+        records.push((key, code));
+    }
+    pack.truncate(body_len);
+    Ok(Pack {
+        bytes: pack,
+        records,
+    })
+}
+
+/// A file of kept functions, read and checked: where each one's code is.
+#[derive(Default)]
+struct Pack {
+    bytes: Vec<u8>,
+    records: Vec<(Key, std::ops::Range<usize>)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +471,43 @@ mod tests {
             );
         }
         assert_eq!(cache.bytes(), 3 * CHUNK);
+    }
+
+    /// A store kept in `path`, as one run of a host would have it.
+    fn kept_in(path: &Path) -> FunctionCache {
+        let cache = FunctionCache::new(1000, 750);
+        cache.keep_at(path.to_path_buf());
+        cache
+    }
+
+    #[test]
+    fn kept_on_disk_and_read_back_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let first = kept_in(&path);
+        assert!(first.get(&key(1)).is_none(), "nothing kept yet");
+        assert!(first.insert(&key(1), vec![1, 2, 3]));
+        assert!(first.insert(&key(2), vec![4]));
+        first.save();
+        let next = kept_in(&path);
+        assert_eq!(next.get(&key(1)).as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(next.get(&key(2)).as_deref(), Some(&[4u8][..]));
+    }
+
+    #[test]
+    fn a_damaged_or_cut_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let first = kept_in(&path);
+        assert!(first.insert(&key(1), vec![7; 100]));
+        first.save();
+        let whole = std::fs::read(&path).unwrap();
+        let mut damaged = whole.clone();
+        damaged[PACK_MAGIC.len() + 40] ^= 1;
+        for bad in [damaged, whole[..whole.len() - 1].to_vec()] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(kept_in(&path).get(&key(1)).is_none());
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod loader;
 mod manifest;
 mod metrics;
 mod output;
+mod private_files;
 mod program;
 pub mod prometheus;
 mod registry;

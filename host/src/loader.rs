@@ -20,7 +20,7 @@ use crate::code_cache;
 use crate::engine::{self, Compiler, EngineOptions, MemoryInit};
 use crate::error::{reason, Error};
 use crate::forwarders;
-use crate::function_cache::Reused;
+use crate::function_cache::{self, Reused};
 use crate::manifest::{dir_of, Grants};
 use crate::sandbox::{self, PluginState};
 use crate::source::{check_header, Source};
@@ -504,6 +504,9 @@ impl Loader {
             // Counted over the whole process: a compile running beside
             // this one on another thread blurs the figures, never the code.
             let Reused { looked, found } = Reused::since(before);
+            if options.disk_cache {
+                function_cache::save();
+            }
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
                  reusing {found} of its {looked} functions already compiled"

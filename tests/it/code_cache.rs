@@ -211,3 +211,40 @@ fn a_string_of_reloads_leaves_few_old_components_in_memory() {
         "{mapped} components' code still mapped after 6 reloads"
     );
 }
+
+/// The figures of the "reusing N of its M functions" part of `log`.
+fn reused(log: &str) -> Option<(u64, u64)> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(" functions already compiled"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "reusing")?;
+    Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
+}
+
+#[test]
+fn the_next_run_compiles_only_what_changed() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.wasm");
+    let bytes = std::fs::read(plugin_path("greeter_a")).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+    let request = r#"demo:greeter/greet@1#hello("x")"#;
+    let (stdout, _) = call(&file, request, cache.path());
+    assert_eq!(stdout, "\"a: hello, x\"\n");
+    assert!(cache.path().join("hotslot/functions/pack").is_file());
+
+    // New bytes, the same code: another run finds its functions kept.
+    std::fs::write(&file, with_build_id(&bytes, "2")).unwrap();
+    let (stdout, stderr) = call(&file, request, cache.path());
+    assert_eq!(stdout, "\"a: hello, x\"\n");
+    let (found, looked) = reused(&stderr).expect("a reuse line");
+    assert!(found * 4 > looked * 3, "reused {found} of {looked}");
+
+    // Other code: what differs is compiled, and answers.
+    std::fs::copy(plugin_path("greeter_b"), &file).unwrap();
+    let (stdout, stderr) = call(&file, request, cache.path());
+    assert_eq!(stdout, "\"b: bonjour, x\"\n");
+    let (found, looked) = reused(&stderr).expect("a reuse line");
+    assert!(found > 0 && found < looked, "reused {found} of {looked}");
+}

@@ -389,9 +389,9 @@ fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
 #[derive(Clone, Copy, PartialEq)]
 enum Purpose {
     /// `watch`: plugins run for a while and their files change. The
-    /// instance pool, and compiled functions kept for new bytes.
+    /// instance pool.
     Watch,
-    /// `list`: plugins loaded once, and started. The pool, nothing kept.
+    /// `list`: plugins loaded once, and started. The pool too.
     List,
     /// `call` and `diff`: one call, or none. No pool: setting one up costs
     /// more than it saves.
@@ -409,9 +409,9 @@ fn registry(args: &LimitArgs, dir: &Path, purpose: Purpose) -> Result<Registry, 
             Purpose::Watch | Purpose::List => crate::engine::DEFAULT_POOL_INSTANCES,
             Purpose::Once => 0,
         },
-        // A watch sees new bytes of its plugins: it keeps what it compiled,
-        // to compile only what changed.
-        reuse_functions: purpose == Purpose::Watch,
+        // Compiled functions kept in memory and on disk: new bytes of a
+        // plugin, in this run or the next, compile only what changed.
+        reuse_functions: true,
     })
     .map_err(|e| e.to_string())?;
     let registry = Registry::with_engine(engine, args.limits()).map_err(|e| e.to_string())?;

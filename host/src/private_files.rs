@@ -1,0 +1,120 @@
+//! Files only this user can write, in the user's cache directory: whoever
+//! can write a file of compiled code chooses the code a host runs. Opened
+//! once and checked on the open file; written whole under a temporary name,
+//! to disk, then renamed into place.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The user's hotslot cache directory: `$XDG_CACHE_HOME/hotslot`, else
+/// `~/.cache/hotslot`; `None` without an absolute one of those.
+pub(crate) fn user_dir() -> Option<PathBuf> {
+    // Relative paths are ignored (as the XDG base directory rules say):
+    // code would otherwise be kept under whatever directory the host
+    // happens to run in.
+    let absolute = |name| Some(PathBuf::from(std::env::var_os(name)?)).filter(|p| p.is_absolute());
+    let root = match absolute("XDG_CACHE_HOME") {
+        Some(dir) => dir,
+        None => absolute("HOME")?.join(".cache"),
+    };
+    Some(root.join("hotslot"))
+}
+
+/// `path` opened for reading if it is there (`None` if not) and it and its
+/// directory are this user's and writable by no one else: whoever can
+/// write there chooses the code this host runs.
+pub(crate) fn open_private(path: &Path) -> Result<Option<fs::File>, String> {
+    let file = match open_no_follow(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    trusted(&file, path)?;
+    Ok(Some(file))
+}
+
+/// Whether the opened `file` (at `path`) and its directory are this
+/// user's and writable by no one else.
+#[cfg(unix)]
+fn trusted(file: &fs::File, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let private = |meta: &fs::Metadata| meta.uid() == me && meta.mode() & 0o022 == 0;
+    let file = file.metadata().map_err(|e| e.to_string())?;
+    let dir = path.parent().map(fs::metadata);
+    match dir {
+        Some(Ok(dir)) if private(&dir) && private(&file) && file.is_file() => Ok(()),
+        _ => Err("it, or its directory, is another user's or writable by others".into()),
+    }
+}
+
+#[cfg(not(unix))]
+fn trusted(_file: &fs::File, _path: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// Writes `bytes` to `path` under a temporary name, to disk, then renames
+/// it into place: a reader sees no file or a whole one. The directory is
+/// made private.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    make_private_dir(dir)?;
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let temporary = path.with_extension(format!(
+        "{}-{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // Writable by this user only, whatever the umask (see `trusted`).
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            // On disk before it has its name: after a crash the name
+            // holds all of it or nothing, never a torn file whose
+            // header a reader would accept.
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Opens `path` for reading, refusing a symbolic link as its last part.
+fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
+}
+
+/// Creates `dir` (and its parents) readable and writable by its user only:
+/// whoever can write there chooses the code this host runs.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        // Made before, by hand or with another umask: made private now (by
+        // its owner only; anyone else's stays refused, see `trusted`).
+        if fs::metadata(dir)?.permissions().mode() & 0o022 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
