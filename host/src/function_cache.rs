@@ -66,6 +66,9 @@ pub(crate) struct FunctionCache {
     inner: Mutex<Inner>,
     /// The file the store is kept in between runs, if any.
     pack: OnceLock<PathBuf>,
+    /// Held while the store is written: a save that took its copy earlier
+    /// never lands after one that took it later.
+    saving: Mutex<()>,
     /// Functions looked for, and found, since the process started.
     looked: AtomicU64,
     found: AtomicU64,
@@ -143,6 +146,7 @@ impl FunctionCache {
             trim_to,
             inner: Mutex::new(Inner::default()),
             pack: OnceLock::new(),
+            saving: Mutex::new(()),
             looked: AtomicU64::new(0),
             found: AtomicU64::new(0),
         }
@@ -150,7 +154,11 @@ impl FunctionCache {
 
     /// Keeps the store in `path` between runs; the first path given holds.
     fn keep_at(&self, path: PathBuf) {
-        let _ = self.pack.set(path);
+        if self.pack.set(path).is_ok() {
+            // Looked in before it had a file (an engine that keeps nothing
+            // on disk came first): what the file holds is read all the same.
+            lock(&self.inner).read = false;
+        }
     }
 
     /// The store, with what its file held read in first (once).
@@ -185,6 +193,7 @@ impl FunctionCache {
         let Some(path) = self.pack.get() else {
             return;
         };
+        let _one_at_a_time = lock(&self.saving);
         let pack = {
             let mut inner = lock(&self.inner);
             if !inner.changed {
@@ -202,7 +211,9 @@ impl FunctionCache {
                 started.elapsed().as_secs_f64() * 1e3
             ),
             Err(e) => {
-                tracing::warn!("cannot keep compiled functions in {}: {e}", path.display())
+                tracing::warn!("cannot keep compiled functions in {}: {e}", path.display());
+                // Tried again after the next compile.
+                lock(&self.inner).changed = true;
             }
         }
     }
@@ -238,17 +249,28 @@ impl CacheStore for FunctionCache {
             return false;
         }
         let mut inner = self.inner();
-        if inner.add(key, &value) {
-            inner.changed = true;
-            if inner.bytes > self.keep {
-                inner.trim(self.trim_to);
-            }
+        // Cranelift inserts only what it did not find, or found and could
+        // not read (kept by another Cranelift): that one is replaced, or
+        // it would be found, and refused, forever.
+        inner.remove(&key);
+        inner.add(key, &value);
+        inner.changed = true;
+        if inner.bytes > self.keep {
+            inner.trim(self.trim_to);
         }
         true
     }
 }
 
 impl Inner {
+    /// Forgets what is kept under `key` (its code stays in its chunk until
+    /// the next trim moves what stays).
+    fn remove(&mut self, key: &Key) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes -= key.len() + entry.len;
+        }
+    }
+
     /// Keeps `code` under `key`, as used now; false if the key was there
     /// (same key, same function: what is kept is as good).
     fn add(&mut self, key: Key, code: &[u8]) -> bool {
@@ -271,10 +293,13 @@ impl Inner {
         pack.extend_from_slice(PACK_MAGIC);
         for (key, entry) in by_use {
             let code = &self.chunks[entry.chunk][entry.start..entry.start + entry.len];
-            let len = u32::try_from(code.len()).unwrap_or(u32::MAX);
+            // Never over 4 GiB (a store holds 128 MiB): skipped, not cut.
+            let Ok(len) = u32::try_from(code.len()) else {
+                continue;
+            };
             pack.extend_from_slice(key);
             pack.extend_from_slice(&len.to_le_bytes());
-            pack.extend_from_slice(&code[..len as usize]);
+            pack.extend_from_slice(code);
         }
         let sum = Sha256::digest(&pack);
         pack.extend_from_slice(&sum);
@@ -351,11 +376,18 @@ impl Inner {
     }
 }
 
-/// What a file of kept functions starts with: its format, version 1.
-/// Then, for each function, its key (32 bytes), the length of its code
+/// What a file of kept functions starts with: its format, version 1, and
+/// the hotslot that wrote it (whose wasmtime, and Cranelift, wrote the
+/// code: another one's is refused whole rather than tried function by
+/// function). Then, for each function, its key (32 bytes), the length of its code
 /// (4 bytes, little-endian) and the code; then the SHA-256 of all that
 /// precedes it.
-const PACK_MAGIC: &[u8] = b"hotslot compiled functions 1\n";
+const PACK_MAGIC: &[u8] = concat!(
+    "hotslot compiled functions 1, hotslot ",
+    env!("CARGO_PKG_VERSION"),
+    "\n"
+)
+.as_bytes();
 
 /// The functions kept in `path`, least recently used first: none if there
 /// is no such file. A file that is not this user's and private, or whose
@@ -365,8 +397,16 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
     let Some(mut file) = private_files::open_private(path)? else {
         return Ok(Pack::default());
     };
+    // No more than a store can hold, with its framing.
+    let most = (KEEP_BYTES * 2) as u64;
     let mut pack = Vec::new();
-    file.read_to_end(&mut pack).map_err(|e| e.to_string())?;
+    (&mut file)
+        .take(most + 1)
+        .read_to_end(&mut pack)
+        .map_err(|e| e.to_string())?;
+    if pack.len() as u64 > most {
+        return Err("larger than a store can be".into());
+    }
     let body_len = pack
         .len()
         .checked_sub(32)
@@ -388,10 +428,13 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
             .get(at + 32..at + 36)
             .and_then(|len| len.try_into().ok())
             .ok_or_else(cut_short)?;
-        let code = at + 36..at + 36 + u32::from_le_bytes(len) as usize;
-        if code.end > body_len {
-            return Err(cut_short());
-        }
+        let start = at + 36;
+        let end = usize::try_from(u32::from_le_bytes(len))
+            .ok()
+            .and_then(|len| start.checked_add(len))
+            .filter(|end| *end <= body_len)
+            .ok_or_else(cut_short)?;
+        let code = start..end;
         at = code.end;
         records.push((key, code));
     }
@@ -485,6 +528,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("functions").join("pack");
         let first = kept_in(&path);
+        first.save();
+        assert!(!path.exists(), "nothing kept, nothing written");
         assert!(first.get(&key(1)).is_none(), "nothing kept yet");
         assert!(first.insert(&key(1), vec![1, 2, 3]));
         assert!(first.insert(&key(2), vec![4]));
@@ -508,6 +553,47 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             assert!(kept_in(&path).get(&key(1)).is_none());
         }
+    }
+
+    /// `body` as a file of kept functions, its checksum right.
+    fn summed(body: &[u8]) -> Vec<u8> {
+        let mut file = body.to_vec();
+        file.extend_from_slice(&Sha256::digest(body));
+        file
+    }
+
+    #[test]
+    fn a_file_with_its_sum_right_but_not_ours_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(dir.path().join("functions"))
+            .unwrap();
+        let mut record = key(1).to_vec();
+        record.extend_from_slice(&100u32.to_le_bytes());
+        record.extend_from_slice(&[7; 10]);
+        let cut = [PACK_MAGIC, &record].concat();
+        let other = [
+            &b"hotslot compiled functions 1, hotslot 0.0.0\n"[..],
+            &record[..36],
+            &[7; 100],
+        ]
+        .concat();
+        let fine = [PACK_MAGIC, &record[..36], &[7; 100]].concat();
+        for (body, read) in [(cut, false), (other, false), (fine, true)] {
+            std::fs::write(&path, summed(&body)).unwrap();
+            assert_eq!(kept_in(&path).get(&key(1)).is_some(), read);
+        }
+    }
+
+    #[test]
+    fn what_cranelift_inserts_again_replaces_what_was_kept() {
+        let cache = FunctionCache::new(1000, 750);
+        assert!(cache.insert(&key(1), vec![1]));
+        assert!(cache.insert(&key(1), vec![2, 2]));
+        assert_eq!(cache.get(&key(1)).as_deref(), Some(&[2u8, 2][..]));
+        assert_eq!(cache.bytes(), 32 + 2);
     }
 
     #[test]
