@@ -1,5 +1,6 @@
-//! Compiled functions kept in memory by their content, so that a reload of
-//! changed bytes has Cranelift compile only the functions that changed.
+//! Compiled functions kept by their content, in memory and (for hosts that
+//! keep code on disk) in a file for the next run, so that changed bytes have
+//! Cranelift compile only the functions that changed.
 //!
 //! A plugin under development changes a function or two between builds; an
 //! interpreter plugin (Python, JavaScript) changes only its data. Cranelift's
@@ -11,6 +12,11 @@
 //! settings: engines share only what they would compile alike), bounded in
 //! size (keys and code counted; the table and a chunk's unused end not),
 //! least recently used out first.
+//!
+//! The file (`…/hotslot/functions/pack`) is written whole after a compile
+//! that added to the store and read in before a run's first lookup; what it
+//! holds becomes machine code, so it is refused whole unless its checksum,
+//! its writer (this hotslot) and its owner (this user alone) are right.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
