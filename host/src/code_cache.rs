@@ -19,21 +19,18 @@
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use crate::engine::{Compiler, MemoryInit};
-use crate::private_files;
+use crate::private_files::{self, STALE_TEMPORARY};
 
 /// How many bytes of compiled code the directory keeps: about thirty
 /// versions of an 18 MB Python component (34 MB of code each).
 pub(crate) const KEEP_BYTES: u64 = 1 << 30;
-
-/// A temporary file older than this was left by a writer that died.
-const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// The file that holds, or will hold, one component's compiled code.
 #[derive(Debug)]
@@ -404,7 +401,7 @@ mod tests {
             .collect();
         let age = |entry: &Entry, seconds| {
             let file = fs::File::open(entry.path()).expect("kept");
-            let when = SystemTime::now() - Duration::from_secs(seconds);
+            let when = SystemTime::now() - std::time::Duration::from_secs(seconds);
             file.set_modified(when).expect("dated");
         };
         assert!(entries[0].store(&code));

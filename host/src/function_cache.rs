@@ -210,12 +210,17 @@ impl FunctionCache {
         };
         let started = std::time::Instant::now();
         match private_files::write_whole(path, &pack) {
-            Ok(()) => tracing::debug!(
-                "kept {:.1} MB of compiled functions in {} in {:.1} ms",
-                pack.len() as f64 / 1e6,
-                path.display(),
-                started.elapsed().as_secs_f64() * 1e3
-            ),
+            Ok(()) => {
+                tracing::debug!(
+                    "kept {:.1} MB of compiled functions in {} in {:.1} ms",
+                    pack.len() as f64 / 1e6,
+                    path.display(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                if let Some(dir) = path.parent() {
+                    private_files::sweep_stale_temporaries(dir);
+                }
+            }
             Err(e) => {
                 tracing::warn!("cannot keep compiled functions in {}: {e}", path.display());
                 // Tried again after the next compile.
@@ -543,6 +548,33 @@ mod tests {
         let next = kept_in(&path);
         assert_eq!(next.get(&key(1)).as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(next.get(&key(2)).as_deref(), Some(&[4u8][..]));
+    }
+
+    #[test]
+    fn a_save_sweeps_what_dead_writers_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let cache = kept_in(&path);
+        assert!(cache.insert(&key(1), vec![1]));
+        cache.save();
+        let left = |name: &str, age: u64| {
+            let file = std::fs::File::create(path.with_file_name(name)).unwrap();
+            let at = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            file.set_modified(at).unwrap();
+        };
+        left("pack.1-0.tmp", 2 * 3600);
+        left("pack.2-0.tmp", 60);
+        assert!(cache.insert(&key(2), vec![2]));
+        cache.save();
+        assert!(
+            !path.with_file_name("pack.1-0.tmp").exists(),
+            "stale: swept"
+        );
+        assert!(
+            path.with_file_name("pack.2-0.tmp").exists(),
+            "maybe still written"
+        );
+        assert!(path.exists());
     }
 
     #[test]
