@@ -13,8 +13,8 @@
 //! size (keys and code counted; the table and a chunk's unused end not),
 //! least recently used out first.
 //!
-//! The file (`…/hotslot/functions/pack`) is written whole after a compile
-//! that added to the store and read in before a run's first lookup; what it
+//! The file (`…/hotslot/functions/pack`) is read in before a run's first big
+//! compile and written whole after one (the loader says when); what it
 //! holds becomes machine code, so it is refused whole unless its checksum,
 //! its writer (this hotslot) and its owner (this user alone) are right.
 
@@ -50,12 +50,18 @@ pub(crate) fn shared() -> Arc<FunctionCache> {
 
 /// Keeps the process's store between runs, in the user's cache directory
 /// (`$XDG_CACHE_HOME/hotslot/functions/pack`, else under `~/.cache`): read
-/// back before its first lookup, written by [`save`] after a compile that
-/// added to it. Without a cache directory, kept in memory only.
+/// in by [`read_kept`], written by [`save`]. Without a cache directory,
+/// kept in memory only.
 pub(crate) fn keep_for_user() {
     if let Some(dir) = private_files::user_dir() {
         shared().keep_at(dir.join("functions").join("pack"));
     }
+}
+
+/// Reads in what the process's store's file holds (see [`keep_for_user`]),
+/// once: before a compile that may reuse it.
+pub(crate) fn read_kept() {
+    shared().read_once();
 }
 
 /// Writes the process's store to its file (see [`keep_for_user`]) if a
@@ -167,29 +173,30 @@ impl FunctionCache {
         }
     }
 
-    /// The store, with what its file held read in first (once).
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// Reads in what the store's file holds, the first time it is asked.
+    fn read_once(&self) {
         let mut inner = lock(&self.inner);
-        if !inner.read {
-            inner.read = true;
-            if let Some(path) = self.pack.get() {
-                match read_pack(path) {
-                    Ok(pack) => {
-                        for (key, code) in pack.records {
-                            inner.add(key, &pack.bytes[code]);
-                        }
-                        if inner.bytes > self.keep {
-                            inner.trim(self.trim_to);
-                        }
-                    }
-                    Err(why) => tracing::warn!(
-                        "not reusing compiled functions kept in {}: {why}",
-                        path.display()
-                    ),
+        if inner.read {
+            return;
+        }
+        inner.read = true;
+        let Some(path) = self.pack.get() else {
+            return;
+        };
+        match read_pack(path) {
+            Ok(pack) => {
+                for (key, code) in pack.records {
+                    inner.add(key, &pack.bytes[code]);
+                }
+                if inner.bytes > self.keep {
+                    inner.trim(self.trim_to);
                 }
             }
+            Err(why) => tracing::warn!(
+                "not reusing compiled functions kept in {}: {why}",
+                path.display()
+            ),
         }
-        inner
     }
 
     /// Writes the store to its file if anything was added since it was
@@ -240,7 +247,7 @@ impl CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
         self.looked.fetch_add(1, Ordering::Release);
         let key = Key::try_from(key).ok()?;
-        let mut inner = self.inner();
+        let mut inner = lock(&self.inner);
         inner.uses += 1;
         let now = inner.uses;
         let entry = inner.entries.get_mut(&key)?;
@@ -259,7 +266,7 @@ impl CacheStore for FunctionCache {
         if size > self.keep {
             return false;
         }
-        let mut inner = self.inner();
+        let mut inner = lock(&self.inner);
         // Cranelift inserts only what it did not find, or found and could
         // not read (kept by another Cranelift): that one is replaced, or
         // it would be found, and refused, forever.
@@ -531,6 +538,7 @@ mod tests {
     fn kept_in(path: &Path) -> FunctionCache {
         let cache = FunctionCache::new(1000, 750);
         cache.keep_at(path.to_path_buf());
+        cache.read_once();
         cache
     }
 

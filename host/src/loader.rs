@@ -504,9 +504,6 @@ impl Loader {
             // Counted over the whole process: a compile running beside
             // this one on another thread blurs the figures, never the code.
             let Reused { looked, found } = Reused::since(before);
-            if options.disk_cache {
-                function_cache::save();
-            }
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
                  reusing {found} of its {looked} functions already compiled"
@@ -663,7 +660,20 @@ fn compile_built(
         }
         return Ok((component, false));
     }
-    let code = compile_apart(options, init, bytes)?;
+    // Big components (interpreters) are where reusing what an earlier run
+    // compiled pays: the file of kept functions is read in before and
+    // written after. A small one compiles in tens of milliseconds, less than
+    // reading that file (tens of megabytes) would take.
+    let keeps_functions =
+        options.reuse_functions && options.disk_cache && options.compiler == Compiler::Cranelift;
+    if keeps_functions {
+        function_cache::read_kept();
+    }
+    let code = compile_apart(options, init, bytes);
+    if keeps_functions {
+        function_cache::save();
+    }
+    let code = code?;
     // Mapped from the file just written where there is one: its pages are
     // read only as the code runs, and shared with every other host.
     if let Some(component) = kept

@@ -222,12 +222,38 @@ fn reused(log: &str) -> Option<(u64, u64)> {
     Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
 }
 
+/// `bytes` with a custom section of `size` bytes added: over a megabyte,
+/// a component is compiled apart, and what it compiled is kept on disk.
+fn padded(bytes: &[u8], size: usize) -> Vec<u8> {
+    let name = b"padding";
+    let mut payload = vec![u8::try_from(name.len()).unwrap()];
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + size, 0);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    // The section's size, LEB128.
+    let mut left = payload.len();
+    loop {
+        let byte = (left & 0x7f) as u8;
+        left >>= 7;
+        if left == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}
+
 #[test]
 fn the_next_run_compiles_only_what_changed() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("g.wasm");
-    let bytes = std::fs::read(plugin_path("greeter_a")).unwrap();
+    // Big enough to be compiled apart (an interpreter would be): the file
+    // of kept functions is read and written only for such compiles.
+    let bytes = padded(&std::fs::read(plugin_path("greeter_a")).unwrap(), 1 << 20);
     std::fs::write(&file, &bytes).unwrap();
     let request = r#"demo:greeter/greet@1#hello("x")"#;
     let (stdout, _) = call(&file, request, cache.path());
@@ -242,9 +268,22 @@ fn the_next_run_compiles_only_what_changed() {
     assert!(found * 4 > looked * 3, "reused {found} of {looked}");
 
     // Other code: what differs is compiled, and answers.
-    std::fs::copy(plugin_path("greeter_b"), &file).unwrap();
+    let other = padded(&std::fs::read(plugin_path("greeter_b")).unwrap(), 1 << 20);
+    std::fs::write(&file, other).unwrap();
     let (stdout, stderr) = call(&file, request, cache.path());
     assert_eq!(stdout, "\"b: bonjour, x\"\n");
     let (found, looked) = reused(&stderr).expect("a reuse line");
     assert!(found > 0 && found < looked, "reused {found} of {looked}");
+}
+
+#[test]
+fn a_small_component_leaves_the_kept_functions_alone() {
+    let cache = tempfile::tempdir().unwrap();
+    let (stdout, _) = call(
+        &plugin_path("calc"),
+        "demo:calc/math@1#add(40, 2)",
+        cache.path(),
+    );
+    assert_eq!(stdout, "42\n");
+    assert!(!cache.path().join("hotslot/functions").exists());
 }
