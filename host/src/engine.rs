@@ -79,8 +79,9 @@ pub struct EngineOptions {
     /// Keep every function Cranelift compiles in memory, by its content, so
     /// that new bytes of a plugin compile only the functions that changed
     /// (at most 128 MiB per process, least recently used out first); with
-    /// `disk_cache`, on disk too (`$XDG_CACHE_HOME/hotslot/functions`, else
-    /// under `~/.cache`), for the next run. For hosts that reload plugins
+    /// `disk_cache`, those of components over a megabyte on disk too
+    /// (`$XDG_CACHE_HOME/hotslot/functions`, else under `~/.cache`), for the
+    /// next run. For hosts that reload plugins
     /// under development; the `hotslot` CLI turns it on. Cranelift's
     /// incremental cache, on which it stands, is marked experimental by its
     /// authors. Winch engines ignore it.

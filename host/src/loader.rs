@@ -62,6 +62,14 @@ struct Compiled {
     interfaces: String,
 }
 
+impl Compiled {
+    /// Bytes of its compiled code image.
+    fn code_bytes(&self) -> usize {
+        let image = self.pre.component().image_range();
+        image.end as usize - image.start as usize
+    }
+}
+
 /// One interface a component imports from the registry: one that another
 /// plugin serves (not WASI, not `hotslot:plugin`).
 #[derive(Clone, Debug)]
@@ -77,33 +85,6 @@ pub struct ImportedInterface {
 pub struct ImportedFunction {
     name: String,
     ty: ComponentFunc,
-}
-
-/// Drops the oldest compiled components only the loader holds until those
-/// hold at most [`CACHE_IDLE_CODE_BYTES`] of code.
-fn trim_idle(cache: &mut VecDeque<Arc<Compiled>>) {
-    let idle = |c: &Arc<Compiled>| Arc::strong_count(c) == 1;
-    let mut code: usize = cache
-        .iter()
-        .filter(|c| idle(c))
-        .map(|c| c.code_bytes())
-        .sum();
-    while code > CACHE_IDLE_CODE_BYTES {
-        let Some(oldest) = cache.iter().position(idle) else {
-            return;
-        };
-        if let Some(dropped) = cache.remove(oldest) {
-            code -= dropped.code_bytes();
-        }
-    }
-}
-
-impl Compiled {
-    /// Bytes of its compiled code image.
-    fn code_bytes(&self) -> usize {
-        let image = self.pre.component().image_range();
-        image.end as usize - image.start as usize
-    }
 }
 
 impl ImportedInterface {
@@ -527,6 +508,25 @@ impl Loader {
             .iter()
             .find(|c| &c.hash == hash && Engine::same(c.pre.engine(), engine))
             .cloned()
+    }
+}
+
+/// Drops the oldest compiled components only the loader holds until those
+/// hold at most [`CACHE_IDLE_CODE_BYTES`] of code.
+fn trim_idle(cache: &mut VecDeque<Arc<Compiled>>) {
+    let idle = |c: &Arc<Compiled>| Arc::strong_count(c) == 1;
+    let mut code: usize = cache
+        .iter()
+        .filter(|c| idle(c))
+        .map(|c| c.code_bytes())
+        .sum();
+    while code > CACHE_IDLE_CODE_BYTES {
+        let Some(oldest) = cache.iter().position(idle) else {
+            return;
+        };
+        if let Some(dropped) = cache.remove(oldest) {
+            code -= dropped.code_bytes();
+        }
     }
 }
 
