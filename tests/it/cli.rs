@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{plugin_path, with_build_id};
+use crate::common::{last_reuse, plugin_path, with_build_id};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -753,17 +753,6 @@ fn call_takes_a_bare_file_name_with_its_manifest() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{stderr}");
-}
-
-/// The figures of the last "reusing N of its M functions" line in `log`.
-fn last_reuse(log: &str) -> Option<(u64, u64)> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(" functions already compiled"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "reusing")?;
-    Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
 }
 
 /// Asks `request` until it answers `want` (any other answer must be

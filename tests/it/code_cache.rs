@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{plugin_path, with_build_id};
+use crate::common::{last_reuse, plugin_path, with_build_id, with_custom_section};
 
 /// `hotslot call FILE REQUEST` with `cache` as the user's cache directory:
 /// (stdout, stderr), after checking that it succeeded.
@@ -212,38 +212,10 @@ fn a_string_of_reloads_leaves_few_old_components_in_memory() {
     );
 }
 
-/// The figures of the "reusing N of its M functions" part of `log`.
-fn reused(log: &str) -> Option<(u64, u64)> {
-    let line = log
-        .lines()
-        .find(|l| l.contains(" functions already compiled"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "reusing")?;
-    Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
-}
-
-/// `bytes` with a custom section of `size` bytes added: over a megabyte,
+/// `bytes` padded with a custom section of `size` bytes: over a megabyte,
 /// a component is compiled apart, and what it compiled is kept on disk.
 fn padded(bytes: &[u8], size: usize) -> Vec<u8> {
-    let name = b"padding";
-    let mut payload = vec![u8::try_from(name.len()).unwrap()];
-    payload.extend_from_slice(name);
-    payload.resize(payload.len() + size, 0);
-    let mut out = bytes.to_vec();
-    out.push(0);
-    // The section's size, LEB128.
-    let mut left = payload.len();
-    loop {
-        let byte = (left & 0x7f) as u8;
-        left >>= 7;
-        if left == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(&payload);
-    out
+    with_custom_section(bytes, "padding", &vec![0; size])
 }
 
 #[test]
@@ -264,7 +236,7 @@ fn the_next_run_compiles_only_what_changed() {
     std::fs::write(&file, with_build_id(&bytes, "2")).unwrap();
     let (stdout, stderr) = call(&file, request, cache.path());
     assert_eq!(stdout, "\"a: hello, x\"\n");
-    let (found, looked) = reused(&stderr).expect("a reuse line");
+    let (found, looked) = last_reuse(&stderr).expect("a reuse line");
     assert!(found * 4 > looked * 3, "reused {found} of {looked}");
 
     // Other code: what differs is compiled, and answers.
@@ -272,7 +244,7 @@ fn the_next_run_compiles_only_what_changed() {
     std::fs::write(&file, other).unwrap();
     let (stdout, stderr) = call(&file, request, cache.path());
     assert_eq!(stdout, "\"b: bonjour, x\"\n");
-    let (found, looked) = reused(&stderr).expect("a reuse line");
+    let (found, looked) = last_reuse(&stderr).expect("a reuse line");
     assert!(found > 0 && found < looked, "reused {found} of {looked}");
 }
 

@@ -75,16 +75,43 @@ pub fn probe_answer(handle: &Handle) -> Result<u32, hotslot::Error> {
     }
 }
 
-/// `bytes` with a custom section added: the same code under another
-/// content hash, as a rebuild that changed nothing but a build id.
-pub fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
-    let name = "build-id";
-    let mut payload = vec![name.len() as u8];
+/// `bytes` with a custom section named `name` holding `data` added: the
+/// same code under another content hash.
+pub fn with_custom_section(bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut payload = vec![u8::try_from(name.len()).expect("a short name")];
     payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(id.as_bytes());
+    payload.extend_from_slice(data);
     let mut out = bytes.to_vec();
     out.push(0);
-    out.push(u8::try_from(payload.len()).expect("a short id"));
+    // The section's size, LEB128.
+    let mut left = payload.len();
+    loop {
+        let byte = (left & 0x7f) as u8;
+        left >>= 7;
+        if left == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
     out.extend_from_slice(&payload);
     out
+}
+
+/// `bytes` as a rebuild that changed nothing but a build id would leave
+/// them.
+pub fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    with_custom_section(bytes, "build-id", id.as_bytes())
+}
+
+/// The figures of the last "reusing N of its M functions" line the loader
+/// logged in `log`.
+pub fn last_reuse(log: &str) -> Option<(u64, u64)> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" functions already compiled"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "reusing")?;
+    Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
 }
