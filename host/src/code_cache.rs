@@ -26,7 +26,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use crate::engine::{Compiler, MemoryInit};
-use crate::private_files::{self, STALE_TEMPORARY};
+use crate::private_files;
 
 /// How many bytes of compiled code the directory keeps: about thirty
 /// versions of an 18 MB Python component (34 MB of code each).
@@ -215,19 +215,16 @@ impl Entry {
         let Ok(listing) = fs::read_dir(dir) else {
             return;
         };
-        let now = SystemTime::now();
         let mut kept = Vec::new();
         for entry in listing.flatten() {
             let (path, Ok(meta)) = (entry.path(), entry.metadata()) else {
                 continue;
             };
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("cwasm") => kept.push((used, meta.len(), path)),
-                Some("tmp") if now.duration_since(used).unwrap_or_default() > STALE_TEMPORARY => {
-                    let _ = fs::remove_file(&path);
-                }
-                _ => {}
+            if path.extension().is_some_and(|e| e == "cwasm") {
+                kept.push((used, meta.len(), path));
+            } else if private_files::stale_temporary(&path, used) {
+                let _ = fs::remove_file(&path);
             }
         }
         let mut total: u64 = kept.iter().map(|(_, len, _)| len).sum();

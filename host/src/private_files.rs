@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// A temporary file older than this was left by a writer that died.
-pub(crate) const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// The user's hotslot cache directory: `$XDG_CACHE_HOME/hotslot`, else
 /// `~/.cache/hotslot`; `None` without an absolute one of those.
@@ -123,20 +123,25 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Whether `path`, last changed at `modified`, is a temporary file a writer
+/// that died left behind (see [`write_whole`]).
+pub(crate) fn stale_temporary(path: &Path, modified: SystemTime) -> bool {
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    age > STALE_TEMPORARY && path.extension().is_some_and(|e| e == "tmp")
+}
+
 /// Removes the temporary files in `dir` that writers which died left
-/// behind (see [`write_whole`]).
+/// behind.
 pub(crate) fn sweep_stale_temporaries(dir: &Path) {
     let Ok(listing) = fs::read_dir(dir) else {
         return;
     };
-    let now = SystemTime::now();
     for entry in listing.flatten() {
         let path = entry.path();
-        let stale = entry
-            .metadata()
-            .and_then(|meta| meta.modified())
-            .is_ok_and(|at| now.duration_since(at).unwrap_or_default() > STALE_TEMPORARY);
-        if stale && path.extension().is_some_and(|e| e == "tmp") {
+        let modified = entry.metadata().and_then(|meta| meta.modified());
+        if modified.is_ok_and(|at| stale_temporary(&path, at)) {
             let _ = fs::remove_file(&path);
         }
     }
