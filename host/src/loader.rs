@@ -473,17 +473,17 @@ impl Loader {
             return Ok((plugin(compiled), true));
         }
         let started = std::time::Instant::now();
-        let before = Reused::now();
+        let options = engine::options_of(&engine);
+        let compiler = options.compiler;
+        // Counted over the whole process: a compile running beside this one
+        // on another thread blurs the figures, never the code.
+        let before = (options.reuse_functions && compiler == Compiler::Cranelift).then(Reused::now);
         let (compiled, mapped) = compile(origin, bytes, hash, &engine, &linker)?;
         let compiled = Arc::new(compiled);
         let took = started.elapsed().as_secs_f64() * 1e3;
-        let options = engine::options_of(&engine);
-        let compiler = options.compiler;
         if mapped {
             tracing::info!("loaded {origin}, compiled with {compiler} before, in {took:.1} ms");
-        } else if options.reuse_functions && compiler == Compiler::Cranelift {
-            // Counted over the whole process: a compile running beside
-            // this one on another thread blurs the figures, never the code.
+        } else if let Some(before) = before {
             let Reused { looked, found } = Reused::since(before);
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
