@@ -166,11 +166,7 @@ impl FunctionCache {
 
     /// Keeps the store in `path` between runs; the first path given holds.
     fn keep_at(&self, path: PathBuf) {
-        if self.pack.set(path).is_ok() {
-            // Looked in before it had a file (an engine that keeps nothing
-            // on disk came first): what the file holds is read all the same.
-            lock(&self.inner).read = false;
-        }
+        let _ = self.pack.set(path);
     }
 
     /// Reads in what the store's file holds, the first time it is asked.
