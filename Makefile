@@ -83,7 +83,11 @@ run: plugins
 	cargo run --release -p hotslot -- watch $(PLUGINS)
 
 # Benchmarks are not tests: they are run by hand and reported in BENCHMARKS.md.
+# The compilers' section also times a debug build of calc: what a plugin
+# author reloads while developing.
 bench: fixtures
+	cd guest-plugins && cargo build --target wasm32-wasip2 -p fx-calc
+	cp guest-plugins/target/wasm32-wasip2/debug/fx_calc.wasm $(FIXTURES)/calc_debug.wasm
 	env -u RUST_BACKTRACE cargo bench -p hotslot
 
 # Fuzzing needs the nightly toolchain and cargo-fuzz; FUZZ_SECONDS per target.

@@ -424,15 +424,16 @@ fn compilers() {
         .each_ref()
         .map(|engine| Registry::with_engine(engine.clone(), hotslot::Limits::default()).unwrap());
     let mut serial = 0;
-    // For perf: `PROFILE_COMPILE=cranelift|winch|reuse` compiles calc with
-    // new bytes for six seconds on that side's engine, then counts them.
+    // For perf: `PROFILE_COMPILE=cranelift|winch|reuse` compiles calc (or
+    // the fixture `PROFILE_STEM` names) with new bytes for six seconds on
+    // that side's engine, then counts them.
     if let Some(side) = std::env::var_os("PROFILE_COMPILE") {
         let engine = &engines[match side.to_str() {
             Some("winch") => 1,
             Some("reuse") => 2,
             _ => 0,
         }];
-        let code = bytes("calc");
+        let code = bytes(&std::env::var("PROFILE_STEM").unwrap_or("calc".into()));
         let until = Instant::now() + std::time::Duration::from_secs(6);
         while Instant::now() < until {
             serial += 1;
@@ -443,6 +444,9 @@ fn compilers() {
     }
     for (stem, interface, function, rounds) in [
         ("calc", "demo:calc/math", "add", 21),
+        // A debug build (`make bench` makes it): what an author reloads
+        // while developing a Rust plugin.
+        ("calc_debug", "demo:calc/math", "add", 11),
         ("greeter_py", "demo:greeter/greet", "hello", 5),
     ] {
         let code = bytes(stem);
