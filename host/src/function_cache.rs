@@ -14,9 +14,11 @@
 //! least recently used out first.
 //!
 //! The file (`…/hotslot/functions/pack`) is read in before a run's first big
-//! compile and written whole after one (the loader says when); what it
-//! holds becomes machine code, so it is refused whole unless its checksum,
-//! its writer (this hotslot) and its owner (this user alone) are right.
+//! compile and written whole after one (the loader says when), with what
+//! other runs wrote there meanwhile merged in, under a lock file beside it;
+//! what it holds becomes machine code, so it is refused whole unless its
+//! checksum, its writer (this hotslot) and its owner (this user alone) are
+//! right.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -135,6 +137,9 @@ struct Inner {
     read: bool,
     /// Whether anything was added since it was read or written.
     changed: bool,
+    /// The file as this process last read or wrote it: another stamp means
+    /// another process wrote it since.
+    on_disk: Option<private_files::Stamp>,
 }
 
 #[derive(Debug)]
@@ -181,6 +186,7 @@ impl FunctionCache {
         };
         match read_pack(path) {
             Ok(pack) => {
+                inner.on_disk = pack.stamp;
                 for (key, code) in pack.records {
                     inner.add(key, &pack.bytes[code]);
                 }
@@ -203,20 +209,15 @@ impl FunctionCache {
             return;
         };
         let _one_at_a_time = lock(&self.saving);
-        let pack = {
-            let mut inner = lock(&self.inner);
-            if !inner.changed {
-                return;
-            }
-            inner.changed = false;
-            inner.pack()
-        };
+        if !lock(&self.inner).changed {
+            return;
+        }
         let started = std::time::Instant::now();
-        match private_files::write_whole(path, &pack) {
-            Ok(()) => {
+        match self.merge_and_write(path) {
+            Ok(written) => {
                 tracing::debug!(
                     "kept {:.1} MB of compiled functions in {} in {:.1} ms",
-                    pack.len() as f64 / 1e6,
+                    written as f64 / 1e6,
                     path.display(),
                     started.elapsed().as_secs_f64() * 1e3
                 );
@@ -230,6 +231,46 @@ impl FunctionCache {
                 lock(&self.inner).changed = true;
             }
         }
+    }
+
+    /// Writes the store to `path` whole, with what other processes kept
+    /// there since this one last read or wrote it: a `watch` and a `call`
+    /// sharing the file each keep what the other compiled. Theirs counts as
+    /// used before anything of this process's. All of it under the file's
+    /// lock, so no writer's additions are lost between another's read and
+    /// write. Returns the bytes written.
+    fn merge_and_write(&self, path: &Path) -> std::io::Result<usize> {
+        let _others_wait = private_files::lock_exclusive(&path.with_extension("lock"))?;
+        let now = private_files::Stamp::at(path);
+        let theirs = match now {
+            Some(now) if Some(&now) != lock(&self.inner).on_disk.as_ref() => {
+                match read_pack(path) {
+                    Ok(pack) => Some(pack),
+                    Err(why) => {
+                        tracing::warn!(
+                            "writing over the compiled functions kept in {}: {why}",
+                            path.display()
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let pack = {
+            let mut inner = lock(&self.inner);
+            if let Some(theirs) = &theirs {
+                inner.take_in_older(theirs);
+                if inner.bytes > self.keep {
+                    inner.trim(self.trim_to);
+                }
+            }
+            inner.changed = false;
+            inner.pack()
+        };
+        private_files::write_whole(path, &pack)?;
+        lock(&self.inner).on_disk = private_files::Stamp::at(path);
+        Ok(pack.len())
     }
 
     /// Bytes kept now (keys and code).
@@ -296,6 +337,27 @@ impl Inner {
         self.entries.insert(key, entry);
         self.bytes += key.len() + code.len();
         true
+    }
+
+    /// Takes in the functions of `pack` not kept here, as used before all
+    /// that is (in the pack's order: least recently used first).
+    fn take_in_older(&mut self, pack: &Pack) {
+        // Room below every use counted here; gaps, where this store had a
+        // key already, do not matter.
+        let older = pack.records.len() as u64;
+        for entry in self.entries.values_mut() {
+            entry.used += older;
+        }
+        self.uses += older;
+        for (used, (key, code)) in (1..).zip(&pack.records) {
+            if self.entries.contains_key(key) {
+                continue;
+            }
+            let mut entry = self.append(&pack.bytes[code.clone()]);
+            entry.used = used;
+            self.entries.insert(*key, entry);
+            self.bytes += key.len() + code.len();
+        }
     }
 
     /// The store as its file holds it: least recently used first, so that
@@ -411,6 +473,10 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
     let Some(mut file) = private_files::open_private(path)? else {
         return Ok(Pack::default());
     };
+    let stamp = file
+        .metadata()
+        .ok()
+        .map(|meta| private_files::Stamp::of(&meta));
     // No more than a store can hold, with its framing.
     let most = (KEEP_BYTES * 2) as u64;
     let mut pack = Vec::new();
@@ -456,6 +522,7 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
     Ok(Pack {
         bytes: pack,
         records,
+        stamp,
     })
 }
 
@@ -464,6 +531,8 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
 struct Pack {
     bytes: Vec<u8>,
     records: Vec<(Key, std::ops::Range<usize>)>,
+    /// The file read, as it was.
+    stamp: Option<private_files::Stamp>,
 }
 
 #[cfg(test)]
@@ -552,6 +621,84 @@ mod tests {
         let next = kept_in(&path);
         assert_eq!(next.get(&key(1)).as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(next.get(&key(2)).as_deref(), Some(&[4u8][..]));
+    }
+
+    #[test]
+    fn two_runs_sharing_the_file_each_keep_what_the_other_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        // A `watch` and a `call` started before either wrote anything.
+        let (watch, call) = (kept_in(&path), kept_in(&path));
+        assert!(watch.insert(&key(1), vec![1]));
+        watch.save();
+        assert!(call.insert(&key(2), vec![2]));
+        call.save();
+        assert!(watch.insert(&key(3), vec![3]));
+        watch.save();
+        let next = kept_in(&path);
+        for name in 1..=3 {
+            assert_eq!(next.get(&key(name)).as_deref(), Some(&[name][..]));
+        }
+    }
+
+    #[test]
+    fn what_another_run_kept_goes_before_what_this_one_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let in_file = |cache: FunctionCache| {
+            cache.keep_at(path.clone());
+            cache.read_once();
+            cache
+        };
+        // Room for three functions of 100 bytes with their keys; a trim
+        // leaves two.
+        let (this, other) = (
+            in_file(FunctionCache::new(300, 200)),
+            in_file(FunctionCache::new(300, 200)),
+        );
+        assert!(other.insert(&key(b'b'), vec![2; 68]));
+        assert!(other.insert(&key(b'c'), vec![3; 68]));
+        other.save();
+        assert!(this.insert(&key(b'a'), vec![1; 68]));
+        assert!(this.insert(&key(b'd'), vec![4; 68]));
+        this.save();
+        let next = kept_in(&path);
+        for kept in [b'a', b'd'] {
+            assert!(next.get(&key(kept)).is_some(), "{} stays", kept as char);
+        }
+        for gone in [b'b', b'c'] {
+            assert!(next.get(&key(gone)).is_none(), "{} goes", gone as char);
+        }
+    }
+
+    #[test]
+    fn writers_saving_at_once_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        const WRITERS: u8 = 8;
+        for round in 0..4u8 {
+            let ready = std::sync::Barrier::new(usize::from(WRITERS));
+            std::thread::scope(|scope| {
+                for writer in 0..WRITERS {
+                    let (path, ready) = (&path, &ready);
+                    scope.spawn(move || {
+                        let cache = FunctionCache::new(1 << 20, 1 << 19);
+                        cache.keep_at(path.clone());
+                        cache.read_once();
+                        assert!(cache.insert(&key(round * WRITERS + writer), vec![writer; 4096]));
+                        ready.wait();
+                        cache.save();
+                    });
+                }
+            });
+        }
+        let next = FunctionCache::new(1 << 20, 1 << 19);
+        next.keep_at(path.clone());
+        next.read_once();
+        let lost: Vec<u8> = (0..4 * WRITERS)
+            .filter(|name| next.get(&key(*name)).is_none())
+            .collect();
+        assert!(lost.is_empty(), "lost {lost:?}");
     }
 
     #[test]

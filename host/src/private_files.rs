@@ -93,6 +93,56 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Takes the lock file `path` (made private if it is not there), waiting
+/// while another process (or another writer in this one) holds it; held
+/// until the returned file is dropped. Writers that read, change and write
+/// back a shared file take it around all three, so that none of them
+/// writes over what another added meanwhile.
+pub(crate) fn lock_exclusive(path: &Path) -> std::io::Result<fs::File> {
+    make_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// What tells one version of a file from the next: a file replaced by
+/// [`write_whole`] is a new file (another inode), and one written in place
+/// changes its length or its time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    /// The stamp of the file `meta` describes.
+    pub(crate) fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: {
+                use std::os::unix::fs::MetadataExt;
+                (meta.dev(), meta.ino())
+            },
+        }
+    }
+
+    /// The stamp of the file at `path` now, `None` if there is none.
+    pub(crate) fn at(path: &Path) -> Option<Stamp> {
+        fs::symlink_metadata(path).ok().map(|meta| Stamp::of(&meta))
+    }
+}
+
 /// Opens `path` for reading, refusing a symbolic link as its last part.
 fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
