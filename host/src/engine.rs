@@ -81,7 +81,8 @@ pub struct EngineOptions {
     /// (at most 128 MiB per process, least recently used out first); with
     /// `disk_cache`, those of components over a megabyte on disk too
     /// (`$XDG_CACHE_HOME/hotslot/functions`, else under `~/.cache`), for the
-    /// next run. For hosts that reload plugins
+    /// next run (written in the background: see
+    /// [`finish_keeping_functions`]). For hosts that reload plugins
     /// under development; the `hotslot` CLI turns it on. Cranelift's
     /// incremental cache, on which it stands, is marked experimental by its
     /// authors. Winch engines ignore it.
@@ -323,6 +324,21 @@ fn start_ticker(engine: &Engine) -> Result<(), Error> {
         })
         .map(drop)
         .map_err(|e| Error::Engine(format!("cannot start the epoch thread: {e}")))
+}
+
+/// Waits until the functions compiled so far are kept on disk, for engines
+/// that keep them there ([`EngineOptions::reuse_functions`] with
+/// `disk_cache`). They are written on a thread of their own after each
+/// compile of a component over a megabyte, so that the plugin answers
+/// without waiting for the disk; a host that exits right after such a
+/// compile calls this first, or the next run compiles those functions
+/// again. Returns at once when nothing is being written.
+///
+/// ```
+/// hotslot::engine::finish_keeping_functions();
+/// ```
+pub fn finish_keeping_functions() {
+    crate::function_cache::finish_saving();
 }
 
 /// The engine shared by every registry made with [`Registry::new`](crate::Registry::new).

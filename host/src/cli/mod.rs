@@ -252,7 +252,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(cli.command, Command::Watch { .. });
     init_logging(verbose);
-    let outcome = match cli.command {
+    let code = run(cli.command);
+    // The answer is out; what compiling it added reaches the disk before
+    // the process ends.
+    crate::engine::finish_keeping_functions();
+    code
+}
+
+fn run(command: Command) -> ExitCode {
+    let outcome = match command {
         Command::Watch {
             dir,
             limits,
