@@ -26,6 +26,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::CacheStore;
@@ -41,6 +42,10 @@ const KEEP_BYTES: usize = 128 << 20;
 /// What is left after a trim: trimming a quarter at a time keeps a store
 /// that sits at its limit from trimming on every insert.
 const TRIM_TO: usize = KEEP_BYTES / 4 * 3;
+
+/// How long a save waits for another process's save to end (one takes well
+/// under a second) before it gives up, to try again after the next compile.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The process's store of compiled functions.
 pub(crate) fn shared() -> Arc<FunctionCache> {
@@ -95,6 +100,8 @@ pub(crate) struct FunctionCache {
     saving: Mutex<()>,
     /// Saves started in the background and perhaps not finished.
     pending: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// How long a save waits for the file's lock.
+    patience: Duration,
     /// Functions looked for, and found, since the process started.
     looked: AtomicU64,
     found: AtomicU64,
@@ -149,9 +156,9 @@ struct Inner {
     read: bool,
     /// Whether anything was added since it was read or written.
     changed: bool,
-    /// The file as this process last read or wrote it: another stamp means
-    /// another process wrote it since.
-    on_disk: Option<private_files::Stamp>,
+    /// The checksum of the file as this process last read or wrote it:
+    /// another one there means another process wrote it since.
+    on_disk: Option<Sum>,
 }
 
 #[derive(Debug)]
@@ -177,6 +184,7 @@ impl FunctionCache {
             pack: OnceLock::new(),
             saving: Mutex::new(()),
             pending: Mutex::new(Vec::new()),
+            patience: LOCK_PATIENCE,
             looked: AtomicU64::new(0),
             found: AtomicU64::new(0),
         }
@@ -199,7 +207,7 @@ impl FunctionCache {
         };
         match read_pack(path) {
             Ok(pack) => {
-                inner.on_disk = pack.stamp;
+                inner.on_disk = pack.sum;
                 for (key, code) in pack.records {
                     inner.add(key, &pack.bytes[code]);
                 }
@@ -216,7 +224,7 @@ impl FunctionCache {
 
     /// [`FunctionCache::save`] on a thread of its own (see [`save`]).
     fn save_in_background(self: &Arc<Self>) {
-        if self.pack.get().is_none() {
+        if self.pack.get().is_none() || !lock(&self.inner).changed {
             return;
         }
         let mut pending = lock(&self.pending);
@@ -224,11 +232,19 @@ impl FunctionCache {
         let cache = self.clone();
         let spawned = std::thread::Builder::new()
             .name("hotslot-keep-functions".into())
-            .spawn(move || cache.save());
+            .spawn(move || {
+                cache.save();
+                // A save copies the whole store (and reads another run's):
+                // given back, as the loader does after a compile.
+                crate::loader::give_back_memory();
+            });
         match spawned {
             Ok(save) => pending.push(save),
             // No thread to be had: saved here, late rather than never.
-            Err(_) => self.save(),
+            Err(_) => {
+                drop(pending);
+                self.save();
+            }
         }
     }
 
@@ -280,37 +296,37 @@ impl FunctionCache {
     /// lock, so no writer's additions are lost between another's read and
     /// write. Returns the bytes written.
     fn merge_and_write(&self, path: &Path) -> std::io::Result<usize> {
-        let _others_wait = private_files::lock_exclusive(&path.with_extension("lock"))?;
-        let now = private_files::Stamp::at(path);
-        let theirs = match now {
-            Some(now) if Some(&now) != lock(&self.inner).on_disk.as_ref() => {
-                match read_pack(path) {
-                    Ok(pack) => Some(pack),
-                    Err(why) => {
-                        tracing::warn!(
-                            "writing over the compiled functions kept in {}: {why}",
-                            path.display()
-                        );
-                        None
-                    }
+        let _others_wait =
+            private_files::lock_exclusive(&path.with_extension("lock"), self.patience)?;
+        let on_disk = lock(&self.inner).on_disk;
+        let theirs = match sum_of(path) {
+            Some(sum) if Some(sum) != on_disk => match read_pack(path) {
+                Ok(pack) => Some(pack),
+                // Another hotslot's, say: benign, and said at every save.
+                Err(why) => {
+                    tracing::debug!(
+                        "writing over the compiled functions kept in {}: {why}",
+                        path.display()
+                    );
+                    None
                 }
-            }
+            },
             _ => None,
         };
-        let pack = {
+        let mut body = {
             let mut inner = lock(&self.inner);
-            if let Some(theirs) = &theirs {
-                inner.take_in_older(theirs);
-                if inner.bytes > self.keep {
-                    inner.trim(self.trim_to);
-                }
+            if let Some(theirs) = theirs {
+                inner.take_in_older(&theirs, self.keep);
             }
             inner.changed = false;
             inner.pack()
         };
-        private_files::write_whole(path, &pack)?;
-        lock(&self.inner).on_disk = private_files::Stamp::at(path);
-        Ok(pack.len())
+        // Summed outside the lock: compiles go on meanwhile.
+        let sum: Sum = Sha256::digest(&body).into();
+        body.extend_from_slice(&sum);
+        private_files::write_whole(path, &body)?;
+        lock(&self.inner).on_disk = Some(sum);
+        Ok(body.len())
     }
 
     /// Bytes kept now (keys and code).
@@ -380,19 +396,32 @@ impl Inner {
     }
 
     /// Takes in the functions of `pack` not kept here, as used before all
-    /// that is (in the pack's order: least recently used first).
-    fn take_in_older(&mut self, pack: &Pack) {
-        // Room below every use counted here; gaps, where this store had a
-        // key already, do not matter.
-        let older = pack.records.len() as u64;
+    /// that is (in the pack's order: least recently used first), as many
+    /// of its newest as fit in `keep` bytes with what is kept: no copy is
+    /// made only to be trimmed away.
+    fn take_in_older(&mut self, pack: &Pack, keep: usize) {
+        let mut room = keep.saturating_sub(self.bytes);
+        let mut taken = Vec::new();
+        // A file written by hotslot holds each key once; one made by hand
+        // may not.
+        let mut seen = std::collections::HashSet::new();
+        for (key, code) in pack.records.iter().rev() {
+            let size = key.len() + code.len();
+            if size > room {
+                break;
+            }
+            if !self.entries.contains_key(key) && seen.insert(key) {
+                room -= size;
+                taken.push((key, code));
+            }
+        }
+        // Room below every use counted here.
+        let older = taken.len() as u64;
         for entry in self.entries.values_mut() {
             entry.used += older;
         }
         self.uses += older;
-        for (used, (key, code)) in (1..).zip(&pack.records) {
-            if self.entries.contains_key(key) {
-                continue;
-            }
+        for (used, (key, code)) in (1..).zip(taken.into_iter().rev()) {
             let mut entry = self.append(&pack.bytes[code.clone()]);
             entry.used = used;
             self.entries.insert(*key, entry);
@@ -400,8 +429,9 @@ impl Inner {
         }
     }
 
-    /// The store as its file holds it: least recently used first, so that
-    /// reading it back keeps their order (see [`read_pack`]).
+    /// The store as its file holds it, but for the checksum at its end:
+    /// least recently used first, so that reading it back keeps their
+    /// order (see [`read_pack`]).
     fn pack(&self) -> Vec<u8> {
         let mut by_use: Vec<(&Key, &Entry)> = self.entries.iter().collect();
         by_use.sort_unstable_by_key(|(_, entry)| entry.used);
@@ -417,8 +447,6 @@ impl Inner {
             pack.extend_from_slice(&len.to_le_bytes());
             pack.extend_from_slice(code);
         }
-        let sum = Sha256::digest(&pack);
-        pack.extend_from_slice(&sum);
         pack
     }
 
@@ -513,10 +541,6 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
     let Some(mut file) = private_files::open_private(path)? else {
         return Ok(Pack::default());
     };
-    let stamp = file
-        .metadata()
-        .ok()
-        .map(|meta| private_files::Stamp::of(&meta));
     // No more than a store can hold, with its framing.
     let most = (KEEP_BYTES * 2) as u64;
     let mut pack = Vec::new();
@@ -558,11 +582,12 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
         at = code.end;
         records.push((key, code));
     }
+    let sum = Sum::try_from(&pack[body_len..]).ok();
     pack.truncate(body_len);
     Ok(Pack {
         bytes: pack,
         records,
-        stamp,
+        sum,
     })
 }
 
@@ -571,8 +596,24 @@ fn read_pack(path: &Path) -> Result<Pack, String> {
 struct Pack {
     bytes: Vec<u8>,
     records: Vec<(Key, std::ops::Range<usize>)>,
-    /// The file read, as it was.
-    stamp: Option<private_files::Stamp>,
+    /// Its checksum: what tells it from the next version of the file.
+    sum: Option<Sum>,
+}
+
+/// A file's SHA-256, as it ends the file.
+type Sum = [u8; 32];
+
+/// The checksum at the end of the file at `path`, if there is one to read:
+/// what tells whether another process wrote it since this one read or
+/// wrote it (two writes of one store never end alike unless they are
+/// alike).
+fn sum_of(path: &Path) -> Option<Sum> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = private_files::open_private(path).ok()??;
+    file.seek(SeekFrom::End(-32)).ok()?;
+    let mut sum = [0; 32];
+    file.read_exact(&mut sum).ok()?;
+    Some(sum)
 }
 
 #[cfg(test)]
@@ -702,13 +743,40 @@ mod tests {
         assert!(this.insert(&key(b'a'), vec![1; 68]));
         assert!(this.insert(&key(b'd'), vec![4; 68]));
         this.save();
+        // Only the newest of theirs fits beside this run's two.
         let next = kept_in(&path);
-        for kept in [b'a', b'd'] {
-            assert!(next.get(&key(kept)).is_some(), "{} stays", kept as char);
+        for kept in [b'a', b'd', b'c'] {
+            assert!(next.get(&key(kept)).is_some(), "{} kept", kept as char);
         }
-        for gone in [b'b', b'c'] {
-            assert!(next.get(&key(gone)).is_none(), "{} goes", gone as char);
+        assert!(next.get(&key(b'b')).is_none(), "b did not fit");
+        assert_eq!(this.bytes(), 300);
+        // The next trim drops theirs first: `c`, then this run's oldest.
+        assert!(this.insert(&key(b'e'), vec![5; 68]));
+        for kept in [b'd', b'e'] {
+            assert!(this.get(&key(kept)).is_some(), "{} stays", kept as char);
         }
+        for gone in [b'c', b'a'] {
+            assert!(this.get(&key(gone)).is_none(), "{} goes", gone as char);
+        }
+    }
+
+    #[test]
+    fn a_file_naming_a_function_twice_counts_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let cache = kept_in(&path);
+        let mut body = PACK_MAGIC.to_vec();
+        for _ in 0..2 {
+            body.extend_from_slice(&key(7));
+            body.extend_from_slice(&3u32.to_le_bytes());
+            body.extend_from_slice(&[7, 7, 7]);
+        }
+        private_files::write_whole(&path, &summed(&body)).unwrap();
+        assert!(cache.insert(&key(1), vec![1]));
+        cache.save();
+        assert_eq!(cache.bytes(), 32 + 1 + 32 + 3);
+        let next = kept_in(&path);
+        assert_eq!(next.bytes(), 32 + 1 + 32 + 3);
     }
 
     #[test]
@@ -747,14 +815,45 @@ mod tests {
         let path = dir.path().join("functions").join("pack");
         let cache = Arc::new(kept_in(&path));
         assert!(cache.insert(&key(1), vec![1]));
-        {
-            // Another save under way: the one started now waits behind it,
-            // and the compile that started it does not.
-            let _another = lock(&cache.saving);
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (go, told) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            // Another save under way, until told to end (or, should the
+            // save below wait for it, for ten seconds): the one started now
+            // waits behind it, and the compile that started it does not.
+            let cache = &cache;
+            scope.spawn(move || {
+                let _another = lock(&cache.saving);
+                held.send(()).unwrap();
+                let _ = told.recv_timeout(Duration::from_secs(10));
+            });
+            is_held.recv().unwrap();
             cache.save_in_background();
             assert!(!path.exists(), "written on the compile's time");
-        }
+            go.send(()).unwrap();
+        });
         cache.finish_saving();
+        assert_eq!(kept_in(&path).get(&key(1)).as_deref(), Some(&[1u8][..]));
+    }
+
+    #[test]
+    fn a_save_gives_up_on_a_lock_held_too_long_and_tries_again_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("functions").join("pack");
+        let mut cache = FunctionCache::new(1000, 750);
+        cache.patience = Duration::from_millis(50);
+        cache.keep_at(path.clone());
+        cache.read_once();
+        assert!(cache.insert(&key(1), vec![1]));
+        {
+            // A process stopped while it held the lock.
+            let _stopped =
+                private_files::lock_exclusive(&path.with_extension("lock"), Duration::ZERO)
+                    .unwrap();
+            cache.save();
+            assert!(!path.exists(), "written under another's lock");
+        }
+        cache.save();
         assert_eq!(kept_in(&path).get(&key(1)).as_deref(), Some(&[1u8][..]));
     }
 

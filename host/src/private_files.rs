@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A temporary file older than this was left by a writer that died.
 const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
@@ -94,11 +94,13 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Takes the lock file `path` (made private if it is not there), waiting
-/// while another process (or another writer in this one) holds it; held
-/// until the returned file is dropped. Writers that read, change and write
-/// back a shared file take it around all three, so that none of them
-/// writes over what another added meanwhile.
-pub(crate) fn lock_exclusive(path: &Path) -> std::io::Result<fs::File> {
+/// at most `patience` while another process (or another writer in this
+/// one) holds it; held until the returned file is dropped. Writers that
+/// read, change and write back a shared file take it around all three, so
+/// that none of them writes over what another added meanwhile. Bounded: a
+/// process stopped while holding it (suspended at a terminal, say) must not
+/// stop this one.
+pub(crate) fn lock_exclusive(path: &Path, patience: Duration) -> std::io::Result<fs::File> {
     make_private_dir(path.parent().unwrap_or(Path::new(".")))?;
     let mut options = fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -107,39 +109,37 @@ pub(crate) fn lock_exclusive(path: &Path) -> std::io::Result<fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let file = options.open(path)?;
-    file.lock()?;
-    Ok(file)
-}
-
-/// What tells one version of a file from the next: a file replaced by
-/// [`write_whole`] is a new file (another inode), and one written in place
-/// changes its length or its time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    #[cfg(unix)]
-    inode: (u64, u64),
-}
-
-impl Stamp {
-    /// The stamp of the file `meta` describes.
-    pub(crate) fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            #[cfg(unix)]
-            inode: {
-                use std::os::unix::fs::MetadataExt;
-                (meta.dev(), meta.ino())
-            },
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let file = options.open(path).map_err(named)?;
+    let until = Instant::now() + patience;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            // A file system without locks: written unlocked, whole as ever
+            // (a rename), at worst without another writer's latest.
+            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                return Ok(file)
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(named(e)),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() >= until => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} stayed locked by another process for {} ms",
+                        path.display(),
+                        patience.as_millis()
+                    ),
+                ))
+            }
+            // A lock file has no waiting with a deadline (`flock` waits
+            // for ever or not at all): looked at again, less and less often.
+            Err(fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
         }
-    }
-
-    /// The stamp of the file at `path` now, `None` if there is none.
-    pub(crate) fn at(path: &Path) -> Option<Stamp> {
-        fs::symlink_metadata(path).ok().map(|meta| Stamp::of(&meta))
     }
 }
 

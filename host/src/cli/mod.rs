@@ -323,8 +323,13 @@ fn watch(
     metrics: Option<&str>,
     http: Option<&str>,
 ) -> Result<(), String> {
-    // Ctrl-C outside a line editor (input piped): leave at once, cleanly.
-    let _ = ctrlc::set_handler(|| std::process::exit(0));
+    // Ctrl-C outside a line editor (input piped): leave at once, cleanly,
+    // once the functions last compiled are on disk (a save in progress
+    // takes well under a second, and waits for another's at most ten).
+    let _ = ctrlc::set_handler(|| {
+        crate::engine::finish_keeping_functions();
+        std::process::exit(0)
+    });
     let registry = Arc::new(registry(limits, &dir, Purpose::Watch)?);
     if let Some(addr) = metrics {
         serve_metrics(registry.clone(), addr)?;
