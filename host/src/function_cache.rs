@@ -232,12 +232,7 @@ impl FunctionCache {
         let cache = self.clone();
         let spawned = std::thread::Builder::new()
             .name("hotslot-keep-functions".into())
-            .spawn(move || {
-                cache.save();
-                // A save copies the whole store (and reads another run's):
-                // given back, as the loader does after a compile.
-                crate::loader::give_back_memory();
-            });
+            .spawn(move || cache.save());
         match spawned {
             Ok(save) => pending.push(save),
             // No thread to be had: saved here, late rather than never.

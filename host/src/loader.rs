@@ -710,7 +710,7 @@ fn compile_apart(
 /// and glibc's allocator keeps what they freed in its arenas: without this,
 /// a host that compiled two 15 MB components stays at six times the memory
 /// of one that loaded them from the cache.
-pub(crate) fn give_back_memory() {
+fn give_back_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory the allocator holds.
     unsafe {
