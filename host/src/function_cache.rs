@@ -417,10 +417,10 @@ impl Inner {
         }
         self.uses += older;
         for (used, (key, code)) in (1..).zip(taken.into_iter().rev()) {
-            let mut entry = self.append(&pack.bytes[code.clone()]);
-            entry.used = used;
-            self.entries.insert(*key, entry);
-            self.bytes += key.len() + code.len();
+            self.add(*key, &pack.bytes[code.clone()]);
+            if let Some(entry) = self.entries.get_mut(key) {
+                entry.used = used;
+            }
         }
     }
 
