@@ -455,7 +455,11 @@ impl Loader {
     }
 
     /// Like [`Loader::load_bytes`], with `compiler` rather than the
-    /// loader's own, if given.
+    /// loader's own, if given. What Winch cannot compile (a proposal it
+    /// leaves out, such as tail calls or exceptions, or an instruction it
+    /// lacks) is compiled by Cranelift instead, with a warning: Winch is
+    /// chosen for speed while developing, and a plugin that runs is worth
+    /// more than one compiled sooner.
     fn load_with(
         &self,
         origin: &str,
@@ -468,17 +472,48 @@ impl Loader {
             compiled,
             grants: Arc::default(),
         };
-        let (engine, linker) = self.target(compiler, initial_data(bytes))?;
+        let data = initial_data(bytes);
+        let (engine, linker) = self.target(compiler, data)?;
+        let winch = engine::options_of(&engine).compiler == Compiler::Winch;
         if let Some(compiled) = self.cached(&hash, &engine) {
             return Ok((plugin(compiled), true));
         }
+        match self.compile_new(origin, bytes, hash, &engine, &linker) {
+            // Bytes that are no component at all fail as such. (What Winch
+            // refused is tried with it again when asked again: most such
+            // refusals come from validation, before any compiling.)
+            Err(Error::NotAComponent { reason, .. }) if winch && check_header(bytes).is_ok() => {
+                tracing::warn!(
+                    "winch cannot compile {origin} ({reason}); compiling it with cranelift"
+                );
+            }
+            compiled => return Ok((plugin(compiled?), false)),
+        }
+        let (engine, linker) = self.target(Some(Compiler::Cranelift), data)?;
+        if let Some(compiled) = self.cached(&hash, &engine) {
+            return Ok((plugin(compiled), true));
+        }
+        let compiled = self.compile_new(origin, bytes, hash, &engine, &linker)?;
+        Ok((plugin(compiled), false))
+    }
+
+    /// Compiles `bytes` for `engine` (or maps them from the code cache),
+    /// says so in the log, and keeps them in the loader's cache.
+    fn compile_new(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        hash: ContentHash,
+        engine: &Engine,
+        linker: &Linker<PluginState>,
+    ) -> Result<Arc<Compiled>, Error> {
         let started = std::time::Instant::now();
-        let options = engine::options_of(&engine);
+        let options = engine::options_of(engine);
         let compiler = options.compiler;
         // Counted over the whole process: a compile running beside this one
         // on another thread blurs the figures, never the code.
         let before = (options.reuse_functions && compiler == Compiler::Cranelift).then(Reused::now);
-        let (compiled, mapped) = compile(origin, bytes, hash, &engine, &linker)?;
+        let (compiled, mapped) = compile(origin, bytes, hash, engine, linker)?;
         let compiled = Arc::new(compiled);
         let took = started.elapsed().as_secs_f64() * 1e3;
         if mapped {
@@ -498,7 +533,7 @@ impl Loader {
             cache.pop_front();
         }
         trim_idle(&mut cache);
-        Ok((plugin(compiled), false))
+        Ok(compiled)
     }
 
     /// The same bytes, compiled for the same engine.

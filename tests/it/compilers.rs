@@ -125,3 +125,88 @@ fn the_command_line_compiles_with_either() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`cranelift` or `winch`"), "{stderr}");
 }
+
+/// A component Winch cannot compile (a tail call: Winch leaves the proposal
+/// out) but Cranelift can.
+fn with_a_tail_call() -> tempfile::TempDir {
+    let bytes = wat::parse_str(
+        r#"(component
+            (core module $m
+                (func $sum (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+                (func (export "add") (param i32 i32) (result i32)
+                    local.get 0 local.get 1 return_call $sum))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add")))
+            (instance $math (export "add" (func $add)))
+            (export "demo:calc/math@1.0.0" (instance $math))
+        )"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tail.wasm"), bytes).unwrap();
+    std::fs::write(
+        dir.path().join("tail.toml"),
+        "[compile]\ncompiler = \"winch\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn what_winch_cannot_compile_cranelift_compiles_instead() {
+    let registry = Registry::new().unwrap();
+    let dir = with_a_tail_call();
+    let tail = registry.load_file(file(dir.path(), "tail")).unwrap();
+    assert_eq!(tail.compiler(), Compiler::Cranelift);
+    registry.add_plugin("tail", &tail).unwrap();
+    let math = registry.implementation("demo:calc/math", "tail").unwrap();
+    let answer = math.call("add", &[Val::S32(40), Val::S32(2)]).unwrap();
+    assert_eq!(answer, [Val::S32(42)]);
+    // Asked again, found compiled.
+    let again = registry.load_file(file(dir.path(), "tail")).unwrap();
+    assert_eq!(again.compiler(), Compiler::Cranelift);
+
+    // On the command line too, saying why.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .args(["call", "--compiler", "winch"])
+        .arg(file(dir.path(), "tail"))
+        .arg("demo:calc/math@1#add(40, 2)")
+        .env("HOME", home.path())
+        .env("HOTSLOT_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), stdout.as_ref()),
+        (Some(0), "42\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("winch cannot compile"), "{stderr}");
+    assert!(stderr.contains("tail.wasm"), "{stderr}");
+    assert!(stderr.contains("with cranelift in"), "{stderr}");
+}
+
+#[test]
+fn a_registry_compiling_with_winch_falls_back_too_and_refuses_what_is_no_component() {
+    let engine = hotslot::engine::build(&hotslot::engine::EngineOptions {
+        compiler: Compiler::Winch,
+        pool_instances: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let registry = Registry::with_engine(engine, hotslot::Limits::default()).unwrap();
+    // A core module: Cranelift would refuse it just the same.
+    let err = registry
+        .load_bytes("module.wasm", b"\0asm\x01\0\0\0")
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::NotAComponent { .. }), "{err:?}");
+    assert!(message.contains("module.wasm"), "{message}");
+    // The same bytes Cranelift would compile: Winch's refusal, not a plain
+    // failure, is what sends them there.
+    let tail = std::fs::read(file(with_a_tail_call().path(), "tail")).unwrap();
+    let plugin = registry.load_bytes("tail.wasm", &tail).unwrap();
+    assert_eq!(plugin.compiler(), Compiler::Cranelift);
+}

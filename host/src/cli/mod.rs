@@ -172,8 +172,9 @@ struct LimitArgs {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// The compiler: `cranelift` (optimizing) or `winch` (baseline:
-    /// compiles several times faster, runs slower; for development). A
-    /// manifest's `[compile] compiler` chooses for its plugin.
+    /// compiles several times faster, runs slower; for development; what
+    /// it cannot compile Cranelift compiles, with a warning). A manifest's
+    /// `[compile] compiler` chooses for its plugin.
     #[arg(long, value_name = "NAME", default_value_t = Compiler::Cranelift)]
     compiler: Compiler,
     /// The most any plugin may reach over HTTP: authorities (`host`,
