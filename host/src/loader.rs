@@ -846,7 +846,83 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedIn
 
 #[cfg(test)]
 mod tests {
-    use super::initial_data;
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::{compile, initial_data};
+    use crate::error::Error;
+
+    /// A store of compiled functions that, once `swapping`, hands back
+    /// for any function the code kept for another: well-formed, but not
+    /// that function's.
+    #[derive(Debug, Default)]
+    struct Swapped {
+        kept: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+        swapping: AtomicBool,
+    }
+
+    impl wasmtime::CacheStore for Swapped {
+        fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+            if !self.swapping.load(Ordering::Relaxed) {
+                return None;
+            }
+            let kept = self.kept.lock().unwrap();
+            let other = kept.iter().find(|(k, _)| k != key)?;
+            Some(Cow::Owned(other.1.clone()))
+        }
+
+        fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+            self.kept.lock().unwrap().push((key.to_vec(), value));
+            true
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_compiler_fails_the_file_not_the_host() {
+        // Cranelift's own check of a reused function (compiled again and
+        // compared) panics on the wrong code: a compiler panic on demand.
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let store = Arc::new(Swapped::default());
+        config
+            .enable_incremental_compilation(store.clone())
+            .unwrap();
+        // SAFETY: a setting that only adds checks.
+        unsafe { config.cranelift_flag_enable("enable_incremental_compilation_cache_checks") };
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let linker = crate::sandbox::linker(&engine).unwrap();
+        let wat = r#"(component
+            (core module $m
+                (func (export "add") (param i32 i32) (result i32)
+                    local.get 0 local.get 1 i32.add)
+                (func (export "mul") (param i32 i32) (result i32)
+                    local.get 0 local.get 1 i32.mul))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" s32) (param "b" s32) (result s32)
+                (canon lift (core func $i "add")))
+            (func $mul (param "a" s32) (param "b" s32) (result s32)
+                (canon lift (core func $i "mul")))
+            (instance $math (export "add" (func $add)) (export "mul" (func $mul)))
+            (export "demo:calc/math@1.0.0" (instance $math))
+        )"#;
+        let first = wat::parse_str(wat).unwrap();
+        assert!(compile("first.wasm", &first, [1; 32], &engine, &linker).is_ok());
+        // The same code with a custom section more: new bytes, each
+        // function handed another's code.
+        let mut second = first.clone();
+        second.extend_from_slice(&[0, 2, 1, b'x']);
+        store.swapping.store(true, Ordering::Relaxed);
+        let failed = compile("second.wasm", &second, [2; 32], &engine, &linker);
+        match failed {
+            Err(Error::NotAComponent { origin, reason }) => {
+                assert_eq!(origin, "second.wasm");
+                assert!(reason.contains("the compiler panicked"), "{reason}");
+            }
+            Err(other) => panic!("expected a compiler panic, got {other}"),
+            Ok(_) => panic!("the wrong code was taken"),
+        }
+    }
 
     /// A core module whose memory starts with `bytes` bytes of data, in two
     /// segments.
