@@ -479,9 +479,9 @@ impl Loader {
             return Ok((plugin(compiled), true));
         }
         match self.compile_new(origin, bytes, hash, &engine, &linker) {
-            // Bytes that are no component at all fail as such. (What Winch
-            // refused is tried with it again when asked again: most such
-            // refusals come from validation, before any compiling.)
+            // Bytes that are no component at all fail as such. What Winch
+            // refused is tried with it again when asked again: the plugin
+            // may have dropped what Winch lacks.
             Err(Error::NotAComponent { reason, .. }) if winch && check_header(bytes).is_ok() => {
                 tracing::warn!(
                     "winch cannot compile {origin} ({reason}); compiling it with cranelift"
