@@ -268,14 +268,22 @@ impl HttpGate {
     /// What the request may take: the request's bound, or what is left of
     /// the call making it, whichever is less.
     fn time_left(&self) -> Duration {
+        match self.call_left() {
+            Some(left) => self.timeout.min(left),
+            None => self.timeout,
+        }
+    }
+
+    /// What is left of the call running now, if its end is known.
+    pub(crate) fn call_left(&self) -> Option<Duration> {
         if self.call_ends == 0 {
-            return self.timeout;
+            return None;
         }
         let ticks = self.call_ends.saturating_sub((self.clock)());
-        let left = self
-            .tick
-            .saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
-        self.timeout.min(left)
+        Some(
+            self.tick
+                .saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX)),
+        )
     }
 
     /// Why a request to `host:port` may not go out, if it may not.

@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Func, Linker, ResourceTable, Val};
+use wasmtime::component::{Func, Linker, Resource, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -234,7 +235,59 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
         .map_err(|e| Error::Engine(format!("cannot add wasi:http to the linker: {e:#}")))?;
     add_state(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add hotslot:plugin/state: {e:#}")))?;
+    bound_waits(&mut linker)
+        .map_err(|e| Error::Engine(format!("cannot bound wasi:io/poll's waits: {e:#}")))?;
     Ok(linker)
+}
+
+/// The `wasi:io/poll` wasmtime-wasi implements (it serves every 0.2.x).
+const WASI_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Replaces `wasi:io/poll`'s two waits (`poll` and `pollable.block`) with
+/// ones that end at the call's deadline. A plugin that sleeps, or waits on
+/// anything that never becomes ready, waits in the host, where the epoch
+/// deadline that stops its wasm cannot reach: wasmtime-wasi's own waits
+/// held the calling thread (and the plugin's instance) for as long as the
+/// plugin asked, an hour if it asked for one. A wait cut short traps as
+/// the epoch would (`Trap::Interrupt`: "deadline exceeded").
+fn bound_waits(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_io::bindings::wasi::io::poll::{Host, HostPollable};
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_POLL)?;
+    poll.func_wrap(
+        "poll",
+        |mut store: StoreContextMut<'_, PluginState>,
+         (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let ready = until_deadline(left, Host::poll(&mut state.table, pollables))??;
+            Ok((ready,))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: StoreContextMut<'_, PluginState>, (pollable,): (Resource<DynPollable>,)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            until_deadline(left, HostPollable::block(&mut state.table, pollable))??;
+            Ok(())
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Waits for `wait` on wasmtime-wasi's I/O runtime for at most `left` (no
+/// bound if `None`); past it, the call's deadline trap.
+fn until_deadline<F: std::future::Future>(
+    left: Option<std::time::Duration>,
+    wait: F,
+) -> wasmtime::Result<F::Output> {
+    let Some(left) = left else {
+        return Ok(wasmtime_wasi::runtime::in_tokio(wait));
+    };
+    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await })
+        .map_err(|_| wasmtime::Trap::Interrupt.into())
 }
 
 /// `hotslot:plugin/state`, on the plugin's own store: nothing a plugin
@@ -347,7 +400,8 @@ pub(crate) fn new_store(
             // A request cannot usefully outlive the call that makes it.
             timeout: limits.http_timeout.min(limits.timeout),
             max_response: limits.max_http_response,
-            call_ends: 0,
+            // Start-up code's deadline (see the end of this function).
+            call_ends: crate::engine::ticks_now().saturating_add(deadline_ticks(limits.timeout)),
             clock: crate::engine::ticks_now,
             tick: crate::engine::EPOCH_TICK,
             logged: None,

@@ -85,6 +85,38 @@ fn an_endless_loop_is_stopped_within_twice_the_deadline() {
 }
 
 #[test]
+fn a_sleep_past_the_deadline_is_stopped_at_it() {
+    // A sleep waits in the host (on a WASI clock), where the epoch that
+    // stops a loop cannot reach.
+    let timeout = Duration::from_millis(300);
+    let (_registry, handle) = rogue(Limits {
+        timeout,
+        ..Limits::default()
+    });
+    // Sleeps within the deadline end as asked.
+    let slept = handle.call("sleep", &[Val::U64(5), Val::U32(3)]).unwrap();
+    assert_eq!(slept, [Val::U32(3)]);
+    // Ten times the deadline (not an hour: were it not stopped, the test
+    // should fail, not hang).
+    let long = Val::U64(3_000);
+    let started = Instant::now();
+    let (kind, message) = fault(handle.call("sleep", &[long, Val::U32(1)]));
+    let took = started.elapsed();
+    assert_eq!(kind, Fault::Timeout, "{message}");
+    assert!(took < 2 * timeout, "stopped after {took:?}");
+    assert!(
+        message.contains("sleep") && message.contains("deadline"),
+        "{message}"
+    );
+    serves_afresh(&handle);
+    // Short sleeps over and over: each wait is bounded by what is left.
+    let started = Instant::now();
+    let (kind, message) = fault(handle.call("sleep", &[Val::U64(50), Val::U32(1000)]));
+    assert_eq!(kind, Fault::Timeout, "{message}");
+    assert!(started.elapsed() < 2 * timeout, "{:?}", started.elapsed());
+}
+
+#[test]
 fn a_memory_bomb_hits_the_limit() {
     let (_registry, handle) = rogue(Limits {
         max_memory: 32 << 20,
