@@ -524,7 +524,7 @@ fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
     );
     assert_eq!(
         s.ask(r#"demo:greeter/greet#hello(42)"#),
-        "error: argument name: expected string, got a number"
+        "error: demo:greeter/greet@1.0.0#hello: argument name: expected string, got a number"
     );
     s.send("help");
     let mut help = Vec::new();
@@ -563,9 +563,47 @@ fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
         r#"demo:calc/math#add("a", 2)"#,
     ]);
     assert!(
-        text(&out.stderr).contains("argument a: expected s32, got a string"),
+        text(&out.stderr)
+            .contains("demo:calc/math@1.0.0#add: argument a: expected s32, got a string"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn arguments_left_out_may_only_be_trailing_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pad.wasm");
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m
+                (func (export "pad") (param i32 i32 i32) (result i32)
+                    local.get 0 local.get 2 i32.add))
+            (core instance $i (instantiate $m))
+            (func $pad (param "n" s32) (param "by" (option u8)) (result s32)
+                (canon lift (core func $i "pad")))
+            (instance $text (export "pad" (func $pad)))
+            (export "demo:pad/text@1.0.0" (instance $text))
+        )"#,
+    )
+    .unwrap();
+    std::fs::write(&file, component).unwrap();
+    let call = |request: &str| run(&["call", file.to_str().unwrap(), request]);
+    assert_eq!(text(&call("demo:pad/text#pad(40, some(2))").stdout), "42\n");
+    assert_eq!(text(&call("demo:pad/text#pad(40)").stdout), "40\n");
+    // A wrong first argument is named as such, not as a missing second.
+    let out = call(r#"demo:pad/text#pad("x")"#);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("demo:pad/text@1.0.0#pad: argument n: expected s32, got a string"),
+        "{stderr}"
+    );
+    let out = call("demo:pad/text#pad()");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("#pad: takes 1 to 2 argument(s) (n: s32, by: option<u8>), got 0"),
+        "{stderr}"
     );
 }
 

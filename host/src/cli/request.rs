@@ -79,7 +79,8 @@ impl CallRequest {
 
     /// The arguments, typed against `function`'s parameters. An error names
     /// the argument and says what was expected and what was given:
-    /// `argument a: expected s32, got a string`.
+    /// `argument a: expected s32, got a string` (the caller adds which
+    /// function).
     pub fn arguments(&self, function: &ExportedFunction) -> Result<Vec<Val>, String> {
         let types: Vec<Type> = function.ty().params().map(|(_, ty)| ty).collect();
         self.call
@@ -106,11 +107,21 @@ impl CallRequest {
             Some(Ok(args)) => args.collect(),
             _ => Vec::new(),
         };
-        if given.len() != params.len() {
+        // WAVE lets trailing `option` arguments be left out.
+        let optional = params
+            .iter()
+            .rev()
+            .take_while(|(_, ty)| matches!(ty, Type::Option(_)))
+            .count();
+        let required = params.len() - optional;
+        if given.len() < required || given.len() > params.len() {
+            let count = if optional == 0 {
+                params.len().to_string()
+            } else {
+                format!("{required} to {}", params.len())
+            };
             return format!(
-                "{} takes {} argument(s) ({}), got {}",
-                self.function(),
-                params.len(),
+                "takes {count} argument(s) ({}), got {}",
                 wanted(),
                 given.len()
             );
@@ -132,7 +143,7 @@ impl CallRequest {
                     kind_of(arg.ty())
                 )
             }
-            None => format!("bad arguments for {}: {error}", self.function()),
+            None => format!("bad arguments: {error}"),
         }
     }
 }

@@ -210,11 +210,12 @@ fn call_on(handle: Handle, request: &CallRequest) -> Result<String, String> {
             names.join(", ")
         )
     })?;
-    let args = request.arguments(function)?;
+    let named = |why: String| format!("{}#{}: {why}", exported.name(), request.function());
+    let args = request.arguments(function).map_err(named)?;
     let results = handle
         .call(request.function(), &args)
         .map_err(|e| describe(&e))?;
-    render(&results)
+    render(&results).map_err(named)
 }
 
 fn describe(error: &Error) -> String {
