@@ -379,6 +379,30 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
 }
 
 #[test]
+fn a_reader_gone_before_the_answer_is_no_failure() {
+    // `hotslot inspect x.wasm | head`: the pipe's reader has gone by the
+    // time the answer is written (closed here before the child has even
+    // read the file).
+    for args in [
+        vec!["inspect", "greeter_py"],
+        vec!["call", "calc", "demo:calc/math#add(40, 2)"],
+    ] {
+        let mut command = hotslot();
+        command.arg(args[0]).arg(plugin_path(args[1])).args(&args[2..]);
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn inspect_prints_the_wit_of_imports_and_exports() {
     let out = run(&["inspect", plugin_path("filter_basic").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -273,19 +273,16 @@ fn run(command: Command) -> ExitCode {
             request,
             limits,
         } => call(file, &request, &limits),
-        Command::Inspect { file } => inspect::inspect(&file).map(|wit| print!("{wit}")),
+        Command::Inspect { file } => inspect::inspect(&file).and_then(|wit| write_out(&wit)),
         Command::Diff { old, new } => {
             let dir = dir_of(&old).to_path_buf();
             match registry(&LimitArgs::default(), &dir, Purpose::Once)
                 .and_then(|registry| diff::diff(&registry, &old, &new))
             {
-                Ok((lines, refused)) => {
-                    println!("{}", lines.join("\n"));
-                    if refused {
-                        return ExitCode::FAILURE;
-                    }
-                    Ok(())
-                }
+                Ok((lines, refused)) => match write_out(&format!("{}\n", lines.join("\n"))) {
+                    Ok(()) if refused => return ExitCode::FAILURE,
+                    written => written,
+                },
                 Err(e) => Err(e),
             }
         }
@@ -301,13 +298,15 @@ fn run(command: Command) -> ExitCode {
             wit: wit.zip(world),
             dir,
         })
-        .map(|(command, output)| {
-            println!("build it:  {command}");
-            println!("component: {}", output.display());
+        .and_then(|(command, output)| {
+            write_out(&format!(
+                "build it:  {command}\ncomponent: {}\n",
+                output.display()
+            ))
         }),
         Command::List { dir, limits } => registry(&limits, &dir, Purpose::List)
             .and_then(|registry| inspect::list(&registry, &dir))
-            .map(|rows| println!("{}", inspect::table(&rows))),
+            .and_then(|rows| write_out(&format!("{}\n", inspect::table(&rows)))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -361,8 +360,21 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
     let registry = registry(limits, dir, Purpose::Once)?;
     registry.add_file(&file).map_err(|e| e.to_string())?;
     let answer = session::call(&registry, request)?;
-    println!("{answer}");
-    Ok(())
+    write_out(&format!("{answer}\n"))
+}
+
+/// Writes `text` to standard output. A reader that went away (`hotslot
+/// inspect x.wasm | head`) took all it wanted: not a failure (`println!`
+/// panicked there).
+fn write_out(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Serves the registry's metrics at http://ADDR/metrics, on a thread of its
