@@ -92,8 +92,8 @@ pub struct EngineOptions {
 /// The compiler an engine uses: Cranelift (optimizing, the default) or Winch
 /// (wasmtime's baseline compiler: compiles several times faster, runs
 /// slower; for development reloads). A plugin Winch cannot compile (it
-/// leaves out tail calls, exceptions, GC and relaxed SIMD) is compiled by
-/// Cranelift instead, with a warning.
+/// leaves out tail calls and relaxed SIMD) is compiled by Cranelift
+/// instead, with a warning.
 ///
 /// ```
 /// use hotslot::engine::Compiler;

@@ -367,6 +367,11 @@ pub(crate) struct Loader {
     /// memory (see [`MemoryInit`]), made the first time a plugin needs one.
     twins: Mutex<Vec<Twin>>,
     cache: Mutex<VecDeque<Arc<Compiled>>>,
+    /// Bytes Winch could not compile and Cranelift could, lately: asked
+    /// for with Winch again (the same file loaded again, a reverted
+    /// build), they go to Cranelift without Winch's failed attempt, which
+    /// may have compiled most of them before it failed.
+    refused_by_winch: Mutex<VecDeque<ContentHash>>,
 }
 
 /// An engine like the loader's own but for another compiler or memory
@@ -385,6 +390,7 @@ impl Loader {
             linker,
             twins: Mutex::new(Vec::new()),
             cache: Mutex::new(VecDeque::new()),
+            refused_by_winch: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -455,11 +461,11 @@ impl Loader {
     }
 
     /// Like [`Loader::load_bytes`], with `compiler` rather than the
-    /// loader's own, if given. What Winch cannot compile (a proposal it
-    /// leaves out, such as tail calls or exceptions, or an instruction it
-    /// lacks) is compiled by Cranelift instead, with a warning: Winch is
-    /// chosen for speed while developing, and a plugin that runs is worth
-    /// more than one compiled sooner.
+    /// loader's own, if given. What Winch cannot compile (tail calls and
+    /// relaxed SIMD, proposals it leaves out, or an instruction it lacks)
+    /// is compiled by Cranelift instead, with a warning: Winch is chosen for
+    /// speed while developing, and a plugin that runs is worth more than one
+    /// compiled sooner.
     fn load_with(
         &self,
         origin: &str,
@@ -475,25 +481,39 @@ impl Loader {
         let data = initial_data(bytes);
         let (engine, linker) = self.target(compiler, data)?;
         let winch = engine::options_of(&engine).compiler == Compiler::Winch;
-        if let Some(compiled) = self.cached(&hash, &engine) {
-            return Ok((plugin(compiled), true));
-        }
-        match self.compile_new(origin, bytes, hash, &engine, &linker) {
-            // Bytes that are no component at all fail as such. What Winch
-            // refused is tried with it again when asked again: the plugin
-            // may have dropped what Winch lacks.
-            Err(Error::NotAComponent { reason, .. }) if winch && check_header(bytes).is_ok() => {
-                tracing::warn!(
-                    "winch cannot compile {origin} ({reason}); compiling it with cranelift"
-                );
+        let refused = winch && lock(&self.refused_by_winch).contains(&hash);
+        let winch_failed = if refused {
+            None
+        } else {
+            if let Some(compiled) = self.cached(&hash, &engine) {
+                return Ok((plugin(compiled), true));
             }
-            compiled => return Ok((plugin(compiled?), false)),
-        }
+            match self.compile_new(origin, bytes, hash, &engine, &linker) {
+                // Bytes that are no component at all fail as such.
+                Err(Error::NotAComponent { reason, .. })
+                    if winch && check_header(bytes).is_ok() =>
+                {
+                    tracing::debug!("winch cannot compile {origin}; trying cranelift");
+                    Some(reason)
+                }
+                compiled => return Ok((plugin(compiled?), false)),
+            }
+        };
         let (engine, linker) = self.target(Some(Compiler::Cranelift), data)?;
         if let Some(compiled) = self.cached(&hash, &engine) {
             return Ok((plugin(compiled), true));
         }
+        // Said only once Cranelift has compiled them: if it cannot either,
+        // its error is the one that says what is wrong with the bytes.
         let compiled = self.compile_new(origin, bytes, hash, &engine, &linker)?;
+        if let Some(reason) = winch_failed {
+            tracing::warn!("winch cannot compile {origin} ({reason}); compiled it with cranelift");
+            let mut refused = lock(&self.refused_by_winch);
+            refused.push_back(hash);
+            if refused.len() > CACHE_ENTRIES {
+                refused.pop_front();
+            }
+        }
         Ok((plugin(compiled), false))
     }
 

@@ -388,7 +388,10 @@ fn a_reader_gone_before_the_answer_is_no_failure() {
         vec!["call", "calc", "demo:calc/math#add(40, 2)"],
     ] {
         let mut command = hotslot();
-        command.arg(args[0]).arg(plugin_path(args[1])).args(&args[2..]);
+        command
+            .arg(args[0])
+            .arg(plugin_path(args[1]))
+            .args(&args[2..]);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

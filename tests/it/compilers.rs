@@ -126,6 +126,35 @@ fn the_command_line_compiles_with_either() {
     assert!(stderr.contains("`cranelift` or `winch`"), "{stderr}");
 }
 
+/// What a `tracing` subscriber wrote.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
 /// A component Winch cannot compile (a tail call: Winch leaves the proposal
 /// out) but Cranelift can.
 fn with_a_tail_call() -> tempfile::TempDir {
@@ -162,9 +191,18 @@ fn what_winch_cannot_compile_cranelift_compiles_instead() {
     let math = registry.implementation("demo:calc/math", "tail").unwrap();
     let answer = math.call("add", &[Val::S32(40), Val::S32(2)]).unwrap();
     assert_eq!(answer, [Val::S32(42)]);
-    // Asked again, found compiled.
-    let again = registry.load_file(file(dir.path(), "tail")).unwrap();
+    // Asked again, found compiled, and not tried with Winch again.
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(log.clone())
+        .finish();
+    let again = tracing::subscriber::with_default(subscriber, || {
+        registry.load_file(file(dir.path(), "tail")).unwrap()
+    });
     assert_eq!(again.compiler(), Compiler::Cranelift);
+    let log = log.text();
+    assert!(!log.contains("winch cannot compile"), "{log}");
 
     // On the command line too, saying why.
     let home = tempfile::tempdir().unwrap();
