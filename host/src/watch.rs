@@ -275,7 +275,8 @@ impl Watcher {
     /// [`Watcher::wait_idle`] waits for them.
     ///
     /// # Errors
-    /// [`Error::Io`] if the directory cannot be watched.
+    /// [`Error::Io`] if the directory cannot be watched, or is no
+    /// directory.
     pub fn start_in_background(&mut self) -> Result<(), Error> {
         if self.running.is_some() {
             return Ok(());
@@ -284,6 +285,17 @@ impl Watcher {
             path: self.dir.clone(),
             source,
         })?;
+        // A file would be watched too, and every scan of it fail: a host
+        // serving nothing, quietly.
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "not a directory: a watcher follows the directory its plugins are in",
+                ),
+            });
+        }
         let (sender, receiver) = channel();
         let fs_sender = sender.clone();
         let notify = notify::recommended_watcher(move |event| {

@@ -379,6 +379,23 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
 }
 
 #[test]
+fn watch_refuses_a_file_for_a_directory() {
+    let calc = plugin_path("calc");
+    let out = hotslot()
+        .args(["watch"])
+        .arg(&calc)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("calc.wasm") && stderr.contains("not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_reader_gone_before_the_answer_is_no_failure() {
     // `hotslot inspect x.wasm | head`: the pipe's reader has gone by the
     // time the answer is written (closed here before the child has even
