@@ -110,7 +110,7 @@ fn read_regular(path: &Path, max_size: u64, check: Option<HeaderCheck>) -> Resul
         )));
     }
     // The length can change under us: never read more than the limit.
-    let mut reader = file.take(max_size + 1);
+    let mut reader = file.take(max_size.saturating_add(1));
     let mut bytes = Vec::with_capacity(metadata.len().min(max_size) as usize);
     if let Some(check) = check {
         (&mut reader).take(8).read_to_end(&mut bytes).map_err(io)?;

@@ -110,6 +110,39 @@ fn mkfifo(path: &Path) {
 const HELLO: &str = r#"demo:greeter/greet#hello("x")"#;
 
 #[test]
+fn a_raised_file_limit_holds_for_call_and_no_limit_is_no_limit() {
+    // Past the default limit (256 MiB), within a raised one: read as far as
+    // its header, which refuses it (sparse: nothing else is read).
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let args = [
+        "call".as_ref(),
+        "--max-file-mib".as_ref(),
+        "512".as_ref(),
+        big.as_os_str(),
+        HELLO.as_ref(),
+    ];
+    let out = run(&args, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("over the limit"), "{stderr}");
+    assert!(stderr.contains("big.wasm"), "{stderr}");
+
+    // A library user's "no limit".
+    let limits = hotslot::Limits {
+        max_file_size: u64::MAX,
+        ..hotslot::Limits::default()
+    };
+    let registry =
+        hotslot::Registry::with_engine(hotslot::engine::shared_engine().unwrap(), limits).unwrap();
+    registry.add_file(plugin_path("calc")).unwrap();
+}
+
+#[test]
 fn devices_fifos_and_huge_files_are_refused_without_reading_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(plugin_path("greeter_a"), dir.path().join("g.wasm")).unwrap();

@@ -51,9 +51,10 @@ pub fn inspect(path: &Path) -> Result<String, String> {
 }
 
 /// What a component imports that this host cannot link, read from the
-/// component without compiling it: (import, why).
-pub fn unlinkable(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let bytes = read(path)?;
+/// component (a file of at most `max_size` bytes) without compiling it:
+/// (import, why).
+pub fn unlinkable(path: &Path, max_size: u64) -> Result<Vec<(String, String)>, String> {
+    let bytes = read_within(path, max_size)?;
     let (resolve, world) = decode(path, &bytes)?;
     Ok(imports(&resolve, world)
         .into_iter()
@@ -132,7 +133,12 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
 /// Reads a component file the way loading does: a regular file within the
 /// size limit, its header checked first.
 fn read(path: &Path) -> Result<Vec<u8>, String> {
-    Source::read(path, DEFAULT_MAX_FILE_SIZE)
+    read_within(path, DEFAULT_MAX_FILE_SIZE)
+}
+
+/// Like [`read`], with the size limit given.
+fn read_within(path: &Path, max_size: u64) -> Result<Vec<u8>, String> {
+    Source::read(path, max_size)
         .map(|source| source.bytes)
         .map_err(|e| e.to_string())
 }

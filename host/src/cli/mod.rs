@@ -351,7 +351,8 @@ fn watch(
 fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
     let dir = dir_of(&file);
     // An import this host cannot link is said before any compiling.
-    if let Some((import, why)) = inspect::unlinkable(&file)?.into_iter().next() {
+    let max_size = limits.max_file_mib.saturating_mul(1 << 20);
+    if let Some((import, why)) = inspect::unlinkable(&file, max_size)?.into_iter().next() {
         return Err(format!(
             "{} cannot be linked: it imports {import}: {why}",
             file.display()
