@@ -309,4 +309,19 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    let out = hotslot()
+        .args([
+            "new",
+            "typo",
+            "--wit",
+            wit.to_str().unwrap(),
+            "--world",
+            "calculater",
+        ])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no world `calculater`"));
+    assert!(!work.path().join("typo").exists(), "a half-made project");
 }

@@ -59,9 +59,12 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
         ));
     }
     let world = match &request.wit {
+        // The world is found before anything is written: a name mistyped
+        // leaves no half-made project behind.
         Some((wit, world)) => {
+            let stubs = Stubs::read(wit, world)?;
             copy_dir(wit, &dir.join("wit"))?;
-            Stubs::read(&dir.join("wit"), world)?
+            stubs
         }
         None => {
             write(&dir.join("wit/world.wit"), &default_wit(name))?;
