@@ -187,6 +187,27 @@ impl Plugin {
         &self.compiled.exports
     }
 
+    /// Everything the component exports, in words: its interfaces, and
+    /// what hotslot cannot serve (functions of its world itself), for an
+    /// error that says why nothing is served.
+    pub(crate) fn exports_in_words(&self) -> Vec<String> {
+        let component = self.compiled.pre.component();
+        let engine = self.compiled.pre.engine();
+        component
+            .component_type()
+            .exports(engine)
+            .map(|(name, item)| match item.ty {
+                ComponentItem::ComponentInstance(_) => name.to_string(),
+                ComponentItem::ComponentFunc(_) => format!(
+                    "function `{name}` of its world itself (hotslot serves the \
+                     functions of an exported interface: `export {name}-api;` \
+                     with `{name}` in `interface {name}-api`)"
+                ),
+                _ => format!("`{name}`"),
+            })
+            .collect()
+    }
+
     /// The interfaces it imports from the registry (served by other
     /// plugins), in the component's order.
     pub fn imports(&self) -> &[ImportedInterface] {

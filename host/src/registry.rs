@@ -428,7 +428,7 @@ impl Registry {
             return Err(Error::NotExported {
                 interface: "any interface".into(),
                 origin: plugin.origin().to_string(),
-                exported: Vec::new(),
+                exported: plugin.exports_in_words(),
             });
         }
         let mut wanted: Vec<(Line, usize)> = Vec::new();

@@ -456,3 +456,27 @@ fn a_canary_catches_a_new_version_that_traps_on_recent_traffic() {
     registry.add_plugin("math", &load("v3.wasm", 99)).unwrap();
     assert_ne!(math.generation(), generation);
 }
+
+#[test]
+fn a_world_exporting_bare_functions_is_told_to_put_them_in_an_interface() {
+    let registry = Registry::new().unwrap();
+    let bare = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "add") (param i32 i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" s32) (param "b" s32) (result s32)
+                (canon lift (core func $i "add")))
+            (export "add" (func $add))
+        )"#,
+    )
+    .unwrap();
+    let plugin = registry.load_bytes("bare.wasm", &bare).unwrap();
+    let err = registry.add_plugin("bare", &plugin).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::NotExported { .. }), "{err:?}");
+    assert!(
+        message.contains("bare.wasm does not export any interface")
+            && message.contains("function `add` of its world itself"),
+        "{message}"
+    );
+}
