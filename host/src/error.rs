@@ -73,7 +73,8 @@ pub enum Error {
         interface: String,
         /// Where the component came from.
         origin: String,
-        /// The interfaces it does export, with their versions.
+        /// The interfaces it does export, with their versions (when it
+        /// serves none: everything it exports, in words).
         exported: Vec<String>,
     },
 

@@ -127,7 +127,9 @@ impl Handle {
     /// Like [`Handle::call`], for async hosts: the call runs on the tokio
     /// runtime's blocking pool, so no runtime worker waits for a plugin
     /// (one that spins until its deadline included), and the synchronous
-    /// path is untouched. Call it from within a tokio runtime.
+    /// path is untouched. Call it from within a tokio runtime with timers
+    /// (`enable_time` or `enable_all`): a plugin's waits in the host (a
+    /// sleep, a stream) end at its deadline on the runtime's clock.
     ///
     /// ```no_run
     /// # async fn f(handle: hotslot::Handle) -> Result<(), hotslot::Error> {

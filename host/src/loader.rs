@@ -530,6 +530,8 @@ impl Loader {
         if let Some(reason) = winch_failed {
             tracing::warn!("winch cannot compile {origin} ({reason}); compiled it with cranelift");
             let mut refused = lock(&self.refused_by_winch);
+            // Two loads of the same bytes at once both get here.
+            refused.retain(|h| *h != hash);
             refused.push_back(hash);
             if refused.len() > CACHE_ENTRIES {
                 refused.pop_front();

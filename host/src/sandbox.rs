@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Func, Linker, Resource, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
-use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -240,19 +240,32 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     Ok(linker)
 }
 
-/// The `wasi:io/poll` wasmtime-wasi implements (it serves every 0.2.x).
+/// The `wasi:io` wasmtime-wasi implements (it serves imports of every
+/// 0.2.x). Were wasmtime-wasi to move to another, the names below would
+/// define new instances beside its own rather than replace its waits: the
+/// sandbox tests of sleeping and stalled plugins would fail.
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
+const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
 
-/// Replaces `wasi:io/poll`'s two waits (`poll` and `pollable.block`) with
-/// ones that end at the call's deadline. A plugin that sleeps, or waits on
-/// anything that never becomes ready, waits in the host, where the epoch
-/// deadline that stops its wasm cannot reach: wasmtime-wasi's own waits
-/// held the calling thread (and the plugin's instance) for as long as the
-/// plugin asked, an hour if it asked for one. A wait cut short traps as
-/// the epoch would (`Trap::Interrupt`: "deadline exceeded").
+/// Replaces the WASI functions that wait in the host with ones that end at
+/// the call's deadline: `wasi:io/poll`'s `poll` and `pollable.block`, and
+/// the streams' blocking reads, writes, flushes and splices. A plugin that
+/// sleeps, or waits on anything that never becomes ready (a stream nothing
+/// reads: the body of an HTTP request never sent, with no grant at all),
+/// waits in the host, where the epoch deadline that stops its wasm cannot
+/// reach: wasmtime-wasi's own waits held the calling thread (and the
+/// plugin's instance) for as long as the plugin asked, or for ever. A wait
+/// cut short traps as the epoch would (`Trap::Interrupt`: "deadline
+/// exceeded"), and the instance is replaced like after any fault.
 fn bound_waits(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi_io::bindings::wasi::io::poll::{Host, HostPollable};
     linker.allow_shadowing(true);
+    let bounded = bound_poll(linker).and_then(|()| bound_streams(linker));
+    linker.allow_shadowing(false);
+    bounded
+}
+
+fn bound_poll(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_io::bindings::wasi::io::poll::{Host, HostPollable};
     let mut poll = linker.instance(WASI_POLL)?;
     poll.func_wrap(
         "poll",
@@ -273,8 +286,90 @@ fn bound_waits(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
+}
+
+fn bound_streams(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_io::bindings::wasi::io::streams::{HostInputStream, HostOutputStream};
+    type Input = Resource<DynInputStream>;
+    type Output = Resource<DynOutputStream>;
+    type Store<'a> = StoreContextMut<'a, PluginState>;
+    let mut streams = linker.instance(WASI_STREAMS)?;
+    streams.func_wrap(
+        "[method]input-stream.blocking-read",
+        |mut store: Store<'_>, (stream, len): (Input, u64)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait = HostInputStream::blocking_read(&mut state.table, stream, len);
+            let read = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, read)?,))
+        },
+    )?;
+    streams.func_wrap(
+        "[method]input-stream.blocking-skip",
+        |mut store: Store<'_>, (stream, len): (Input, u64)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait = HostInputStream::blocking_skip(&mut state.table, stream, len);
+            let skipped = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, skipped)?,))
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-write-and-flush",
+        |mut store: Store<'_>, (stream, bytes): (Output, Vec<u8>)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait = HostOutputStream::blocking_write_and_flush(&mut state.table, stream, bytes);
+            let written = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, written)?,))
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+        |mut store: Store<'_>, (stream, len): (Output, u64)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait =
+                HostOutputStream::blocking_write_zeroes_and_flush(&mut state.table, stream, len);
+            let written = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, written)?,))
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-flush",
+        |mut store: Store<'_>, (stream,): (Output,)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait = HostOutputStream::blocking_flush(&mut state.table, stream);
+            let flushed = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, flushed)?,))
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-splice",
+        |mut store: Store<'_>, (stream, from, len): (Output, Input, u64)| {
+            let state = store.data_mut();
+            let left = state.http_gate.call_left();
+            let wait = HostOutputStream::blocking_splice(&mut state.table, stream, from, len);
+            let spliced = until_deadline(left, wait)?;
+            Ok((worded(&mut state.table, spliced)?,))
+        },
+    )?;
+    Ok(())
+}
+
+/// A stream method's outcome as `wasi:io/streams` gives it to the plugin
+/// (an error it reads, or a trap), the way wasmtime-wasi's own does.
+fn worded<T>(
+    table: &mut ResourceTable,
+    outcome: wasmtime_wasi_io::streams::StreamResult<T>,
+) -> wasmtime::Result<Result<T, wasmtime_wasi_io::bindings::wasi::io::streams::StreamError>> {
+    use wasmtime_wasi_io::bindings::wasi::io::streams::Host;
+    match outcome {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => Ok(Err(Host::convert_stream_error(table, error)?)),
+    }
 }
 
 /// Waits for `wait` on wasmtime-wasi's I/O runtime for at most `left` (no

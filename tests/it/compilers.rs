@@ -198,10 +198,12 @@ fn what_winch_cannot_compile_cranelift_compiles_instead() {
         .with_writer(log.clone())
         .finish();
     let again = tracing::subscriber::with_default(subscriber, || {
+        tracing::debug!("the log is captured");
         registry.load_file(file(dir.path(), "tail")).unwrap()
     });
     assert_eq!(again.compiler(), Compiler::Cranelift);
     let log = log.text();
+    assert!(log.contains("the log is captured"), "{log}");
     assert!(!log.contains("winch cannot compile"), "{log}");
 
     // On the command line too, saying why.

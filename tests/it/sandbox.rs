@@ -116,6 +116,53 @@ fn a_sleep_past_the_deadline_is_stopped_at_it() {
     assert!(started.elapsed() < 2 * timeout, "{:?}", started.elapsed());
 }
 
+/// Calls `function` on a thread of its own and waits at most `patience`
+/// for its answer: a wait the host does not bound fails the test rather
+/// than hanging it.
+fn answered_within(
+    handle: &Handle,
+    function: &'static str,
+    args: Vec<Val>,
+    patience: Duration,
+) -> (Result<Vec<Val>, Error>, Duration) {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let handle = handle.clone();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = sender.send(handle.call(function, &args));
+    });
+    match receiver.recv_timeout(patience) {
+        Ok(answer) => (answer, started.elapsed()),
+        Err(_) => panic!("{function} still waiting after {patience:?}"),
+    }
+}
+
+#[test]
+fn waits_in_the_host_end_at_the_deadline_with_no_grant_needed() {
+    let timeout = Duration::from_millis(300);
+    let (_registry, handle) = rogue(Limits {
+        timeout,
+        ..Limits::default()
+    });
+    // A clock through `wasi:io/poll.poll`, short and then ten times the
+    // deadline.
+    let (answer, _) = answered_within(&handle, "poll-sleep", vec![Val::U64(5)], 10 * timeout);
+    assert_eq!(answer.unwrap(), []);
+    let (answer, took) =
+        answered_within(&handle, "poll-sleep", vec![Val::U64(3_000)], 10 * timeout);
+    let (kind, message) = fault(answer);
+    assert_eq!(kind, Fault::Timeout, "{message}");
+    assert!(took < 2 * timeout, "stopped after {took:?}");
+    // The body of an HTTP request never sent: nothing ever reads it, and a
+    // blocking write into it waited for ever.
+    let (answer, took) = answered_within(&handle, "stall-body", vec![Val::U32(100)], 10 * timeout);
+    let (kind, message) = fault(answer);
+    assert_eq!(kind, Fault::Timeout, "{message}");
+    assert!(message.contains("stall-body"), "{message}");
+    assert!(took < 2 * timeout, "stopped after {took:?}");
+    serves_afresh(&handle);
+}
+
 #[test]
 fn a_memory_bomb_hits_the_limit() {
     let (_registry, handle) = rogue(Limits {
