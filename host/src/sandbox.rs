@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use wasmtime::component::{Func, Linker, Resource, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_io::bindings::wasi::io::streams::StreamError as WitStreamError;
 
 use crate::engine::deadline_ticks;
 use crate::error::Error;
@@ -297,78 +298,73 @@ fn bound_streams(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     let mut streams = linker.instance(WASI_STREAMS)?;
     streams.func_wrap(
         "[method]input-stream.blocking-read",
-        |mut store: Store<'_>, (stream, len): (Input, u64)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait = HostInputStream::blocking_read(&mut state.table, stream, len);
-            let read = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, read)?,))
+        |store: Store<'_>, (stream, len): (Input, u64)| {
+            stream_wait(store, |t| {
+                Box::pin(HostInputStream::blocking_read(t, stream, len))
+            })
         },
     )?;
     streams.func_wrap(
         "[method]input-stream.blocking-skip",
-        |mut store: Store<'_>, (stream, len): (Input, u64)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait = HostInputStream::blocking_skip(&mut state.table, stream, len);
-            let skipped = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, skipped)?,))
+        |store: Store<'_>, (stream, len): (Input, u64)| {
+            stream_wait(store, |t| {
+                Box::pin(HostInputStream::blocking_skip(t, stream, len))
+            })
         },
     )?;
     streams.func_wrap(
         "[method]output-stream.blocking-write-and-flush",
-        |mut store: Store<'_>, (stream, bytes): (Output, Vec<u8>)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait = HostOutputStream::blocking_write_and_flush(&mut state.table, stream, bytes);
-            let written = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, written)?,))
+        |store: Store<'_>, (stream, bytes): (Output, Vec<u8>)| {
+            stream_wait(store, |t| {
+                Box::pin(HostOutputStream::blocking_write_and_flush(t, stream, bytes))
+            })
         },
     )?;
     streams.func_wrap(
         "[method]output-stream.blocking-write-zeroes-and-flush",
-        |mut store: Store<'_>, (stream, len): (Output, u64)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait =
-                HostOutputStream::blocking_write_zeroes_and_flush(&mut state.table, stream, len);
-            let written = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, written)?,))
+        |store: Store<'_>, (stream, len): (Output, u64)| {
+            stream_wait(store, |t| {
+                Box::pin(HostOutputStream::blocking_write_zeroes_and_flush(
+                    t, stream, len,
+                ))
+            })
         },
     )?;
     streams.func_wrap(
         "[method]output-stream.blocking-flush",
-        |mut store: Store<'_>, (stream,): (Output,)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait = HostOutputStream::blocking_flush(&mut state.table, stream);
-            let flushed = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, flushed)?,))
+        |store: Store<'_>, (stream,): (Output,)| {
+            stream_wait(store, |t| {
+                Box::pin(HostOutputStream::blocking_flush(t, stream))
+            })
         },
     )?;
     streams.func_wrap(
         "[method]output-stream.blocking-splice",
-        |mut store: Store<'_>, (stream, from, len): (Output, Input, u64)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let wait = HostOutputStream::blocking_splice(&mut state.table, stream, from, len);
-            let spliced = until_deadline(left, wait)?;
-            Ok((worded(&mut state.table, spliced)?,))
+        |store: Store<'_>, (stream, from, len): (Output, Input, u64)| {
+            stream_wait(store, |t| {
+                Box::pin(HostOutputStream::blocking_splice(t, stream, from, len))
+            })
         },
     )?;
     Ok(())
 }
 
-/// A stream method's outcome as `wasi:io/streams` gives it to the plugin
-/// (an error it reads, or a trap), the way wasmtime-wasi's own does.
-fn worded<T>(
-    table: &mut ResourceTable,
-    outcome: wasmtime_wasi_io::streams::StreamResult<T>,
-) -> wasmtime::Result<Result<T, wasmtime_wasi_io::bindings::wasi::io::streams::StreamError>> {
+/// One of a stream's blocking methods, waiting on the plugin's table.
+type StreamWait<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = StreamResult<T>> + 'a>>;
+
+/// Runs a stream's blocking method until the call's deadline, and gives
+/// its outcome as `wasi:io/streams` gives it to the plugin (an error it
+/// reads, or a trap), the way wasmtime-wasi's own does.
+fn stream_wait<T>(
+    mut store: StoreContextMut<'_, PluginState>,
+    wait: impl for<'a> FnOnce(&'a mut ResourceTable) -> StreamWait<'a, T>,
+) -> wasmtime::Result<(Result<T, WitStreamError>,)> {
     use wasmtime_wasi_io::bindings::wasi::io::streams::Host;
-    match outcome {
-        Ok(value) => Ok(Ok(value)),
-        Err(error) => Ok(Err(Host::convert_stream_error(table, error)?)),
+    let state = store.data_mut();
+    let left = state.http_gate.call_left();
+    match until_deadline(left, wait(&mut state.table))? {
+        Ok(value) => Ok((Ok(value),)),
+        Err(error) => Ok((Err(Host::convert_stream_error(&mut state.table, error)?),)),
     }
 }
 
