@@ -36,8 +36,13 @@ fn a_manifest_chooses_winch_for_its_plugin_alone() {
     let greeter = registry.load_file(file(plain.path(), "greeter_a")).unwrap();
     assert_eq!(greeter.compiler(), Compiler::Cranelift);
 
-    registry.add_plugin("calc", &calc).unwrap();
-    let math = registry.implementation("demo:calc/math", "calc").unwrap();
+    adds_up(&registry, "calc", &calc);
+}
+
+/// `plugin`, added as `name`, serves `demo:calc/math` and adds.
+fn adds_up(registry: &Registry, name: &str, plugin: &hotslot::Plugin) {
+    registry.add_plugin(name, plugin).unwrap();
+    let math = registry.implementation("demo:calc/math", name).unwrap();
     let answer = math.call("add", &[Val::S32(40), Val::S32(2)]).unwrap();
     assert_eq!(answer, [Val::S32(42)]);
 }
@@ -187,10 +192,7 @@ fn what_winch_cannot_compile_cranelift_compiles_instead() {
     let dir = with_a_tail_call();
     let tail = registry.load_file(file(dir.path(), "tail")).unwrap();
     assert_eq!(tail.compiler(), Compiler::Cranelift);
-    registry.add_plugin("tail", &tail).unwrap();
-    let math = registry.implementation("demo:calc/math", "tail").unwrap();
-    let answer = math.call("add", &[Val::S32(40), Val::S32(2)]).unwrap();
-    assert_eq!(answer, [Val::S32(42)]);
+    adds_up(&registry, "tail", &tail);
     // Asked again, found compiled, and not tried with Winch again.
     let log = Log::default();
     let subscriber = tracing_subscriber::fmt()
