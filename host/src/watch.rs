@@ -426,7 +426,16 @@ fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message
     loop {
         let next = lock(queue).recv();
         let Ok(path) = next else { return };
-        shared.sync(&path);
+        // A panic while loading (a bug, here or in a crate below) rejects
+        // this file; the thread, and the wait for its `Done`, go on.
+        let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.sync(&path)));
+        if let Err(panic) = synced {
+            let why = crate::error::panic_text(&*panic);
+            shared.reject(
+                &path,
+                format!("{}: loading it panicked: {why}", path.display()),
+            );
+        }
         if done.send(Message::Done(path)).is_err() {
             return;
         }
