@@ -642,3 +642,99 @@ fn a_reload_succeeds_when_the_instance_pool_is_full() {
         assert_eq!(answer, expected);
     }
 }
+
+/// What a raw HTTP client gets for `request` from `addr`: the whole
+/// answer, or what came before the connection ended.
+fn http_exchange(addr: &str, request: &[u8]) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The server may close before taking all of a hostile request in.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `watch --metrics` and `--http` against hostile clients, under a low
+/// descriptor limit: a request claiming a petabyte of body (tiny_http, used
+/// before, allocated it and aborted the process), a header line without
+/// end, and more idle connections than the process has descriptors (which
+/// stopped tiny_http's accept thread for good). Each server answers the
+/// next plain request.
+#[test]
+fn the_http_servers_outlive_hostile_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = hotslot();
+    command
+        .arg("watch")
+        .arg(dir.path())
+        .args(["--metrics", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .env("HOTSLOT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut announced = |prefix: &str, suffix: &str| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        line.trim()
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string()
+    };
+    let metrics = announced("hotslot: metrics on http://", "/metrics");
+    let page = announced("hotslot: page on http://", "/");
+    let get = |addr: &str, path: &str| {
+        http_exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+    };
+
+    let huge = "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n";
+    assert!(http_exchange(&metrics, huge.as_bytes()).starts_with("HTTP/1.1 200"));
+    assert!(get(&metrics, "/metrics").contains("# EOF"));
+
+    let mut endless = b"GET /data HTTP/1.1\r\nX-Long: ".to_vec();
+    endless.resize(1 << 20, b'a');
+    let refused = http_exchange(&page, &endless);
+    assert!(
+        refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+        "{refused}"
+    );
+    assert!(get(&page, "/data").contains("\"plugins\""));
+
+    let idle: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&metrics).ok())
+        .collect();
+    drop(idle);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if get(&metrics, "/metrics").contains("# EOF") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics server stopped answering"
+        );
+    }
+    assert!(get(&page, "/").contains("<title>hotslot</title>"));
+    assert_eq!(child.try_wait().unwrap(), None, "the host is gone");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -8,6 +8,7 @@ mod inspect;
 mod new;
 mod page;
 mod request;
+mod serve;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -381,35 +382,18 @@ fn write_out(text: &str) -> Result<(), String> {
 /// Serves the registry's metrics at http://ADDR/metrics, on a thread of its
 /// own, for as long as the host runs.
 fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let bound = serve::serve(addr, "metrics", move |request| {
+        if request.path() == "/metrics" {
+            let text = crate::prometheus::encode(&registry);
+            request.respond(200, CONTENT_TYPE, &text);
+        } else {
+            request.respond(404, "text/plain", "not found: try /metrics\n");
+        }
+    })
+    .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     eprintln!("hotslot: metrics on http://{bound}/metrics");
-    let content_type = tiny_http::Header::from_bytes(
-        "Content-Type",
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-    )
-    .map_err(|()| "bad metrics header".to_string())?;
-    std::thread::Builder::new()
-        .name("hotslot-metrics".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let response = match request.url() {
-                    "/metrics" => {
-                        tiny_http::Response::from_string(crate::prometheus::encode(&registry))
-                            .with_header(content_type.clone())
-                    }
-                    _ => tiny_http::Response::from_string("not found: try /metrics\n")
-                        .with_status_code(404),
-                };
-                let _ = request.respond(response);
-            }
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot serve metrics: {e}"))
+    Ok(())
 }
 
 /// What a command's registry is for: its engine is built to suit.

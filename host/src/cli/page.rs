@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::serve::Request;
 use crate::registry::Registry;
 use crate::sync::lock;
 use crate::watch::WatchEvent;
@@ -32,13 +33,6 @@ pub(crate) fn serve(
     events: Receiver<WatchEvent>,
     addr: &str,
 ) -> Result<(), String> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| format!("cannot serve the page on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| addr.to_string(), |a| a.to_string());
-    eprintln!("hotslot: page on http://{bound}/");
     let journal = Arc::new(Journal {
         events: Mutex::new((0, VecDeque::new())),
         changed: Condvar::new(),
@@ -58,52 +52,32 @@ pub(crate) fn serve(
             }
         })
         .map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
-        .name("hotslot-page".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let (registry, journal) = (registry.clone(), journal.clone());
-                // Each request on its own thread: an event stream lasts.
-                let _ =
-                    std::thread::Builder::new().spawn(move || answer(request, &registry, &journal));
-            }
-        })
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let bound = super::serve::serve(addr, "page", move |request| {
+        answer(request, &registry, &journal)
+    })
+    .map_err(|e| format!("cannot serve the page on {addr}: {e}"))?;
+    eprintln!("hotslot: page on http://{bound}/");
+    Ok(())
 }
 
-fn answer(request: tiny_http::Request, registry: &Registry, journal: &Journal) {
-    let header =
-        |value: &str| tiny_http::Header::from_bytes("Content-Type", value).expect("a valid header");
-    match request.url() {
-        "/" => {
-            let page = tiny_http::Response::from_string(PAGE)
-                .with_header(header("text/html; charset=utf-8"));
-            let _ = request.respond(page);
-        }
+fn answer(request: Request, registry: &Registry, journal: &Journal) {
+    match request.path() {
+        "/" => request.respond(200, "text/html; charset=utf-8", PAGE),
         "/data" => {
             let data = snapshot(registry, journal).to_string();
-            let _ = request.respond(
-                tiny_http::Response::from_string(data).with_header(header("application/json")),
-            );
+            request.respond(200, "application/json", &data);
         }
         "/events" => stream(request, registry, journal),
-        _ => {
-            let _ = request
-                .respond(tiny_http::Response::from_string("not found\n").with_status_code(404));
-        }
+        _ => request.respond(404, "text/plain", "not found\n"),
     }
 }
 
 /// Server-sent events: a snapshot now, then after every watcher event (and
 /// at least every second), until the client goes.
-fn stream(request: tiny_http::Request, registry: &Registry, journal: &Journal) {
-    let mut out = request.into_writer();
-    let head =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
-    if out.write_all(head.as_bytes()).is_err() {
+fn stream(request: Request, registry: &Registry, journal: &Journal) {
+    let Ok(mut out) = request.into_stream("text/event-stream") else {
         return;
-    }
+    };
     let mut seen = lock(&journal.events).0;
     loop {
         let data = snapshot(registry, journal).to_string();
