@@ -121,8 +121,6 @@ pub struct Watcher {
 }
 
 struct Running {
-    // Dropping the notify watcher closes the channel the thread reads.
-    _notify: notify::RecommendedWatcher,
     messages: Sender<Message>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -342,13 +340,14 @@ impl Watcher {
             jobs,
             in_flight: HashMap::new(),
             pending: HashMap::new(),
+            notify,
+            gone: false,
         };
         threads.push(spawn(
             format!("hotslot-watch {}", dir.display()),
             Box::new(move || dispatcher.run(receiver)),
         )?);
         self.running = Some(Running {
-            _notify: notify,
             messages: sender,
             threads,
         });
@@ -469,6 +468,10 @@ struct Dispatcher {
     in_flight: HashMap<PathBuf, bool>,
     /// Files changed without a sign of completion, and when to read them.
     pending: HashMap<PathBuf, Instant>,
+    /// Watches the directory (its parent while it is gone).
+    notify: notify::RecommendedWatcher,
+    /// Whether the directory was removed or moved away.
+    gone: bool,
 }
 
 impl Dispatcher {
@@ -492,6 +495,59 @@ impl Dispatcher {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.sync_due();
+        }
+    }
+
+    /// The directory itself was removed or moved away (`rm -rf dir && mkdir
+    /// dir`, `mv dir old && mkdir dir`), or, while it is gone, something
+    /// changed beside it. Its watch followed the old directory (by inode):
+    /// the parent is watched until a directory is back at the path, which
+    /// is then watched and looked at afresh. Until then, what was loaded
+    /// serves on.
+    fn on_directory_event(&mut self, event: &notify::Event) {
+        let dir = self.shared.dir.clone();
+        let away = matches!(
+            event.kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        // Even with a directory at the path again already (made before this
+        // event was read), the watch is on the one that left.
+        if !self.gone && away {
+            self.gone = true;
+            let _ = self.notify.unwatch(&dir);
+            tracing::warn!("{} went away: waiting for it to come back", dir.display());
+            if let Some(parent) = dir.parent() {
+                if let Err(e) = self.notify.watch(parent, RecursiveMode::NonRecursive) {
+                    tracing::warn!("cannot watch {} for it: {e}", parent.display());
+                }
+            }
+        }
+        // Checked after watching the parent too: it may be back already.
+        if self.gone && dir.is_dir() {
+            if let Some(parent) = dir.parent() {
+                let _ = self.notify.unwatch(parent);
+            }
+            match self.notify.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.gone = false;
+                    tracing::info!("{} is back: looking at it afresh", dir.display());
+                    self.rescan();
+                }
+                Err(e) => tracing::warn!("cannot watch {} again: {e}", dir.display()),
+            }
+        }
+    }
+
+    /// Looks at every file again: those in the directory, and those loaded
+    /// from it that may have left.
+    fn rescan(&mut self) {
+        self.scan();
+        let known: Vec<String> = lock(&self.shared.files).keys().cloned().collect();
+        for name in known {
+            let file = self.shared.dir.join(format!("{name}.wasm"));
+            if !file.exists() {
+                self.schedule(file);
+            }
         }
     }
 
@@ -520,6 +576,19 @@ impl Dispatcher {
     }
 
     fn on_event(&mut self, event: notify::Event) {
+        // The kernel's queue overflowed: what changed meanwhile is unknown.
+        if event.need_rescan() {
+            tracing::warn!(
+                "missed file events in {}: looking again",
+                self.shared.dir.display()
+            );
+            self.rescan();
+            return;
+        }
+        if self.gone || event.paths.iter().any(|p| *p == self.shared.dir) {
+            self.on_directory_event(&event);
+            return;
+        }
         let complete = match event.kind {
             // Our own reads (and anyone's) change nothing.
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,

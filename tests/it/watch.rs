@@ -419,3 +419,57 @@ fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
     setup.wait_reloaded("rogue.wasm");
     assert_eq!(mode(), Val::Option(None));
 }
+
+/// The watched directory replaced at its path, by a move and by a removal
+/// (`mv dir old && mkdir dir`, `rm -rf dir && mkdir dir`): the watcher
+/// follows the path, not the directory that was there.
+#[test]
+fn a_directory_replaced_at_its_path_is_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().canonicalize().unwrap().join("plugins");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(plugin_path("greeter_a"), dir.join("g.wasm")).unwrap();
+    let registry = Arc::new(Registry::new().unwrap());
+    let mut watcher = Watcher::new(registry.clone(), &dir);
+    let events = watcher.subscribe();
+    watcher.start().unwrap();
+    let g = registry.first_implementation(GREET).unwrap();
+    assert_eq!(hello(&g, "w").unwrap(), "a: hello, w");
+    let wait_for = |what: &str, want: &dyn Fn(&WatchEvent) -> bool| {
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match events.recv_timeout(left) {
+                Ok(event) if want(&event) => return,
+                Ok(event) => seen.push(event),
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} within {DEADLINE:?}; saw {seen:#?}");
+    };
+
+    fs::rename(&dir, root.path().join("old")).unwrap();
+    fs::create_dir(&dir).unwrap();
+    fs::copy(plugin_path("greeter_b"), dir.join("g.wasm")).unwrap();
+    let file = dir.join("g.wasm");
+    wait_for(
+        "reload of g from the new directory",
+        &|e| matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file),
+    );
+    assert_eq!(hello(&g, "w").unwrap(), "b: bonjour, w");
+
+    fs::remove_dir_all(&dir).unwrap();
+    wait_for(
+        "removal of g",
+        &|e| matches!(e, WatchEvent::Removed { file: f, .. } if *f == file),
+    );
+    fs::create_dir(&dir).unwrap();
+    fs::copy(plugin_path("greeter_a"), dir.join("h.wasm")).unwrap();
+    let h = dir.join("h.wasm");
+    wait_for(
+        "load of h in the directory made again",
+        &|e| matches!(e, WatchEvent::Loaded { file: f, .. } if *f == h),
+    );
+    let now = registry.first_implementation(GREET).unwrap();
+    assert_eq!(hello(&now, "w").unwrap(), "a: hello, w");
+}
