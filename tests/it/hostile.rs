@@ -706,6 +706,13 @@ fn the_http_servers_outlive_hostile_clients() {
         )
     };
 
+    let head = http_exchange(&metrics, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && !head.contains("# EOF"),
+        "{head}"
+    );
+    let typed = http_exchange(&metrics, b"GET /metrics HTTP/1.0\n\n");
+    assert!(typed.contains("# EOF"), "{typed}");
     let huge = "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n";
     assert!(http_exchange(&metrics, huge.as_bytes()).starts_with("HTTP/1.1 200"));
     assert!(get(&metrics, "/metrics").contains("# EOF"));

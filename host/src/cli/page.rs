@@ -75,7 +75,7 @@ fn answer(request: Request, registry: &Registry, journal: &Journal) {
 /// Server-sent events: a snapshot now, then after every watcher event (and
 /// at least every second), until the client goes.
 fn stream(request: Request, registry: &Registry, journal: &Journal) {
-    let Ok(mut out) = request.into_stream("text/event-stream") else {
+    let Some(mut out) = request.into_stream("text/event-stream") else {
         return;
     };
     let mut seen = lock(&journal.events).0;

@@ -1,6 +1,6 @@
 //! The little HTTP server behind `watch --metrics` and `watch --http`: GET
-//! requests only, one per connection, nothing a client sends able to take
-//! the host down.
+//! (and HEAD) requests only, one per connection, nothing a client sends
+//! able to take the host down.
 //!
 //! tiny_http, used before, allocated a buffer the size of a request's
 //! `Content-Length` to skip its body (one request claiming a petabyte
@@ -32,6 +32,8 @@ const CONNECTIONS: usize = 64;
 pub(crate) struct Request {
     path: String,
     stream: TcpStream,
+    /// A HEAD request: answered with the head alone.
+    head_only: bool,
 }
 
 impl Request {
@@ -48,6 +50,7 @@ impl Request {
             reason(status),
             body.len()
         );
+        let body = if self.head_only { "" } else { body };
         let mut stream = self.stream;
         let _ = stream
             .write_all(head.as_bytes())
@@ -56,15 +59,16 @@ impl Request {
     }
 
     /// The connection, after a `200 OK` head with `content_type` and no
-    /// length: what a stream of events is written to until the client goes.
-    pub(crate) fn into_stream(self, content_type: &str) -> std::io::Result<TcpStream> {
+    /// length: what a stream of events is written to until the client goes
+    /// (`None` for a HEAD request, answered with the head alone).
+    pub(crate) fn into_stream(self, content_type: &str) -> Option<TcpStream> {
         let mut stream = self.stream;
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
              Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
         );
-        stream.write_all(head.as_bytes())?;
-        Ok(stream)
+        stream.write_all(head.as_bytes()).ok()?;
+        (!self.head_only).then_some(stream)
     }
 }
 
@@ -120,7 +124,12 @@ fn read_request(mut stream: TcpStream) -> Option<Request> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let end = loop {
+        // The blank line that ends a head (bare line feeds from a hand-typed
+        // request too).
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if let Some(end) = head.windows(2).position(|w| w == b"\n\n") {
             break end;
         }
         if head.len() >= HEAD_LIMIT {
@@ -137,18 +146,24 @@ fn read_request(mut stream: TcpStream) -> Option<Request> {
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    if method != "GET" {
-        refuse(stream, 405, "only GET is served\n");
+    if method != "GET" && method != "HEAD" {
+        refuse(stream, 405, "only GET and HEAD are served\n");
         return None;
     }
     let path = target.split('?').next().unwrap_or("").to_string();
-    Some(Request { path, stream })
+    let head_only = method == "HEAD";
+    Some(Request {
+        path,
+        stream,
+        head_only,
+    })
 }
 
 fn refuse(stream: TcpStream, status: u16, body: &str) {
     Request {
         path: String::new(),
         stream,
+        head_only: false,
     }
     .respond(status, "text/plain; charset=utf-8", body);
 }
