@@ -263,6 +263,7 @@ impl Persist {
         unpanicked(&self.file, || self.load_unguarded(name))
     }
 
+    /// [`Persist::load`] without the guard against redb's panics.
     fn load_unguarded(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let read = self.db.begin_read().map_err(|e| self.failed(e))?;
         let table = match read.open_table(TABLE) {

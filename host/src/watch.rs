@@ -411,6 +411,10 @@ impl Drop for Watcher {
     }
 }
 
+/// How often a watcher whose directory went away looks for it, when no
+/// event says it is back (its parent may have gone too).
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
+
 /// Loader threads: as many as the machine has cores, and at least two, so
 /// that one slow start-up never holds up every other file.
 fn workers() -> usize {
@@ -477,12 +481,17 @@ struct Dispatcher {
 impl Dispatcher {
     fn run(&mut self, messages: Receiver<Message>) {
         loop {
-            let timeout = self
+            let mut timeout = self
                 .pending
                 .values()
                 .min()
                 .map(|due| due.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
+            if self.gone {
+                // Its parent may have gone too, and with it any event that
+                // would say the directory is back: look now and then.
+                timeout = timeout.min(LOOK_AGAIN);
+            }
             match messages.recv_timeout(timeout) {
                 Ok(Message::Fs(Ok(event))) => self.on_event(event),
                 Ok(Message::Fs(Err(e))) => tracing::warn!("file watcher error: {e}"),
@@ -492,6 +501,7 @@ impl Dispatcher {
                 }
                 Ok(Message::Done(path)) => self.done(path),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) if self.gone => self.look_for_directory(),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.sync_due();
@@ -514,6 +524,12 @@ impl Dispatcher {
         // event was read), the watch is on the one that left.
         if !self.gone && away {
             self.gone = true;
+            // Files waiting out their quiet period are looked at with the
+            // rest when the directory is back.
+            let waiting: Vec<PathBuf> = self.pending.keys().cloned().collect();
+            for path in waiting {
+                self.end_pending(&path);
+            }
             let _ = self.notify.unwatch(&dir);
             tracing::warn!("{} went away: waiting for it to come back", dir.display());
             if let Some(parent) = dir.parent() {
@@ -522,6 +538,13 @@ impl Dispatcher {
                 }
             }
         }
+        self.look_for_directory();
+    }
+
+    /// Whether the directory that went away is back; if so, watches it
+    /// again and looks at it afresh.
+    fn look_for_directory(&mut self) {
+        let dir = self.shared.dir.clone();
         // Checked after watching the parent too: it may be back already.
         if self.gone && dir.is_dir() {
             if let Some(parent) = dir.parent() {
@@ -576,6 +599,10 @@ impl Dispatcher {
     }
 
     fn on_event(&mut self, event: notify::Event) {
+        if self.gone || event.paths.iter().any(|p| *p == self.shared.dir) {
+            self.on_directory_event(&event);
+            return;
+        }
         // The kernel's queue overflowed: what changed meanwhile is unknown.
         if event.need_rescan() {
             tracing::warn!(
@@ -583,10 +610,6 @@ impl Dispatcher {
                 self.shared.dir.display()
             );
             self.rescan();
-            return;
-        }
-        if self.gone || event.paths.iter().any(|p| *p == self.shared.dir) {
-            self.on_directory_event(&event);
             return;
         }
         let complete = match event.kind {

@@ -741,6 +741,28 @@ fn the_http_servers_outlive_hostile_clients() {
         );
     }
     assert!(get(&page, "/").contains("<title>hotslot</title>"));
+
+    // A head sent a byte a second is cut off at the head's 5 s, however
+    // long each byte took.
+    let mut drip = std::net::TcpStream::connect(&metrics).unwrap();
+    drip.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut writer = drip.try_clone().unwrap();
+    let started = Instant::now();
+    let dripping = std::thread::spawn(move || {
+        for byte in b"GET /metrics HTTP/1.1\r\nX: aaaaaaaaaaaa\r\n\r\n" {
+            if writer.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut drip, &mut answer);
+    let took = started.elapsed();
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(took < Duration::from_secs(8), "held for {took:?}");
+    drop(drip);
+    let _ = dripping.join();
     assert_eq!(child.try_wait().unwrap(), None, "the host is gone");
     let _ = child.kill();
     let _ = child.wait();

@@ -448,14 +448,21 @@ fn a_directory_replaced_at_its_path_is_followed() {
         panic!("no {what} within {DEADLINE:?}; saw {seen:#?}");
     };
 
+    let file = dir.join("g.wasm");
+    wait_for(
+        "the first load of g",
+        &|e| matches!(e, WatchEvent::Loaded { file: f, .. } if *f == file),
+    );
     fs::rename(&dir, root.path().join("old")).unwrap();
     fs::create_dir(&dir).unwrap();
     fs::copy(plugin_path("greeter_b"), dir.join("g.wasm")).unwrap();
-    let file = dir.join("g.wasm");
-    wait_for(
-        "reload of g from the new directory",
-        &|e| matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file),
-    );
+    // Loaded afresh if the new directory was looked at before the copy,
+    // reloaded if after.
+    wait_for("g from the new directory", &|e| match e {
+        WatchEvent::Reloaded { file: f, .. } | WatchEvent::Loaded { file: f, .. } => *f == file,
+        _ => false,
+    });
+    let g = registry.first_implementation(GREET).unwrap();
     assert_eq!(hello(&g, "w").unwrap(), "b: bonjour, w");
 
     fs::remove_dir_all(&dir).unwrap();
@@ -472,4 +479,18 @@ fn a_directory_replaced_at_its_path_is_followed() {
     );
     let now = registry.first_implementation(GREET).unwrap();
     assert_eq!(hello(&now, "w").unwrap(), "a: hello, w");
+
+    // Its parent gone too, and made again: no event can say it is back.
+    fs::remove_dir_all(root.path().join("plugins")).unwrap();
+    wait_for(
+        "removal of h",
+        &|e| matches!(e, WatchEvent::Removed { file: f, .. } if *f == h),
+    );
+    fs::remove_dir_all(root.path()).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(plugin_path("greeter_b"), dir.join("h.wasm")).unwrap();
+    wait_for(
+        "load of h once the directory and its parent are back",
+        &|e| matches!(e, WatchEvent::Loaded { file: f, .. } if *f == h),
+    );
 }

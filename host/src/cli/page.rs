@@ -6,13 +6,14 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::serve::Request;
+use super::serve::{Held, Request};
 use crate::registry::Registry;
 use crate::sync::lock;
 use crate::watch::WatchEvent;
@@ -20,10 +21,16 @@ use crate::watch::WatchEvent;
 /// How many of the watcher's events the page keeps.
 const KEPT: usize = 30;
 
+/// The most event streams served at once: each holds a connection for as
+/// long as its client stays, and the page and its data need some too.
+const STREAMS: usize = 16;
+
 /// What the page shows besides the registry: the watcher's last events.
 struct Journal {
     events: Mutex<(u64, VecDeque<Value>)>,
     changed: Condvar,
+    /// Event streams being served.
+    streams: Arc<AtomicUsize>,
 }
 
 /// Serves the page at http://ADDR/ on threads of its own, for as long as the
@@ -36,6 +43,7 @@ pub(crate) fn serve(
     let journal = Arc::new(Journal {
         events: Mutex::new((0, VecDeque::new())),
         changed: Condvar::new(),
+        streams: Arc::new(AtomicUsize::new(0)),
     });
     let keeper = journal.clone();
     std::thread::Builder::new()
@@ -60,6 +68,7 @@ pub(crate) fn serve(
     Ok(())
 }
 
+/// Answers one request for the page, its data, or its event stream.
 fn answer(request: Request, registry: &Registry, journal: &Journal) {
     match request.path() {
         "/" => request.respond(200, "text/html; charset=utf-8", PAGE),
@@ -75,6 +84,12 @@ fn answer(request: Request, registry: &Registry, journal: &Journal) {
 /// Server-sent events: a snapshot now, then after every watcher event (and
 /// at least every second), until the client goes.
 fn stream(request: Request, registry: &Registry, journal: &Journal) {
+    if journal.streams.load(Ordering::Relaxed) >= STREAMS {
+        let busy = "too many event streams at once: try again later\n";
+        request.respond(503, "text/plain", busy);
+        return;
+    }
+    let _held = Held::take(&journal.streams);
     let Some(mut out) = request.into_stream("text/event-stream") else {
         return;
     };

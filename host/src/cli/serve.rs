@@ -93,17 +93,16 @@ pub(crate) fn serve(
                     if open.load(Ordering::Relaxed) >= CONNECTIONS {
                         continue; // dropped: closed at once
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
-                    let (answer, held) = (answer.clone(), open.clone());
-                    let spawned = std::thread::Builder::new().spawn(move || {
+                    let held = Held::take(&open);
+                    let answer = answer.clone();
+                    // A thread that cannot be had drops `held` with the
+                    // closure; one that panics, in its unwinding.
+                    let _ = std::thread::Builder::new().spawn(move || {
+                        let _held = held;
                         if let Some(request) = read_request(stream) {
                             answer(request);
                         }
-                        held.fetch_sub(1, Ordering::Relaxed);
                     });
-                    if spawned.is_err() {
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    }
                 }
                 // Out of file descriptors, most likely: they come back as
                 // connections close. No event says when; look again soon.
@@ -116,11 +115,30 @@ pub(crate) fn serve(
     Ok(bound)
 }
 
-/// Reads a request's head from `stream`; answers what is not a GET within
-/// the limits itself, and gives `None` then.
+/// One of several things held at once (connections, event streams),
+/// counted in its counter until it drops.
+pub(crate) struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    /// Counts one more in `open`, until the `Held` drops.
+    pub(crate) fn take(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Held(open.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads a request's head from `stream`, all of it within [`HEAD_TIME`]
+/// (a byte now and then does not keep a connection); answers what is not a
+/// GET or HEAD within the limits itself, and gives `None` then.
 fn read_request(mut stream: TcpStream) -> Option<Request> {
-    stream.set_read_timeout(Some(HEAD_TIME)).ok()?;
     stream.set_write_timeout(Some(WRITE_TIME)).ok()?;
+    let deadline = std::time::Instant::now() + HEAD_TIME;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let end = loop {
@@ -136,6 +154,11 @@ fn read_request(mut stream: TcpStream) -> Option<Request> {
             refuse(stream, 431, "the request's head is too large\n");
             return None;
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).ok()?;
         let n = stream.read(&mut chunk).ok()?;
         if n == 0 {
             return None;
@@ -159,6 +182,7 @@ fn read_request(mut stream: TcpStream) -> Option<Request> {
     })
 }
 
+/// Answers `status` with `body` on a connection whose request is not served.
 fn refuse(stream: TcpStream, status: u16, body: &str) {
     Request {
         path: String::new(),
@@ -168,11 +192,13 @@ fn refuse(stream: TcpStream, status: u16, body: &str) {
     .respond(status, "text/plain; charset=utf-8", body);
 }
 
+/// The reason phrase of `status`.
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        503 => "Service Unavailable",
         431 => "Request Header Fields Too Large",
         _ => "",
     }
