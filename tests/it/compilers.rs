@@ -105,19 +105,9 @@ fn an_unknown_compiler_is_refused_naming_the_manifest_and_the_choices() {
 #[test]
 fn the_command_line_compiles_with_either() {
     let calc = plugin_path("calc");
-    let home = tempfile::tempdir().unwrap();
     for compiler in ["winch", "cranelift"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
-            .args(["call", "--compiler", compiler])
-            .arg(&calc)
-            .arg("demo:calc/math@1#add(40, 2)")
-            .env("HOME", home.path())
-            .env("HOTSLOT_LOG", "info")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!((out.status.code(), stdout.as_ref()), (Some(0), "42\n"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stdout, stderr) = add_on_the_command_line(compiler, &calc);
+        assert_eq!((code, stdout.as_ref()), (Some(0), "42\n"), "{stderr}");
         assert!(stderr.contains(&format!("with {compiler} in")), "{stderr}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
@@ -129,6 +119,22 @@ fn the_command_line_compiles_with_either() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`cranelift` or `winch`"), "{stderr}");
+}
+
+/// `hotslot call --compiler COMPILER FILE 'demo:calc/math@1#add(40, 2)'`,
+/// logging at `info`, with a home of its own: exit code, stdout, stderr.
+fn add_on_the_command_line(compiler: &str, file: &Path) -> (Option<i32>, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
+        .args(["call", "--compiler", compiler])
+        .arg(file)
+        .arg("demo:calc/math@1#add(40, 2)")
+        .env("HOME", home.path())
+        .env("HOTSLOT_LOG", "info")
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 /// What a `tracing` subscriber wrote.
@@ -209,22 +215,8 @@ fn what_winch_cannot_compile_cranelift_compiles_instead() {
     assert!(!log.contains("winch cannot compile"), "{log}");
 
     // On the command line too, saying why.
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hotslot"))
-        .args(["call", "--compiler", "winch"])
-        .arg(file(dir.path(), "tail"))
-        .arg("demo:calc/math@1#add(40, 2)")
-        .env("HOME", home.path())
-        .env("HOTSLOT_LOG", "info")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        (out.status.code(), stdout.as_ref()),
-        (Some(0), "42\n"),
-        "{stderr}"
-    );
+    let (code, stdout, stderr) = add_on_the_command_line("winch", &file(dir.path(), "tail"));
+    assert_eq!((code, stdout.as_ref()), (Some(0), "42\n"), "{stderr}");
     assert!(stderr.contains("winch cannot compile"), "{stderr}");
     assert!(stderr.contains("tail.wasm"), "{stderr}");
     assert!(stderr.contains("with cranelift in"), "{stderr}");
