@@ -107,6 +107,14 @@ pub(crate) fn cycle_to(plugin: &str) -> Option<Vec<String>> {
     })
 }
 
+/// `ticks`, or the epoch ticks the chain of calls on this thread has left
+/// if fewer: an instance started inside a chain (a provider recovering
+/// from a fault, say) runs its start-up code within the chain's deadline,
+/// not a whole deadline of its own.
+pub(crate) fn capped(ticks: u64) -> u64 {
+    CHAIN.with_borrow(|chain| left(chain.deadline).map_or(ticks, |left| ticks.min(left)))
+}
+
 /// How many epoch ticks a chain with this deadline may still run: at least
 /// one, since the tickers' clock and an engine's epoch may be a tick apart.
 fn left(deadline: Option<u64>) -> Option<u64> {
@@ -152,5 +160,24 @@ struct ReleaseOnDrop(Held);
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         (self.0.release)(self.0.key, self.0.value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_a_chain_start_up_gets_what_the_chain_has_left() {
+        let whole = deadline_ticks(Duration::from_secs(3600));
+        assert_eq!(capped(whole), whole, "outside a chain");
+        let plugin: Arc<str> = "p".into();
+        {
+            let _entered = enter(&plugin, Duration::from_millis(100));
+            let left = capped(whole);
+            assert!(left <= deadline_ticks(Duration::from_millis(100)), "{left}");
+            assert_eq!(capped(1), 1, "less than the chain has left");
+        }
+        assert_eq!(capped(whole), whole, "the chain is over");
     }
 }

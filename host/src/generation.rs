@@ -565,7 +565,7 @@ impl Generation {
                 |why: String| self.refused(interface, format!("on-start({}) {why}", reason.wit()));
             let func = live.funcs[export][function];
             let mut results = [Val::Bool(false)];
-            sandbox::set_deadline(&mut live.store, self.deadline);
+            sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
             let args = [Val::Enum(reason.wit().into())];
             guarded(|| func.call(&mut live.store, &args, &mut results))
                 .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
@@ -592,7 +592,7 @@ impl Generation {
         let typed = func
             .typed::<(&[u8],), (Result<(), String>,)>(&live.store)
             .map_err(|e| refused(format!("has an unexpected type: {}", reason_of(&e))))?;
-        sandbox::set_deadline(&mut live.store, self.deadline);
+        sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
         let (answer,) = guarded(|| typed.call(&mut live.store, (snapshot,)))
             .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
         answer.map_err(|message| refused(format!("refused: {message}")))

@@ -453,6 +453,8 @@ pub(crate) fn new_store(
     scope: &PluginScope,
     imports: Option<Arc<dyn ImportCalls>>,
 ) -> wasmtime::Result<Store<PluginState>> {
+    // Within what is left of a chain of calls, if one is under way.
+    let start_up = crate::chain::capped(deadline_ticks(limits.timeout));
     let mut wasi = WasiCtx::builder();
     wasi.stdout(LogOutput::new(name, "stdout", &scope.output))
         .stderr(LogOutput::new(name, "stderr", &scope.output));
@@ -492,7 +494,7 @@ pub(crate) fn new_store(
             timeout: limits.http_timeout.min(limits.timeout),
             max_response: limits.max_http_response,
             // Start-up code's deadline (see the end of this function).
-            call_ends: crate::engine::ticks_now().saturating_add(deadline_ticks(limits.timeout)),
+            call_ends: crate::engine::ticks_now().saturating_add(start_up),
             clock: crate::engine::ticks_now,
             tick: crate::engine::EPOCH_TICK,
             logged: None,
@@ -508,6 +510,6 @@ pub(crate) fn new_store(
     store.limiter(|state| &mut state.limits);
     // Start-up code is bounded by the same deadline as a call.
     store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+    store.set_epoch_deadline(start_up);
     Ok(store)
 }
