@@ -230,6 +230,8 @@ struct State {
     programs: Vec<Arc<Program>>,
     /// What the handles given out by `get` reach, re-pointed on every change.
     selections: Vec<Weak<Selection>>,
+    /// How many of `selections` were live when it was last swept.
+    selections_swept: usize,
     /// Every program, for making room in a full instance pool.
     every_program: Arc<Programs>,
     /// Every plugin's host-kept state, by name: it outlives its programs.
@@ -863,6 +865,13 @@ impl Registry {
         let selection = Arc::new(Selection::new(request, name));
         let mut state = self.lock();
         state.point(&selection);
+        // Handles dropped are forgotten at the next change, and here, a
+        // whole sweep each time the list has doubled: a host that asks for
+        // a handle per request keeps it to about twice the live ones.
+        if state.selections.len() >= state.selections_swept.max(32) * 2 {
+            state.selections.retain(|s| s.strong_count() > 0);
+            state.selections_swept = state.selections.len();
+        }
         state.selections.push(Arc::downgrade(&selection));
         selection
     }
@@ -1439,5 +1448,22 @@ fn no_lane(program: &Program, why: NoLane) -> Error {
             name,
             waited_ms: waited.as_millis().try_into().unwrap_or(u64::MAX),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_handles_dropped_are_forgotten_without_a_change() {
+        let registry = Registry::new().unwrap();
+        let kept = registry.get("demo:greeter/greet@1").unwrap();
+        for _ in 0..10_000 {
+            drop(registry.get("demo:greeter/greet@1").unwrap());
+        }
+        let remembered = registry.lock().selections.len();
+        assert!(remembered <= 64, "{remembered} selections remembered");
+        drop(kept);
     }
 }
