@@ -374,11 +374,30 @@ fn until_deadline<F: std::future::Future>(
     left: Option<std::time::Duration>,
     wait: F,
 ) -> wasmtime::Result<F::Output> {
-    let Some(left) = left else {
-        return Ok(wasmtime_wasi::runtime::in_tokio(wait));
-    };
-    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await })
-        .map_err(|_| wasmtime::Trap::Interrupt.into())
+    let waited = blocking(|| match left {
+        None => Ok(wasmtime_wasi::runtime::in_tokio(wait)),
+        Some(left) => {
+            wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await })
+        }
+    });
+    waited.map_err(|_| wasmtime::Trap::Interrupt.into())
+}
+
+/// Runs `wait`, which blocks its thread on a tokio runtime. Called
+/// synchronously from a worker of a multi-threaded runtime (an async host
+/// calling `Handle::call` in a task), tokio refuses that ("Cannot start a
+/// runtime from within a runtime"), and the plugin's print or sleep failed
+/// its call: there the worker first hands its other tasks to the rest
+/// (`block_in_place`). Elsewhere (no runtime, a blocking-pool thread, as
+/// `Handle::call_async` uses) it runs as it is.
+fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
 }
 
 /// `hotslot:plugin/state`, on the plugin's own store: nothing a plugin

@@ -97,3 +97,37 @@ fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() 
     println!("worst lateness of a 10 ms timer: {worst:?}");
     assert!(worst < timeout, "the timer was held up for {worst:?}");
 }
+
+/// A synchronous call made on a worker of a multi-threaded tokio runtime
+/// (what an async host does by mistake, or on purpose for a quick call):
+/// a plugin that prints and sleeps there answers like anywhere else.
+#[test]
+fn a_synchronous_call_on_a_runtime_worker_answers() {
+    let registry = Registry::new().unwrap();
+    registry
+        .add_plugin("rogue", &plugin(&registry, "rogue"))
+        .unwrap();
+    let rogue = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let on_blocking_pool = rogue.clone();
+    let answers = runtime.block_on(async {
+        let on_worker = tokio::spawn(async move {
+            let printed = rogue.call("flood", &[Val::U32(2), Val::U32(10)]);
+            let slept = rogue.call("sleep", &[Val::U64(5), Val::U32(2)]);
+            (printed, slept)
+        })
+        .await
+        .unwrap();
+        let args = [Val::U64(5), Val::U32(2)];
+        (on_worker, on_blocking_pool.call_async("sleep", &args).await)
+    });
+    assert_eq!(answers.0 .0.unwrap(), []);
+    assert_eq!(answers.0 .1.unwrap(), [Val::U32(2)]);
+    assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
+}
