@@ -131,6 +131,9 @@ enum Message {
     Scan,
     /// A worker is done with a file.
     Done(PathBuf),
+    /// A worker's reload of a file was refused for now (its instance busy
+    /// past the deadline): look at it again after [`RETRY_AFTER`].
+    Retry(PathBuf),
     Stop,
 }
 
@@ -411,6 +414,19 @@ impl Drop for Watcher {
     }
 }
 
+/// How long a reload refused for now (the plugin's instance busy past the
+/// deadline, or the thread's own) waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What became of a look at a file.
+enum Synced {
+    /// Loaded, reloaded, removed, unchanged, or refused for good (until
+    /// the file changes).
+    Done,
+    /// Refused for now: to be tried again.
+    Again,
+}
+
 /// How often a watcher whose directory went away looks for it, when no
 /// event says it is back (its parent may have gone too).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
@@ -432,12 +448,16 @@ fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message
         // A panic while loading (a bug, here or in a crate below) rejects
         // this file; the thread, and the wait for its `Done`, go on.
         let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.sync(&path)));
-        if let Err(panic) = synced {
-            let why = crate::error::panic_text(&*panic);
-            shared.reject(
-                &path,
-                format!("{}: loading it panicked: {why}", path.display()),
-            );
+        match synced {
+            Ok(Synced::Done) => {}
+            Ok(Synced::Again) => {
+                let _ = done.send(Message::Retry(path.clone()));
+            }
+            Err(panic) => {
+                let why = crate::error::panic_text(&*panic);
+                let reason = format!("{}: loading it panicked: {why}", path.display());
+                shared.reject(&path, reason);
+            }
         }
         if done.send(Message::Done(path)).is_err() {
             return;
@@ -500,6 +520,7 @@ impl Dispatcher {
                     self.progress.end(None);
                 }
                 Ok(Message::Done(path)) => self.done(path),
+                Ok(Message::Retry(path)) => self.retry(path),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) if self.gone => self.look_for_directory(),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -669,6 +690,16 @@ impl Dispatcher {
         }
     }
 
+    /// Looks at `path` again after [`RETRY_AFTER`] (or sooner, if it
+    /// changes meanwhile).
+    fn retry(&mut self, path: PathBuf) {
+        if self.gone || self.pending.contains_key(&path) {
+            return;
+        }
+        self.progress.begin(name_of(&path).as_deref());
+        self.pending.insert(path, Instant::now() + RETRY_AFTER);
+    }
+
     fn end_pending(&mut self, component: &Path) {
         if self.pending.remove(component).is_some() {
             self.progress.end(name_of(component).as_deref());
@@ -723,11 +754,14 @@ impl Shared {
     }
 
     /// Brings the registry in line with the file as it is now.
-    fn sync(&self, path: &Path) {
+    fn sync(&self, path: &Path) -> Synced {
         let started = Instant::now();
         let name = match plugin_name(path) {
             Ok(name) => name,
-            Err(e) => return self.reject(path, e.to_string()),
+            Err(e) => {
+                self.reject(path, e.to_string());
+                return Synced::Done;
+            }
         };
         // Taken before the read: a refusal is then known by metadata as old
         // as what was read, or older. Taken after, a file replaced between
@@ -741,7 +775,8 @@ impl Shared {
         let hash = match &read {
             Ok(source) => source.hash(),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return self.forget(path)
+                self.forget(path);
+                return Synced::Done;
             }
             Err(e) => refusal_hash(metadata.as_ref(), e),
         };
@@ -756,12 +791,15 @@ impl Shared {
             let unchanged = state.tried == hash || state.serving == Some(hash);
             state.tried = hash;
             if unchanged {
-                return;
+                return Synced::Done;
             }
         }
         let source = match read {
             Ok(source) => source,
-            Err(e) => return self.reject(path, e.to_string()),
+            Err(e) => {
+                self.reject(path, e.to_string());
+                return Synced::Done;
+            }
         };
         let read = started.elapsed();
         let compiling = Instant::now();
@@ -776,7 +814,20 @@ impl Shared {
         let compile = compiling.elapsed();
         let (registered, cached) = match loaded {
             Ok(loaded) => loaded,
-            Err(e) => return self.reject(path, e.to_string()),
+            // The plugin's only instance held past the deadline (a long
+            // batch of calls) or by this thread: not this content refused,
+            // the moment.
+            Err(e @ (Error::Busy { .. } | Error::Reentered { .. })) => {
+                if let Some(state) = lock(&self.files).get_mut(&name) {
+                    state.tried = [0; 32];
+                }
+                self.reject(path, format!("{e}; trying again in a second"));
+                return Synced::Again;
+            }
+            Err(e) => {
+                self.reject(path, e.to_string());
+                return Synced::Done;
+            }
         };
         let timings = LoadTimings {
             started,
@@ -808,6 +859,7 @@ impl Shared {
                 timings,
             },
         });
+        Synced::Done
     }
 
     fn reject(&self, path: &Path, reason: String) {

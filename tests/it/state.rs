@@ -380,3 +380,68 @@ fn persisted_state_survives_sigkill_mid_stream() {
     );
     assert!(dir.path().join(".hotslot-state/state.redb").exists());
 }
+
+/// A reload of a plugin that migrates its memory needs its one instance: a
+/// batch of calls holding it past the deadline refuses the reload for the
+/// moment, and the watcher tries again once it is free.
+#[test]
+fn a_reload_refused_while_the_only_instance_is_busy_is_tried_again() {
+    use hotslot::{Limits, WatchEvent, Watcher};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().canonicalize().unwrap().join("m.wasm");
+    let code = std::fs::read(plugin_path("counter_memory")).unwrap();
+    std::fs::write(&file, &code).unwrap();
+    let limits = Limits {
+        timeout: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let engine = hotslot::engine::shared_engine().unwrap();
+    let registry = std::sync::Arc::new(Registry::with_engine(engine, limits).unwrap());
+    let mut watcher = Watcher::new(registry.clone(), dir.path());
+    let events = watcher.subscribe();
+    watcher.start().unwrap();
+    let handle = registry.implementation(COUNTER, "m").unwrap();
+    assert_eq!(u64_of(handle.call("increment", &[])), 1);
+    let before = handle.generation();
+    let wait_for = |what: &str, want: &dyn Fn(&WatchEvent) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match events.recv_timeout(left) {
+                Ok(event) if want(&event) => return event,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} within 30 s");
+    };
+
+    handle
+        .batch(|_| {
+            let tmp = dir.path().join(".m.partial");
+            std::fs::write(&tmp, crate::common::with_build_id(&code, "2")).unwrap();
+            std::fs::rename(&tmp, &file).unwrap();
+            let refused = wait_for(
+                "a refusal while busy",
+                &|e| matches!(e, WatchEvent::Rejected { file: f, .. } if *f == file),
+            );
+            assert!(
+                format!("{refused:?}").contains("trying again"),
+                "{refused:?}"
+            );
+            // Held on through the looks the file's own events cause (each
+            // refused too), so that only a try made later can reload it.
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                if let Ok(WatchEvent::Reloaded { .. }) = events.recv_timeout(left) {
+                    panic!("reloaded while its only instance was held");
+                }
+            }
+        })
+        .unwrap();
+    wait_for(
+        "the reload once free",
+        &|e| matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file),
+    );
+    assert_ne!(handle.generation(), before);
+    assert_eq!(u64_of(handle.call("get", &[])), 1, "migrated");
+}
