@@ -40,11 +40,7 @@ fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() 
         .implementation("demo:greeter/greet", "greeter")
         .unwrap();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = two_workers();
     let (worst, answered, stopped) = runtime.block_on(async {
         let done = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -110,11 +106,7 @@ fn a_synchronous_call_on_a_runtime_worker_answers() {
     let rogue = registry
         .implementation("demo:rogue/misbehave", "rogue")
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = two_workers();
     let on_blocking_pool = rogue.clone();
     let answers = runtime.block_on(async {
         let on_worker = tokio::spawn(async move {
@@ -130,4 +122,13 @@ fn a_synchronous_call_on_a_runtime_worker_answers() {
     assert_eq!(answers.0 .0.unwrap(), []);
     assert_eq!(answers.0 .1.unwrap(), [Val::U32(2)]);
     assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
+}
+
+/// A multi-threaded tokio runtime with two workers and timers.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
 }
