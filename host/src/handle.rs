@@ -129,7 +129,9 @@ impl Handle {
     /// (one that spins until its deadline included), and the synchronous
     /// path is untouched. Call it from within a tokio runtime with timers
     /// (`enable_time` or `enable_all`): a plugin's waits in the host (a
-    /// sleep, a stream) end at its deadline on the runtime's clock.
+    /// sleep, a stream) end at its deadline on the runtime's clock. Dropped
+    /// before the blocking pool has started it (a request timed out), the
+    /// call is never made; once started, it runs to its end.
     ///
     /// ```no_run
     /// # async fn f(handle: hotslot::Handle) -> Result<(), hotslot::Error> {
@@ -144,7 +146,7 @@ impl Handle {
     pub async fn call_async(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
         let (handle, function, args) = (self.clone(), function.to_string(), args.to_vec());
         let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
-        tokio::task::spawn_blocking(move || handle.call(&function, &args))
+        on_blocking_pool(move || handle.call(&function, &args))
             .await
             .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
     }
@@ -164,7 +166,7 @@ impl Handle {
     {
         let handle = self.clone();
         let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
-        tokio::task::spawn_blocking(move || handle.call_typed(call))
+        on_blocking_pool(move || handle.call_typed(call))
             .await
             .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
     }
@@ -258,6 +260,25 @@ fn nothing_serves(selection: &Selection) -> Failed {
 #[inline]
 fn unbox<R>(result: Result<R, Failed>) -> Result<R, Error> {
     result.map_err(|e| *e)
+}
+
+/// Runs `call` on tokio's blocking pool. A caller that stops waiting (its
+/// future dropped: a request timed out, a client gone) before the pool got
+/// to the call cancels it; once running, a call runs to its end (at most
+/// its deadline), as a blocking task cannot be stopped.
+async fn on_blocking_pool<R: Send + 'static>(
+    call: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, tokio::task::JoinError> {
+    struct AbortOnDrop<R>(tokio::task::JoinHandle<R>);
+    impl<R> Drop for AbortOnDrop<R> {
+        fn drop(&mut self) {
+            // Stops a task not yet started; does nothing to one running
+            // or done.
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::task::spawn_blocking(call));
+    (&mut task.0).await
 }
 
 /// The error for an async call whose blocking task did not finish.

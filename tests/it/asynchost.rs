@@ -124,6 +124,66 @@ fn a_synchronous_call_on_a_runtime_worker_answers() {
     assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
 }
 
+/// An async call given up before the blocking pool got to it (its future
+/// dropped, as by a request's timeout) is never made.
+#[test]
+fn an_async_call_given_up_before_it_started_is_never_made() {
+    let registry = Registry::with_engine(
+        hotslot::engine::shared_engine().unwrap(),
+        Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    registry
+        .add_plugin("rogue", &plugin(&registry, "rogue"))
+        .unwrap();
+    let rogue = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    // One blocking thread: a second call waits for the first to end.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let counted = runtime.block_on(async {
+        // The spin takes the one blocking thread first (said by a channel).
+        let (started, has_started) = std::sync::mpsc::channel();
+        let spinning = {
+            let rogue = rogue.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = started.send(());
+                rogue.call("spin", &[])
+            })
+        };
+        has_started.recv().unwrap();
+        // The spin holds the one blocking thread for its deadline; this
+        // call is queued behind it and given up.
+        let queued = rogue.call_async("count", &[]);
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), queued).await;
+        assert!(gave_up.is_err(), "answered before the spin ended");
+        let spun = spinning.await.unwrap();
+        assert!(
+            matches!(
+                spun,
+                Err(Error::Call {
+                    fault: Fault::Timeout,
+                    ..
+                })
+            ),
+            "{spun:?}"
+        );
+        // Whatever was queued behind the spin has run (or been dropped) by
+        // the time this, queued after it, answers.
+        rogue.call_async("count", &[]).await
+    });
+    // A fresh instance since the spin: the count given up never ran.
+    assert_eq!(counted.unwrap(), [Val::U32(1)]);
+}
+
 /// A multi-threaded tokio runtime with two workers and timers.
 fn two_workers() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
