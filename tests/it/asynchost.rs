@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotslot::wasmtime::component::Val;
-use hotslot::{Error, Fault, Grants, Limits, Registry};
+use hotslot::{Error, Fault, Grants, Limits};
 
-use crate::common::plugin;
+use crate::common::{plugin, rogue_with};
 
 /// 1,000 concurrent calls on a runtime with two workers, half of them to a
 /// plugin that spins until its deadline: all complete (the spinning ones
@@ -17,24 +17,15 @@ use crate::common::plugin;
 #[test]
 fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() {
     let timeout = Duration::from_millis(200);
-    let registry = Registry::with_engine(
-        hotslot::engine::shared_engine().unwrap(),
-        Limits {
-            timeout,
-            ..Limits::default()
-        },
-    )
-    .unwrap();
     let grants =
         Grants::from_toml("[limits]\ninstances = 2\n", std::path::Path::new("."), "m").unwrap();
-    registry
-        .add_plugin("rogue", &plugin(&registry, "rogue").with_grants(grants))
-        .unwrap();
+    let limits = Limits {
+        timeout,
+        ..Limits::default()
+    };
+    let (registry, rogue) = rogue_with(limits, grants);
     registry
         .add_plugin("greeter", &plugin(&registry, "greeter_a"))
-        .unwrap();
-    let rogue = registry
-        .implementation("demo:rogue/misbehave", "rogue")
         .unwrap();
     let greeter = registry
         .implementation("demo:greeter/greet", "greeter")
@@ -99,13 +90,7 @@ fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() 
 /// a plugin that prints and sleeps there answers like anywhere else.
 #[test]
 fn a_synchronous_call_on_a_runtime_worker_answers() {
-    let registry = Registry::new().unwrap();
-    registry
-        .add_plugin("rogue", &plugin(&registry, "rogue"))
-        .unwrap();
-    let rogue = registry
-        .implementation("demo:rogue/misbehave", "rogue")
-        .unwrap();
+    let (_registry, rogue) = rogue_with(Limits::default(), Grants::default());
     let runtime = two_workers();
     let on_blocking_pool = rogue.clone();
     let answers = runtime.block_on(async {
@@ -128,20 +113,11 @@ fn a_synchronous_call_on_a_runtime_worker_answers() {
 /// dropped, as by a request's timeout) is never made.
 #[test]
 fn an_async_call_given_up_before_it_started_is_never_made() {
-    let registry = Registry::with_engine(
-        hotslot::engine::shared_engine().unwrap(),
-        Limits {
-            timeout: Duration::from_millis(300),
-            ..Limits::default()
-        },
-    )
-    .unwrap();
-    registry
-        .add_plugin("rogue", &plugin(&registry, "rogue"))
-        .unwrap();
-    let rogue = registry
-        .implementation("demo:rogue/misbehave", "rogue")
-        .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (_registry, rogue) = rogue_with(limits, Grants::default());
     // One blocking thread: a second call waits for the first to end.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

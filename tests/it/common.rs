@@ -39,6 +39,20 @@ pub fn plugin(registry: &Registry, stem: &str) -> Plugin {
         .unwrap_or_else(|e| panic!("loading {stem}: {e}"))
 }
 
+/// The rogue plugin's interface.
+pub const ROGUE: &str = "demo:rogue/misbehave@0.1.0";
+
+/// A registry under `limits` serving the rogue plugin, granted `grants`,
+/// and a handle to it.
+pub fn rogue_with(limits: hotslot::Limits, grants: hotslot::Grants) -> (Registry, Handle) {
+    let engine = hotslot::engine::shared_engine().unwrap();
+    let registry = Registry::with_engine(engine, limits).unwrap();
+    let rogue = plugin(&registry, "rogue").with_grants(grants);
+    registry.add_implementation(ROGUE, "rogue", &rogue).unwrap();
+    let handle = registry.first_implementation(ROGUE).unwrap();
+    (registry, handle)
+}
+
 /// Calls `hello(name)` through a greeter handle.
 pub fn hello(handle: &Handle, name: &str) -> Result<String, hotslot::Error> {
     match handle

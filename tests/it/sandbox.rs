@@ -6,18 +6,7 @@ use std::time::{Duration, Instant};
 use hotslot::wasmtime::component::Val;
 use hotslot::{Error, Fault, Grants, Handle, Limits, Registry};
 
-use crate::common::plugin;
-
-const ROGUE: &str = "demo:rogue/misbehave@0.1.0";
-
-fn rogue_with(limits: Limits, grants: Grants) -> (Registry, Handle) {
-    let engine = hotslot::engine::shared_engine().unwrap();
-    let registry = Registry::with_engine(engine, limits).unwrap();
-    let rogue = plugin(&registry, "rogue").with_grants(grants);
-    registry.add_implementation(ROGUE, "rogue", &rogue).unwrap();
-    let handle = registry.first_implementation(ROGUE).unwrap();
-    (registry, handle)
-}
+use crate::common::{rogue_with, ROGUE};
 
 fn rogue(limits: Limits) -> (Registry, Handle) {
     rogue_with(limits, Grants::default())
