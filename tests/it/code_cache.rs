@@ -38,8 +38,9 @@ fn kept(cache: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Runs `request` on `file` four times: compiled and kept, mapped back,
-/// compiled again after the kept file is damaged, mapped back again.
+/// Runs `request` on `file`: compiled and kept, mapped back, compiled
+/// again after a bit of the kept file is flipped, and again after it is
+/// replaced by garbage, mapped back again.
 fn compiled_once_then_mapped(file: &Path, request: &str, answer: &str) {
     let cache = tempfile::tempdir().unwrap();
     let compiled = format!("compiled {} with cranelift in", file.display());
@@ -55,6 +56,17 @@ fn compiled_once_then_mapped(file: &Path, request: &str, answer: &str) {
     assert_eq!(stdout, answer);
     assert!(stderr.contains(&mapped), "{stderr}");
     assert!(!stderr.contains(&compiled), "{stderr}");
+
+    // One bit flipped in the middle, where wasmtime checks nothing (its
+    // header is at the start): refused by the checksum, never run.
+    let mut flipped = std::fs::read(&files[0]).unwrap();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x04;
+    std::fs::write(&files[0], &flipped).unwrap();
+    let (stdout, stderr) = call(file, request, cache.path());
+    assert_eq!(stdout, answer);
+    assert!(stderr.contains("checksum does not match"), "{stderr}");
+    assert!(stderr.contains(&compiled), "{stderr}");
 
     std::fs::write(&files[0], b"\x7fELF and then nothing of use").unwrap();
     let (stdout, stderr) = call(file, request, cache.path());
