@@ -686,6 +686,46 @@ fn compile(
     Ok((compiled, mapped))
 }
 
+/// The interfaces a component's own export section names
+/// (`demo:text/filter@1.2.0`), read without validating or compiling:
+/// what its file will serve, known in a millisecond where compiling an
+/// interpreter takes seconds. `None` when the bytes are not a component
+/// that can be read that far (compiling them will say what is wrong).
+pub(crate) fn declared_exports(bytes: &[u8]) -> Option<Vec<InterfaceName>> {
+    use wasmparser::{Chunk, ComponentExternalKind, Encoding, Parser, Payload};
+    let mut parser = Parser::new(0);
+    let mut rest = bytes;
+    let mut exports = Vec::new();
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(rest, true).ok()? else {
+            return None;
+        };
+        rest = rest.get(consumed..)?;
+        match payload {
+            Payload::Version { encoding, .. } if encoding != Encoding::Component => return None,
+            // Nested modules and components: skipped whole, unread.
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => rest = rest.get(unchecked_range.len()..)?,
+            Payload::ComponentExportSection(section) => {
+                for export in section {
+                    let export = export.ok()?;
+                    if export.kind == ComponentExternalKind::Instance {
+                        if let Ok(name) = export.name.name.parse() {
+                            exports.push(name);
+                        }
+                    }
+                }
+            }
+            Payload::End(_) => return Some(exports),
+            _ => {}
+        }
+    }
+}
+
 /// Bytes of data the core modules in `bytes` start their memories with
 /// (their data sections, nested modules included), read without
 /// validating: what decides how their memory is initialized. Unreadable
@@ -893,8 +933,36 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use super::{compile, initial_data};
+    use super::{compile, declared_exports, initial_data};
     use crate::error::Error;
+
+    #[test]
+    fn declared_exports_are_read_past_nested_modules_without_compiling() {
+        let component = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "v") (result i32) i32.const 1))
+                (core instance $i (instantiate $m))
+                (func $v (result u32) (canon lift (core func $i "v")))
+                (instance $a (export "version" (func $v)))
+                (instance $b (export "version" (func $v)))
+                (export "demo:probe/probe@1.2.0" (instance $a))
+                (export "plain" (instance $b))
+                (export "run" (func $v)))"#,
+        )
+        .expect("parses");
+        let names: Vec<String> = declared_exports(&component)
+            .expect("a component")
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        assert_eq!(names, ["demo:probe/probe@1.2.0"]);
+        let module = wat::parse_str("(module)").expect("parses");
+        assert!(declared_exports(&module).is_none(), "a core module");
+        assert!(
+            declared_exports(&component[..component.len() / 2]).is_none(),
+            "cut short"
+        );
+    }
 
     /// A store of compiled functions that, once `swapping`, hands back
     /// for any function the code kept for another: well-formed, but not

@@ -138,7 +138,7 @@ enum Message {
 }
 
 /// What is under way: files loading or waiting out their quiet period (and
-/// what each will export, once compiled), so that callers can wait until
+/// what each will export, once read), so that callers can wait until
 /// the watcher has caught up, or until a file that matters to them has.
 #[derive(Default)]
 struct Progress {
@@ -151,7 +151,7 @@ struct Underway {
     /// Jobs and quiet periods not yet over, the initial scan included.
     busy: usize,
     /// By plugin name: how many of those are its, and what its new content
-    /// exports once compiled.
+    /// exports, once read (then once compiled).
     files: HashMap<String, (usize, Option<Vec<InterfaceName>>)>,
     /// Work not about one file yet (the initial scan, until it has listed
     /// the directory).
@@ -195,7 +195,7 @@ impl Progress {
         });
     }
 
-    fn compiled(&self, name: &str, exports: Vec<InterfaceName>) {
+    fn exports_known(&self, name: &str, exports: Vec<InterfaceName>) {
         self.update(|state| {
             if let Some(file) = state.files.get_mut(name) {
                 file.1 = Some(exports);
@@ -231,7 +231,8 @@ impl Progress {
 pub struct Loading {
     /// The plugin's name.
     pub name: String,
-    /// What its new content exports, once compiled.
+    /// What its new content exports: `None` until the file is read (its
+    /// export section names them; compiling it confirms them).
     pub exports: Option<Vec<InterfaceName>>,
 }
 
@@ -802,13 +803,18 @@ impl Shared {
             }
         };
         let read = started.elapsed();
+        // Known before the compile (seconds for an interpreter), so that
+        // requests for what this file does not export need not wait for it.
+        if let Some(exports) = crate::loader::declared_exports(&source.bytes) {
+            self.progress.exports_known(&name, exports);
+        }
         let compiling = Instant::now();
         let loaded = self
             .registry
             .load_source(&source)
             .and_then(|(plugin, cached)| {
                 let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
-                self.progress.compiled(&name, exports);
+                self.progress.exports_known(&name, exports);
                 Ok((self.registry.add_plugin(&name, &plugin)?, cached))
             });
         let compile = compiling.elapsed();

@@ -106,6 +106,26 @@ impl Session {
         self.next_line(line)
     }
 
+    /// Like [`Session::ask`], waiting up to `patience` for the answer (one
+    /// that waits for a plugin to compile: seconds for an interpreter on a
+    /// busy machine).
+    fn ask_within(&mut self, line: &str, patience: Duration) -> String {
+        self.send(line);
+        self.answers.recv_timeout(patience).unwrap_or_else(|_| {
+            panic!(
+                "no answer to {line:?} within {patience:?}; stderr: {}",
+                self.stderr.lock().unwrap()
+            )
+        })
+    }
+
+    /// Ends the process at once, whatever it is doing (a compile under way
+    /// would otherwise be waited for).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closes standard input and waits for the exit; returns the exit
     /// status's success, what is left on stdout, and stderr.
     fn finish(mut self) -> (bool, Vec<String>, String) {
@@ -741,10 +761,35 @@ fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
             ("z_greeter.wasm", "greeter_py"),
         ]);
         let mut s = Session::start(dir.path(), &[]);
-        let answer = s.ask(r#"demo:banner/banner#show("x")"#);
+        // It waits for the Python interpreter to compile when nothing has
+        // kept its code yet.
+        let answer = s.ask_within(r#"demo:banner/banner#show("x")"#, COMPILE_PATIENCE);
         assert!(answer.contains("py: hello, x"), "{answer}");
         s.finish();
     }
+}
+
+/// How long a request may wait for the Python interpreter (18 MB) to
+/// compile: ~5 s alone, several times that beside the other tests.
+const COMPILE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// A request to a plugin already loaded is answered at once, even while a
+/// file that comes before it (and exports something else) still compiles:
+/// what a file exports is read from it before it compiles.
+#[test]
+fn a_loaded_plugin_answers_while_an_earlier_file_still_compiles() {
+    let dir = plugin_dir(&[("a_py.wasm", "greeter_py"), ("z_calc.wasm", "calc")]);
+    // A cache of its own: nothing kept, the interpreter compiles for seconds.
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = Session::start_with(dir.path(), &[], &[("XDG_CACHE_HOME", cache.path())]);
+    assert_eq!(s.ask("demo:calc/math#add(40, 2)"), "42");
+    let log = s.stderr.lock().unwrap().clone();
+    assert!(
+        !log.contains("a_py.wasm with"),
+        "answered only once the Python plugin had compiled:\n{log}"
+    );
+    assert!(log.contains("z_calc.wasm"), "{log}");
+    s.kill();
 }
 
 /// `inspect` reads a component without linking or compiling it, so one that
