@@ -478,6 +478,32 @@ fn inspect_prints_the_wit_of_imports_and_exports() {
     assert!(text(&out.stderr).contains("garbage.wasm"));
 }
 
+/// `list DIR` says a plugin waits only for what no file in the directory
+/// serves, wherever the provider comes by name.
+#[test]
+fn list_counts_a_provider_that_comes_after_its_dependent() {
+    let loads_of_banner = |files: &[(&str, &str)]| {
+        let dir = plugin_dir(files);
+        let out = run(&["list", dir.path().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let table = text(&out.stdout);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("a_banner.wasm"))
+            .unwrap_or_else(|| panic!("no banner row in\n{table}"))
+            .to_string();
+        row.split_whitespace().skip(3).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(
+        loads_of_banner(&[("a_banner.wasm", "banner")]),
+        "yes, waiting for demo:greeter/greet@1.0.0"
+    );
+    assert_eq!(
+        loads_of_banner(&[("a_banner.wasm", "banner"), ("z_greeter.wasm", "greeter_a")]),
+        "yes"
+    );
+}
+
 #[test]
 fn list_shows_what_watch_would_load() {
     let dir = plugin_dir(&[("greeter_a.wasm", "greeter_a"), ("calc.wasm", "calc")]);

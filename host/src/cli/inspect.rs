@@ -179,23 +179,29 @@ pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .collect();
     files.sort();
+    // All added first: a plugin waits only for what no file serves, and a
+    // provider may come after its dependent by name.
+    let added: Vec<_> = files
+        .iter()
+        .map(|path| (path, registry.add_file(path)))
+        .collect();
+    let listed = registry.list();
     let mut rows = Vec::new();
-    for path in files {
+    for (path, added) in added {
         let file = one_line(&path.file_name().unwrap_or_default().to_string_lossy());
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let row = |interface: String, loads: String| Row {
             file: file.clone(),
             interface,
             size,
             loads,
         };
-        match registry.add_file(&path) {
+        match added {
             Ok(added) => {
-                let waiting: Vec<String> = registry
-                    .list()
-                    .into_iter()
+                let waiting: Vec<String> = listed
+                    .iter()
                     .filter(|i| i.name == added.name)
-                    .flat_map(|i| i.imports)
+                    .flat_map(|i| &i.imports)
                     .filter(|link| link.provider.is_none())
                     .map(|link| link.interface.to_string())
                     .collect();
