@@ -860,6 +860,75 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
     );
 }
 
+/// An import that passes resources is one the registry does not link:
+/// `inspect` says so, and `call` refuses it before compiling, as loading
+/// would refuse it after.
+#[test]
+fn inspect_and_call_refuse_imports_that_pass_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = r#"
+            (core module $m (func (export "v") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func $v (result u32) (canon lift (core func $i "v")))
+            (instance $probe (export "version" (func $v)))
+            (export "demo:probe/probe@1.0.0" (instance $probe))"#;
+    let own_resource = format!(
+        r#"(component
+            (import "test:res/store@1.0.0" (instance
+                (export "conn" (type (sub resource)))
+                (export "open" (func (result (own 0))))))
+            {probe})"#
+    );
+    let used_resource = format!(
+        r#"(component
+            (import "test:res/types@1.0.0" (instance $t
+                (export "conn" (type (sub resource)))))
+            (alias export $t "conn" (type $conn))
+            (import "test:res/use@1.0.0" (instance
+                (alias outer 1 $conn (type $c))
+                (export "conn" (type (eq $c)))
+                (export "close" (func (param "c" (borrow 1))))))
+            {probe})"#
+    );
+    let conn = "it has a resource type (`conn`)";
+    let close = "`close` passes a resource handle";
+    for (stem, wat, refused) in [
+        ("own", own_resource, &[("test:res/store@1.0.0", conn)][..]),
+        (
+            "used",
+            used_resource,
+            &[
+                ("test:res/types@1.0.0", conn),
+                ("test:res/use@1.0.0", close),
+            ],
+        ),
+    ] {
+        let file = dir.path().join(format!("{stem}.wasm"));
+        std::fs::write(&file, wat::parse_str(&wat).unwrap()).unwrap();
+        let out = run(&["inspect", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        for (import, why) in refused {
+            assert!(
+                shown.contains(&format!("{import}: missing: {why}")),
+                "{shown}"
+            );
+        }
+        let import = refused[0].0;
+        let out = run(&["call", file.to_str().unwrap(), "demo:probe/probe#version()"]);
+        assert_eq!(out.status.code(), Some(1));
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!("cannot be linked: it imports {import}")),
+            "{said}"
+        );
+        assert!(
+            !said.contains("compiled"),
+            "compiled before refusing: {said}"
+        );
+    }
+}
+
 /// When a provider comes (or reloads) that does not fit what a dependent
 /// expects, the log says so at once, before any call.
 #[test]

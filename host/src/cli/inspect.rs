@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use wit_component::{DecodedWasm, WitPrinter};
-use wit_parser::{Resolve, WorldId, WorldItem, WorldKey};
+use wit_parser::{InterfaceId, Resolve, Type, TypeDefKind, WorldId, WorldItem, WorldKey};
 
 use crate::error::one_line;
 use crate::limits::DEFAULT_MAX_FILE_SIZE;
@@ -123,11 +123,80 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
                 Some(("hotslot", _)) => {
                     Linked::Missing("hotslot:plugin offers only `state` to import".into())
                 }
-                _ => Linked::Registry,
+                _ => match key {
+                    WorldKey::Interface(id) => match passes_resources(resolve, *id) {
+                        Some(why) => Linked::Missing(format!(
+                            "{why}: resources cannot cross from one plugin to another, so \
+                             hotslot does not link such imports"
+                        )),
+                        None => Linked::Registry,
+                    },
+                    WorldKey::Name(_) => Linked::Registry,
+                },
             };
             Some((name, linked))
         })
         .collect()
+}
+
+/// What in interface `id` would pass a resource between plugins (as
+/// loading refuses it), if anything: a resource type of its own, or a
+/// function taking or giving a handle.
+fn passes_resources(resolve: &Resolve, id: InterfaceId) -> Option<String> {
+    let interface = &resolve.interfaces[id];
+    if let Some(name) = interface
+        .types
+        .iter()
+        .find(|(_, ty)| matches!(resolve.types[**ty].kind, TypeDefKind::Resource))
+        .map(|(name, _)| name)
+    {
+        return Some(format!("it has a resource type (`{name}`)"));
+    }
+    interface.functions.values().find_map(|function| {
+        let types = function
+            .params
+            .iter()
+            .map(|p| &p.ty)
+            .chain(&function.result);
+        types
+            .into_iter()
+            .any(|ty| holds_handle(resolve, ty))
+            .then(|| format!("`{}` passes a resource handle", function.name))
+    })
+}
+
+/// Whether a value of type `ty` can hold a resource handle (or a future or
+/// stream, which this host does not pass either).
+fn holds_handle(resolve: &Resolve, ty: &Type) -> bool {
+    let Type::Id(id) = ty else {
+        return false;
+    };
+    let any = |types: &mut dyn Iterator<Item = &Type>| {
+        for ty in types {
+            if holds_handle(resolve, ty) {
+                return true;
+            }
+        }
+        false
+    };
+    match &resolve.types[*id].kind {
+        TypeDefKind::Resource
+        | TypeDefKind::Handle(_)
+        | TypeDefKind::Future(_)
+        | TypeDefKind::Stream(_) => true,
+        TypeDefKind::Record(record) => any(&mut record.fields.iter().map(|f| &f.ty)),
+        TypeDefKind::Tuple(tuple) => any(&mut tuple.types.iter()),
+        TypeDefKind::Variant(variant) => {
+            any(&mut variant.cases.iter().filter_map(|c| c.ty.as_ref()))
+        }
+        TypeDefKind::Result(result) => any(&mut result.ok.iter().chain(&result.err)),
+        TypeDefKind::Map(key, value) => any(&mut [key, value].into_iter()),
+        TypeDefKind::Option(t)
+        | TypeDefKind::List(t)
+        | TypeDefKind::FixedLengthList(t, _)
+        | TypeDefKind::Type(t) => holds_handle(resolve, t),
+        TypeDefKind::Flags(_) | TypeDefKind::Enum(_) | TypeDefKind::Unknown => false,
+    }
 }
 
 /// Reads a component file the way loading does: a regular file within the
