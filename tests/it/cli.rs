@@ -860,6 +860,30 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
     );
 }
 
+/// `hotslot new` refuses a WIT keyword for a name, before writing
+/// anything: the scaffold's package and world would not parse.
+#[test]
+fn new_refuses_a_wit_keyword_for_a_name() {
+    let work = tempfile::tempdir().unwrap();
+    for keyword in ["world", "interface", "string", "use"] {
+        let out = hotslot()
+            .args(["new", keyword, "--lang", "rust"])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{keyword}");
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!("`{keyword}` is a WIT keyword")),
+            "{said}"
+        );
+        assert!(
+            !work.path().join(keyword).exists(),
+            "{keyword}: a project was written"
+        );
+    }
+}
+
 /// An import that passes resources is one the registry does not link:
 /// `inspect` says so, and `call` refuses it before compiling, as loading
 /// would refuse it after.

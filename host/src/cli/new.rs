@@ -40,6 +40,55 @@ pub struct NewPlugin {
     pub dir: Option<PathBuf>,
 }
 
+/// The words WIT reserves (wit-parser's lexer): as a plugin's name they
+/// would make its package and world unreadable.
+const WIT_KEYWORDS: [&str; 44] = [
+    "use",
+    "type",
+    "func",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "s8",
+    "s16",
+    "s32",
+    "s64",
+    "f32",
+    "f64",
+    "char",
+    "resource",
+    "own",
+    "borrow",
+    "record",
+    "flags",
+    "variant",
+    "enum",
+    "bool",
+    "string",
+    "option",
+    "result",
+    "future",
+    "stream",
+    "error-context",
+    "list",
+    "map",
+    "as",
+    "from",
+    "static",
+    "interface",
+    "tuple",
+    "world",
+    "import",
+    "export",
+    "package",
+    "constructor",
+    "include",
+    "with",
+    "async",
+    "_",
+];
+
 /// Writes the project; returns the command that builds it and where the
 /// component will be.
 pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
@@ -48,6 +97,12 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
         return Err(format!(
             "`{name}` is not a WIT identifier: lower-case words of letters and digits, \
              joined by `-`, each starting with a letter (e.g. `my-plugin`)"
+        ));
+    }
+    if WIT_KEYWORDS.contains(&name.as_str()) {
+        return Err(format!(
+            "`{name}` is a WIT keyword, which cannot name a package or a world: \
+             choose another name (e.g. `my-{name}`)"
         ));
     }
     let dir = request.dir.clone().unwrap_or_else(|| PathBuf::from(name));
