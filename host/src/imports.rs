@@ -2,8 +2,10 @@
 //! to whichever plugin serves each interface now.
 //!
 //! Each import is bound to a [`Selection`]: the first plugin serving the
-//! imported interface and version (or the one the dependent's manifest
-//! names), re-pointed by the registry as plugins come, go and reload. So a
+//! imported interface and version with functions of the types the
+//! dependent expects (else the first serving it; only the one the
+//! dependent's manifest names, if it names one), re-pointed by the registry
+//! as plugins come, go and reload. So a
 //! dependent's next call reaches a reloaded provider without the dependent
 //! being instantiated again.
 //! - One chain of calls sees one generation of each provider: the first call
@@ -70,6 +72,17 @@ fn route_key(generation: &Generation, export: usize) -> Option<u64> {
         .filter(|e| *e < 1 << EXPORT_BITS)?;
     let uid = generation.uid();
     (uid < 1 << (64 - POSITION_BITS - EXPORT_BITS)).then_some(uid << EXPORT_BITS | export)
+}
+
+/// Whether export `export` of `generation` offers every function `wanted`
+/// imports, with the same types: a provider the import can be linked to.
+pub(crate) fn fits(wanted: &ImportedInterface, generation: &Generation, export: usize) -> bool {
+    let offered = generation.exported(export);
+    wanted.functions().iter().all(|function| {
+        offered
+            .function(function.name())
+            .is_some_and(|given| same_types(function.ty(), given.ty()))
+    })
 }
 
 impl ImportTable {

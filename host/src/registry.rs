@@ -29,7 +29,7 @@ use crate::metrics::{Metrics, FAULTS};
 use crate::output::OutputBudget;
 use crate::program::{NoLane, Program, Programs, Published, Route};
 use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope};
-use crate::slot::{Selection, Slot};
+use crate::slot::{Preference, Selection, Slot};
 use crate::source::{check_name, plugin_name, Source};
 use crate::state::{Persist, PluginStore, StoredState};
 use crate::sync::lock;
@@ -692,7 +692,7 @@ impl Registry {
     /// # Errors
     /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn get(&self, request: impl IntoRequest) -> Result<Handle, Error> {
-        let selection = self.select(request.into_request()?, None);
+        let selection = self.select(request.into_request()?, None, None);
         Ok(Handle::to_selection(selection))
     }
 
@@ -861,8 +861,13 @@ impl Registry {
 
     /// A selection of the first slot serving `request` (of the plugin
     /// `name`, if given), re-pointed on every change from now on.
-    fn select(&self, request: Request, name: Option<String>) -> Arc<Selection> {
-        let selection = Arc::new(Selection::new(request, name));
+    fn select(
+        &self,
+        request: Request,
+        name: Option<String>,
+        prefers: Option<Preference>,
+    ) -> Arc<Selection> {
+        let selection = Arc::new(Selection::new(request, name, prefers));
         let mut state = self.lock();
         state.point(&selection);
         // Handles dropped are forgotten at the next change, and here, a
@@ -897,7 +902,23 @@ impl Registry {
         let selections = plugin
             .imports()
             .iter()
-            .map(|import| self.select(import.name().clone().into(), preferred(import.name())))
+            .map(|import| {
+                // Of the providers serving the interface, the first whose
+                // functions have the types this plugin expects (else the
+                // first, whose calls then fail saying how it differs).
+                let wanted = import.clone();
+                let fits: Preference = Box::new(move |slot: &Slot| {
+                    slot.peek(|generation, export| {
+                        crate::imports::fits(&wanted, generation, export)
+                    })
+                    .unwrap_or(false)
+                });
+                self.select(
+                    import.name().clone().into(),
+                    preferred(import.name()),
+                    Some(fits),
+                )
+            })
             .collect();
         let table = Arc::new(ImportTable::new(
             dependent,
@@ -1284,10 +1305,9 @@ impl State {
         slot
     }
 
-    /// Points `selection` at the first slot it accepts.
+    /// Points `selection` at the slot it chooses.
     fn point(&self, selection: &Selection) {
-        let first = self.slots.iter().find(|slot| selection.accepts(slot));
-        selection.point_at(first.cloned());
+        selection.point_at(selection.choose(&self.slots).cloned());
     }
 
     /// Slots with an implementation that serves `request`, in order.

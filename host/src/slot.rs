@@ -130,6 +130,9 @@ impl Slot {
     }
 }
 
+/// Whether a selection would rather have `slot` than another it accepts.
+pub(crate) type Preference = Box<dyn Fn(&Slot) -> bool + Send + Sync>;
+
 /// What a [`Registry::get`](crate::Registry::get) handle reaches: the slot
 /// the registry currently selects for its request, re-pointed as
 /// implementations come and go.
@@ -143,16 +146,20 @@ pub(crate) struct Selection {
     request: Request,
     /// Only this plugin's slots, when set.
     name: Option<String>,
+    /// Which accepted slots come first, when set: an import prefers a
+    /// provider whose functions have the types it expects.
+    prefers: Option<Preference>,
     /// The slot selected now, one of `kept`; null for none.
     slot: AtomicPtr<Slot>,
     kept: Mutex<Vec<Arc<Slot>>>,
 }
 
 impl Selection {
-    pub(crate) fn new(request: Request, name: Option<String>) -> Self {
+    pub(crate) fn new(request: Request, name: Option<String>, prefers: Option<Preference>) -> Self {
         Selection {
             request,
             name,
+            prefers,
             slot: AtomicPtr::new(std::ptr::null_mut()),
             kept: Mutex::new(Vec::new()),
         }
@@ -166,6 +173,19 @@ impl Selection {
     /// plugin named, if one is).
     pub(crate) fn accepts(&self, slot: &Slot) -> bool {
         self.name.as_deref().is_none_or(|name| slot.name() == name) && slot.serves(&self.request)
+    }
+
+    /// The slot to select among `slots` (in the registry's order): the
+    /// first accepted one it prefers, else the first accepted one.
+    pub(crate) fn choose<'a>(&self, slots: &'a [Arc<Slot>]) -> Option<&'a Arc<Slot>> {
+        let mut accepted = slots.iter().filter(|slot| self.accepts(slot));
+        match &self.prefers {
+            None => accepted.next(),
+            Some(prefers) => {
+                let first = accepted.clone().next();
+                accepted.find(|slot| prefers(slot)).or(first)
+            }
+        }
     }
 
     /// The slot selected now.

@@ -494,6 +494,51 @@ fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
     assert!(again.contains("func(n: u32) -> u32"), "{again}");
 }
 
+/// Of several providers, a dependent is linked to the first whose
+/// functions have the types it expects, not to the first of any types; with
+/// none fitting, to the first, whose calls fail showing both signatures.
+#[test]
+fn a_provider_that_fits_is_linked_before_an_earlier_one_that_does_not() {
+    let registry = Registry::new().unwrap();
+    let wrong = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
+            (instance $g (export "hello" (func $h)))
+            (export "demo:greeter/greet@1.0.0" (instance $g))
+        )"#,
+    )
+    .unwrap();
+    add(&registry, "a_wrong", &wrong);
+    registry
+        .add_plugin("banner", &plugin(&registry, "banner"))
+        .unwrap();
+    let banner = registry.implementation(BANNER, "banner").unwrap();
+    assert!(
+        show(&banner, "x").is_err(),
+        "only a provider of other types"
+    );
+
+    // One that fits comes after it: the dependent is linked to it.
+    registry
+        .add_plugin("z_right", &plugin(&registry, "greeter_a"))
+        .unwrap();
+    assert!(show(&banner, "x").unwrap().contains("a: hello, x"));
+    let listed = registry.list();
+    let link = &listed.iter().find(|i| i.name == "banner").unwrap().imports[0];
+    assert_eq!(
+        link.provider.as_ref().map(|(name, _)| name.as_str()),
+        Some("z_right")
+    );
+    assert!(link.problem.is_none(), "{:?}", link.problem);
+
+    // It goes: back to the one that does not fit, which is never called.
+    registry.remove_plugin("z_right").unwrap();
+    let err = show(&banner, "x").unwrap_err().to_string();
+    assert!(err.contains("func(n: u32) -> u32"), "{err}");
+}
+
 #[test]
 fn cycles_are_refused_at_once_even_with_spare_instances() {
     let registry = Registry::new().unwrap();
