@@ -207,8 +207,9 @@ impl Entry {
         }
     }
 
-    /// Writes `code` under a temporary name, to disk, then renames it into
-    /// place: a reader sees no file or a whole one.
+    /// Writes `code` and its trailer under a temporary name, then renames
+    /// them into place: a reader sees no file or a whole one (or, after a
+    /// crash, a torn one, which the checksum refuses).
     fn write(&self, code: &[u8]) -> std::io::Result<()> {
         let mut whole = Vec::with_capacity(code.len() + TRAILER);
         whole.extend_from_slice(code);

@@ -1,7 +1,7 @@
 //! Files only this user can write, in the user's cache directory: whoever
 //! can write a file of compiled code chooses the code a host runs. Opened
 //! once and checked on the open file; written whole under a temporary name,
-//! to disk, then renamed into place.
+//! then renamed into place.
 
 use std::fs;
 use std::io::Write;
@@ -60,9 +60,12 @@ fn trusted(_file: &fs::File, _path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` under a temporary name, to disk, then renames
-/// it into place: a reader sees no file or a whole one. The directory is
-/// made private.
+/// Writes `bytes` to `path` under a temporary name, then renames it into
+/// place: a reader sees no file or a whole one. The directory is made
+/// private. Not flushed to disk first: after a crash the name may hold a
+/// torn file, which every reader of these files refuses by the checksum it
+/// ends with (compiled code, compiled functions), so a crash costs a
+/// compile, while a flush would cost every compile the disk's latency.
 pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_private_dir(dir)?;
@@ -79,13 +82,7 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = options
         .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            // On disk before it has its name: after a crash the name
-            // holds all of it or nothing, never a torn file whose
-            // header a reader would accept.
-            file.sync_all()
-        })
+        .and_then(|mut file| file.write_all(bytes))
         .and_then(|()| fs::rename(&temporary, path));
     if written.is_err() {
         let _ = fs::remove_file(&temporary);
