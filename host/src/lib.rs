@@ -48,6 +48,7 @@ mod sandbox;
 mod slot;
 mod source;
 mod state;
+mod subscribers;
 mod sync;
 mod values;
 mod version;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use wasmtime::Engine;
@@ -32,6 +32,7 @@ use crate::sandbox::{self, ImportCalls, ImportLink, PluginScope};
 use crate::slot::{Preference, Selection, Slot};
 use crate::source::{check_name, plugin_name, Source};
 use crate::state::{Persist, PluginStore, StoredState};
+use crate::subscribers::Subscribers;
 use crate::sync::lock;
 use crate::version::{InterfaceName, Line, Request};
 use wasmtime::component::Val;
@@ -216,7 +217,7 @@ pub struct Registry {
     persist: Mutex<Option<Arc<Persist>>>,
     next_generation: AtomicU64,
     state: Mutex<State>,
-    subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
+    subscribers: Subscribers<RegistryEvent>,
 }
 
 #[derive(Default)]
@@ -269,7 +270,7 @@ impl Registry {
                 counting: true,
                 ..State::default()
             }),
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Subscribers::new("the registry's changes"),
         })
     }
 
@@ -766,11 +767,12 @@ impl Registry {
     }
 
     /// A channel of every change from now on. Drop the receiver to
-    /// unsubscribe.
+    /// unsubscribe. It holds up to 1,024 changes unread; a subscriber that
+    /// falls that far behind misses newer ones until it reads (the log says
+    /// so), so one that stops reading costs bounded memory and never holds
+    /// up the registry.
     pub fn subscribe(&self) -> Receiver<RegistryEvent> {
-        let (sender, receiver) = channel();
-        lock(&self.subscribers).push(sender);
-        receiver
+        self.subscribers.subscribe()
     }
 
     /// Instantiates `plugin` as a new generation of `program` and publishes
@@ -1060,8 +1062,8 @@ impl Registry {
             // Events are worded only for someone to read: a log, or a
             // subscriber. Asked after publishing, so that whoever subscribed
             // before this change took effect hears of it.
-            let told = tracing::event_enabled!(tracing::Level::INFO)
-                || !lock(&self.subscribers).is_empty();
+            let told =
+                tracing::event_enabled!(tracing::Level::INFO) || !self.subscribers.is_empty();
             state.repoint_selections();
             state.import_tables.retain(|t| t.strong_count() > 0);
             let tables: Vec<Arc<ImportTable>> = state
@@ -1096,7 +1098,7 @@ impl Registry {
 
     fn publish(&self, event: RegistryEvent) {
         tracing::info!("{event}");
-        lock(&self.subscribers).retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers.publish(&event);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -35,6 +35,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::source::plugin_name;
+use crate::subscribers::Subscribers;
 use crate::sync::lock;
 use crate::version::InterfaceName;
 
@@ -115,7 +116,7 @@ pub struct LoadTimings {
 pub struct Watcher {
     dir: PathBuf,
     registry: Arc<Registry>,
-    subscribers: Arc<Mutex<Vec<Sender<WatchEvent>>>>,
+    subscribers: Arc<Subscribers<WatchEvent>>,
     progress: Arc<Progress>,
     running: Option<Running>,
 }
@@ -243,17 +244,18 @@ impl Watcher {
         Watcher {
             dir: dir.as_ref().to_path_buf(),
             registry,
-            subscribers: Arc::new(Mutex::new(Vec::new())),
+            subscribers: Arc::new(Subscribers::new("the watcher's loads")),
             progress: Arc::default(),
             running: None,
         }
     }
 
-    /// A channel of everything the watcher does from now on.
+    /// A channel of everything the watcher does from now on. Drop the
+    /// receiver to unsubscribe. It holds up to 1,024 events unread; a
+    /// subscriber that falls that far behind misses newer ones until it
+    /// reads (the log says so), and never holds up the watcher.
     pub fn subscribe(&self) -> Receiver<WatchEvent> {
-        let (sender, receiver) = channel();
-        lock(&self.subscribers).push(sender);
-        receiver
+        self.subscribers.subscribe()
     }
 
     /// Starts watching, then loads every `*.wasm` in the directory (several
@@ -470,7 +472,7 @@ fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message
 struct Shared {
     dir: PathBuf,
     registry: Arc<Registry>,
-    subscribers: Arc<Mutex<Vec<Sender<WatchEvent>>>>,
+    subscribers: Arc<Subscribers<WatchEvent>>,
     /// By implementation name (file stem).
     files: Mutex<HashMap<String, FileState>>,
     progress: Arc<Progress>,
@@ -891,7 +893,7 @@ impl Shared {
             ),
             WatchEvent::Removed { file, .. } => tracing::info!("removed {}", file.display()),
         }
-        lock(&self.subscribers).retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers.publish(&event);
     }
 
     /// Only `*.wasm` files directly in the watched directory count.
