@@ -12,9 +12,12 @@
 //!
 //! We react at once to the events that say a write is complete — close after
 //! writing, and a rename into place — rather than waiting out a debounce
-//! period. Other changes (a create or write whose close we never see) are
-//! picked up after a short quiet period. Reads, the host's own included, are
-//! ignored, and bytes identical to what is loaded reload nothing.
+//! period. A write not yet closed is waited for (on Linux, until it is
+//! closed or quiet for two seconds), so a file written in pauses is read
+//! once, whole; a manifest moved away or removed is looked at after a short
+//! quiet period, so an editor's save reloads once. Reads, the host's own
+//! included, are ignored, and bytes identical to what is loaded reload
+//! nothing.
 //!
 //! Loading runs on a few worker threads, never on the thread that follows
 //! the directory: a plugin whose start-up is slow (it is bounded by the
@@ -42,6 +45,18 @@ use crate::version::InterfaceName;
 /// How long a file must be quiet, after a change whose completion we did not
 /// see, before it is read. Completed writes do not wait for it.
 pub const QUIET_PERIOD: Duration = Duration::from_millis(50);
+
+/// How long a file written but not yet closed must be quiet before it is
+/// read anyway. On Linux every writer's close is reported, so a write is
+/// waited for until it is closed (a writer that pauses between chunks
+/// would otherwise have its first half read: for a manifest, a valid
+/// half); only a writer that keeps the file open this long is not.
+/// Elsewhere closes are not reported, and [`QUIET_PERIOD`] is all there is.
+const UNCLOSED_QUIET_PERIOD: Duration = if cfg!(target_os = "linux") {
+    Duration::from_secs(2)
+} else {
+    QUIET_PERIOD
+};
 
 /// What the watcher did, as sent to [`Watcher::subscribe`]rs and logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -651,17 +666,22 @@ impl Dispatcher {
             let Some(component) = self.shared.component_for(path) else {
                 continue;
             };
-            if complete {
-                self.end_pending(&component);
-                self.schedule(component);
-            } else if !self.pending.contains_key(&component) {
+            let quiet = match complete {
+                // A manifest moved or removed is most often an editor's save
+                // (the old one moved aside, the new one written at once):
+                // one reload for both, not one without a manifest between.
+                true if path != &component && !path.exists() => QUIET_PERIOD,
+                true => {
+                    self.end_pending(&component);
+                    self.schedule(component);
+                    continue;
+                }
+                false => UNCLOSED_QUIET_PERIOD,
+            };
+            if !self.pending.contains_key(&component) {
                 self.progress.begin(name_of(&component).as_deref());
-                self.pending
-                    .insert(component, Instant::now() + QUIET_PERIOD);
-            } else {
-                self.pending
-                    .insert(component, Instant::now() + QUIET_PERIOD);
             }
+            self.pending.insert(component, Instant::now() + quiet);
         }
     }
 

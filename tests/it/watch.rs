@@ -420,6 +420,68 @@ fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
     assert_eq!(mode(), Val::Option(None));
 }
 
+/// A manifest written in two parts with a pause between them (a slow
+/// writer) reloads the plugin once, with all of it; so does an editor's save
+/// that moves the old manifest aside first.
+#[test]
+fn a_manifest_is_read_once_written_whole() {
+    use hotslot::wasmtime::component::Val;
+    use std::io::Write;
+    let setup = Setup::new(&[("rogue.wasm", "rogue")]);
+    setup.wait_loaded("rogue.wasm");
+    let handle = setup
+        .registry
+        .first_implementation("demo:rogue/misbehave")
+        .unwrap();
+    let env = |key: &str| match handle
+        .call("env", &[Val::String(key.into())])
+        .unwrap()
+        .remove(0)
+    {
+        Val::Option(Some(value)) => match *value {
+            Val::String(text) => Some(text),
+            other => panic!("{other:?}"),
+        },
+        _ => None,
+    };
+    let reloads_of_rogue = |events: Vec<WatchEvent>| {
+        let file = setup.path("rogue.wasm");
+        events
+            .iter()
+            .filter(|e| matches!(e, WatchEvent::Reloaded { file: f, .. } if *f == file))
+            .count()
+    };
+
+    // The writer pauses for longer than a quiet period between its parts;
+    // the first part alone is a valid manifest.
+    let manifest = setup.dir.path().join("rogue.toml");
+    let mut writer = fs::File::create(&manifest).unwrap();
+    writer.write_all(b"[env]\nMODE = \"one\"\n").unwrap();
+    writer.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    writer.write_all(b"OTHER = \"two\"\n").unwrap();
+    drop(writer);
+    setup.wait_reloaded("rogue.wasm");
+    assert_eq!(env("OTHER").as_deref(), Some("two"));
+    assert_eq!(
+        reloads_of_rogue(events_before_barrier(&setup, "m1.wasm")),
+        0
+    );
+
+    // An editor's save: the old one moved aside, the new one written, the
+    // old one removed.
+    let aside = setup.dir.path().join("rogue.toml~");
+    fs::rename(&manifest, &aside).unwrap();
+    fs::write(&manifest, b"[env]\nMODE = \"three\"\n").unwrap();
+    fs::remove_file(&aside).unwrap();
+    setup.wait_reloaded("rogue.wasm");
+    assert_eq!(env("MODE").as_deref(), Some("three"));
+    assert_eq!(
+        reloads_of_rogue(events_before_barrier(&setup, "m2.wasm")),
+        0
+    );
+}
+
 /// The watched directory replaced at its path, by a move and by a removal
 /// (`mv dir old && mkdir dir`, `rm -rf dir && mkdir dir`): the watcher
 /// follows the path, not the directory that was there.
