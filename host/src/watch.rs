@@ -20,8 +20,10 @@
 //! nothing.
 //!
 //! Loading runs on a few worker threads, never on the thread that follows
-//! the directory: a plugin whose start-up is slow (it is bounded by the
-//! deadline) holds up no other file. Changes to one file are handled one at
+//! the directory, and one more starts whenever files wait while every
+//! loader has been on its file for a quarter of a second (up to eight): a
+//! plugin whose start-up is slow (it is bounded by the deadline) holds up
+//! no other file for long. Changes to one file are handled one at
 //! a time, in order; the order of registration stays the order of file
 //! names, however the loads finish.
 
@@ -343,13 +345,21 @@ impl Watcher {
                     source,
                 })
         };
+        let loader = {
+            let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), sender.clone());
+            move |i: usize| {
+                let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), done.clone());
+                std::thread::Builder::new()
+                    .name(format!("hotslot-load-{i}"))
+                    .spawn(move || work(&shared, &job_queue, &done))
+            }
+        };
         let mut threads = Vec::new();
         for i in 0..workers() {
-            let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), sender.clone());
-            threads.push(spawn(
-                format!("hotslot-load-{i}"),
-                Box::new(move || work(&shared, &job_queue, &done)),
-            )?);
+            threads.push(loader(i).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?);
         }
         // Watching began above, before the first scan: nothing written
         // during it is lost.
@@ -363,10 +373,17 @@ impl Watcher {
             pending: HashMap::new(),
             notify,
             gone: false,
+            loaders: threads.len(),
+            more_loaders: Box::new(loader),
+            extra_loaders: Vec::new(),
+            last_progress: Instant::now(),
         };
         threads.push(spawn(
             format!("hotslot-watch {}", dir.display()),
-            Box::new(move || dispatcher.run(receiver)),
+            Box::new(move || {
+                dispatcher.run(receiver);
+                dispatcher.finish();
+            }),
         )?);
         self.running = Some(Running {
             messages: sender,
@@ -449,8 +466,17 @@ enum Synced {
 /// event says it is back (its parent may have gone too).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
-/// Loader threads: as many as the machine has cores, and at least two, so
-/// that one slow start-up never holds up every other file.
+/// How long every loader may be on its file, with files waiting, before
+/// another loader starts.
+const SLOW_LOAD: Duration = Duration::from_millis(250);
+
+/// Loader threads at most: files loading slowly beyond this many (start-ups
+/// spinning to their deadline) hold up the rest until one is done; more
+/// compiles at once would only share the cores and add to the memory.
+const MOST_LOADERS: usize = 8;
+
+/// Loader threads at first: as many as the machine has cores, and at least
+/// two; more start when every one is held up (see [`SLOW_LOAD`]).
 fn workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -514,6 +540,14 @@ struct Dispatcher {
     notify: notify::RecommendedWatcher,
     /// Whether the directory was removed or moved away.
     gone: bool,
+    /// Loader threads running.
+    loaders: usize,
+    /// Starts loader thread number `i`.
+    more_loaders: Box<dyn Fn(usize) -> std::io::Result<JoinHandle<()>> + Send>,
+    /// The loaders started beyond the first ones, joined at the end.
+    extra_loaders: Vec<JoinHandle<()>>,
+    /// When a loader last finished a file (or one was added).
+    last_progress: Instant,
 }
 
 impl Dispatcher {
@@ -530,6 +564,10 @@ impl Dispatcher {
                 // would say the directory is back: look now and then.
                 timeout = timeout.min(LOOK_AGAIN);
             }
+            if self.queued() > 0 && self.loaders < MOST_LOADERS {
+                let due = self.last_progress + SLOW_LOAD;
+                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+            }
             match messages.recv_timeout(timeout) {
                 Ok(Message::Fs(Ok(event))) => self.on_event(event),
                 Ok(Message::Fs(Err(e))) => tracing::warn!("file watcher error: {e}"),
@@ -544,6 +582,39 @@ impl Dispatcher {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.sync_due();
+            self.grow_if_stuck();
+        }
+    }
+
+    /// Files handed to the loaders that none has taken yet.
+    fn queued(&self) -> usize {
+        self.in_flight.len().saturating_sub(self.loaders)
+    }
+
+    /// One more loader when files wait while every loader has been on its
+    /// file for [`SLOW_LOAD`]: slow start-ups (each bounded by the
+    /// deadline) or big compiles hold up no other file for long.
+    fn grow_if_stuck(&mut self) {
+        let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD;
+        if !stuck || self.loaders >= MOST_LOADERS {
+            return;
+        }
+        match (self.more_loaders)(self.loaders) {
+            Ok(thread) => {
+                self.extra_loaders.push(thread);
+                self.loaders += 1;
+            }
+            Err(e) => tracing::warn!("cannot start another loader thread: {e}"),
+        }
+        self.last_progress = Instant::now();
+    }
+
+    /// Lets the loaders go (no more files for them) and waits for those
+    /// started beyond the first ones, which the watcher does not know of.
+    fn finish(&mut self) {
+        self.jobs = channel().0;
+        for thread in self.extra_loaders.drain(..) {
+            let _ = thread.join();
         }
     }
 
@@ -694,6 +765,10 @@ impl Dispatcher {
         }
         let name = name_of(&path);
         self.progress.begin(name.as_deref());
+        if self.queued() == 0 {
+            // The first to wait: waiting is counted from now.
+            self.last_progress = Instant::now();
+        }
         self.in_flight.insert(path.clone(), false);
         if self.jobs.send(path).is_err() {
             self.progress.end(name.as_deref());
@@ -701,6 +776,7 @@ impl Dispatcher {
     }
 
     fn done(&mut self, path: PathBuf) {
+        self.last_progress = Instant::now();
         let name = name_of(&path);
         match self.in_flight.remove(&path) {
             Some(true) => {

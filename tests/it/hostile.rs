@@ -339,8 +339,9 @@ fn a_manifest_cannot_raise_the_operators_limits() {
     assert_eq!(grants.limits(&ceiling), ceiling);
 }
 
-/// Three plugins whose start-up never ends, named to load first, and a
-/// greeter: the greeter answers before even one start-up's deadline passes.
+/// Four plugins whose start-up never ends, named to load first (more than
+/// this machine's first loader threads), and a greeter: the greeter answers
+/// before even one start-up's deadline passes.
 #[test]
 fn endless_start_ups_hold_up_no_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,17 +354,19 @@ fn endless_start_ups_hold_up_no_answer() {
         )"#,
     )
     .unwrap();
-    for name in ["a1.wasm", "a2.wasm", "a3.wasm"] {
+    for name in ["a1.wasm", "a2.wasm", "a3.wasm", "a4.wasm"] {
         std::fs::write(dir.path().join(name), &endless).unwrap();
     }
     std::fs::copy(plugin_path("greeter_a"), dir.path().join("g.wasm")).unwrap();
-    let timeout = Duration::from_secs(3);
+    // Long, so that the greeter's compile beside four spinning start-ups on
+    // a busy machine fits well within it.
+    let timeout = Duration::from_secs(10);
     let mut child = hotslot()
         .args([
             "watch".as_ref(),
             dir.path().as_os_str(),
             "--timeout-ms".as_ref(),
-            "3000".as_ref(),
+            "10000".as_ref(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -379,11 +382,13 @@ fn endless_start_ups_hold_up_no_answer() {
         .read_line(&mut answer)
         .unwrap();
     let took = started.elapsed();
-    drop(stdin);
+    // Not waited for: its start-ups would run to their deadline first.
+    let _ = child.kill();
     let _ = child.wait();
     assert_eq!(answer, "\"a: hello, x\"\n");
-    // One after another, the three start-ups would take three deadlines.
-    assert!(took < 2 * timeout, "first answer after {took:?}");
+    // Held up behind two of them, the first answer would come after one
+    // deadline; behind all four, two.
+    assert!(took < timeout, "first answer after {took:?}");
 }
 
 #[test]
