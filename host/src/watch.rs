@@ -17,7 +17,10 @@
 //! once, whole; a manifest moved away or removed is looked at after a short
 //! quiet period, so an editor's save reloads once. Reads, the host's own
 //! included, are ignored, and bytes identical to what is loaded reload
-//! nothing.
+//! nothing. A component that is a link follows the file it links to: a
+//! change to a file here is also a change to every other name here for the
+//! same file (hard and symbolic links), and the directory a symbolic link
+//! points into is watched too.
 //!
 //! Loading runs on a few worker threads, never on the thread that follows
 //! the directory, and one more starts whenever files wait while every
@@ -377,6 +380,7 @@ impl Watcher {
             more_loaders: Box::new(loader),
             extra_loaders: Vec::new(),
             last_progress: Instant::now(),
+            link_dirs: Vec::new(),
         };
         threads.push(spawn(
             format!("hotslot-watch {}", dir.display()),
@@ -466,6 +470,18 @@ enum Synced {
 /// event says it is back (its parent may have gone too).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
+/// Whether `path` is a symbolic link, or a file with other hard links.
+fn is_link(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    let linked = std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
+    #[cfg(not(unix))]
+    let linked = false;
+    meta.file_type().is_symlink() || linked
+}
+
 /// How long every loader may be on its file, with files waiting, before
 /// another loader starts.
 const SLOW_LOAD: Duration = Duration::from_millis(250);
@@ -548,6 +564,9 @@ struct Dispatcher {
     extra_loaders: Vec<JoinHandle<()>>,
     /// When a loader last finished a file (or one was added).
     last_progress: Instant,
+    /// Directories outside this one watched because a component here is a
+    /// symbolic link into them.
+    link_dirs: Vec<PathBuf>,
 }
 
 impl Dispatcher {
@@ -583,6 +602,31 @@ impl Dispatcher {
             }
             self.sync_due();
             self.grow_if_stuck();
+        }
+    }
+
+    /// If `path` is a symbolic link to a file in another directory, watches
+    /// that directory too: a build that writes the file there (a plugin's
+    /// `target/` directory linked into this one) reloads the plugin.
+    fn follow_link(&mut self, path: &Path) {
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(dir) = is_link
+            .then(|| std::fs::canonicalize(path).ok())
+            .flatten()
+            .and_then(|target| target.parent().map(Path::to_path_buf))
+        else {
+            return;
+        };
+        if dir == self.shared.dir || self.link_dirs.contains(&dir) {
+            return;
+        }
+        match self.notify.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => self.link_dirs.push(dir),
+            Err(e) => tracing::warn!(
+                "cannot watch {} for {} links to: {e}",
+                dir.display(),
+                path.display()
+            ),
         }
     }
 
@@ -734,6 +778,18 @@ impl Dispatcher {
             _ => false,
         };
         for path in &event.paths {
+            // A link (`ln`, `ln -s`, cargo putting its output in place) is
+            // whole once made; no close follows it.
+            let complete =
+                complete || (matches!(event.kind, EventKind::Create(_)) && is_link(path));
+            if complete {
+                // The same file under other names here: hard links, and
+                // symbolic links (into this directory or out of it).
+                for other in self.shared.names_of(path) {
+                    self.end_pending(&other);
+                    self.schedule(other);
+                }
+            }
             let Some(component) = self.shared.component_for(path) else {
                 continue;
             };
@@ -763,6 +819,7 @@ impl Dispatcher {
             *again = true;
             return;
         }
+        self.follow_link(&path);
         let name = name_of(&path);
         self.progress.begin(name.as_deref());
         if self.queued() == 0 {
@@ -832,6 +889,37 @@ impl Shared {
             && path.extension().is_some_and(|e| e == "toml");
         let component = path.with_extension("wasm");
         (is_manifest && component.exists()).then_some(component)
+    }
+
+    /// The components here, other than `path`, that are the same file as
+    /// `path` now (by device and inode, links followed): hard links to it
+    /// and symbolic links to it. A file's change is seen under the name
+    /// written to only.
+    fn names_of(&self, path: &Path) -> Vec<PathBuf> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(changed) = std::fs::metadata(path) else {
+                return Vec::new();
+            };
+            let Ok(listing) = std::fs::read_dir(&self.dir) else {
+                return Vec::new();
+            };
+            listing
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|other| other != path && self.is_component_file(other))
+                .filter(|other| {
+                    std::fs::metadata(other)
+                        .is_ok_and(|m| m.dev() == changed.dev() && m.ino() == changed.ino())
+                })
+                .collect()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            Vec::new()
+        }
     }
 
     /// A file that left: remove its plugin (its slots stay).

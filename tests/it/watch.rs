@@ -208,6 +208,72 @@ fn create_then_plain_copy_over_then_atomic_rename_over() {
     assert_eq!(hello(&handle, "3").unwrap(), "a: hello, 3");
 }
 
+/// A component linked into the directory is reloaded when the file it is
+/// linked to changes: a symbolic link to a build's output elsewhere (the
+/// output replaced by a rename, and the way cargo puts it in place: removed,
+/// then hard-linked from `deps/`), and a hard link and a symbolic link to a
+/// file here written in place under its own name.
+#[test]
+fn a_linked_component_follows_the_file_it_is_linked_to() {
+    use std::os::unix::fs::symlink;
+    let setup = Setup::new(&[]);
+    let build = tempfile::tempdir().unwrap();
+    let output = build.path().join("x.wasm");
+    fs::copy(plugin_path("greeter_a"), &output).unwrap();
+    symlink(&output, setup.dir.path().join("x.wasm")).unwrap();
+    setup.wait_loaded("x.wasm");
+    let x = setup.registry.implementation(GREET, "x").unwrap();
+    assert_eq!(hello(&x, "1").unwrap(), "a: hello, 1");
+
+    let tmp = build.path().join(".x.wasm.tmp");
+    fs::copy(plugin_path("greeter_b"), &tmp).unwrap();
+    fs::rename(&tmp, &output).unwrap();
+    setup.wait_reloaded("x.wasm");
+    assert_eq!(hello(&x, "2").unwrap(), "b: bonjour, 2");
+
+    let deps = build.path().join("deps");
+    fs::create_dir(&deps).unwrap();
+    fs::copy(plugin_path("greeter_a"), deps.join("x.wasm")).unwrap();
+    fs::remove_file(&output).unwrap();
+    fs::hard_link(deps.join("x.wasm"), &output).unwrap();
+    answers_within(&x, "a: hello, 3");
+
+    setup.copy_plain("greeter_a", "g.wasm");
+    setup.wait_loaded("g.wasm");
+    fs::hard_link(
+        setup.dir.path().join("g.wasm"),
+        setup.dir.path().join("h.wasm"),
+    )
+    .unwrap();
+    setup.wait_loaded("h.wasm");
+    symlink("g.wasm", setup.dir.path().join("s.wasm")).unwrap();
+    setup.wait_loaded("s.wasm");
+    // Written in place, under one name: all three are that file.
+    fs::write(
+        setup.dir.path().join("g.wasm"),
+        fs::read(plugin_path("greeter_b")).unwrap(),
+    )
+    .unwrap();
+    for name in ["h", "s", "g"] {
+        let handle = setup.registry.implementation(GREET, name).unwrap();
+        answers_within(&handle, "b: bonjour, 3");
+    }
+}
+
+/// Asks `handle` until it answers `answer` (to `hello("3")`), at most
+/// [`DEADLINE`]: for changes whose events are not the point.
+fn answers_within(handle: &hotslot::Handle, answer: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got = hello(handle, "3");
+        if got.as_deref().is_ok_and(|got| got == answer) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got:?}, not {answer:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The seed's sequence, through files: a handle taken before a delete and a
 /// re-add reaches the new component.
 #[test]
