@@ -961,16 +961,7 @@ fn a_provider_that_does_not_fit_is_reported_when_it_loads() {
     let mut s = Session::start(dir.path(), &[]);
     assert!(s.ask("list").contains("demo:greeter/greet@1.0.0<-waiting"));
     while s.next_line("list") != "end" {}
-    let wrong = wat::parse_str(
-        r#"(component
-            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
-            (core instance $i (instantiate $m))
-            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
-            (instance $g (export "hello" (func $h)))
-            (export "demo:greeter/greet@1.0.0" (instance $g))
-        )"#,
-    )
-    .unwrap();
+    let wrong = crate::common::greeter_of_other_types();
     let tmp = dir.path().join(".greeter.tmp");
     std::fs::write(&tmp, wrong).unwrap();
     std::fs::rename(&tmp, dir.path().join("greeter.wasm")).unwrap();

@@ -129,3 +129,19 @@ pub fn last_reuse(log: &str) -> Option<(u64, u64)> {
     let at = words.iter().position(|w| *w == "reusing")?;
     Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
 }
+
+/// A component exporting `demo:greeter/greet@1.0.0` whose `hello` is of
+/// other types than the WIT's (`func(n: u32) -> u32`): a provider that does
+/// not fit a dependent.
+pub fn greeter_of_other_types() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
+            (instance $g (export "hello" (func $h)))
+            (export "demo:greeter/greet@1.0.0" (instance $g))
+        )"#,
+    )
+    .unwrap()
+}

@@ -456,16 +456,7 @@ fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
     registry
         .add_plugin("banner", &plugin(&registry, "banner"))
         .unwrap();
-    let wrong = wat::parse_str(
-        r#"(component
-            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
-            (core instance $i (instantiate $m))
-            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
-            (instance $g (export "hello" (func $h)))
-            (export "demo:greeter/greet@1.0.0" (instance $g))
-        )"#,
-    )
-    .unwrap();
+    let wrong = crate::common::greeter_of_other_types();
     add(&registry, "greeter", &wrong);
     let banner = registry.implementation(BANNER, "banner").unwrap();
     let err = show(&banner, "x").unwrap_err();
@@ -500,16 +491,7 @@ fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
 #[test]
 fn a_provider_that_fits_is_linked_before_an_earlier_one_that_does_not() {
     let registry = Registry::new().unwrap();
-    let wrong = wat::parse_str(
-        r#"(component
-            (core module $m (func (export "h") (param i32) (result i32) local.get 0))
-            (core instance $i (instantiate $m))
-            (func $h (param "n" u32) (result u32) (canon lift (core func $i "h")))
-            (instance $g (export "hello" (func $h)))
-            (export "demo:greeter/greet@1.0.0" (instance $g))
-        )"#,
-    )
-    .unwrap();
+    let wrong = crate::common::greeter_of_other_types();
     add(&registry, "a_wrong", &wrong);
     registry
         .add_plugin("banner", &plugin(&registry, "banner"))
