@@ -142,15 +142,13 @@ fn a_scrape_of_watch_metrics_matches_the_calls_made() {
         text.contains("# TYPE hotslot_call_latency_seconds histogram"),
         "{text}"
     );
-    // Latency is sampled (the first call, one in 64, and the first of each
-    // epoch tick besides) and scaled to every call: the histogram counts as
-    // many calls as the counter.
-    let counted = sample(
+    // Latency is sampled: the first call (one in 64), and the first of each
+    // epoch tick besides.
+    let timed = sample(
         "hotslot_call_latency_seconds_bucket",
         &format!(r#"le="+Inf",{greeter}"#),
     );
-    assert_eq!(counted, 3.0, "in\n{text}");
-    assert_eq!(sample("hotslot_call_latency_seconds_count", greeter), 3.0);
+    assert!((1.0..=3.0).contains(&timed), "{timed} timed in\n{text}");
 
     writeln!(stdin, "stats").unwrap();
     let line = answers.recv_timeout(Duration::from_secs(30)).unwrap();
