@@ -147,7 +147,7 @@ fn passes_resources(resolve: &Resolve, id: InterfaceId) -> Option<String> {
     if let Some(name) = interface
         .types
         .iter()
-        .find(|(_, ty)| matches!(resolve.types[**ty].kind, TypeDefKind::Resource))
+        .find(|(_, ty)| is_resource(resolve, **ty))
         .map(|(name, _)| name)
     {
         return Some(format!("it has a resource type (`{name}`)"));
@@ -163,6 +163,18 @@ fn passes_resources(resolve: &Resolve, id: InterfaceId) -> Option<String> {
             .any(|ty| holds_handle(resolve, ty))
             .then(|| format!("`{}` passes a resource handle", function.name))
     })
+}
+
+/// Whether type `id` is a resource, its own or one it names (`use`d from
+/// another interface): loading sees either as a resource of the import.
+fn is_resource(resolve: &Resolve, mut id: wit_parser::TypeId) -> bool {
+    loop {
+        match &resolve.types[id].kind {
+            TypeDefKind::Resource => return true,
+            TypeDefKind::Type(Type::Id(named)) => id = *named,
+            _ => return false,
+        }
+    }
 }
 
 /// Whether a value of type `ty` can hold a resource handle (or a future or
