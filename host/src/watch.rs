@@ -336,6 +336,7 @@ impl Watcher {
             subscribers: self.subscribers.clone(),
             files: Mutex::new(HashMap::new()),
             progress: self.progress.clone(),
+            starting: Default::default(),
         });
         let (jobs, job_queue) = channel::<PathBuf>();
         let job_queue = Arc::new(Mutex::new(job_queue));
@@ -381,6 +382,7 @@ impl Watcher {
             extra_loaders: Vec::new(),
             last_progress: Instant::now(),
             link_dirs: Vec::new(),
+            link_targets: Default::default(),
         };
         threads.push(spawn(
             format!("hotslot-watch {}", dir.display()),
@@ -470,6 +472,22 @@ enum Synced {
 /// event says it is back (its parent may have gone too).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
+/// Counts a plugin's start-up in [`Shared::starting`] while it lives.
+struct Starting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Starting<'a> {
+    fn count(starting: &'a std::sync::atomic::AtomicUsize) -> Self {
+        starting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Starting(starting)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Whether `path` is a symbolic link, or a file with other hard links.
 fn is_link(path: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -533,6 +551,9 @@ struct Shared {
     /// By implementation name (file stem).
     files: Mutex<HashMap<String, FileState>>,
     progress: Arc<Progress>,
+    /// Loaders starting a plugin now (compiled, instantiating it and
+    /// running its start-up, which may take up to the deadline).
+    starting: std::sync::atomic::AtomicUsize,
 }
 
 struct FileState {
@@ -567,6 +588,9 @@ struct Dispatcher {
     /// Directories outside this one watched because a component here is a
     /// symbolic link into them.
     link_dirs: Vec<PathBuf>,
+    /// The files (their full paths, links resolved) that components here
+    /// are symbolic links to.
+    link_targets: std::collections::HashSet<PathBuf>,
 }
 
 impl Dispatcher {
@@ -610,13 +634,19 @@ impl Dispatcher {
     /// `target/` directory linked into this one) reloads the plugin.
     fn follow_link(&mut self, path: &Path) {
         let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        let Some(dir) = is_link
+        // Only a link to a regular file: one to a device (refused when
+        // loaded) must not have its directory (`/dev`) watched.
+        let Some(target) = is_link
             .then(|| std::fs::canonicalize(path).ok())
             .flatten()
-            .and_then(|target| target.parent().map(Path::to_path_buf))
+            .filter(|target| target.is_file())
         else {
             return;
         };
+        let Some(dir) = target.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        self.link_targets.insert(target);
         if dir == self.shared.dir || self.link_dirs.contains(&dir) {
             return;
         }
@@ -636,10 +666,17 @@ impl Dispatcher {
     }
 
     /// One more loader when files wait while every loader has been on its
-    /// file for [`SLOW_LOAD`]: slow start-ups (each bounded by the
-    /// deadline) or big compiles hold up no other file for long.
+    /// file for [`SLOW_LOAD`] and one of them is starting a plugin: slow
+    /// start-ups (each bounded by the deadline) hold up no other file for
+    /// long. Compiles alone do not count: they already use every core,
+    /// and more at once would only add to the memory.
     fn grow_if_stuck(&mut self) {
-        let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD;
+        let starting = self
+            .shared
+            .starting
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0;
+        let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD && starting;
         if !stuck || self.loaders >= MOST_LOADERS {
             return;
         }
@@ -782,7 +819,8 @@ impl Dispatcher {
             // whole once made; no close follows it.
             let complete =
                 complete || (matches!(event.kind, EventKind::Create(_)) && is_link(path));
-            if complete {
+            let linked_to = self.shared.is_component_file(path) || self.link_targets.contains(path);
+            if complete && linked_to {
                 // The same file under other names here: hard links, and
                 // symbolic links (into this directory or out of it).
                 for other in self.shared.names_of(path) {
@@ -793,11 +831,17 @@ impl Dispatcher {
             let Some(component) = self.shared.component_for(path) else {
                 continue;
             };
+            let closed = matches!(
+                event.kind,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+            );
             let quiet = match complete {
                 // A manifest moved or removed is most often an editor's save
                 // (the old one moved aside, the new one written at once):
-                // one reload for both, not one without a manifest between.
-                true if path != &component && !path.exists() => QUIET_PERIOD,
+                // one reload for both, not one without a manifest between,
+                // nor one of the new manifest half-written (whether it is
+                // there by now says nothing of whether it is whole).
+                true if path != &component && !closed => QUIET_PERIOD,
                 true => {
                     self.end_pending(&component);
                     self.schedule(component);
@@ -1001,6 +1045,7 @@ impl Shared {
             .and_then(|(plugin, cached)| {
                 let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
                 self.progress.exports_known(&name, exports);
+                let _starting = Starting::count(&self.starting);
                 Ok((self.registry.add_plugin(&name, &plugin)?, cached))
             });
         let compile = compiling.elapsed();
