@@ -24,7 +24,8 @@
 //!
 //! Loading runs on a few worker threads, never on the thread that follows
 //! the directory, and one more starts whenever files wait while every
-//! loader has been on its file for a quarter of a second (up to eight): a
+//! loader has been on its file for a quarter of a second and a plugin is
+//! starting (up to eight): a
 //! plugin whose start-up is slow (it is bounded by the deadline) holds up
 //! no other file for long. Changes to one file are handled one at
 //! a time, in order; the order of registration stays the order of file
