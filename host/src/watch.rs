@@ -384,6 +384,7 @@ impl Watcher {
             last_progress: Instant::now(),
             link_dirs: Vec::new(),
             link_targets: Default::default(),
+            link_dirs_gone: Vec::new(),
         };
         threads.push(spawn(
             format!("hotslot-watch {}", dir.display()),
@@ -592,6 +593,9 @@ struct Dispatcher {
     /// The files (their full paths, links resolved) that components here
     /// are symbolic links to.
     link_targets: std::collections::HashSet<PathBuf>,
+    /// Directories watched for links that were removed or moved away (a
+    /// `cargo clean`): looked for now and then, and watched again when back.
+    link_dirs_gone: Vec<PathBuf>,
 }
 
 impl Dispatcher {
@@ -603,7 +607,7 @@ impl Dispatcher {
                 .min()
                 .map(|due| due.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
-            if self.gone {
+            if self.gone || !self.link_dirs_gone.is_empty() {
                 // Its parent may have gone too, and with it any event that
                 // would say the directory is back: look now and then.
                 timeout = timeout.min(LOOK_AGAIN);
@@ -627,6 +631,7 @@ impl Dispatcher {
             }
             self.sync_due();
             self.grow_if_stuck();
+            self.look_for_link_dirs();
         }
     }
 
@@ -648,7 +653,10 @@ impl Dispatcher {
             return;
         };
         self.link_targets.insert(target);
-        if dir == self.shared.dir || self.link_dirs.contains(&dir) {
+        if dir == self.shared.dir
+            || self.link_dirs.contains(&dir)
+            || self.link_dirs_gone.contains(&dir)
+        {
             return;
         }
         match self.notify.watch(&dir, RecursiveMode::NonRecursive) {
@@ -658,6 +666,48 @@ impl Dispatcher {
                 dir.display(),
                 path.display()
             ),
+        }
+    }
+
+    /// A directory watched for links went (removed, or moved away): its
+    /// watch is dropped, and the directory looked for until it is back.
+    fn link_dir_gone(&mut self, dir: &Path) {
+        let _ = self.notify.unwatch(dir);
+        self.link_dirs.retain(|d| d != dir);
+        if !self.link_dirs_gone.iter().any(|d| d == dir) {
+            self.link_dirs_gone.push(dir.to_path_buf());
+        }
+    }
+
+    /// Watches again the directories watched for links that are back, and
+    /// looks at the links whose file is there: a build after a `cargo
+    /// clean` wrote it while nothing watched. A link whose file is not back
+    /// yet keeps its plugin serving; the file's arrival is seen.
+    fn look_for_link_dirs(&mut self) {
+        let back: Vec<PathBuf> = self
+            .link_dirs_gone
+            .iter()
+            .filter(|dir| dir.is_dir())
+            .cloned()
+            .collect();
+        for dir in back {
+            self.link_dirs_gone.retain(|d| *d != dir);
+            if let Err(e) = self.notify.watch(&dir, RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {} again: {e}", dir.display());
+                continue;
+            }
+            self.link_dirs.push(dir.clone());
+            let targets: Vec<PathBuf> = self
+                .link_targets
+                .iter()
+                .filter(|t| t.parent() == Some(dir.as_path()) && t.is_file())
+                .cloned()
+                .collect();
+            for target in targets {
+                for link in self.shared.names_of(&target) {
+                    self.schedule(link);
+                }
+            }
         }
     }
 
@@ -815,7 +865,15 @@ impl Dispatcher {
             EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
             _ => false,
         };
+        let away = matches!(
+            event.kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
         for path in &event.paths {
+            if away && self.link_dirs.contains(path) {
+                self.link_dir_gone(path);
+                continue;
+            }
             // A link (`ln`, `ln -s`, cargo putting its output in place) is
             // whole once made; no close follows it.
             let complete =

@@ -260,6 +260,31 @@ fn a_linked_component_follows_the_file_it_is_linked_to() {
     }
 }
 
+/// `cargo clean` removes the directory a linked component points into;
+/// the plugin keeps serving, and when a build makes the directory again and
+/// writes the file there, the plugin reloads from it.
+#[test]
+fn a_link_into_a_directory_removed_and_made_again_follows_the_build() {
+    use std::os::unix::fs::symlink;
+    let setup = Setup::new(&[]);
+    let build = tempfile::tempdir().unwrap();
+    let release = build.path().join("release");
+    fs::create_dir(&release).unwrap();
+    fs::copy(plugin_path("greeter_a"), release.join("x.wasm")).unwrap();
+    symlink(release.join("x.wasm"), setup.dir.path().join("x.wasm")).unwrap();
+    setup.wait_loaded("x.wasm");
+    let x = setup.registry.implementation(GREET, "x").unwrap();
+    answers_within(&x, "a: hello, 3");
+
+    fs::remove_dir_all(&release).unwrap();
+    assert_eq!(hello(&x, "3").unwrap(), "a: hello, 3", "serving on");
+    fs::create_dir(&release).unwrap();
+    let partial = build.path().join("x.wasm.partial");
+    fs::copy(plugin_path("greeter_b"), &partial).unwrap();
+    fs::rename(&partial, release.join("x.wasm")).unwrap();
+    answers_within(&x, "b: bonjour, 3");
+}
+
 /// Asks `handle` until it answers `answer` (to `hello("3")`), at most
 /// [`DEADLINE`]: for changes whose events are not the point.
 fn answers_within(handle: &hotslot::Handle, answer: &str) {
