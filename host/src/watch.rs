@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -475,18 +476,18 @@ enum Synced {
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// Counts a plugin's start-up in [`Shared::starting`] while it lives.
-struct Starting<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Starting<'a>(&'a AtomicUsize);
 
 impl<'a> Starting<'a> {
-    fn count(starting: &'a std::sync::atomic::AtomicUsize) -> Self {
-        starting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn count(starting: &'a AtomicUsize) -> Self {
+        starting.fetch_add(1, Ordering::Relaxed);
         Starting(starting)
     }
 }
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -555,7 +556,7 @@ struct Shared {
     progress: Arc<Progress>,
     /// Loaders starting a plugin now (compiled, instantiating it and
     /// running its start-up, which may take up to the deadline).
-    starting: std::sync::atomic::AtomicUsize,
+    starting: AtomicUsize,
 }
 
 struct FileState {
@@ -613,8 +614,12 @@ impl Dispatcher {
                 timeout = timeout.min(LOOK_AGAIN);
             }
             if self.queued() > 0 && self.loaders < MOST_LOADERS {
-                let due = self.last_progress + SLOW_LOAD;
-                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+                // Once due, looked at again every SLOW_LOAD: loaders busy
+                // compiling (no start-up under way) add none, and a wait of
+                // zero would spin.
+                let due =
+                    (self.last_progress + SLOW_LOAD).saturating_duration_since(Instant::now());
+                timeout = timeout.min(if due.is_zero() { SLOW_LOAD } else { due });
             }
             match messages.recv_timeout(timeout) {
                 Ok(Message::Fs(Ok(event))) => self.on_event(event),
@@ -722,11 +727,7 @@ impl Dispatcher {
     /// long. Compiles alone do not count: they already use every core,
     /// and more at once would only add to the memory.
     fn grow_if_stuck(&mut self) {
-        let starting = self
-            .shared
-            .starting
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0;
+        let starting = self.shared.starting.load(Ordering::Relaxed) > 0;
         let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD && starting;
         if !stuck || self.loaders >= MOST_LOADERS {
             return;
@@ -869,6 +870,10 @@ impl Dispatcher {
             event.kind,
             EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
         );
+        let closed = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
         for path in &event.paths {
             if away && self.link_dirs.contains(path) {
                 self.link_dir_gone(path);
@@ -890,10 +895,6 @@ impl Dispatcher {
             let Some(component) = self.shared.component_for(path) else {
                 continue;
             };
-            let closed = matches!(
-                event.kind,
-                EventKind::Access(AccessKind::Close(AccessMode::Write))
-            );
             let quiet = match complete {
                 // A manifest moved or removed is most often an editor's save
                 // (the old one moved aside, the new one written at once):
