@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wasmtime::component::Val;
 use wasmtime::Store;
 
+use crate::admission::NotRun;
 use crate::bindings::Bindings;
 use crate::error::{Error, Failed};
 use crate::generation::Generation;
@@ -127,9 +128,13 @@ impl Handle {
     /// Like [`Handle::call`], for async hosts: the call runs on the tokio
     /// runtime's blocking pool, so no runtime worker waits for a plugin
     /// (one that spins until its deadline included), and the synchronous
-    /// path is untouched. Call it from within a tokio runtime with timers
-    /// (`enable_time` or `enable_all`): a plugin's waits in the host (a
-    /// sleep, a stream) end at its deadline on the runtime's clock. Dropped
+    /// path is untouched. A plugin's async calls queue for as many tasks
+    /// on the pool as it has instances, each making the next call as soon
+    /// as it is done with one; a queued call is a future holding no
+    /// thread, and it waits at most the plugin's deadline ([`Error::Busy`]
+    /// then, as for a synchronous call). Call it from within a tokio runtime with timers
+    /// (`enable_time` or `enable_all`): that wait, and a plugin's waits in
+    /// the host (a sleep, a stream), end on the runtime's clock. Dropped
     /// before the blocking pool has started it (a request timed out), the
     /// call is never made; once started, it runs to its end.
     ///
@@ -145,10 +150,8 @@ impl Handle {
     /// if the blocking task could not run.
     pub async fn call_async(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
         let (handle, function, args) = (self.clone(), function.to_string(), args.to_vec());
-        let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
-        on_blocking_pool(move || handle.call(&function, &args))
+        self.on_blocking_pool(move || handle.call(&function, &args))
             .await
-            .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
     }
 
     /// Like [`Handle::call_typed`], for async hosts (see
@@ -165,10 +168,7 @@ impl Handle {
         R: Send + 'static,
     {
         let handle = self.clone();
-        let interface = || self.interface().map(|i| i.to_string()).unwrap_or_default();
-        on_blocking_pool(move || handle.call_typed(call))
-            .await
-            .unwrap_or_else(|join| Err(lost(interface(), self.name(), &join)))
+        self.on_blocking_pool(move || handle.call_typed(call)).await
     }
 
     /// Makes several calls back to back on one instance, holding it for the
@@ -230,6 +230,37 @@ impl Handle {
         self.peek(|_, _| ()).is_some()
     }
 
+    /// Makes `call` on tokio's blocking pool through the queue of the
+    /// plugin serving this handle now (see [`admission`](crate::admission)):
+    /// not made if it waited the plugin's deadline there, or if the caller
+    /// stopped waiting first; once started, it runs to its end.
+    async fn on_blocking_pool<R: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (queue, (instances, patience)) = unbox(self.with_slot(|slot| {
+            let program = slot.program();
+            Ok((program.admission().clone(), program.capacity()))
+        }))?;
+        match queue.run(instances, patience, call).await {
+            Ok(answer) => answer,
+            Err(NotRun::Busy) => unbox(self.with_slot(|slot| Err(slot.busy(patience)))),
+            Err(NotRun::Lost(why)) => Err(self.lost(why)),
+        }
+    }
+
+    /// The error for an async call whose task ended without an answer.
+    #[cold]
+    fn lost(&self, why: &str) -> Error {
+        Error::Call {
+            interface: self.interface().map(|i| i.to_string()).unwrap_or_default(),
+            name: self.name().unwrap_or_default(),
+            function: "an async call".into(),
+            fault: crate::error::Fault::Host,
+            reason: format!("its task on the blocking pool: {why}"),
+        }
+    }
+
     fn peek<R>(&self, f: impl FnOnce(&Generation, usize) -> R) -> Option<R> {
         self.with_slot(|slot| Ok(slot.peek(f))).ok().flatten()
     }
@@ -260,36 +291,6 @@ fn nothing_serves(selection: &Selection) -> Failed {
 #[inline]
 fn unbox<R>(result: Result<R, Failed>) -> Result<R, Error> {
     result.map_err(|e| *e)
-}
-
-/// Runs `call` on tokio's blocking pool. A caller that stops waiting (its
-/// future dropped: a request timed out, a client gone) before the pool got
-/// to the call cancels it; once running, a call runs to its end (at most
-/// its deadline), as a blocking task cannot be stopped.
-async fn on_blocking_pool<R: Send + 'static>(
-    call: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, tokio::task::JoinError> {
-    struct AbortOnDrop<R>(tokio::task::JoinHandle<R>);
-    impl<R> Drop for AbortOnDrop<R> {
-        fn drop(&mut self) {
-            // Stops a task not yet started; does nothing to one running
-            // or done.
-            self.0.abort();
-        }
-    }
-    let mut task = AbortOnDrop(tokio::task::spawn_blocking(call));
-    (&mut task.0).await
-}
-
-/// The error for an async call whose blocking task did not finish.
-fn lost(interface: String, name: Option<String>, join: &tokio::task::JoinError) -> Error {
-    Error::Call {
-        interface,
-        name: name.unwrap_or_default(),
-        function: "an async call".into(),
-        fault: crate::error::Fault::Host,
-        reason: format!("the blocking task did not finish: {join}"),
-    }
 }
 
 /// Calls made through [`Handle::batch`]: one instance, held for the batch.

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod bindings;
 mod chain;
 pub mod cli;

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
+use crate::admission::Admission;
 use crate::chain::Held;
 use crate::error::{Error, Failed};
 use crate::generation::{Generation, Resident};
@@ -87,6 +88,8 @@ pub(crate) struct Program {
     rejected: AtomicU64,
     /// Whether calls are counted (see [`Registry::without_metrics`](crate::Registry::without_metrics)).
     counting: bool,
+    /// Async calls' queue (see [`Program::admission`]).
+    admission: Arc<Admission>,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -152,7 +155,21 @@ impl Program {
             reloads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             counting,
+            admission: Admission::new(),
         }
+    }
+
+    /// Async calls' queue: they wait there, holding no thread, for the
+    /// plugin's tasks on the blocking pool to make them.
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// How many instances calls may use now, and how long a call waits for
+    /// a busy one: what the published generation allows.
+    pub(crate) fn capacity(&self) -> (usize, Duration) {
+        let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
+        (self.width.load(Ordering::Relaxed), waited)
     }
 
     /// What every generation of this plugin shares.

@@ -94,6 +94,12 @@ impl Slot {
         self.program.acquire().map_err(|why| self.no_lane(why))
     }
 
+    /// The error of a call that waited `waited` for an instance in vain.
+    #[cold]
+    pub(crate) fn busy(&self, waited: std::time::Duration) -> Failed {
+        self.no_lane(NoLane::Busy { waited })
+    }
+
     /// Why no lane could be had, in words naming this slot.
     #[cold]
     fn no_lane(&self, why: NoLane) -> Failed {

@@ -32,6 +32,7 @@ fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() 
         .unwrap();
 
     let runtime = two_workers();
+    let machine = Ticker::start();
     let (worst, answered, stopped) = runtime.block_on(async {
         let done = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -80,9 +81,47 @@ fn a_thousand_async_calls_on_two_workers_complete_and_the_timer_keeps_ticking() 
         done.store(true, Ordering::SeqCst);
         (ticker.await.unwrap(), answered, stopped)
     });
+    let machine = machine.stop();
     assert_eq!((answered, stopped), (500, 500));
-    println!("worst lateness of a 10 ms timer: {worst:?}");
-    assert!(worst < timeout, "the timer was held up for {worst:?}");
+    println!("worst lateness of a 10 ms timer: {worst:?} (of a thread's own sleep: {machine:?})");
+    // A worker held by a plugin call would hold the timer for a whole
+    // spin (the deadline) or more; a loaded machine (the other tests, the
+    // spinning plugins) can hold any thread for a while, so what a plain
+    // thread's sleep suffered meanwhile is allowed on top.
+    assert!(
+        worst < timeout + machine,
+        "the timer was held up for {worst:?} (a thread's own sleep: {machine:?})"
+    );
+}
+
+/// A plain thread sleeping 10 ms again and again, measuring its worst
+/// lateness: what the machine alone does to a sleeping thread.
+struct Ticker {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Duration>,
+}
+
+impl Ticker {
+    fn start() -> Ticker {
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::spawn(move || {
+            let tick = Duration::from_millis(10);
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let asked = Instant::now();
+                std::thread::sleep(tick);
+                worst = worst.max(asked.elapsed().saturating_sub(tick));
+            }
+            worst
+        });
+        Ticker { done, thread }
+    }
+
+    fn stop(self) -> Duration {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
 }
 
 /// A synchronous call made on a worker of a multi-threaded tokio runtime
