@@ -238,6 +238,11 @@ impl Handle {
         &self,
         call: impl FnOnce() -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
+        if !self.is_available() {
+            // Answered without a plugin (`Unavailable`): nothing to queue
+            // for, and no deadline to wait by.
+            return call();
+        }
         let (queue, (instances, patience)) = unbox(self.with_slot(|slot| {
             let program = slot.program();
             Ok((program.admission().clone(), program.capacity()))

@@ -124,6 +124,32 @@ impl Ticker {
     }
 }
 
+/// An async call to a plugin removed says so (`Unavailable`) at once, as a
+/// synchronous one does, and reaches it again once it is back.
+#[test]
+fn an_async_call_to_a_removed_plugin_is_unavailable_until_it_is_back() {
+    let limits = Limits {
+        timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let (registry, _rogue) = rogue_with(limits, Grants::default());
+    let greeter = plugin(&registry, "greeter_a");
+    registry.add_plugin("greeter", &greeter).unwrap();
+    let handle = registry
+        .implementation("demo:greeter/greet", "greeter")
+        .unwrap();
+    registry.remove_plugin("greeter").unwrap();
+    let args = [Val::String("x".into())];
+    let runtime = two_workers();
+    let asked = Instant::now();
+    let gone = runtime.block_on(handle.call_async("hello", &args));
+    assert!(matches!(gone, Err(Error::Unavailable { .. })), "{gone:?}");
+    assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+    registry.add_plugin("greeter", &greeter).unwrap();
+    let back = runtime.block_on(handle.call_async("hello", &args)).unwrap();
+    assert_eq!(back, [Val::String("a: hello, x".into())]);
+}
+
 /// A synchronous call made on a worker of a multi-threaded tokio runtime
 /// (what an async host does by mistake, or on purpose for a quick call):
 /// a plugin that prints and sleeps there answers like anywhere else.
