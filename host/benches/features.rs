@@ -955,6 +955,266 @@ fn loads() {
     }
 }
 
+/// A two-worker tokio runtime, as in the async test.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// The process's threads now.
+fn threads() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An async call as it was made before the queue: a blocking-pool task
+/// per call.
+async fn one_task_per_call(
+    handle: &Handle,
+    function: &str,
+    args: &[Val],
+) -> Result<Vec<Val>, hotslot::Error> {
+    let (handle, function, args) = (handle.clone(), function.to_string(), args.to_vec());
+    tokio::task::spawn_blocking(move || handle.call(&function, &args))
+        .await
+        .unwrap()
+}
+
+/// `Handle::call_async` (a queue per plugin, worked by as many pool tasks
+/// as it has instances) beside a pool task per call (what it did before)
+/// and a synchronous call: one at a time, 1,000 at once, and 1,000 at once
+/// with half of them spinning to their deadline while a timer ticks.
+fn async_calls(registry: &Registry) {
+    let plugin = registry.load_bytes("calc.wasm", &bytes("calc")).unwrap();
+    registry.add_plugin("calc_async", &plugin).unwrap();
+    let calc = registry
+        .implementation("demo:calc/math", "calc_async")
+        .unwrap();
+    let add = [Val::S32(40), Val::S32(2)];
+    let runtime = two_workers();
+    let per_call_of = |calls: u32, queued: bool| {
+        runtime.block_on(async {
+            let started = Instant::now();
+            for _ in 0..calls {
+                let answer = match queued {
+                    true => calc.call_async("add", &add).await,
+                    false => one_task_per_call(&calc, "add", &add).await,
+                };
+                black_box(answer.unwrap());
+            }
+            started.elapsed().as_nanos() as f64 / f64::from(calls)
+        })
+    };
+    println!("async: a dynamic add, one call at a time from a task (41 rounds x 2000 calls):");
+    let (mut sync, mut queued, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..41 {
+        let mut sides: [&mut dyn FnMut(); 3] = [
+            &mut || sync.push(per_call(2000, &mut || call(&calc, "add", &add))),
+            &mut || queued.push(per_call_of(2000, true)),
+            &mut || tasks.push(per_call_of(2000, false)),
+        ];
+        if round % 2 == 1 {
+            sides.reverse();
+        }
+        sides.iter_mut().for_each(|side| side());
+    }
+    for (name, times) in [
+        ("synchronous call on this thread", &sync),
+        ("call_async (the queue)", &queued),
+        ("a pool task per call (before)", &tasks),
+    ] {
+        let (median, p10, p90) = spread(times.clone());
+        let (r, r10, r90) = ratio_spread(times, &tasks);
+        println!(
+            "  {name:<44} {median:>10.1} ns  [{p10:.1} .. {p90:.1}]   /before {r:.3} [{r10:.3} .. {r90:.3}]"
+        );
+    }
+    drop(runtime);
+    many_at_once(registry);
+    timer_under_spinning_calls(registry);
+}
+
+/// 1,000 calls at once to a greeter with one instance and with two: how
+/// long until all are answered, and how many threads the process has then.
+fn many_at_once(registry: &Registry) {
+    let plugin = registry
+        .load_bytes("greeter_a.wasm", &bytes("greeter_a"))
+        .unwrap();
+    let two = plugin.clone().with_grants(hotslot::Grants {
+        instances: Some(2),
+        ..hotslot::Grants::default()
+    });
+    registry.add_plugin("greeter_async1", &plugin).unwrap();
+    registry.add_plugin("greeter_async2", &two).unwrap();
+    let args = [Val::String("x".into())];
+    for name in ["greeter_async1", "greeter_async2"] {
+        let greeter = registry.implementation("demo:greeter/greet", name).unwrap();
+        let (mut queued, mut tasks) = (Vec::new(), Vec::new());
+        let (mut queued_threads, mut task_threads) = (0, 0);
+        for round in 0..21 {
+            for queue in [round % 2 == 0, round % 2 == 1] {
+                // A fresh runtime each time: the pool's threads of one
+                // side must neither serve the other nor be counted for it.
+                let before = threads();
+                let runtime = two_workers();
+                let took = runtime.block_on(async {
+                    let started = Instant::now();
+                    let calls: Vec<_> = (0..1000)
+                        .map(|_| {
+                            let (greeter, args) = (greeter.clone(), args.clone());
+                            tokio::spawn(async move {
+                                match queue {
+                                    true => greeter.call_async("hello", &args).await,
+                                    false => one_task_per_call(&greeter, "hello", &args).await,
+                                }
+                            })
+                        })
+                        .collect();
+                    for call in calls {
+                        call.await.unwrap().unwrap();
+                    }
+                    started.elapsed().as_secs_f64() * 1e3
+                });
+                // The pool's threads are still there (idle for 10 s before
+                // they end): the most it had at once. The workers are not
+                // counted.
+                let added = threads().saturating_sub(before + 2);
+                // Waits for the pool's threads to end.
+                drop(runtime);
+                match queue {
+                    true => (
+                        queued.push(took),
+                        queued_threads = queued_threads.max(added),
+                    ),
+                    false => (tasks.push(took), task_threads = task_threads.max(added)),
+                };
+            }
+        }
+        let instances = &name[name.len() - 1..];
+        println!("async: 1,000 hello calls at once, {instances} instance(s), 21 rounds (all answered, ms):");
+        let (q, q10, q90) = spread(queued.clone());
+        let (t, t10, t90) = spread(tasks.clone());
+        let (r, r10, r90) = ratio_spread(&queued, &tasks);
+        println!(
+            "  call_async (the queue) {q:.1} [{q10:.1} .. {q90:.1}], {queued_threads} threads; \
+             a pool task per call {t:.1} [{t10:.1} .. {t90:.1}], {task_threads} threads; \
+             queue/before {r:.3} [{r10:.3} .. {r90:.3}]"
+        );
+    }
+}
+
+/// The async test's scenario: 1,000 calls at once on two workers, half to a
+/// plugin (two instances) spinning until its 200 ms deadline, half to a
+/// greeter, while a 10 ms timer ticks on the same runtime: its worst
+/// lateness, beside a plain thread's sleeping meanwhile.
+fn timer_under_spinning_calls(registry: &Registry) {
+    let rogue = registry.load_bytes("rogue.wasm", &bytes("rogue")).unwrap();
+    let grants = hotslot::Grants {
+        instances: Some(2),
+        ..hotslot::Grants::default()
+    };
+    let limits = hotslot::Limits {
+        timeout: std::time::Duration::from_millis(200),
+        ..hotslot::Limits::default()
+    };
+    let spinning = Registry::with_engine(registry.engine().clone(), limits).unwrap();
+    let rogue = rogue.with_grants(grants);
+    spinning
+        .add_implementation("demo:rogue/misbehave@0.1.0", "rogue", &rogue)
+        .unwrap();
+    let greeter = spinning
+        .load_bytes("greeter_a.wasm", &bytes("greeter_a"))
+        .unwrap();
+    spinning.add_plugin("greeter", &greeter).unwrap();
+    let rogue = spinning
+        .first_implementation("demo:rogue/misbehave@0.1.0")
+        .unwrap();
+    let greeter = spinning
+        .implementation("demo:greeter/greet", "greeter")
+        .unwrap();
+    let (mut queued, mut tasks, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..11 {
+        for queue in [round % 2 == 0, round % 2 == 1] {
+            let runtime = two_workers();
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sleeper = {
+                let done = done.clone();
+                std::thread::spawn(move || worst_lateness(&done, || std::thread::sleep(TICK)))
+            };
+            let worst = runtime.block_on(async {
+                let ticker = {
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        let mut worst = std::time::Duration::ZERO;
+                        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                            let asked = Instant::now();
+                            tokio::time::sleep(TICK).await;
+                            worst = worst.max(asked.elapsed().saturating_sub(TICK));
+                        }
+                        worst
+                    })
+                };
+                let calls: Vec<_> = (0..1000)
+                    .map(|i| {
+                        let (rogue, greeter) = (rogue.clone(), greeter.clone());
+                        tokio::spawn(async move {
+                            let (handle, function, args) = match i % 2 {
+                                0 => (rogue, "spin", vec![]),
+                                _ => (greeter, "hello", vec![Val::String("x".into())]),
+                            };
+                            match queue {
+                                true => handle.call_async(function, &args).await,
+                                false => one_task_per_call(&handle, function, &args).await,
+                            }
+                        })
+                    })
+                    .collect();
+                for call in calls {
+                    let _ = call.await.unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                ticker.await.unwrap()
+            });
+            plain.push(sleeper.join().unwrap().as_secs_f64() * 1e3);
+            runtime.shutdown_background();
+            let worst = worst.as_secs_f64() * 1e3;
+            match queue {
+                true => queued.push(worst),
+                false => tasks.push(worst),
+            }
+        }
+    }
+    println!("async: worst lateness of a 10 ms timer under 1,000 calls, half spinning (11 rounds each, ms):");
+    for (name, values) in [
+        ("call_async (the queue)", queued),
+        ("a pool task per call (before)", tasks),
+        ("a plain thread's sleep, meanwhile", plain),
+    ] {
+        let (median, p10, p90) = spread(values);
+        println!("  {name:<44} {median:>8.1} [{p10:.1} .. {p90:.1}]");
+    }
+}
+
+const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The worst lateness of `sleep` (meant to take [`TICK`]) until `done`.
+fn worst_lateness(done: &std::sync::atomic::AtomicBool, sleep: impl Fn()) -> std::time::Duration {
+    let mut worst = std::time::Duration::ZERO;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let asked = Instant::now();
+        sleep();
+        worst = worst.max(asked.elapsed().saturating_sub(TICK));
+    }
+    worst
+}
+
 fn main() {
     // Criterion's flags are accepted and ignored: this bench times itself.
     if std::env::args().any(|a| a == "loads") {
@@ -979,6 +1239,10 @@ fn main() {
         swaps(&registry);
         return;
     }
+    if std::env::args().any(|a| a == "async") {
+        async_calls(&registry);
+        return;
+    }
     if std::env::args().any(|a| a == "forwarding") {
         forwarding(&registry);
         return;
@@ -989,6 +1253,7 @@ fn main() {
     migration(&registry);
     forwarding(&registry);
     swaps(&registry);
+    async_calls(&registry);
     compilers();
     big_guests();
     loads();

@@ -144,7 +144,11 @@ fn an_async_call_to_a_removed_plugin_is_unavailable_until_it_is_back() {
     let asked = Instant::now();
     let gone = runtime.block_on(handle.call_async("hello", &args));
     assert!(matches!(gone, Err(Error::Unavailable { .. })), "{gone:?}");
-    assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        asked.elapsed()
+    );
     registry.add_plugin("greeter", &greeter).unwrap();
     let back = runtime.block_on(handle.call_async("hello", &args)).unwrap();
     assert_eq!(back, [Val::String("a: hello, x".into())]);
