@@ -1,53 +1,56 @@
-//! Async calls' way to a plugin: a queue per plugin, worked through by at
-//! most as many tasks on tokio's blocking pool as the plugin has instances.
+//! Async calls' way to a plugin: a queue per plugin (and tokio runtime),
+//! worked through by at most as many tasks on the runtime's blocking pool
+//! as the plugin has instances.
 //!
 //! An async call must not run on a runtime worker (a plugin may spin until
 //! its deadline), so it runs on the blocking pool. Sent there one task per
-//! call, 1,000 calls to a plugin with two instances took 512 threads (the
-//! pool's limit), nearly all only waiting for an instance: the workers
-//! spent their time starting threads, a 10 ms timer on them fired up to
-//! 200 ms late on a loaded machine, and the runtime's own blocking work
-//! (files, DNS) waited behind plugin calls. Here a call waits in the queue
-//! as a future, holding no thread, and each of the plugin's tasks takes the
-//! next call as soon as it is done with one, without a hand-over through
-//! the runtime between two calls.
+//! call, 1,000 calls to a plugin with two instances took hundreds of
+//! threads (up to the pool's 512), nearly all only waiting for an
+//! instance: the workers spent their time starting threads, a 10 ms timer
+//! on them fired tens of milliseconds late, and the runtime's own blocking
+//! work (files, DNS) waited behind plugin calls. Here a call waits in the
+//! queue as a future, holding no thread, and each of the plugin's tasks
+//! takes the next call as soon as it is done with one.
 //!
-//! A call still waiting when the plugin's deadline has passed is not made
-//! ([`NotRun::Busy`], as a synchronous call waiting that long for an
-//! instance), nor is one whose caller stopped waiting (its future dropped).
-//! Once started, a call runs to its end.
+//! A call still queued when its patience (the plugin's deadline) has passed
+//! is not made ([`NotRun::Busy`], as a synchronous call waiting that long
+//! for an instance), nor is one whose caller stopped waiting (its future
+//! dropped); either way its closure, with its arguments, is dropped at
+//! once. Once started, a call runs to its end.
+//!
+//! Each runtime has its own queue and tasks: a call runs on its caller's
+//! runtime, whose clock its waits in the host use, and a runtime shutting
+//! down never waits for another's calls.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::runtime::{Handle as Runtime, Id as RuntimeId};
 use tokio::sync::oneshot;
 
 use crate::limits::MAX_INSTANCES;
 use crate::sync::lock;
 
-/// A call in the queue; it does nothing once given up.
-type Job = Box<dyn FnOnce() + Send>;
+/// A queued call: its closure until a task starts it or its caller gives
+/// it up, whichever takes it first.
+type Queued = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
-/// Where a queued call stands: one of these, changed once.
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const GIVEN_UP: u8 = 2;
-
-/// One plugin's queue of async calls; see the module's documentation.
+/// One plugin's queues of async calls; see the module's documentation.
 pub(crate) struct Admission {
-    queue: Mutex<Queue>,
+    /// How many tasks may work a queue at once: the plugin's instances.
+    most: AtomicUsize,
+    /// One queue per runtime with calls queued or tasks working.
+    queues: Mutex<Vec<Queue>>,
 }
 
-#[derive(Default)]
 struct Queue {
-    calls: VecDeque<Job>,
-    /// Tasks on the blocking pool working through `calls`.
+    runtime: Runtime,
+    calls: VecDeque<Queued>,
+    /// Tasks on the runtime's blocking pool working through `calls`.
     workers: usize,
-    /// How many may: the plugin's instances when the last call came.
-    most: usize,
 }
 
 /// Why a call was not made, or made but not heard from.
@@ -55,102 +58,152 @@ struct Queue {
 pub(crate) enum NotRun {
     /// It waited its whole patience without starting.
     Busy,
-    /// Its task ended without an answer (it panicked, or the runtime shut
-    /// down), for the reason said.
-    Lost(&'static str),
+    /// It ended without an answer: it panicked, or its runtime shut down
+    /// before it started.
+    Lost,
 }
 
 impl Admission {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Admission {
-            queue: Mutex::new(Queue::default()),
+            most: AtomicUsize::new(1),
+            queues: Mutex::new(Vec::new()),
         })
     }
 
-    /// Makes `call` on the blocking pool once one of the plugin's
-    /// `instances` tasks gets to it, first come first served, and answers
-    /// what it returned. A call not started within `patience` is not made.
-    /// Needs a tokio runtime; a wait in the queue needs its timers.
+    /// Sets how many tasks may work a queue at once (the plugin's
+    /// instances, from 1 to [`MAX_INSTANCES`]); more start at once where
+    /// calls wait.
+    pub(crate) fn set_instances(self: &Arc<Self>, instances: usize) {
+        let most = instances.clamp(1, MAX_INSTANCES);
+        if self.most.swap(most, Ordering::SeqCst) < most {
+            let mut queues = lock(&self.queues);
+            for queue in queues.iter_mut() {
+                self.fill(queue);
+            }
+        }
+    }
+
+    /// Makes `call` on the current runtime's blocking pool once one of the
+    /// plugin's tasks gets to it, first come first served, and answers what
+    /// it returned. A call not started within `patience` is not made.
+    /// Needs a tokio runtime, with timers.
     pub(crate) async fn run<R: Send + 'static>(
         self: &Arc<Self>,
-        instances: usize,
         patience: Duration,
         call: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, NotRun> {
-        let stage = Arc::new(AtomicU8::new(QUEUED));
         let (answer, answered) = oneshot::channel();
-        let job: Job = {
-            let stage = stage.clone();
-            Box::new(move || {
-                if start(&stage) {
-                    let _ = answer.send(call());
-                }
-            })
-        };
+        let queued: Queued = Arc::new(Mutex::new(Some(Box::new(move || {
+            let _ = answer.send(call());
+        }))));
         // Dropped while still queued (the caller stopped waiting), the
-        // call is given up: its job does nothing when its turn comes.
-        let _give_up = GiveUp(stage.clone());
-        self.push(job, instances);
+        // call is given up.
+        let _give_up = GiveUp(queued.clone());
+        self.push(queued.clone());
         let mut answered = answered;
         match tokio::time::timeout(patience, &mut answered).await {
-            Ok(answer) => answer.map_err(|_| NotRun::Lost("it ended without an answer")),
-            Err(_) if give_up(&stage) => Err(NotRun::Busy),
+            Ok(answer) => answer.map_err(|_| NotRun::Lost),
+            Err(_) if lock(&queued).take().is_some() => Err(NotRun::Busy),
             // Started just in time: it runs to its end.
-            Err(_) => answered
-                .await
-                .map_err(|_| NotRun::Lost("it ended without an answer")),
+            Err(_) => answered.await.map_err(|_| NotRun::Lost),
         }
     }
 
-    /// Queues `job`, and starts another task on the pool if fewer than
-    /// `instances` work the queue.
-    fn push(self: &Arc<Self>, job: Job, instances: usize) {
-        let mut queue = lock(&self.queue);
-        queue.calls.push_back(job);
-        queue.most = instances.clamp(1, MAX_INSTANCES);
-        if queue.workers >= queue.most {
-            return;
-        }
-        queue.workers += 1;
-        drop(queue);
-        let worker = Worker {
-            admission: self.clone(),
-            counted_out: false,
+    /// Queues a call on the current runtime's queue, starting a task for
+    /// it if fewer than the plugin's instances work that queue.
+    fn push(self: &Arc<Self>, call: Queued) {
+        let runtime = Runtime::current();
+        let mut queues = lock(&self.queues);
+        let at = match queues.iter().position(|q| q.runtime.id() == runtime.id()) {
+            Some(at) => at,
+            None => {
+                queues.push(Queue {
+                    runtime,
+                    calls: VecDeque::new(),
+                    workers: 0,
+                });
+                queues.len() - 1
+            }
         };
-        // A task the runtime drops unstarted (it is shutting down) counts
-        // itself out through `Worker`'s drop; its calls time out as Busy.
-        drop(tokio::task::spawn_blocking(move || worker.work()));
+        let queue = &mut queues[at];
+        queue.calls.push_back(call);
+        self.fill(queue);
     }
 
-    /// The next call for a worker, or `None` when it should stop (nothing
-    /// queued, or more workers than the plugin's instances now): it is then
-    /// counted out, under the same lock a call is queued under, so a call
-    /// queued meanwhile always finds a worker or starts one.
-    fn next(&self) -> Option<Job> {
-        let mut queue = lock(&self.queue);
-        if queue.workers <= queue.most {
-            if let Some(job) = queue.calls.pop_front() {
-                return Some(job);
+    /// Starts tasks on `queue` until as many work it as the plugin has
+    /// instances, or as it has calls.
+    fn fill(self: &Arc<Self>, queue: &mut Queue) {
+        let most = self.most.load(Ordering::SeqCst);
+        while queue.workers < most.min(queue.calls.len()) {
+            queue.workers += 1;
+            let worker = Worker {
+                admission: self.clone(),
+                runtime: queue.runtime.id(),
+                counted_out: false,
+            };
+            // A task the runtime drops unstarted (it is shutting down)
+            // counts itself out through `Worker`'s drop.
+            drop(queue.runtime.spawn_blocking(move || worker.work()));
+        }
+    }
+
+    /// The next call for a worker of `runtime`'s queue, or `None` when it
+    /// should stop (nothing queued, or more workers than the plugin's
+    /// instances now). It is then counted out, under the same lock a call
+    /// is queued under, so a call queued meanwhile always finds a worker or
+    /// starts one.
+    fn next(&self, runtime: RuntimeId) -> Option<Box<dyn FnOnce() + Send>> {
+        let mut queues = lock(&self.queues);
+        let at = queues.iter().position(|q| q.runtime.id() == runtime)?;
+        let queue = &mut queues[at];
+        while queue.workers <= self.most.load(Ordering::SeqCst) {
+            let Some(queued) = queue.calls.pop_front() else {
+                break;
+            };
+            // Given up calls have nothing left to take.
+            let call = lock(&queued).take();
+            if call.is_some() {
+                return call;
             }
         }
         queue.workers -= 1;
+        if queue.workers == 0 && queue.calls.is_empty() {
+            queues.swap_remove(at);
+        }
         None
+    }
+
+    /// Counts out a worker that never ran (its runtime is shutting down).
+    /// The last one drops the calls left in its queue: their callers hear
+    /// that they were lost rather than waiting out their patience.
+    fn never_ran(&self, runtime: RuntimeId) {
+        let mut queues = lock(&self.queues);
+        if let Some(at) = queues.iter().position(|q| q.runtime.id() == runtime) {
+            queues[at].workers -= 1;
+            if queues[at].workers == 0 {
+                for queued in queues.swap_remove(at).calls {
+                    lock(&queued).take();
+                }
+            }
+        }
     }
 }
 
-/// A task working through a plugin's queue. Counted out by `next` when it
-/// stops, or by its drop if it never ran.
+/// A task working through one runtime's queue of a plugin. Counted out by
+/// `next` when it stops, or by its drop if it never ran.
 struct Worker {
     admission: Arc<Admission>,
+    runtime: RuntimeId,
     counted_out: bool,
 }
 
 impl Worker {
     fn work(mut self) {
-        while let Some(job) = self.admission.next() {
+        while let Some(call) = self.admission.next(self.runtime) {
             // A call that panics loses its answer (its caller hears so),
             // not the calls behind it.
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(call));
         }
         self.counted_out = true;
     }
@@ -159,38 +212,24 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         if !self.counted_out {
-            lock(&self.admission.queue).workers -= 1;
+            self.admission.never_ran(self.runtime);
         }
     }
 }
 
-/// Marks a queued call started; false if it was given up.
-fn start(stage: &AtomicU8) -> bool {
-    stage
-        .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-}
-
-/// Gives up a call still queued; false if it has started.
-fn give_up(stage: &AtomicU8) -> bool {
-    stage
-        .compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-}
-
 /// Gives up its call, if still queued, when the caller's future goes.
-struct GiveUp(Arc<AtomicU8>);
+struct GiveUp(Queued);
 
 impl Drop for GiveUp {
     fn drop(&mut self) {
-        give_up(&self.0);
+        lock(&self.0).take();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
@@ -200,21 +239,37 @@ mod tests {
             .unwrap()
     }
 
-    /// Calls that each wait for a gate while counting how many wait at
-    /// once: never more than the plugin's instances.
+    fn admission(instances: usize) -> Arc<Admission> {
+        let admission = Admission::new();
+        admission.set_instances(instances);
+        admission
+    }
+
+    /// Waits (at most ten seconds) until no queue is left: every worker
+    /// has counted itself out.
+    fn wait_until_idle(admission: &Admission) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock(&admission.queues).is_empty() {
+            assert!(Instant::now() < deadline, "a worker never counted out");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Forty calls that each sleep a little while counting how many run at
+    /// once: never more than the plugin's instances, and as many.
     #[test]
-    fn never_more_calls_at_once_than_instances() {
-        runtime().block_on(async {
-            for instances in [1, 3] {
-                let admission = Admission::new();
-                let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    fn as_many_calls_at_once_as_instances() {
+        let runtime = runtime();
+        for instances in [1, 3] {
+            let admission = admission(instances);
+            let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            runtime.block_on(async {
                 let calls: Vec<_> = (0..40)
                     .map(|_| {
                         let (admission, now, most) = (admission.clone(), now.clone(), most.clone());
                         tokio::spawn(async move {
-                            let patience = Duration::from_secs(60);
                             admission
-                                .run(instances, patience, move || {
+                                .run(Duration::from_secs(60), move || {
                                     let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
                                     most.fetch_max(at_once, Ordering::SeqCst);
                                     std::thread::sleep(Duration::from_millis(2));
@@ -227,16 +282,18 @@ mod tests {
                 for call in calls {
                     call.await.unwrap().unwrap();
                 }
-                assert_eq!(most.load(Ordering::SeqCst), instances);
-                assert_eq!(lock(&admission.queue).workers, 0);
-            }
-        });
+            });
+            assert_eq!(most.load(Ordering::SeqCst), instances);
+            wait_until_idle(&admission);
+        }
     }
 
+    /// A call queued behind one that holds the only instance until it is
+    /// let go: returns `Busy` after its patience and is never made.
     #[test]
     fn a_call_that_never_started_within_its_patience_is_busy_and_never_made() {
         runtime().block_on(async {
-            let admission = Admission::new();
+            let admission = admission(1);
             let (release, held) = std::sync::mpsc::channel::<()>();
             let (started, has_started) = oneshot::channel();
             let holding = {
@@ -246,14 +303,14 @@ mod tests {
                         let _ = started.send(());
                         held.recv()
                     };
-                    admission.run(1, Duration::from_secs(60), hold).await
+                    admission.run(Duration::from_secs(60), hold).await
                 })
             };
             has_started.await.unwrap();
             let made = Arc::new(AtomicUsize::new(0));
             let counted = made.clone();
             let late = admission
-                .run(1, Duration::from_millis(20), move || {
+                .run(Duration::from_millis(20), move || {
                     counted.fetch_add(1, Ordering::SeqCst)
                 })
                 .await;
@@ -261,12 +318,55 @@ mod tests {
             release.send(()).unwrap();
             holding.await.unwrap().unwrap().unwrap();
             // The worker has gone past the given-up call by now.
-            admission
-                .run(1, Duration::from_secs(60), || ())
-                .await
-                .unwrap();
+            admission.run(Duration::from_secs(60), || ()).await.unwrap();
             assert_eq!(made.load(Ordering::SeqCst), 0);
         });
+    }
+
+    /// Calls queued behind a held instance when the plugin gets more
+    /// instances: they start at once, without waiting for new calls.
+    #[test]
+    fn more_instances_start_the_calls_waiting() {
+        let runtime = runtime();
+        let admission = admission(1);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let (holding, waiting) = runtime.block_on(async {
+            let holding = {
+                let admission = admission.clone();
+                tokio::spawn(async move {
+                    let hold = move || {
+                        let _ = started.send(());
+                        held.recv()
+                    };
+                    admission.run(Duration::from_secs(60), hold).await
+                })
+            };
+            has_started.await.unwrap();
+            let waiting: Vec<_> = (0..3)
+                .map(|i| {
+                    let admission = admission.clone();
+                    tokio::spawn(
+                        async move { admission.run(Duration::from_secs(60), move || i).await },
+                    )
+                })
+                .collect();
+            (holding, waiting)
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&admission.queues)[0].calls.len() < 3 {
+            assert!(Instant::now() < deadline, "the calls were never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        admission.set_instances(4);
+        runtime.block_on(async {
+            for (i, call) in waiting.into_iter().enumerate() {
+                assert_eq!(call.await.unwrap().unwrap(), i);
+            }
+            release.send(()).unwrap();
+            holding.await.unwrap().unwrap().unwrap();
+        });
+        wait_until_idle(&admission);
     }
 
     /// A call that panics, queued behind another with a call behind it:
@@ -274,13 +374,13 @@ mod tests {
     #[test]
     fn a_call_that_panics_is_lost_and_the_next_is_made() {
         runtime().block_on(async {
-            let admission = Admission::new();
+            let admission = admission(1);
             let patience = Duration::from_secs(10);
             let (release, held) = std::sync::mpsc::channel::<()>();
             let (started, has_started) = oneshot::channel();
             let queue = |call: Box<dyn FnOnce() -> u32 + Send>| {
                 let admission = admission.clone();
-                tokio::spawn(async move { admission.run(1, patience, call).await })
+                tokio::spawn(async move { admission.run(patience, call).await })
             };
             let first = queue(Box::new(move || {
                 let _ = started.send(());
@@ -290,14 +390,43 @@ mod tests {
             let panicking = queue(Box::new(|| panic!("on purpose")));
             let after = queue(Box::new(|| 7));
             // Both queued behind the first before it ends.
-            while lock(&admission.queue).calls.len() < 2 {
+            while lock(&admission.queues)[0].calls.len() < 2 {
                 tokio::task::yield_now().await;
             }
             release.send(()).unwrap();
             assert_eq!(first.await.unwrap().unwrap(), 1);
             let lost = panicking.await.unwrap();
-            assert!(matches!(lost, Err(NotRun::Lost(_))), "{lost:?}");
+            assert!(matches!(lost, Err(NotRun::Lost)), "{lost:?}");
             assert_eq!(after.await.unwrap().unwrap(), 7);
         });
+    }
+
+    /// Two runtimes calling a plugin with one instance: while a call from
+    /// one holds its task, a call from the other runs at once, on its own
+    /// runtime's pool; each runtime's queue goes when its calls end.
+    #[test]
+    fn each_runtime_has_its_own_queue() {
+        let admission = admission(1);
+        let (first, second) = (runtime(), runtime());
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let holding = {
+            let admission = admission.clone();
+            first.spawn(async move {
+                let hold = move || {
+                    let _ = started.send(());
+                    held.recv()
+                };
+                admission.run(Duration::from_secs(60), hold).await
+            })
+        };
+        first.block_on(has_started).unwrap();
+        let ran_on = second
+            .block_on(admission.run(Duration::from_secs(60), || Runtime::current().id()))
+            .unwrap();
+        assert_eq!(ran_on, second.handle().id());
+        release.send(()).unwrap();
+        first.block_on(holding).unwrap().unwrap().unwrap();
+        wait_until_idle(&admission);
     }
 }

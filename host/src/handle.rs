@@ -128,11 +128,14 @@ impl Handle {
     /// Like [`Handle::call`], for async hosts: the call runs on the tokio
     /// runtime's blocking pool, so no runtime worker waits for a plugin
     /// (one that spins until its deadline included), and the synchronous
-    /// path is untouched. A plugin's async calls queue for as many tasks
-    /// on the pool as it has instances, each making the next call as soon
-    /// as it is done with one; a queued call is a future holding no
-    /// thread, and it waits at most the plugin's deadline ([`Error::Busy`]
-    /// then, as for a synchronous call). Call it from within a tokio runtime with timers
+    /// path is untouched. A plugin's async calls queue (one queue per
+    /// runtime) for as many tasks on the pool as it has instances, each
+    /// making the next call as soon as it is done with one; a queued call
+    /// is a future holding no thread. One still queued when the plugin's
+    /// deadline has passed is not made ([`Error::Busy`], as for a
+    /// synchronous call that waited as long for an instance); once started,
+    /// it is a synchronous call (which waits for an instance a synchronous
+    /// caller holds, at most the deadline again). Call it from within a tokio runtime with timers
     /// (`enable_time` or `enable_all`): that wait, and a plugin's waits in
     /// the host (a sleep, a stream), end on the runtime's clock. Dropped
     /// before the blocking pool has started it (a request timed out), the
@@ -149,8 +152,8 @@ impl Handle {
     /// As [`Handle::call`]; [`Error::Call`] with [`Fault::Host`](crate::Fault)
     /// if the blocking task could not run.
     pub async fn call_async(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
-        let (handle, function, args) = (self.clone(), function.to_string(), args.to_vec());
-        self.on_blocking_pool(move || handle.call(&function, &args))
+        let (handle, name, args) = (self.clone(), function.to_string(), args.to_vec());
+        self.on_blocking_pool(function, move || handle.call(&name, &args))
             .await
     }
 
@@ -168,7 +171,8 @@ impl Handle {
         R: Send + 'static,
     {
         let handle = self.clone();
-        self.on_blocking_pool(move || handle.call_typed(call)).await
+        self.on_blocking_pool("a typed call", move || handle.call_typed(call))
+            .await
     }
 
     /// Makes several calls back to back on one instance, holding it for the
@@ -233,36 +237,37 @@ impl Handle {
     /// Makes `call` on tokio's blocking pool through the queue of the
     /// plugin serving this handle now (see [`admission`](crate::admission)):
     /// not made if it waited the plugin's deadline there, or if the caller
-    /// stopped waiting first; once started, it runs to its end.
+    /// stopped waiting first; once started, it runs to its end. `function`
+    /// names it in errors.
     async fn on_blocking_pool<R: Send + 'static>(
         &self,
+        function: &str,
         call: impl FnOnce() -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        if !self.is_available() {
-            // Answered without a plugin (`Unavailable`): nothing to queue
-            // for, and no deadline to wait by.
-            return call();
-        }
-        let (queue, (instances, patience)) = unbox(self.with_slot(|slot| {
-            let program = slot.program();
-            Ok((program.admission().clone(), program.capacity()))
-        }))?;
-        match queue.run(instances, patience, call).await {
+        let slot = match &self.target {
+            Target::Slot(slot) => slot.clone(),
+            Target::Selection(selection) => selection
+                .current()
+                .ok_or_else(|| *nothing_serves(selection))?,
+        };
+        // Answered without a plugin: nothing to queue for, and no lane to
+        // touch (one may be held by a call running on).
+        let Some(patience) = slot.peek(|generation, _| generation.limits().timeout) else {
+            return Err(*slot.unavailable());
+        };
+        let queue = slot.program().admission().clone();
+        match queue.run(patience, call).await {
             Ok(answer) => answer,
-            Err(NotRun::Busy) => unbox(self.with_slot(|slot| Err(slot.busy(patience)))),
-            Err(NotRun::Lost(why)) => Err(self.lost(why)),
-        }
-    }
-
-    /// The error for an async call whose task ended without an answer.
-    #[cold]
-    fn lost(&self, why: &str) -> Error {
-        Error::Call {
-            interface: self.interface().map(|i| i.to_string()).unwrap_or_default(),
-            name: self.name().unwrap_or_default(),
-            function: "an async call".into(),
-            fault: crate::error::Fault::Host,
-            reason: format!("its task on the blocking pool: {why}"),
+            Err(NotRun::Busy) => Err(*slot.busy(patience)),
+            Err(NotRun::Lost) => Err(Error::Call {
+                interface: slot.interface().to_string(),
+                name: slot.name().to_string(),
+                function: function.to_string(),
+                fault: crate::error::Fault::Host,
+                reason: "its task on the blocking pool ended without an answer \
+                         (it panicked, or the runtime shut down)"
+                    .into(),
+            }),
         }
     }
 

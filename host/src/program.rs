@@ -165,13 +165,6 @@ impl Program {
         &self.admission
     }
 
-    /// How many instances calls may use now, and how long a call waits for
-    /// a busy one: what the published generation allows.
-    pub(crate) fn capacity(&self) -> (usize, Duration) {
-        let waited = Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed));
-        (self.width.load(Ordering::Relaxed), waited)
-    }
-
     /// What every generation of this plugin shares.
     pub(crate) fn scope(&self) -> &PluginScope {
         &self.scope
@@ -222,6 +215,7 @@ impl Program {
         if let Some(next) = &next {
             let generation = &next.generation;
             self.width.store(generation.instances(), Ordering::Relaxed);
+            self.admission.set_instances(generation.instances());
             let wait = generation.limits().timeout.as_nanos();
             self.wait_nanos
                 .store(wait.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);

@@ -127,8 +127,9 @@ impl Slot {
         self.program.serve(held, self.id, f, || self.unavailable())
     }
 
+    /// The error of a call to this slot while nothing serves it.
     #[cold]
-    fn unavailable(&self) -> Failed {
+    pub(crate) fn unavailable(&self) -> Failed {
         Box::new(Error::Unavailable {
             interface: self.interface().to_string(),
             name: self.name().to_string(),
@@ -191,6 +192,21 @@ impl Selection {
                 let first = accepted.clone().next();
                 accepted.find(|slot| prefers(slot)).or(first)
             }
+        }
+    }
+
+    /// The slot selected now, as an owned reference.
+    pub(crate) fn current(&self) -> Option<Arc<Slot>> {
+        let slot = self.slot.load(Ordering::Acquire);
+        if slot.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer here came from an `Arc<Slot>` that
+        // `kept` holds until the selection itself goes, and the selection
+        // outlives `&self`: the count is at least one while it is raised.
+        unsafe {
+            Arc::increment_strong_count(slot);
+            Some(Arc::from_raw(slot))
         }
     }
 
