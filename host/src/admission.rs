@@ -12,11 +12,14 @@
 //! queue as a future, holding no thread, and each of the plugin's tasks
 //! takes the next call as soon as it is done with one.
 //!
-//! A call still queued when its patience (the plugin's deadline) has passed
-//! is not made ([`NotRun::Busy`], as a synchronous call waiting that long
-//! for an instance), nor is one whose caller stopped waiting (its future
-//! dropped); either way its closure, with its arguments, is dropped at
-//! once. Once started, a call runs to its end.
+//! A call that has waited longer than its patience (the plugin's deadline)
+//! when a task gets to it is not made ([`NotRun::Busy`], as a synchronous
+//! call waiting that long for an instance): its caller hears so when the
+//! call ahead of it ends, which that call's own deadline bounds. So no
+//! timer is needed, and an async call works on a runtime without them. A
+//! call whose caller stopped waiting (its future dropped) is not made
+//! either, and its closure, with its arguments, is dropped at once. Once
+//! started, a call runs to its end.
 //!
 //! Each runtime has its own queue and tasks: a call runs on its caller's
 //! runtime, whose clock its waits in the host use, and a runtime shutting
@@ -26,7 +29,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle as Runtime, Id as RuntimeId};
 use tokio::sync::oneshot;
@@ -34,9 +37,16 @@ use tokio::sync::oneshot;
 use crate::limits::MAX_INSTANCES;
 use crate::sync::lock;
 
-/// A queued call: its closure until a task starts it or its caller gives
-/// it up, whichever takes it first.
-type Queued = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+/// A queued call.
+struct Queued {
+    at: Instant,
+    patience: Duration,
+    /// Until a task or its caller takes it, whichever comes first: told
+    /// whether to make the call (else it answers `Busy`).
+    call: Mutex<Option<Job>>,
+}
+
+type Job = Box<dyn FnOnce(bool) + Send>;
 
 /// One plugin's queues of async calls; see the module's documentation.
 pub(crate) struct Admission {
@@ -48,7 +58,7 @@ pub(crate) struct Admission {
 
 struct Queue {
     runtime: Runtime,
-    calls: VecDeque<Queued>,
+    calls: VecDeque<Arc<Queued>>,
     /// Tasks on the runtime's blocking pool working through `calls`.
     workers: usize,
 }
@@ -56,7 +66,7 @@ struct Queue {
 /// Why a call was not made, or made but not heard from.
 #[derive(Debug)]
 pub(crate) enum NotRun {
-    /// It waited its whole patience without starting.
+    /// It had waited longer than its patience when a task got to it.
     Busy,
     /// It ended without an answer: it panicked, or its runtime shut down
     /// before it started.
@@ -86,33 +96,35 @@ impl Admission {
 
     /// Makes `call` on the current runtime's blocking pool once one of the
     /// plugin's tasks gets to it, first come first served, and answers what
-    /// it returned. A call not started within `patience` is not made.
-    /// Needs a tokio runtime, with timers.
+    /// it returned; not if it has waited longer than `patience` by then.
+    /// Needs a tokio runtime (timers or not).
     pub(crate) async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         patience: Duration,
         call: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, NotRun> {
         let (answer, answered) = oneshot::channel();
-        let queued: Queued = Arc::new(Mutex::new(Some(Box::new(move || {
-            let _ = answer.send(call());
-        }))));
+        let job: Job = Box::new(move |in_time| {
+            let _ = answer.send(match in_time {
+                true => Ok(call()),
+                false => Err(NotRun::Busy),
+            });
+        });
+        let queued = Arc::new(Queued {
+            at: Instant::now(),
+            patience,
+            call: Mutex::new(Some(job)),
+        });
         // Dropped while still queued (the caller stopped waiting), the
         // call is given up.
         let _give_up = GiveUp(queued.clone());
-        self.push(queued.clone());
-        let mut answered = answered;
-        match tokio::time::timeout(patience, &mut answered).await {
-            Ok(answer) => answer.map_err(|_| NotRun::Lost),
-            Err(_) if lock(&queued).take().is_some() => Err(NotRun::Busy),
-            // Started just in time: it runs to its end.
-            Err(_) => answered.await.map_err(|_| NotRun::Lost),
-        }
+        self.push(queued);
+        answered.await.unwrap_or(Err(NotRun::Lost))
     }
 
     /// Queues a call on the current runtime's queue, starting a task for
     /// it if fewer than the plugin's instances work that queue.
-    fn push(self: &Arc<Self>, call: Queued) {
+    fn push(self: &Arc<Self>, call: Arc<Queued>) {
         let runtime = Runtime::current();
         let mut queues = lock(&self.queues);
         let at = match queues.iter().position(|q| q.runtime.id() == runtime.id()) {
@@ -148,12 +160,13 @@ impl Admission {
         }
     }
 
-    /// The next call for a worker of `runtime`'s queue, or `None` when it
+    /// The next call for a worker of `runtime`'s queue, and whether it
+    /// came in time (within its patience), or `None` when it
     /// should stop (nothing queued, or more workers than the plugin's
     /// instances now). It is then counted out, under the same lock a call
     /// is queued under, so a call queued meanwhile always finds a worker or
     /// starts one.
-    fn next(&self, runtime: RuntimeId) -> Option<Box<dyn FnOnce() + Send>> {
+    fn next(&self, runtime: RuntimeId) -> Option<(Job, bool)> {
         let mut queues = lock(&self.queues);
         let at = queues.iter().position(|q| q.runtime.id() == runtime)?;
         let queue = &mut queues[at];
@@ -162,9 +175,9 @@ impl Admission {
                 break;
             };
             // Given up calls have nothing left to take.
-            let call = lock(&queued).take();
-            if call.is_some() {
-                return call;
+            let job = lock(&queued.call).take();
+            if let Some(job) = job {
+                return Some((job, queued.at.elapsed() <= queued.patience));
             }
         }
         queue.workers -= 1;
@@ -183,7 +196,7 @@ impl Admission {
             queues[at].workers -= 1;
             if queues[at].workers == 0 {
                 for queued in queues.swap_remove(at).calls {
-                    lock(&queued).take();
+                    lock(&queued.call).take();
                 }
             }
         }
@@ -200,10 +213,10 @@ struct Worker {
 
 impl Worker {
     fn work(mut self) {
-        while let Some(call) = self.admission.next(self.runtime) {
+        while let Some((job, in_time)) = self.admission.next(self.runtime) {
             // A call that panics loses its answer (its caller hears so),
             // not the calls behind it.
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(call));
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(in_time)));
         }
         self.counted_out = true;
     }
@@ -218,11 +231,11 @@ impl Drop for Worker {
 }
 
 /// Gives up its call, if still queued, when the caller's future goes.
-struct GiveUp(Queued);
+struct GiveUp(Arc<Queued>);
 
 impl Drop for GiveUp {
     fn drop(&mut self) {
-        lock(&self.0).take();
+        lock(&self.0.call).take();
     }
 }
 
@@ -231,10 +244,10 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Without timers: the queue needs none.
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .enable_time()
             .build()
             .unwrap()
     }
@@ -288,14 +301,18 @@ mod tests {
         }
     }
 
-    /// A call queued behind one that holds the only instance until it is
-    /// let go: returns `Busy` after its patience and is never made.
+    /// A call queued behind one that holds the only instance for longer
+    /// than its patience: answers `Busy` once its turn comes, and is never
+    /// made.
     #[test]
-    fn a_call_that_never_started_within_its_patience_is_busy_and_never_made() {
-        runtime().block_on(async {
-            let admission = admission(1);
-            let (release, held) = std::sync::mpsc::channel::<()>();
-            let (started, has_started) = oneshot::channel();
+    fn a_call_that_waited_past_its_patience_is_busy_and_never_made() {
+        let runtime = runtime();
+        let admission = admission(1);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let made = Arc::new(AtomicUsize::new(0));
+        let patience = Duration::from_millis(20);
+        let (holding, late) = runtime.block_on(async {
             let holding = {
                 let admission = admission.clone();
                 tokio::spawn(async move {
@@ -307,20 +324,31 @@ mod tests {
                 })
             };
             has_started.await.unwrap();
-            let made = Arc::new(AtomicUsize::new(0));
-            let counted = made.clone();
-            let late = admission
-                .run(Duration::from_millis(20), move || {
-                    counted.fetch_add(1, Ordering::SeqCst)
+            let late = {
+                let (admission, made) = (admission.clone(), made.clone());
+                tokio::spawn(async move {
+                    let count = move || made.fetch_add(1, Ordering::SeqCst);
+                    admission.run(patience, count).await
                 })
-                .await;
-            assert!(matches!(late, Err(NotRun::Busy)), "{late:?}");
-            release.send(()).unwrap();
-            holding.await.unwrap().unwrap().unwrap();
-            // The worker has gone past the given-up call by now.
-            admission.run(Duration::from_secs(60), || ()).await.unwrap();
-            assert_eq!(made.load(Ordering::SeqCst), 0);
+            };
+            (holding, late)
         });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&admission.queues)[0].calls.is_empty() {
+            assert!(Instant::now() < deadline, "the call was never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Its patience runs out while the first call holds the instance.
+        std::thread::sleep(patience * 2);
+        release.send(()).unwrap();
+        runtime.block_on(async {
+            holding.await.unwrap().unwrap().unwrap();
+            let late = late.await.unwrap();
+            assert!(matches!(late, Err(NotRun::Busy)), "{late:?}");
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 0);
+        // A call in time afterwards is made.
+        runtime.block_on(admission.run(patience, || ())).unwrap();
     }
 
     /// Calls queued behind a held instance when the plugin gets more

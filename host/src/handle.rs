@@ -131,13 +131,14 @@ impl Handle {
     /// path is untouched. A plugin's async calls queue (one queue per
     /// runtime) for as many tasks on the pool as it has instances, each
     /// making the next call as soon as it is done with one; a queued call
-    /// is a future holding no thread. One still queued when the plugin's
-    /// deadline has passed is not made ([`Error::Busy`], as for a
-    /// synchronous call that waited as long for an instance); once started,
-    /// it is a synchronous call (which waits for an instance a synchronous
-    /// caller holds, at most the deadline again). Call it from within a tokio runtime with timers
-    /// (`enable_time` or `enable_all`): that wait, and a plugin's waits in
-    /// the host (a sleep, a stream), end on the runtime's clock. Dropped
+    /// is a future holding no thread. One that has waited longer than the
+    /// plugin's deadline when its turn comes is not made ([`Error::Busy`],
+    /// as for a synchronous call that waited as long for an instance);
+    /// once started, it is a synchronous call (which waits for an instance
+    /// a synchronous caller holds, at most the deadline again). Call it
+    /// from within a tokio runtime, with timers (`enable_time` or
+    /// `enable_all`) if the plugin waits in the host (a sleep, a stream):
+    /// those waits end at its deadline on the runtime's clock. Dropped
     /// before the blocking pool has started it (a request timed out), the
     /// call is never made; once started, it runs to its end.
     ///

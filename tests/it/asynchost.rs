@@ -148,8 +148,24 @@ fn an_async_call_to_a_removed_plugin_is_unavailable_until_it_is_back() {
     holding.join().unwrap().unwrap();
     let plugin = plugin(&registry, "greeter_a");
     registry.add_plugin("greeter", &plugin).unwrap();
-    let back = runtime.block_on(greeter.call_async("hello", &args)).unwrap();
+    let back = runtime
+        .block_on(greeter.call_async("hello", &args))
+        .unwrap();
     assert_eq!(back, [Val::String("a: hello, x".into())]);
+}
+
+/// An async call from a runtime built without timers (a plain
+/// `new_current_thread().build()`, as a host's test might): it answers;
+/// only a plugin's own waits in the host need the runtime's clock.
+#[test]
+fn an_async_call_needs_no_timers() {
+    let (_registry, greeter) = greeter_with(Duration::from_secs(60));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let args = [Val::String("x".into())];
+    let answer = runtime.block_on(greeter.call_async("hello", &args));
+    assert_eq!(answer.unwrap(), [Val::String("a: hello, x".into())]);
 }
 
 /// A registry whose calls have `timeout`, serving `greeter_a` as
