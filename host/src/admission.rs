@@ -15,8 +15,9 @@
 //! A call that has waited longer than its patience (the plugin's deadline)
 //! when a task gets to it is not made ([`NotRun::Busy`], as a synchronous
 //! call waiting that long for an instance): its caller hears so when the
-//! call ahead of it ends, which that call's own deadline bounds. So no
-//! timer is needed, and an async call works on a runtime without them. A
+//! call ahead of it ends, at most two deadlines later (that call's wait for
+//! an instance a synchronous caller holds, then its run). So the queue needs
+//! no timer, and an async call works on a runtime without them. A
 //! call whose caller stopped waiting (its future dropped) is not made
 //! either, and its closure, with its arguments, is dropped at once. Once
 //! started, a call runs to its end.
@@ -88,9 +89,9 @@ impl Admission {
         let most = instances.clamp(1, MAX_INSTANCES);
         if self.most.swap(most, Ordering::SeqCst) < most {
             let mut queues = lock(&self.queues);
-            for queue in queues.iter_mut() {
-                self.fill(queue);
-            }
+            let workers: Vec<_> = queues.iter_mut().flat_map(|q| self.fill(q)).collect();
+            drop(queues);
+            start(workers);
         }
     }
 
@@ -140,13 +141,17 @@ impl Admission {
         };
         let queue = &mut queues[at];
         queue.calls.push_back(call);
-        self.fill(queue);
+        let workers = self.fill(queue);
+        drop(queues);
+        start(workers);
     }
 
-    /// Starts tasks on `queue` until as many work it as the plugin has
-    /// instances, or as it has calls.
-    fn fill(self: &Arc<Self>, queue: &mut Queue) {
+    /// Counts in the tasks `queue` needs for as many to work it as the
+    /// plugin has instances, or as it has calls; the caller starts them
+    /// (see [`start`]) once it has let go of the queues.
+    fn fill(self: &Arc<Self>, queue: &mut Queue) -> Vec<(Runtime, Worker)> {
         let most = self.most.load(Ordering::SeqCst);
+        let mut workers = Vec::new();
         while queue.workers < most.min(queue.calls.len()) {
             queue.workers += 1;
             let worker = Worker {
@@ -154,10 +159,9 @@ impl Admission {
                 runtime: queue.runtime.id(),
                 counted_out: false,
             };
-            // A task the runtime drops unstarted (it is shutting down)
-            // counts itself out through `Worker`'s drop.
-            drop(queue.runtime.spawn_blocking(move || worker.work()));
+            workers.push((queue.runtime.clone(), worker));
         }
+        workers
     }
 
     /// The next call for a worker of `runtime`'s queue, and whether it
@@ -192,14 +196,30 @@ impl Admission {
     /// that they were lost rather than waiting out their patience.
     fn never_ran(&self, runtime: RuntimeId) {
         let mut queues = lock(&self.queues);
-        if let Some(at) = queues.iter().position(|q| q.runtime.id() == runtime) {
-            queues[at].workers -= 1;
-            if queues[at].workers == 0 {
-                for queued in queues.swap_remove(at).calls {
-                    lock(&queued.call).take();
-                }
-            }
+        let Some(at) = queues.iter().position(|q| q.runtime.id() == runtime) else {
+            return;
+        };
+        queues[at].workers -= 1;
+        if queues[at].workers > 0 {
+            return;
         }
+        let left = queues.swap_remove(at).calls;
+        // Dropped with the queues let go: a call's closure may hold the
+        // last reference to a plugin, whose instances go with it.
+        drop(queues);
+        for queued in left {
+            drop(lock(&queued.call).take());
+        }
+    }
+}
+
+/// Starts workers counted in by [`Admission::fill`], each on its queue's
+/// runtime's blocking pool. Called with the queues let go: a runtime that
+/// is shutting down drops a task at once, on this thread, and its
+/// `Worker`'s drop counts it out under the queues' lock.
+fn start(workers: Vec<(Runtime, Worker)>) {
+    for (runtime, worker) in workers {
+        drop(runtime.spawn_blocking(move || worker.work()));
     }
 }
 

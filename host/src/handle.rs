@@ -133,12 +133,13 @@ impl Handle {
     /// making the next call as soon as it is done with one; a queued call
     /// is a future holding no thread. One that has waited longer than the
     /// plugin's deadline when its turn comes is not made ([`Error::Busy`],
-    /// as for a synchronous call that waited as long for an instance);
-    /// once started, it is a synchronous call (which waits for an instance
-    /// a synchronous caller holds, at most the deadline again). Call it
-    /// from within a tokio runtime, with timers (`enable_time` or
-    /// `enable_all`) if the plugin waits in the host (a sleep, a stream):
-    /// those waits end at its deadline on the runtime's clock. Dropped
+    /// as for a synchronous call that waited as long for an instance; said
+    /// when the call ahead ends, so up to three deadlines after it was
+    /// made); once started, it is a synchronous call (which waits for an
+    /// instance a synchronous caller holds, at most the deadline again).
+    /// Call it from within a tokio runtime, with timers (`enable_time` or
+    /// `enable_all`) if the plugin uses WASI's streams (printing included)
+    /// or sleeps: those waits end at its deadline on the runtime's clock. Dropped
     /// before the blocking pool has started it (a request timed out), the
     /// call is never made; once started, it runs to its end.
     ///

@@ -556,20 +556,24 @@ impl Loader {
         let compiler = options.compiler;
         // Counted over the whole process: said only for a compile that had
         // the process to itself (another beside it would be counted in).
-        let before = (options.reuse_functions && compiler == Compiler::Cranelift).then(Reused::now);
         let alone = Alone::start();
+        let before = (options.reuse_functions && compiler == Compiler::Cranelift).then(Reused::now);
         let compiled = compile(origin, bytes, hash, engine, linker);
-        let alone = alone.end();
+        let reused = before.map(Reused::since);
+        let alone = alone.alone();
         let (compiled, mapped) = compiled?;
         let compiled = Arc::new(compiled);
         let took = started.elapsed().as_secs_f64() * 1e3;
         if mapped {
             tracing::info!("loaded {origin}, compiled with {compiler} before, in {took:.1} ms");
-        } else if let Some(before) = before.filter(|_| alone) {
-            let Reused { looked, found } = Reused::since(before);
+        } else if let Some(Reused { looked, found }) = reused.filter(|_| alone) {
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
                  reusing {found} of its {looked} functions already compiled"
+            );
+        } else if reused.is_some() {
+            tracing::info!(
+                "compiled {origin} with {compiler} in {took:.1} ms, beside another compile"
             );
         } else {
             tracing::info!("compiled {origin} with {compiler} in {took:.1} ms");
@@ -593,7 +597,8 @@ impl Loader {
     }
 }
 
-/// Tells whether a compile ran with no other beside it, start to end.
+/// Tells whether a compile ran with no other beside it, start to end;
+/// counted out when dropped.
 struct Alone {
     number: u64,
     first: bool,
@@ -611,9 +616,14 @@ impl Alone {
     }
 
     /// True if no other compile was under way at its start or started since.
-    fn end(self) -> bool {
-        COMPILING.fetch_sub(1, Ordering::SeqCst);
+    fn alone(self) -> bool {
         self.first && COMPILES.load(Ordering::SeqCst) == self.number
+    }
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        COMPILING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -849,20 +859,31 @@ fn compile_apart(
 ) -> wasmtime::Result<Vec<u8>> {
     let apart = engine::for_compiling(options, init)?;
     let compile = || Component::new(&apart, bytes)?.serialize();
-    // On threads of its own, as many as the machine has cores: wasmtime
-    // compiles a component's functions on rayon's pool, first come first
-    // served, so in the shared pool an interpreter's twenty thousand
-    // functions held a small plugin's compile behind them (calc beside the
-    // Python greeter: 13 s instead of 0.13 s, one start in three). Apart,
-    // the two compile side by side, and the threads (with what Cranelift
-    // kept in them) go when this compile ends.
-    match rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("hotslot-compile-{i}"))
-        .build()
-    {
-        Ok(pool) => pool.install(compile),
-        Err(_) => compile(),
+    // On threads of their own: wasmtime compiles a component's functions
+    // on rayon's pool, first come first served, so in the shared pool an
+    // interpreter's twenty thousand functions held a small plugin's
+    // compile behind them (calc beside the Python greeter: 13 s instead of
+    // 0.13 s, one start in ten). Big compiles still queue behind each
+    // other, as before: two interpreters at once would need twice the
+    // memory, and take as long.
+    match big_compiles() {
+        Some(pool) => pool.install(compile),
+        None => compile(),
     }
+}
+
+/// The rayon pool big components compile on (as many threads as cores),
+/// made at the first; `None` if it could not be (they then compile on the
+/// shared pool).
+fn big_compiles() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("hotslot-big-compile-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Returns the memory compiling freed to the operating system. Cranelift

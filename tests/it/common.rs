@@ -118,13 +118,13 @@ pub fn with_build_id(bytes: &[u8], id: &str) -> Vec<u8> {
     with_custom_section(bytes, "build-id", id.as_bytes())
 }
 
-/// The figures of the last "reusing N of its M functions" line the loader
-/// logged in `log`.
+/// The figures "reusing N of its M functions" of the last compile the
+/// loader logged in `log` (`None` if it gave none).
 pub fn last_reuse(log: &str) -> Option<(u64, u64)> {
     let line = log
         .lines()
         .rev()
-        .find(|l| l.contains(" functions already compiled"))?;
+        .find(|l| l.split_whitespace().nth(2) == Some("compiled"))?;
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "reusing")?;
     Some((words[at + 1].parse().ok()?, words[at + 4].parse().ok()?))
