@@ -321,6 +321,46 @@ mod tests {
         }
     }
 
+    /// A call on `runtime` holding one of its tasks until [`Held::end`].
+    struct Held {
+        release: std::sync::mpsc::Sender<()>,
+        call: tokio::task::JoinHandle<Result<Result<(), std::sync::mpsc::RecvError>, NotRun>>,
+    }
+
+    /// Queues a call that holds its task, and waits until it has started.
+    fn hold(runtime: &tokio::runtime::Runtime, admission: &Arc<Admission>) -> Held {
+        let (release, held) = std::sync::mpsc::channel();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let admission = admission.clone();
+        let call = runtime.spawn(async move {
+            let hold = move || {
+                let _ = started.send(());
+                held.recv()
+            };
+            admission.run(Duration::from_secs(60), hold).await
+        });
+        has_started.recv().unwrap();
+        Held { release, call }
+    }
+
+    impl Held {
+        /// Lets the call end, and checks that it ended well.
+        fn end(self, runtime: &tokio::runtime::Runtime) {
+            self.release.send(()).unwrap();
+            runtime.block_on(self.call).unwrap().unwrap().unwrap();
+        }
+    }
+
+    /// Waits (at most ten seconds) until `admission`'s only queue holds
+    /// `calls` calls.
+    fn wait_until_queued(admission: &Admission, calls: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&admission.queues)[0].calls.len() < calls {
+            assert!(Instant::now() < deadline, "the calls were never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// A call queued behind one that holds the only instance for longer
     /// than its patience: answers `Busy` once its turn comes, and is never
     /// made.
@@ -328,44 +368,20 @@ mod tests {
     fn a_call_that_waited_past_its_patience_is_busy_and_never_made() {
         let runtime = runtime();
         let admission = admission(1);
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = oneshot::channel();
+        let held = hold(&runtime, &admission);
         let made = Arc::new(AtomicUsize::new(0));
         let patience = Duration::from_millis(20);
-        let (holding, late) = runtime.block_on(async {
-            let holding = {
-                let admission = admission.clone();
-                tokio::spawn(async move {
-                    let hold = move || {
-                        let _ = started.send(());
-                        held.recv()
-                    };
-                    admission.run(Duration::from_secs(60), hold).await
-                })
-            };
-            has_started.await.unwrap();
-            let late = {
-                let (admission, made) = (admission.clone(), made.clone());
-                tokio::spawn(async move {
-                    let count = move || made.fetch_add(1, Ordering::SeqCst);
-                    admission.run(patience, count).await
-                })
-            };
-            (holding, late)
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&admission.queues)[0].calls.is_empty() {
-            assert!(Instant::now() < deadline, "the call was never queued");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let late = {
+            let (admission, made) = (admission.clone(), made.clone());
+            let count = move || made.fetch_add(1, Ordering::SeqCst);
+            runtime.spawn(async move { admission.run(patience, count).await })
+        };
+        wait_until_queued(&admission, 1);
         // Its patience runs out while the first call holds the instance.
         std::thread::sleep(patience * 2);
-        release.send(()).unwrap();
-        runtime.block_on(async {
-            holding.await.unwrap().unwrap().unwrap();
-            let late = late.await.unwrap();
-            assert!(matches!(late, Err(NotRun::Busy)), "{late:?}");
-        });
+        held.end(&runtime);
+        let late = runtime.block_on(late).unwrap();
+        assert!(matches!(late, Err(NotRun::Busy)), "{late:?}");
         assert_eq!(made.load(Ordering::SeqCst), 0);
         // A call in time afterwards is made.
         runtime.block_on(admission.run(patience, || ())).unwrap();
@@ -377,43 +393,20 @@ mod tests {
     fn more_instances_start_the_calls_waiting() {
         let runtime = runtime();
         let admission = admission(1);
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = oneshot::channel();
-        let (holding, waiting) = runtime.block_on(async {
-            let holding = {
+        let held = hold(&runtime, &admission);
+        let waiting: Vec<_> = (0..3)
+            .map(|i| {
                 let admission = admission.clone();
-                tokio::spawn(async move {
-                    let hold = move || {
-                        let _ = started.send(());
-                        held.recv()
-                    };
-                    admission.run(Duration::from_secs(60), hold).await
-                })
-            };
-            has_started.await.unwrap();
-            let waiting: Vec<_> = (0..3)
-                .map(|i| {
-                    let admission = admission.clone();
-                    tokio::spawn(
-                        async move { admission.run(Duration::from_secs(60), move || i).await },
-                    )
-                })
-                .collect();
-            (holding, waiting)
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&admission.queues)[0].calls.len() < 3 {
-            assert!(Instant::now() < deadline, "the calls were never queued");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+                runtime
+                    .spawn(async move { admission.run(Duration::from_secs(60), move || i).await })
+            })
+            .collect();
+        wait_until_queued(&admission, 3);
         admission.set_instances(4);
-        runtime.block_on(async {
-            for (i, call) in waiting.into_iter().enumerate() {
-                assert_eq!(call.await.unwrap().unwrap(), i);
-            }
-            release.send(()).unwrap();
-            holding.await.unwrap().unwrap().unwrap();
-        });
+        for (i, call) in waiting.into_iter().enumerate() {
+            assert_eq!(runtime.block_on(call).unwrap().unwrap(), i);
+        }
+        held.end(&runtime);
         wait_until_idle(&admission);
     }
 
@@ -421,32 +414,21 @@ mod tests {
     /// its caller hears it was lost, and the call behind it is made.
     #[test]
     fn a_call_that_panics_is_lost_and_the_next_is_made() {
-        runtime().block_on(async {
-            let admission = admission(1);
-            let patience = Duration::from_secs(10);
-            let (release, held) = std::sync::mpsc::channel::<()>();
-            let (started, has_started) = oneshot::channel();
-            let queue = |call: Box<dyn FnOnce() -> u32 + Send>| {
-                let admission = admission.clone();
-                tokio::spawn(async move { admission.run(patience, call).await })
-            };
-            let first = queue(Box::new(move || {
-                let _ = started.send(());
-                held.recv().map_or(0, |()| 1)
-            }));
-            has_started.await.unwrap();
-            let panicking = queue(Box::new(|| panic!("on purpose")));
-            let after = queue(Box::new(|| 7));
-            // Both queued behind the first before it ends.
-            while lock(&admission.queues)[0].calls.len() < 2 {
-                tokio::task::yield_now().await;
-            }
-            release.send(()).unwrap();
-            assert_eq!(first.await.unwrap().unwrap(), 1);
-            let lost = panicking.await.unwrap();
-            assert!(matches!(lost, Err(NotRun::Lost)), "{lost:?}");
-            assert_eq!(after.await.unwrap().unwrap(), 7);
-        });
+        let runtime = runtime();
+        let admission = admission(1);
+        let held = hold(&runtime, &admission);
+        let queue = |call: fn() -> u32| {
+            let admission = admission.clone();
+            runtime.spawn(async move { admission.run(Duration::from_secs(10), call).await })
+        };
+        let panicking = queue(|| panic!("on purpose"));
+        wait_until_queued(&admission, 1);
+        let after = queue(|| 7);
+        wait_until_queued(&admission, 2);
+        held.end(&runtime);
+        let lost = runtime.block_on(panicking).unwrap();
+        assert!(matches!(lost, Err(NotRun::Lost)), "{lost:?}");
+        assert_eq!(runtime.block_on(after).unwrap().unwrap(), 7);
     }
 
     /// Two runtimes calling a plugin with one instance: while a call from
@@ -456,25 +438,12 @@ mod tests {
     fn each_runtime_has_its_own_queue() {
         let admission = admission(1);
         let (first, second) = (runtime(), runtime());
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = oneshot::channel();
-        let holding = {
-            let admission = admission.clone();
-            first.spawn(async move {
-                let hold = move || {
-                    let _ = started.send(());
-                    held.recv()
-                };
-                admission.run(Duration::from_secs(60), hold).await
-            })
-        };
-        first.block_on(has_started).unwrap();
+        let held = hold(&first, &admission);
         let ran_on = second
             .block_on(admission.run(Duration::from_secs(60), || Runtime::current().id()))
             .unwrap();
         assert_eq!(ran_on, second.handle().id());
-        release.send(()).unwrap();
-        first.block_on(holding).unwrap().unwrap().unwrap();
+        held.end(&first);
         wait_until_idle(&admission);
     }
 }
