@@ -23,8 +23,8 @@
 //! started, a call runs to its end.
 //!
 //! Each runtime has its own queue and tasks: a call runs on its caller's
-//! runtime, whose clock its waits in the host use, and a runtime shutting
-//! down never waits for another's calls.
+//! runtime's blocking pool, and a runtime shutting down never waits for
+//! another's calls.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;

@@ -137,9 +137,9 @@ impl Handle {
     /// when the call ahead ends, so up to three deadlines after it was
     /// made); once started, it is a synchronous call (which waits for an
     /// instance a synchronous caller holds, at most the deadline again).
-    /// Call it from within a tokio runtime, with timers (`enable_time` or
-    /// `enable_all`) if the plugin uses WASI's streams (printing included)
-    /// or sleeps: those waits end at its deadline on the runtime's clock. Dropped
+    /// Call it from within a tokio runtime, timers or not: the plugin's own
+    /// waits and I/O (printing, sleeping, HTTP) run on wasmtime-wasi's
+    /// runtime, as for a synchronous call. Dropped
     /// before the blocking pool has started it (a request timed out), the
     /// call is never made; once started, it runs to its end.
     ///
@@ -258,6 +258,15 @@ impl Handle {
             return Err(*slot.unavailable());
         };
         let queue = slot.program().admission().clone();
+        // The call's I/O (a request's connection, a file read) runs on
+        // wasmtime-wasi's runtime, as a synchronous call's from a plain
+        // thread does: not on the caller's, which may have no timers, or
+        // shut down while a plugin's connection lives on.
+        let io = crate::sandbox::io_runtime().ok();
+        let call = move || {
+            let _in = io.map(|io| io.enter());
+            call()
+        };
         match queue.run(patience, call).await {
             Ok(answer) => answer,
             Err(NotRun::Busy) => Err(*slot.busy(patience)),

@@ -369,15 +369,20 @@ fn stream_wait<T>(
 }
 
 /// Waits for `wait` on wasmtime-wasi's I/O runtime for at most `left` (no
-/// bound if `None`); past it, the call's deadline trap.
+/// bound if `None`); past it, the call's deadline trap. There whichever
+/// runtime the caller is on: on the caller's, one built without timers (a
+/// plain `new_current_thread().build()`) made every print or sleep of a
+/// plugin it called fail the call with tokio's panic.
 fn until_deadline<F: std::future::Future>(
     left: Option<std::time::Duration>,
     wait: F,
 ) -> wasmtime::Result<F::Output> {
-    let waited = blocking(|| match left {
-        None => Ok(wasmtime_wasi::runtime::in_tokio(wait)),
-        Some(left) => {
-            wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await })
+    let io = io_runtime().map_err(wasmtime::Error::msg)?;
+    let waited = blocking(|| {
+        let _in = io.enter();
+        match left {
+            None => Ok(io.block_on(wait)),
+            Some(left) => io.block_on(async { tokio::time::timeout(left, wait).await }),
         }
     });
     waited.map_err(|_| wasmtime::Trap::Interrupt.into())
@@ -444,13 +449,33 @@ impl PluginState {
 /// filesystem call instead, a plugin that had taken every descriptor would
 /// find it impossible to make, and wasmtime-wasi panics then.
 fn start_wasi_runtime() -> Result<(), Error> {
-    std::panic::catch_unwind(|| wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| ())).map_err(
-        |_| {
-            Error::Engine(
-                "cannot start wasmtime-wasi's I/O runtime (out of file descriptors?)".into(),
-            )
-        },
-    )
+    io_runtime().map(|_| ()).map_err(Error::Engine)
+}
+
+/// wasmtime-wasi's own I/O runtime (multi-threaded, timers and I/O on),
+/// where a plugin's waits in the host run, and its async calls' I/O (see
+/// [`Handle::call_async`](crate::Handle::call_async)), whichever runtime
+/// their caller is on. wasmtime-wasi hands it out only to a thread on no
+/// runtime: one is started to fetch it.
+pub(crate) fn io_runtime() -> Result<&'static tokio::runtime::Handle, String> {
+    static IO: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    if let Some(io) = IO.get() {
+        return Ok(io);
+    }
+    let fetched = std::thread::Builder::new()
+        .name("hotslot-wasi-runtime".into())
+        .spawn(|| {
+            std::panic::catch_unwind(|| {
+                wasmtime_wasi::runtime::with_ambient_tokio_runtime(tokio::runtime::Handle::current)
+            })
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|thread| thread.join().map_err(|_| "its thread panicked".to_string()))
+        .and_then(|started| started.map_err(|_| "out of file descriptors?".to_string()));
+    match fetched {
+        Ok(io) => Ok(IO.get_or_init(|| io)),
+        Err(why) => Err(format!("cannot start wasmtime-wasi's I/O runtime: {why}")),
+    }
 }
 
 /// Gives the call about to run on `store` `ticks` epoch ticks from now:

@@ -168,6 +168,44 @@ fn an_async_call_needs_no_timers() {
     assert_eq!(answer.unwrap(), [Val::String("a: hello, x".into())]);
 }
 
+/// A plugin that prints, sleeps and polls a clock, called from runtimes
+/// built without timers (async on a current-thread one, synchronously on
+/// a multi-threaded one's worker): each answers. The plugin's waits in the
+/// host keep their own clock, whatever runtime the caller runs on.
+#[test]
+fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
+    let (_registry, rogue) = rogue_with(Limits::default(), Grants::default());
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let answers = current_thread.block_on(async {
+        let printed = rogue
+            .call_async("flood", &[Val::U32(2), Val::U32(10)])
+            .await;
+        let slept = rogue.call_async("sleep", &[Val::U64(5), Val::U32(2)]).await;
+        let polled = rogue.call_async("poll-sleep", &[Val::U64(5)]).await;
+        (printed, slept, polled)
+    });
+    assert_eq!(answers.0.unwrap(), []);
+    assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
+    assert_eq!(answers.2.unwrap(), []);
+
+    let multi_thread = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let on_worker = multi_thread.block_on(async move {
+        tokio::spawn(async move {
+            let printed = rogue.call("flood", &[Val::U32(2), Val::U32(10)]);
+            (printed, rogue.call("sleep", &[Val::U64(5), Val::U32(2)]))
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(on_worker.0.unwrap(), []);
+    assert_eq!(on_worker.1.unwrap(), [Val::U32(2)]);
+}
+
 /// A registry whose calls have `timeout`, serving `greeter_a` as
 /// "greeter", and a handle to it.
 fn greeter_with(timeout: Duration) -> (hotslot::Registry, hotslot::Handle) {

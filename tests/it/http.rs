@@ -180,6 +180,25 @@ fn a_granted_request_returns_the_body_and_any_other_is_denied_unsent() {
     assert_eq!(granted.hits(), 1);
 }
 
+/// Called from a runtime with neither timers nor I/O (a plain
+/// `new_current_thread().build()`), an async call's request is made all
+/// the same: a plugin's I/O never runs on its caller's runtime.
+#[test]
+fn an_async_call_fetches_from_a_runtime_without_io_or_timers() {
+    let server = Server::start(Answer::Path);
+    let (_dir, file) = granting("fetcher_rs", &[&server]);
+    let registry = Registry::new().unwrap();
+    let handle = fetcher(&registry, &file);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let args = [Val::String(server.url("/async"))];
+    let answer = runtime.block_on(handle.call_async("get", &args)).unwrap();
+    let body = Val::String("200 served /async".into());
+    assert_eq!(answer, [Val::Result(Ok(Some(Box::new(body))))]);
+    assert_eq!(server.hits(), 1);
+}
+
 #[test]
 fn without_a_grant_nothing_is_reachable() {
     let server = Server::start(Answer::Path);
