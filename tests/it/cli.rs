@@ -396,6 +396,20 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
 
     let out = run(&["call", calc]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
+    // A request that cannot be read is one too, said before compiling:
+    // even for a file that is not there.
+    for request in [
+        "garbage",
+        "add(1, 2)",
+        "nosuch#add(1, 2)",
+        "demo:calc/math#add(1,",
+    ] {
+        let out = run(&["call", missing.to_str().unwrap(), request]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{request}: {stderr}");
+        assert!(stderr.contains(request), "{stderr}");
+        assert!(!stderr.contains("missing.wasm"), "{stderr}");
+    }
 }
 
 #[test]

@@ -273,7 +273,18 @@ fn run(command: Command) -> ExitCode {
             file,
             request,
             limits,
-        } => call(file, &request, &limits),
+        } => {
+            // A request that cannot be read is a usage error, said before
+            // the file is compiled (an interpreter takes seconds).
+            if let Err(why) = CallRequest::parse(&request) {
+                eprintln!(
+                    "error: request `{request}`: {why}\n\n\
+                     For more information, try 'hotslot call --help'."
+                );
+                return ExitCode::from(2);
+            }
+            call(file, &request, &limits)
+        }
         Command::Inspect { file } => inspect::inspect(&file).and_then(|wit| write_out(&wit)),
         Command::Diff { old, new } => {
             let dir = dir_of(&old).to_path_buf();
