@@ -30,12 +30,16 @@
 //! no other file for long. Changes to one file are handled one at
 //! a time, in order; the order of registration stays the order of file
 //! names, however the loads finish.
+//!
+//! Dropping the watcher does not wait for a compile (seconds for an
+//! interpreter): a loader still at one finishes it on its own and changes
+//! nothing in the registry.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -145,7 +149,10 @@ pub struct Watcher {
 
 struct Running {
     messages: Sender<Message>,
-    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// The thread following the directory. The loaders are not joined:
+    /// see [`Shared::live`].
+    dispatcher: JoinHandle<()>,
 }
 
 enum Message {
@@ -339,6 +346,7 @@ impl Watcher {
             files: Mutex::new(HashMap::new()),
             progress: self.progress.clone(),
             starting: Default::default(),
+            live: RwLock::new(true),
         });
         let (jobs, job_queue) = channel::<PathBuf>();
         let job_queue = Arc::new(Mutex::new(job_queue));
@@ -360,43 +368,49 @@ impl Watcher {
                     .spawn(move || work(&shared, &job_queue, &done))
             }
         };
-        let mut threads = Vec::new();
-        for i in 0..workers() {
-            threads.push(loader(i).map_err(|source| Error::Io {
+        let loaders = workers();
+        for i in 0..loaders {
+            loader(i).map_err(|source| Error::Io {
                 path: dir.clone(),
                 source,
-            })?);
+            })?;
         }
         // Watching began above, before the first scan: nothing written
         // during it is lost.
         self.progress.begin(None);
         let _ = sender.send(Message::Scan);
         let mut dispatcher = Dispatcher {
-            shared,
+            shared: shared.clone(),
             progress: self.progress.clone(),
             jobs,
             in_flight: HashMap::new(),
             pending: HashMap::new(),
             notify,
             gone: false,
-            loaders: threads.len(),
+            loaders,
             more_loaders: Box::new(loader),
-            extra_loaders: Vec::new(),
             last_progress: Instant::now(),
             link_dirs: Vec::new(),
             link_targets: Default::default(),
             link_dirs_gone: Vec::new(),
         };
-        threads.push(spawn(
+        let dispatcher = spawn(
             format!("hotslot-watch {}", dir.display()),
-            Box::new(move || {
-                dispatcher.run(receiver);
-                dispatcher.finish();
-            }),
-        )?);
+            // Its end lets the loaders go: the job queue goes with it.
+            Box::new(move || dispatcher.run(receiver)),
+        );
+        let dispatcher = match dispatcher {
+            Ok(dispatcher) => dispatcher,
+            Err(e) => {
+                // The loaders started stop with the dispatcher gone.
+                *shared.live.write().unwrap_or_else(PoisonError::into_inner) = false;
+                return Err(e);
+            }
+        };
         self.running = Some(Running {
             messages: sender,
-            threads,
+            shared,
+            dispatcher,
         });
         Ok(())
     }
@@ -450,10 +464,15 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
+            // Waits for a loader changing the registry now (a swap, or a
+            // start-up, bounded by the deadline), not for a compile.
+            *running
+                .shared
+                .live
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = false;
             let _ = running.messages.send(Message::Stop);
-            for thread in running.threads {
-                let _ = thread.join();
-            }
+            let _ = running.dispatcher.join();
         }
     }
 }
@@ -557,6 +576,11 @@ struct Shared {
     /// Loaders starting a plugin now (compiled, instantiating it and
     /// running its start-up, which may take up to the deadline).
     starting: AtomicUsize,
+    /// True until the watcher is dropped. A loader changes the registry
+    /// only with it read-held and true (see [`Shared::while_live`]); the
+    /// drop sets it write-held, so once the drop returns no loader
+    /// changes anything, and one still compiling throws its work away.
+    live: RwLock<bool>,
 }
 
 struct FileState {
@@ -584,8 +608,6 @@ struct Dispatcher {
     loaders: usize,
     /// Starts loader thread number `i`.
     more_loaders: Box<dyn Fn(usize) -> std::io::Result<JoinHandle<()>> + Send>,
-    /// The loaders started beyond the first ones, joined at the end.
-    extra_loaders: Vec<JoinHandle<()>>,
     /// When a loader last finished a file (or one was added).
     last_progress: Instant,
     /// Directories outside this one watched because a component here is a
@@ -733,22 +755,10 @@ impl Dispatcher {
             return;
         }
         match (self.more_loaders)(self.loaders) {
-            Ok(thread) => {
-                self.extra_loaders.push(thread);
-                self.loaders += 1;
-            }
+            Ok(_) => self.loaders += 1,
             Err(e) => tracing::warn!("cannot start another loader thread: {e}"),
         }
         self.last_progress = Instant::now();
-    }
-
-    /// Lets the loaders go (no more files for them) and waits for those
-    /// started beyond the first ones, which the watcher does not know of.
-    fn finish(&mut self) {
-        self.jobs = channel().0;
-        for thread in self.extra_loaders.drain(..) {
-            let _ = thread.join();
-        }
     }
 
     /// The directory itself was removed or moved away (`rm -rf dir && mkdir
@@ -983,6 +993,13 @@ impl Dispatcher {
 }
 
 impl Shared {
+    /// A hold on the watcher's life while a loader changes the registry;
+    /// `None` once the watcher is dropped.
+    fn while_live(&self) -> Option<RwLockReadGuard<'_, bool>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        (*live).then_some(live)
+    }
+
     /// The component a changed file is about: itself, or for a manifest
     /// `NAME.toml`, `NAME.wasm` (a manifest change reloads its plugin).
     fn component_for(&self, path: &Path) -> Option<PathBuf> {
@@ -1035,6 +1052,9 @@ impl Shared {
         if state.serving.is_none() {
             return;
         }
+        let Some(_live) = self.while_live() else {
+            return;
+        };
         if let Err(e) = self.registry.remove_plugin(&name) {
             tracing::warn!("removing {}: {e}", path.display());
         }
@@ -1099,15 +1119,16 @@ impl Shared {
             self.progress.exports_known(&name, exports);
         }
         let compiling = Instant::now();
-        let loaded = self
-            .registry
-            .load_source(&source)
-            .and_then(|(plugin, cached)| {
-                let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
-                self.progress.exports_known(&name, exports);
-                let _starting = Starting::count(&self.starting);
-                Ok((self.registry.add_plugin(&name, &plugin)?, cached))
-            });
+        let compiled = self.registry.load_source(&source);
+        let Some(_live) = self.while_live() else {
+            return Synced::Done;
+        };
+        let loaded = compiled.and_then(|(plugin, cached)| {
+            let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
+            self.progress.exports_known(&name, exports);
+            let _starting = Starting::count(&self.starting);
+            Ok((self.registry.add_plugin(&name, &plugin)?, cached))
+        });
         let compile = compiling.elapsed();
         let (registered, cached) = match loaded {
             Ok(loaded) => loaded,

@@ -647,3 +647,41 @@ fn a_directory_replaced_at_its_path_is_followed() {
         &|e| matches!(e, WatchEvent::Loaded { file: f, .. } if *f == h),
     );
 }
+
+/// Dropping a watcher while it compiles an interpreter (seconds) does not
+/// wait for the compile, and what that compile makes is never added: once
+/// the drop returns, the watcher changes nothing.
+#[test]
+fn a_watcher_dropped_mid_compile_returns_at_once_and_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(plugin_path("greeter_py"), dir.path().join("py.wasm")).unwrap();
+    let registry = Arc::new(Registry::new().unwrap());
+    let mut watcher = Watcher::new(registry.clone(), dir.path());
+    watcher.start_in_background().unwrap();
+    // Its exports known: the file is read and its compile under way.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (loading, version) = watcher.loading();
+        let read = |l: &Vec<hotslot::Loading>| l.iter().any(|f| f.exports.is_some());
+        if loading.as_ref().is_some_and(read) {
+            break;
+        }
+        let left = deadline.checked_duration_since(Instant::now());
+        watcher.wait_change(version, left.expect("py.wasm never began to load"));
+    }
+    drop(watcher);
+    // The loader compiling still holds the registry: the drop left it.
+    assert!(
+        Arc::strong_count(&registry) > 1,
+        "the drop waited for the compile"
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Arc::strong_count(&registry) > 1 {
+        assert!(Instant::now() < deadline, "the compile never ended");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        registry.implementation(GREET, "py").is_err(),
+        "added after the watcher was dropped"
+    );
+}
