@@ -262,7 +262,7 @@ impl Handle {
         // wasmtime-wasi's runtime, as a synchronous call's from a plain
         // thread does: not on the caller's, which may have no timers, or
         // shut down while a plugin's connection lives on.
-        let io = crate::sandbox::io_runtime().ok();
+        let io = crate::waits::io_runtime().ok();
         let call = move || {
             let _in = io.map(|io| io.enter());
             call()

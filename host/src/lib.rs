@@ -53,6 +53,7 @@ mod subscribers;
 mod sync;
 mod values;
 mod version;
+mod waits;
 pub mod watch;
 
 pub use bindings::Bindings;

@@ -8,12 +8,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Func, Linker, Resource, ResourceTable, Val};
+use wasmtime::component::{Func, Linker, ResourceTable, Val};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-use wasmtime_wasi_io::bindings::wasi::io::streams::StreamError as WitStreamError;
 
 use crate::engine::deadline_ticks;
 use crate::error::Error;
@@ -215,6 +213,16 @@ impl WasiView for PluginState {
     }
 }
 
+impl crate::waits::Waiting for PluginState {
+    fn waiting(&mut self) -> (Option<std::time::Duration>, &mut ResourceTable) {
+        (self.http_gate.call_left(), &mut self.table)
+    }
+
+    fn plugin(&self) -> &str {
+        &self.http_gate.plugin
+    }
+}
+
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
@@ -228,7 +236,7 @@ impl WasiHttpView for PluginState {
 /// A linker that offers WASI p2 and wasi:http's outgoing handler
 /// (synchronously), and `hotslot:plugin/state`.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
-    start_wasi_runtime()?;
+    crate::waits::start_io_runtime()?;
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
@@ -236,173 +244,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
         .map_err(|e| Error::Engine(format!("cannot add wasi:http to the linker: {e:#}")))?;
     add_state(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add hotslot:plugin/state: {e:#}")))?;
-    bound_waits(&mut linker)
+    crate::waits::bound(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot bound wasi:io/poll's waits: {e:#}")))?;
     Ok(linker)
-}
-
-/// The `wasi:io` wasmtime-wasi implements (it serves imports of every
-/// 0.2.x). Were wasmtime-wasi to move to another, the names below would
-/// define new instances beside its own rather than replace its waits: the
-/// sandbox tests of sleeping and stalled plugins would fail.
-const WASI_POLL: &str = "wasi:io/poll@0.2.12";
-const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
-
-/// Replaces the WASI functions that wait in the host with ones that end at
-/// the call's deadline: `wasi:io/poll`'s `poll` and `pollable.block`, and
-/// the streams' blocking reads, writes, flushes and splices. A plugin that
-/// sleeps, or waits on anything that never becomes ready (a stream nothing
-/// reads: the body of an HTTP request never sent, with no grant at all),
-/// waits in the host, where the epoch deadline that stops its wasm cannot
-/// reach: wasmtime-wasi's own waits held the calling thread (and the
-/// plugin's instance) for as long as the plugin asked, or for ever. A wait
-/// cut short traps as the epoch would (`Trap::Interrupt`: "deadline
-/// exceeded"), and the instance is replaced like after any fault.
-fn bound_waits(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let bounded = bound_poll(linker).and_then(|()| bound_streams(linker));
-    linker.allow_shadowing(false);
-    bounded
-}
-
-fn bound_poll(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi_io::bindings::wasi::io::poll::{Host, HostPollable};
-    let mut poll = linker.instance(WASI_POLL)?;
-    poll.func_wrap(
-        "poll",
-        |mut store: StoreContextMut<'_, PluginState>,
-         (pollables,): (Vec<Resource<DynPollable>>,)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            let ready = until_deadline(left, Host::poll(&mut state.table, pollables))??;
-            Ok((ready,))
-        },
-    )?;
-    poll.func_wrap(
-        "[method]pollable.block",
-        |mut store: StoreContextMut<'_, PluginState>, (pollable,): (Resource<DynPollable>,)| {
-            let state = store.data_mut();
-            let left = state.http_gate.call_left();
-            until_deadline(left, HostPollable::block(&mut state.table, pollable))??;
-            Ok(())
-        },
-    )?;
-    Ok(())
-}
-
-fn bound_streams(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi_io::bindings::wasi::io::streams::{HostInputStream, HostOutputStream};
-    type Input = Resource<DynInputStream>;
-    type Output = Resource<DynOutputStream>;
-    type Store<'a> = StoreContextMut<'a, PluginState>;
-    let mut streams = linker.instance(WASI_STREAMS)?;
-    streams.func_wrap(
-        "[method]input-stream.blocking-read",
-        |store: Store<'_>, (stream, len): (Input, u64)| {
-            stream_wait(store, |t| {
-                Box::pin(HostInputStream::blocking_read(t, stream, len))
-            })
-        },
-    )?;
-    streams.func_wrap(
-        "[method]input-stream.blocking-skip",
-        |store: Store<'_>, (stream, len): (Input, u64)| {
-            stream_wait(store, |t| {
-                Box::pin(HostInputStream::blocking_skip(t, stream, len))
-            })
-        },
-    )?;
-    streams.func_wrap(
-        "[method]output-stream.blocking-write-and-flush",
-        |store: Store<'_>, (stream, bytes): (Output, Vec<u8>)| {
-            stream_wait(store, |t| {
-                Box::pin(HostOutputStream::blocking_write_and_flush(t, stream, bytes))
-            })
-        },
-    )?;
-    streams.func_wrap(
-        "[method]output-stream.blocking-write-zeroes-and-flush",
-        |store: Store<'_>, (stream, len): (Output, u64)| {
-            stream_wait(store, |t| {
-                Box::pin(HostOutputStream::blocking_write_zeroes_and_flush(
-                    t, stream, len,
-                ))
-            })
-        },
-    )?;
-    streams.func_wrap(
-        "[method]output-stream.blocking-flush",
-        |store: Store<'_>, (stream,): (Output,)| {
-            stream_wait(store, |t| {
-                Box::pin(HostOutputStream::blocking_flush(t, stream))
-            })
-        },
-    )?;
-    streams.func_wrap(
-        "[method]output-stream.blocking-splice",
-        |store: Store<'_>, (stream, from, len): (Output, Input, u64)| {
-            stream_wait(store, |t| {
-                Box::pin(HostOutputStream::blocking_splice(t, stream, from, len))
-            })
-        },
-    )?;
-    Ok(())
-}
-
-/// One of a stream's blocking methods, waiting on the plugin's table.
-type StreamWait<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = StreamResult<T>> + 'a>>;
-
-/// Runs a stream's blocking method until the call's deadline, and gives
-/// its outcome as `wasi:io/streams` gives it to the plugin (an error it
-/// reads, or a trap), the way wasmtime-wasi's own does.
-fn stream_wait<T>(
-    mut store: StoreContextMut<'_, PluginState>,
-    wait: impl for<'a> FnOnce(&'a mut ResourceTable) -> StreamWait<'a, T>,
-) -> wasmtime::Result<(Result<T, WitStreamError>,)> {
-    use wasmtime_wasi_io::bindings::wasi::io::streams::Host;
-    let state = store.data_mut();
-    let left = state.http_gate.call_left();
-    match until_deadline(left, wait(&mut state.table))? {
-        Ok(value) => Ok((Ok(value),)),
-        Err(error) => Ok((Err(Host::convert_stream_error(&mut state.table, error)?),)),
-    }
-}
-
-/// Waits for `wait` on wasmtime-wasi's I/O runtime for at most `left` (no
-/// bound if `None`); past it, the call's deadline trap. There whichever
-/// runtime the caller is on: on the caller's, one built without timers (a
-/// plain `new_current_thread().build()`) made every print or sleep of a
-/// plugin it called fail the call with tokio's panic.
-fn until_deadline<F: std::future::Future>(
-    left: Option<std::time::Duration>,
-    wait: F,
-) -> wasmtime::Result<F::Output> {
-    let io = io_runtime().map_err(wasmtime::Error::msg)?;
-    let waited = blocking(|| {
-        let _in = io.enter();
-        match left {
-            None => Ok(io.block_on(wait)),
-            Some(left) => io.block_on(async { tokio::time::timeout(left, wait).await }),
-        }
-    });
-    waited.map_err(|_| wasmtime::Trap::Interrupt.into())
-}
-
-/// Runs `wait`, which blocks its thread on a tokio runtime. Called
-/// synchronously from a worker of a multi-threaded runtime (an async host
-/// calling `Handle::call` in a task), tokio refuses that ("Cannot start a
-/// runtime from within a runtime"), and the plugin's print or sleep failed
-/// its call: there the worker first hands its other tasks to the rest
-/// (`block_in_place`). Elsewhere (no runtime, a blocking-pool thread, as
-/// `Handle::call_async` uses) it runs as it is.
-fn blocking<R>(wait: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
-        }
-        _ => wait(),
-    }
 }
 
 /// `hotslot:plugin/state`, on the plugin's own store: nothing a plugin
@@ -441,40 +285,6 @@ impl PluginState {
         self.imports
             .as_deref()
             .ok_or_else(|| wasmtime::format_err!("this instance has no imports bound"))
-    }
-}
-
-/// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
-/// the host has file descriptors to spare. Made lazily at a plugin's first
-/// filesystem call instead, a plugin that had taken every descriptor would
-/// find it impossible to make, and wasmtime-wasi panics then.
-fn start_wasi_runtime() -> Result<(), Error> {
-    io_runtime().map(|_| ()).map_err(Error::Engine)
-}
-
-/// wasmtime-wasi's own I/O runtime (multi-threaded, timers and I/O on),
-/// where a plugin's waits in the host run, and its async calls' I/O (see
-/// [`Handle::call_async`](crate::Handle::call_async)), whichever runtime
-/// their caller is on. wasmtime-wasi hands it out only to a thread on no
-/// runtime: one is started to fetch it.
-pub(crate) fn io_runtime() -> Result<&'static tokio::runtime::Handle, String> {
-    static IO: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
-    if let Some(io) = IO.get() {
-        return Ok(io);
-    }
-    let fetched = std::thread::Builder::new()
-        .name("hotslot-wasi-runtime".into())
-        .spawn(|| {
-            std::panic::catch_unwind(|| {
-                wasmtime_wasi::runtime::with_ambient_tokio_runtime(tokio::runtime::Handle::current)
-            })
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|thread| thread.join().map_err(|_| "its thread panicked".to_string()))
-        .and_then(|started| started.map_err(|_| "out of file descriptors?".to_string()));
-    match fetched {
-        Ok(io) => Ok(IO.get_or_init(|| io)),
-        Err(why) => Err(format!("cannot start wasmtime-wasi's I/O runtime: {why}")),
     }
 }
 

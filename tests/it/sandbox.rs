@@ -360,3 +360,43 @@ fn an_endless_start_function_is_stopped_and_refused() {
     );
     assert!(!handle.is_available());
 }
+
+/// A FIFO in a granted directory: opening it to read waited for a writer
+/// that never came, past the deadline, for ever, with the plugin's
+/// instance. Now it is refused at once (an error the plugin reads, not the
+/// deadline's fault), and a file beside it still opens.
+#[test]
+fn a_fifo_in_a_granted_directory_is_refused_not_waited_on() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("io")).unwrap();
+    std::fs::write(base.path().join("io/plain.txt"), "plain").unwrap();
+    let fifo = base.path().join("io/fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let grants = Grants::from_toml(
+        "[[dir]]\nhost = \"io\"\nguest = \"/io\"\n",
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let timeout = Duration::from_secs(2);
+    let limits = Limits {
+        timeout,
+        ..Limits::default()
+    };
+    let (_registry, handle) = rogue_with(limits, grants);
+    let (answer, _) = answered_within(&handle, "read-file", vec![text("/io/fifo")], 10 * timeout);
+    match answer.unwrap().as_slice() {
+        [Val::Result(Err(Some(why)))] => assert!(
+            matches!(&**why, Val::String(why) if why.contains("Permission denied")),
+            "{why:?}"
+        ),
+        other => panic!("a FIFO opened: {other:?}"),
+    }
+    let plain = handle.call("read-file", &[text("/io/plain.txt")]).unwrap();
+    let read = Val::Result(Ok(Some(Box::new(text("plain")))));
+    assert_eq!(plain, [read]);
+}
