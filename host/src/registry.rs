@@ -208,7 +208,7 @@ pub struct Registered {
 /// # Ok(()) }
 /// ```
 pub struct Registry {
-    loader: Loader,
+    loader: Arc<Loader>,
     limits: Limits,
     /// Where manifests' directory grants must lie; `None`: beside the file.
     grant_root: Option<PathBuf>,
@@ -218,6 +218,25 @@ pub struct Registry {
     next_generation: AtomicU64,
     state: Mutex<State>,
     subscribers: Subscribers<RegistryEvent>,
+}
+
+/// See [`Registry::file_loader`].
+pub(crate) struct FileLoader {
+    loader: Arc<Loader>,
+    grant_root: Option<PathBuf>,
+    max_file_size: u64,
+}
+
+impl FileLoader {
+    /// As [`Registry::read`].
+    pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
+        Source::read(path, self.max_file_size)
+    }
+
+    /// As [`Registry::load_source`].
+    pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
+        self.loader.load_source(source, self.grant_root.as_deref())
+    }
 }
 
 #[derive(Default)]
@@ -260,7 +279,7 @@ impl Registry {
     /// [`Error::Engine`] if WASI cannot be added to the linker.
     pub fn with_engine(engine: Engine, limits: Limits) -> Result<Self, Error> {
         Ok(Registry {
-            loader: Loader::new(engine.clone(), sandbox::linker(&engine)?),
+            loader: Arc::new(Loader::new(engine.clone(), sandbox::linker(&engine)?)),
             limits,
             grant_root: None,
             state_dir: None,
@@ -376,6 +395,18 @@ impl Registry {
     /// served the bytes.
     pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
         self.loader.load_source(source, self.grant_root.as_deref())
+    }
+
+    /// What reads and compiles files as this registry does, without
+    /// keeping the registry alive: a watcher's loaders compile with it,
+    /// and a compile still running when the watcher and the registry are
+    /// dropped holds neither (their database included).
+    pub(crate) fn file_loader(&self) -> FileLoader {
+        FileLoader {
+            loader: self.loader.clone(),
+            grant_root: self.grant_root.clone(),
+            max_file_size: self.limits.max_file_size,
+        }
     }
 
     /// Loads a component file with its manifest ([`Registry::load_file`])

@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::error::Error;
-use crate::registry::Registry;
+use crate::registry::{FileLoader, Registry};
 use crate::source::plugin_name;
 use crate::subscribers::Subscribers;
 use crate::sync::lock;
@@ -341,7 +341,8 @@ impl Watcher {
         })?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
-            registry: self.registry.clone(),
+            registry: Arc::downgrade(&self.registry),
+            loader: self.registry.file_loader(),
             subscribers: self.subscribers.clone(),
             files: Mutex::new(HashMap::new()),
             progress: self.progress.clone(),
@@ -565,10 +566,20 @@ fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message
     }
 }
 
+/// The registry, reached while the watcher lives: see [`Shared::while_live`].
+struct Live<'a> {
+    _live: RwLockReadGuard<'a, bool>,
+    registry: Arc<Registry>,
+}
+
 /// What the dispatcher and the loaders share.
 struct Shared {
     dir: PathBuf,
-    registry: Arc<Registry>,
+    /// Reached only while the watcher lives (see [`Shared::while_live`]):
+    /// a compile still running after its drop keeps no registry alive.
+    registry: Weak<Registry>,
+    /// Reads and compiles files as the registry does.
+    loader: FileLoader,
     subscribers: Arc<Subscribers<WatchEvent>>,
     /// By implementation name (file stem).
     files: Mutex<HashMap<String, FileState>>,
@@ -576,7 +587,7 @@ struct Shared {
     /// Loaders starting a plugin now (compiled, instantiating it and
     /// running its start-up, which may take up to the deadline).
     starting: AtomicUsize,
-    /// True until the watcher is dropped. A loader changes the registry
+    /// True until the watcher is dropped. A loader reaches the registry
     /// only with it read-held and true (see [`Shared::while_live`]); the
     /// drop sets it write-held, so once the drop returns no loader
     /// changes anything, and one still compiling throws its work away.
@@ -841,9 +852,9 @@ impl Dispatcher {
         };
         files.retain(|p| self.shared.is_component_file(p));
         files.sort();
-        for file in &files {
-            if let Ok(name) = plugin_name(file) {
-                self.shared.registry.reserve(&name);
+        if let Some(registry) = self.shared.registry.upgrade() {
+            for name in files.iter().filter_map(|file| plugin_name(file).ok()) {
+                registry.reserve(&name);
             }
         }
         for file in files {
@@ -993,11 +1004,17 @@ impl Dispatcher {
 }
 
 impl Shared {
-    /// A hold on the watcher's life while a loader changes the registry;
-    /// `None` once the watcher is dropped.
-    fn while_live(&self) -> Option<RwLockReadGuard<'_, bool>> {
+    /// The registry, and a hold on the watcher's life while a loader
+    /// changes it; `None` once the watcher is dropped. Taken once per
+    /// change, never while held: a second read waits behind a drop that
+    /// waits for the first.
+    fn while_live(&self) -> Option<Live<'_>> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
-        (*live).then_some(live)
+        let registry = self.registry.upgrade().filter(|_| *live)?;
+        Some(Live {
+            _live: live,
+            registry,
+        })
     }
 
     /// The component a changed file is about: itself, or for a manifest
@@ -1052,10 +1069,10 @@ impl Shared {
         if state.serving.is_none() {
             return;
         }
-        let Some(_live) = self.while_live() else {
+        let Some(live) = self.while_live() else {
             return;
         };
-        if let Err(e) = self.registry.remove_plugin(&name) {
+        if let Err(e) = live.registry.remove_plugin(&name) {
             tracing::warn!("removing {}: {e}", path.display());
         }
         self.publish(WatchEvent::Removed {
@@ -1079,7 +1096,7 @@ impl Shared {
         // the two would lend its metadata to the old content's refusal, and
         // a second look at unchanged content would report it again.
         let metadata = std::fs::metadata(path).ok();
-        let read = self.registry.read(path);
+        let read = self.loader.read(path);
         // The manifest is part of what is loaded: a change to either reloads.
         // A file refused before it was read whole is known by the refusal
         // and its metadata instead.
@@ -1119,15 +1136,15 @@ impl Shared {
             self.progress.exports_known(&name, exports);
         }
         let compiling = Instant::now();
-        let compiled = self.registry.load_source(&source);
-        let Some(_live) = self.while_live() else {
+        let compiled = self.loader.load_source(&source);
+        let Some(live) = self.while_live() else {
             return Synced::Done;
         };
         let loaded = compiled.and_then(|(plugin, cached)| {
             let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
             self.progress.exports_known(&name, exports);
             let _starting = Starting::count(&self.starting);
-            Ok((self.registry.add_plugin(&name, &plugin)?, cached))
+            Ok((live.registry.add_plugin(&name, &plugin)?, cached))
         });
         let compile = compiling.elapsed();
         let (registered, cached) = match loaded {
@@ -1139,11 +1156,11 @@ impl Shared {
                 if let Some(state) = lock(&self.files).get_mut(&name) {
                     state.tried = [0; 32];
                 }
-                self.reject(path, format!("{e}; trying again in a second"));
+                self.reject_live(&live, path, format!("{e}; trying again in a second"));
                 return Synced::Again;
             }
             Err(e) => {
-                self.reject(path, e.to_string());
+                self.reject_live(&live, path, e.to_string());
                 return Synced::Done;
             }
         };
@@ -1180,9 +1197,17 @@ impl Shared {
         Synced::Done
     }
 
+    /// Counts and tells a refusal, unless the watcher was dropped.
     fn reject(&self, path: &Path, reason: String) {
+        if let Some(live) = self.while_live() {
+            self.reject_live(&live, path, reason);
+        }
+    }
+
+    /// [`Shared::reject`] with the watcher's life already held.
+    fn reject_live(&self, live: &Live<'_>, path: &Path, reason: String) {
         if let Ok(name) = plugin_name(path) {
-            self.registry.count_refused(&name);
+            live.registry.count_refused(&name);
         }
         self.publish(WatchEvent::Rejected {
             file: path.to_path_buf(),
