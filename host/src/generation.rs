@@ -762,10 +762,26 @@ fn pool_full(error: &wasmtime::Error) -> bool {
 fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => Err(wasmtime::format_err!(
-            "the host panicked during the call: {}",
-            crate::error::panic_text(&*panic)
-        )),
+        Err(panic) => {
+            let text = crate::error::panic_text(&*panic);
+            Err(wasmtime::format_err!(
+                "the host panicked during the call: {text}{}",
+                in_async_context(&text)
+            ))
+        }
+    }
+}
+
+/// What to do about tokio's refusal to wait where a synchronous call was
+/// made inside an async task or `block_on`: a plugin's prints, sleeps and
+/// streams wait there all the same, but wasmtime-wasi's other I/O (a
+/// file's `stat`, listing a directory, an HTTP request) cannot.
+fn in_async_context(panic: &str) -> &'static str {
+    if panic.contains("Cannot start a runtime from within a runtime") {
+        " (a synchronous call made inside an async task or `block_on` \
+         cannot wait for the plugin's file or network I/O: use `call_async`)"
+    } else {
+        ""
     }
 }
 

@@ -138,8 +138,10 @@ impl Handle {
     /// made); once started, it is a synchronous call (which waits for an
     /// instance a synchronous caller holds, at most the deadline again).
     /// Call it from within a tokio runtime, timers or not: the plugin's own
-    /// waits and I/O (printing, sleeping, HTTP) run on wasmtime-wasi's
-    /// runtime, as for a synchronous call. Dropped
+    /// waits and I/O (printing, sleeping, files, HTTP) run on
+    /// wasmtime-wasi's runtime, as for a synchronous call made on a plain
+    /// thread (which is also the runtime current while the call runs: a
+    /// `tokio::spawn` in a `call_typed_async` closure lands there). Dropped
     /// before the blocking pool has started it (a request timed out), the
     /// call is never made; once started, it runs to its end.
     ///

@@ -245,7 +245,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     add_state(&mut linker)
         .map_err(|e| Error::Engine(format!("cannot add hotslot:plugin/state: {e:#}")))?;
     crate::waits::bound(&mut linker)
-        .map_err(|e| Error::Engine(format!("cannot bound wasi:io/poll's waits: {e:#}")))?;
+        .map_err(|e| Error::Engine(format!("cannot bound WASI's waits: {e:#}")))?;
     Ok(linker)
 }
 

@@ -136,9 +136,11 @@ fn bound_streams<S: Waiting>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
 /// directory waited for a writer that never came, with the plugin's
 /// instance, for ever; and reading a FIFO, a socket or a terminal holds
 /// wasmtime-wasi's blocking thread past any deadline. Those are refused
-/// (`error-code.access`, with a line in the log). A file swapped for a
-/// FIFO between the look and the open is not caught: plugins cannot make
-/// FIFOs, only whoever runs the host can.
+/// (`error-code.access`, with a line in the debug log). A path changed
+/// between the look and the open (a link in a writable directory re-pointed
+/// at a FIFO already there; plugins cannot make FIFOs) is not caught: that
+/// open still ends at the deadline, but its thread on wasmtime-wasi's
+/// blocking pool waits on.
 fn bound_open<S: Waiting>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
     use wasmtime_wasi::filesystem::WasiFilesystemView;
     use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -164,8 +166,8 @@ fn bound_open<S: Waiting>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
                 if let Some(kind) = found.ok().map(|stat| stat.type_).filter(may_wait) {
                     // Not a warning: a plugin could fill the log with them.
                     tracing::debug!(
-                        "plugin {plugin}: refused to open `{path}`: a {kind:?} \
-                         (only files and directories open)"
+                        "plugin {plugin}: refused to open `{path}` ({kind:?}): \
+                         only files and directories open"
                     );
                     return Err(ErrorCode::Access.into());
                 }
@@ -191,12 +193,13 @@ fn may_wait(kind: &wasmtime_wasi::p2::bindings::filesystem::types::DescriptorTyp
 }
 
 /// One of a stream's blocking methods, waiting on the plugin's table.
-type StreamWait<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = StreamResult<T>> + 'a>>;
+type StreamWait<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StreamResult<T>> + Send + 'a>>;
 
 /// Runs a stream's blocking method until the call's deadline, and gives
 /// its outcome as `wasi:io/streams` gives it to the plugin (an error it
 /// reads, or a trap), the way wasmtime-wasi's own does.
-fn stream_wait<S: Waiting, T>(
+fn stream_wait<S: Waiting, T: Send>(
     mut store: StoreContextMut<'_, S>,
     wait: impl for<'a> FnOnce(&'a mut ResourceTable) -> StreamWait<'a, T>,
 ) -> wasmtime::Result<(Result<T, WitStreamError>,)> {
@@ -213,10 +216,13 @@ fn stream_wait<S: Waiting, T>(
 /// runtime the caller is on: on the caller's, one built without timers (a
 /// plain `new_current_thread().build()`) made every print or sleep of a
 /// plugin it called fail the call with tokio's panic.
-fn until_deadline<F: std::future::Future>(
+fn until_deadline<F: std::future::Future + Send>(
     left: Option<std::time::Duration>,
     wait: F,
-) -> wasmtime::Result<F::Output> {
+) -> wasmtime::Result<F::Output>
+where
+    F::Output: Send,
+{
     let io = io_runtime().map_err(wasmtime::Error::msg)?;
     let waited = blocking(|| {
         let _in = io.enter();
@@ -228,20 +234,24 @@ fn until_deadline<F: std::future::Future>(
     waited.map_err(|_| wasmtime::Trap::Interrupt.into())
 }
 
-/// Runs `wait`, which blocks its thread on a tokio runtime. Called
-/// synchronously from a worker of a multi-threaded runtime (an async host
-/// calling `Handle::call` in a task), tokio refuses that ("Cannot start a
-/// runtime from within a runtime"), and the plugin's print or sleep failed
-/// its call: there the worker first hands its other tasks to the rest
-/// (`block_in_place`). Elsewhere (no runtime, a blocking-pool thread, as
-/// `Handle::call_async` uses) it runs as it is.
-fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+/// Runs `wait`, which blocks its thread on a tokio runtime, wherever the
+/// call is. Where tokio forbids that ("Cannot start a runtime from within a
+/// runtime": a synchronous `Handle::call` made in an async host's task or
+/// `block_on`), the plugin's print or sleep failed its call. On a
+/// multi-threaded runtime's thread, the worker first hands its other tasks
+/// to the rest (`block_in_place`); on a current-thread runtime's (a
+/// `#[tokio::test]`, whose one thread cannot be given up), `wait` runs on
+/// a thread of its own meanwhile. Elsewhere (no runtime, a blocking-pool
+/// thread, as `Handle::call_async` uses) it runs as it is.
+fn blocking<R: Send>(wait: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
-        }
-        _ => wait(),
+    match Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(wait).join() {
+            Ok(waited) => waited,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => wait(),
     }
 }
 

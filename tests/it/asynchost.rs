@@ -169,8 +169,8 @@ fn an_async_call_needs_no_timers() {
 }
 
 /// A plugin that prints, sleeps and polls a clock, called from runtimes
-/// built without timers (async on a current-thread one, synchronously on
-/// a multi-threaded one's worker): each answers. The plugin's waits in the
+/// built without timers (async and synchronously on a current-thread one,
+/// synchronously on a multi-threaded one's worker): each answers. The plugin's waits in the
 /// host keep their own clock, whatever runtime the caller runs on.
 #[test]
 fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
@@ -190,6 +190,17 @@ fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
     assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
     assert_eq!(answers.2.unwrap(), []);
 
+    // Synchronous calls inside that runtime's `block_on` (a
+    // `#[tokio::test]`'s body), whose one thread cannot be given up.
+    let answers = current_thread.block_on(async {
+        let printed = rogue.call("flood", &[Val::U32(2), Val::U32(10)]);
+        let slept = rogue.call("sleep", &[Val::U64(5), Val::U32(2)]);
+        (printed, slept, rogue.call("poll-sleep", &[Val::U64(5)]))
+    });
+    assert_eq!(answers.0.unwrap(), []);
+    assert_eq!(answers.1.unwrap(), [Val::U32(2)]);
+    assert_eq!(answers.2.unwrap(), []);
+
     let multi_thread = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -204,6 +215,38 @@ fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
     });
     assert_eq!(on_worker.0.unwrap(), []);
     assert_eq!(on_worker.1.unwrap(), [Val::U32(2)]);
+}
+
+/// A synchronous call in an async task whose plugin reads a file: tokio
+/// forbids wasmtime-wasi's file I/O there, and the error says what to use
+/// instead; `call_async` reads it.
+#[test]
+fn a_synchronous_call_in_a_task_that_reads_a_file_is_told_to_use_call_async() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("data")).unwrap();
+    std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
+    let grants = Grants::from_toml(
+        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let (_registry, rogue) = rogue_with(Limits::default(), grants);
+    let args = [Val::String("/data/note.txt".into())];
+    let runtime = two_workers();
+    let (in_task, queued) = runtime.block_on(async {
+        let task = rogue.clone();
+        let args_in_task = args.clone();
+        let in_task = tokio::spawn(async move { task.call("read-file", &args_in_task) });
+        (
+            in_task.await.unwrap(),
+            rogue.call_async("read-file", &args).await,
+        )
+    });
+    let message = in_task.unwrap_err().to_string();
+    assert!(message.contains("use `call_async`"), "{message}");
+    let read = Val::Result(Ok(Some(Box::new(Val::String("noted".into())))));
+    assert_eq!(queued.unwrap(), [read]);
 }
 
 /// A registry whose calls have `timeout`, serving `greeter_a` as
