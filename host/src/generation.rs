@@ -53,6 +53,10 @@ pub(crate) struct Generation {
     in_chains: bool,
     /// Whether its recent calls are kept for a canary (`[reload] canary`).
     keeps_calls: bool,
+    /// Whether it is granted files or HTTP: I/O that wasmtime-wasi waits
+    /// for on a tokio runtime, so its calls run through
+    /// [`waits::in_place`](crate::waits::in_place).
+    does_io: bool,
     /// Its exported functions, found by name on every dynamic call.
     functions: FunctionIndex,
 }
@@ -138,6 +142,7 @@ impl Generation {
         let limits = plugin.grants().limits(limits);
         let in_chains = !plugin.imports().is_empty();
         let keeps_calls = plugin.grants().canary > 0;
+        let does_io = !plugin.grants().dirs.is_empty() || !plugin.grants().http.is_empty();
         static UIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = Generation {
             number,
@@ -152,6 +157,7 @@ impl Generation {
             reason,
             in_chains,
             keeps_calls,
+            does_io,
             functions: FunctionIndex::of(plugin.exports()),
             plugin,
             imports,
@@ -483,7 +489,12 @@ impl Generation {
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
         sandbox::set_deadline(&mut live.store, ticks);
         let func = live.funcs[export][position];
-        match guarded(|| call(func, &mut live.store)) {
+        let run = || guarded(|| call(func, &mut live.store));
+        let ran = match self.does_io {
+            true => crate::waits::in_place(run),
+            false => run(),
+        };
+        match ran {
             Ok(()) => Ok(()),
             Err(error) => {
                 let function = self.exported(export).functions()[position].name();
@@ -537,7 +548,12 @@ impl Generation {
         // virtual call on every call.
         let bindings = unsafe { &*(stored as *const (dyn Any + Send)).cast::<B>() };
         sandbox::set_deadline(store, self.deadline);
-        match guarded(|| call(bindings, store)) {
+        let run = || guarded(|| call(bindings, store));
+        let ran = match self.does_io {
+            true => crate::waits::in_place(run),
+            false => run(),
+        };
+        match ran {
             Ok(value) => Ok(value),
             Err(error) => {
                 resident.live = None;

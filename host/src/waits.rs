@@ -255,6 +255,26 @@ fn blocking<R: Send>(wait: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Runs a synchronous call of a plugin granted files or HTTP where
+/// wasmtime-wasi can wait for that I/O. Made in an async host's task or
+/// `block_on` on a multi-threaded runtime, the call's `stat` or request
+/// panicked ("Cannot start a runtime from within a runtime"): there it runs
+/// in place (`block_in_place`) with wasmtime-wasi's runtime current, as on
+/// a plain thread. A current-thread runtime's one thread cannot be given
+/// up: there the call runs as it is, and such I/O fails it, saying to use
+/// `call_async`. Plugins granted neither skip this (their calls pay
+/// nothing for it): their waits are [`blocking`]'s.
+pub(crate) fn in_place<R>(call: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| {
+            let _in = io_runtime().ok().map(|io| io.enter());
+            call()
+        }),
+        _ => call(),
+    }
+}
+
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
 /// the host has file descriptors to spare. Made lazily at a plugin's first
 /// filesystem call instead, a plugin that had taken every descriptor would

@@ -217,11 +217,13 @@ fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
     assert_eq!(on_worker.1.unwrap(), [Val::U32(2)]);
 }
 
-/// A synchronous call in an async task whose plugin reads a file: tokio
-/// forbids wasmtime-wasi's file I/O there, and the error says what to use
-/// instead; `call_async` reads it.
+/// A plugin granted a directory reads a file (an open, a `stat`, a
+/// stream) through a synchronous call made in a multi-threaded runtime's
+/// task; and through `call_async` from a current-thread runtime. Made
+/// synchronously inside that runtime's `block_on`, whose one thread cannot
+/// be given up, the read fails, and the error says to use `call_async`.
 #[test]
-fn a_synchronous_call_in_a_task_that_reads_a_file_is_told_to_use_call_async() {
+fn a_granted_plugin_reads_files_for_callers_in_async_code() {
     let base = tempfile::tempdir().unwrap();
     std::fs::create_dir(base.path().join("data")).unwrap();
     std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
@@ -233,20 +235,22 @@ fn a_synchronous_call_in_a_task_that_reads_a_file_is_told_to_use_call_async() {
     .unwrap();
     let (_registry, rogue) = rogue_with(Limits::default(), grants);
     let args = [Val::String("/data/note.txt".into())];
-    let runtime = two_workers();
-    let (in_task, queued) = runtime.block_on(async {
-        let task = rogue.clone();
-        let args_in_task = args.clone();
-        let in_task = tokio::spawn(async move { task.call("read-file", &args_in_task) });
-        (
-            in_task.await.unwrap(),
-            rogue.call_async("read-file", &args).await,
-        )
+    let read = [Val::Result(Ok(Some(Box::new(Val::String("noted".into())))))];
+
+    let (task, args_in_task) = (rogue.clone(), args.clone());
+    let in_task = two_workers().block_on(async move {
+        tokio::spawn(async move { task.call("read-file", &args_in_task) }).await
     });
-    let message = in_task.unwrap_err().to_string();
+    assert_eq!(in_task.unwrap().unwrap(), read);
+
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let queued = current_thread.block_on(rogue.call_async("read-file", &args));
+    assert_eq!(queued.unwrap(), read);
+    let in_block_on = current_thread.block_on(async { rogue.call("read-file", &args) });
+    let message = in_block_on.unwrap_err().to_string();
     assert!(message.contains("use `call_async`"), "{message}");
-    let read = Val::Result(Ok(Some(Box::new(Val::String("noted".into())))));
-    assert_eq!(queued.unwrap(), [read]);
 }
 
 /// A registry whose calls have `timeout`, serving `greeter_a` as

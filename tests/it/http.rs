@@ -180,11 +180,12 @@ fn a_granted_request_returns_the_body_and_any_other_is_denied_unsent() {
     assert_eq!(granted.hits(), 1);
 }
 
-/// Called from a runtime with neither timers nor I/O (a plain
+/// Called from runtimes with neither timers nor I/O (a plain
 /// `new_current_thread().build()`), an async call's request is made all
-/// the same: a plugin's I/O never runs on its caller's runtime.
+/// the same, and a synchronous call's in a task: a plugin's I/O never runs
+/// on its caller's runtime.
 #[test]
-fn an_async_call_fetches_from_a_runtime_without_io_or_timers() {
+fn requests_are_made_for_callers_on_runtimes_without_io_or_timers() {
     let server = Server::start(Answer::Path);
     let (_dir, file) = granting("fetcher_rs", &[&server]);
     let registry = Registry::new().unwrap();
@@ -197,6 +198,17 @@ fn an_async_call_fetches_from_a_runtime_without_io_or_timers() {
     let body = Val::String("200 served /async".into());
     assert_eq!(answer, [Val::Result(Ok(Some(Box::new(body))))]);
     assert_eq!(server.hits(), 1);
+
+    // And a synchronous call in a task of a multi-threaded one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let url = server.url("/in-task");
+    let in_task =
+        runtime.block_on(async move { tokio::spawn(async move { get(&handle, &url) }).await });
+    assert_eq!(in_task.unwrap(), Ok("200 served /in-task".into()));
+    assert_eq!(server.hits(), 2);
 }
 
 #[test]
