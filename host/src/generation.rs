@@ -234,7 +234,7 @@ impl Generation {
             &self.scope,
             self.imports.clone(),
         )?;
-        let instance = guarded(|| pre.instantiate(&mut store))?;
+        let instance = self.guarded(|| pre.instantiate(&mut store))?;
         let mut funcs = Vec::with_capacity(self.plugin.exports().len());
         for exported in self.plugin.exports() {
             let mut these = Vec::with_capacity(exported.functions().len());
@@ -489,12 +489,7 @@ impl Generation {
         let ticks = cap.map_or(self.deadline, |cap| self.deadline.min(cap));
         sandbox::set_deadline(&mut live.store, ticks);
         let func = live.funcs[export][position];
-        let run = || guarded(|| call(func, &mut live.store));
-        let ran = match self.does_io {
-            true => crate::waits::in_place(run),
-            false => run(),
-        };
-        match ran {
+        match self.guarded(|| call(func, &mut live.store)) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let function = self.exported(export).functions()[position].name();
@@ -548,12 +543,7 @@ impl Generation {
         // virtual call on every call.
         let bindings = unsafe { &*(stored as *const (dyn Any + Send)).cast::<B>() };
         sandbox::set_deadline(store, self.deadline);
-        let run = || guarded(|| call(bindings, store));
-        let ran = match self.does_io {
-            true => crate::waits::in_place(run),
-            false => run(),
-        };
-        match ran {
+        match self.guarded(|| call(bindings, store)) {
             Ok(value) => Ok(value),
             Err(error) => {
                 resident.live = None;
@@ -571,6 +561,18 @@ impl Generation {
         }
     }
 
+    /// Runs `f`, which runs the plugin's code, as [`guarded`] does; for a
+    /// plugin granted files or HTTP, through
+    /// [`waits::in_place`](crate::waits::in_place), so that its I/O can wait
+    /// wherever the call was made.
+    #[inline]
+    fn guarded<R>(&self, f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
+        match self.does_io {
+            true => crate::waits::in_place(|| guarded(f)),
+            false => guarded(f),
+        }
+    }
+
     /// Tells a new instance why it starts (`hotslot:plugin/lifecycle`), if
     /// the plugin wants to know; its `err` refuses the instance. Runs under
     /// the call deadline. Either way the plugin has now started once.
@@ -583,7 +585,7 @@ impl Generation {
             let mut results = [Val::Bool(false)];
             sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
             let args = [Val::Enum(reason.wit().into())];
-            guarded(|| func.call(&mut live.store, &args, &mut results))
+            self.guarded(|| func.call(&mut live.store, &args, &mut results))
                 .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
             if let Val::Result(Err(message)) = &results[0] {
                 return Err(refused(format!(
@@ -609,7 +611,8 @@ impl Generation {
             .typed::<(&[u8],), (Result<(), String>,)>(&live.store)
             .map_err(|e| refused(format!("has an unexpected type: {}", reason_of(&e))))?;
         sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
-        let (answer,) = guarded(|| typed.call(&mut live.store, (snapshot,)))
+        let (answer,) = self
+            .guarded(|| typed.call(&mut live.store, (snapshot,)))
             .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
         answer.map_err(|message| refused(format!("refused: {message}")))
     }
@@ -639,7 +642,7 @@ impl Generation {
         let func = live.funcs[export][function];
         let typed = func.typed::<(), (Vec<u8>,)>(&live.store).map_err(failed)?;
         sandbox::set_deadline(&mut live.store, self.deadline);
-        match guarded(|| typed.call(&mut live.store, ())) {
+        match self.guarded(|| typed.call(&mut live.store, ())) {
             Ok((snapshot,)) => Ok(Some(snapshot)),
             Err(e) => {
                 resident.live = None;
