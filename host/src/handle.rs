@@ -61,7 +61,12 @@ impl Handle {
     }
 
     /// Calls `function` with `args`, dynamically: the argument count and
-    /// types are checked against the interface's WIT.
+    /// types are checked against the interface's WIT. It blocks its thread
+    /// for the call: in async code, prefer [`Handle::call_async`]. Made
+    /// there anyway, on a multi-threaded runtime's thread, the call of a
+    /// plugin granted files or HTTP runs in place (`block_in_place`) with
+    /// wasmtime-wasi's runtime current; on a current-thread runtime or in
+    /// a `LocalSet`, such I/O fails the call, saying to use `call_async`.
     ///
     /// # Errors
     /// [`Error::Unavailable`] while nothing serves the handle;

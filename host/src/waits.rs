@@ -69,6 +69,15 @@ fn bound_poll<S: Waiting>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
+    // Never waits, but wasmtime-wasi's own looks on the caller's runtime,
+    // which a synchronous call in async code may not block on.
+    poll.func_wrap(
+        "[method]pollable.ready",
+        |mut store: StoreContextMut<'_, S>, (pollable,): (Resource<DynPollable>,)| {
+            let (left, table) = store.data_mut().waiting();
+            Ok((until_deadline(left, HostPollable::ready(table, pollable))??,))
+        },
+    )?;
     Ok(())
 }
 
@@ -239,40 +248,100 @@ where
 /// runtime": a synchronous `Handle::call` made in an async host's task or
 /// `block_on`), the plugin's print or sleep failed its call. On a
 /// multi-threaded runtime's thread, the worker first hands its other tasks
-/// to the rest (`block_in_place`); on a current-thread runtime's (a
-/// `#[tokio::test]`, whose one thread cannot be given up), `wait` runs on
-/// a thread of its own meanwhile. Elsewhere (no runtime, a blocking-pool
-/// thread, as `Handle::call_async` uses) it runs as it is.
+/// to the rest (`block_in_place`); where its thread cannot be given up (a
+/// current-thread runtime, a `#[tokio::test]`; a `LocalSet`), `wait` runs
+/// on a thread of its own meanwhile. Elsewhere (no runtime, a
+/// blocking-pool thread, as `Handle::call_async` uses) it runs as it is.
 fn blocking<R: Send>(wait: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
+    if HELD.get() {
+        return on_a_thread_of_its_own(wait);
+    }
     match Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-        Ok(_) => std::thread::scope(|scope| match scope.spawn(wait).join() {
+        Ok(RuntimeFlavor::MultiThread) => match try_block_in_place(wait) {
             Ok(waited) => waited,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
+            Err(wait) => on_a_thread_of_its_own(wait),
+        },
+        Ok(_) => on_a_thread_of_its_own(wait),
         Err(_) => wait(),
     }
 }
 
+fn on_a_thread_of_its_own<R: Send>(wait: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| match scope.spawn(wait).join() {
+        Ok(waited) => waited,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Runs `f` in `block_in_place`; gives it back, not run, where tokio
+/// refuses (a `LocalSet`'s thread: tokio's panic message is printed all the
+/// same, by the panic hook).
+fn try_block_in_place<R, F: FnOnce() -> R>(f: F) -> Result<R, F> {
+    let mut f = Some(f);
+    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| f.take().map(|f| f()))
+    }));
+    match (tried, f) {
+        (Ok(Some(done)), _) => Ok(done),
+        (_, Some(f)) => Err(f),
+        (Err(panic), None) => std::panic::resume_unwind(panic),
+        (Ok(None), None) => unreachable!("`block_in_place` ran `f`, which answered"),
+    }
+}
+
+thread_local! {
+    /// Set while [`in_place`] runs a call on a thread it could not give up:
+    /// the runtime current is then wasmtime-wasi's (multi-threaded), but
+    /// waits must not block in place.
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs a synchronous call of a plugin granted files or HTTP where
-/// wasmtime-wasi can wait for that I/O. Made in an async host's task or
-/// `block_on` on a multi-threaded runtime, the call's `stat` or request
-/// panicked ("Cannot start a runtime from within a runtime"): there it runs
-/// in place (`block_in_place`) with wasmtime-wasi's runtime current, as on
-/// a plain thread. A current-thread runtime's one thread cannot be given
-/// up: there the call runs as it is, and such I/O fails it, saying to use
-/// `call_async`. Plugins granted neither skip this (their calls pay
-/// nothing for it): their waits are [`blocking`]'s.
+/// wasmtime-wasi can wait for that I/O, with its runtime current, as on a
+/// plain thread. Made in an async host's task or `block_on`, the call's
+/// `stat` or request panicked ("Cannot start a runtime from within a
+/// runtime"), or its request waited out the deadline on the caller's
+/// runtime, which the call itself held. On a multi-threaded runtime's
+/// thread it runs in place (`block_in_place`), and all its I/O works.
+/// Where the thread cannot be given up (a current-thread runtime, a
+/// `LocalSet`), its waits are made on threads of their own, but
+/// wasmtime-wasi's other file and network I/O (a `stat`, a request) fails
+/// the call at once, saying to use `call_async`. Plugins granted neither
+/// skip this (their calls pay nothing for it): their waits are
+/// [`blocking`]'s.
 pub(crate) fn in_place<R>(call: impl FnOnce() -> R) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| {
-            let _in = io_runtime().ok().map(|io| io.enter());
-            call()
-        }),
-        _ => call(),
+        Ok(RuntimeFlavor::MultiThread) if !HELD.get() => {
+            match try_block_in_place(|| with_io(call)) {
+                Ok(answer) => answer,
+                Err(refused) => held(refused),
+            }
+        }
+        Ok(_) => held(call),
+        Err(_) => call(),
     }
+}
+
+/// Runs `call` with wasmtime-wasi's runtime current: what it spawns (a
+/// request) goes there.
+fn with_io<R>(call: impl FnOnce() -> R) -> R {
+    let _in = io_runtime().ok().map(|io| io.enter());
+    call()
+}
+
+/// Runs `call` as [`with_io`] does, on a thread that cannot be given up:
+/// see [`HELD`].
+fn held<R>(call: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HELD.set(self.0);
+        }
+    }
+    let _restore = Restore(HELD.replace(true));
+    with_io(call)
 }
 
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while

@@ -465,8 +465,9 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            // Waits for a loader changing the registry now (a swap, or a
-            // start-up, bounded by the deadline), not for a compile.
+            // Waits for a loader changing the registry now (a swap; a
+            // start-up and any canary replay, each call bounded by the
+            // deadline), not for a compile.
             *running
                 .shared
                 .live
@@ -568,8 +569,10 @@ fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message
 
 /// The registry, reached while the watcher lives: see [`Shared::while_live`].
 struct Live<'a> {
-    _live: RwLockReadGuard<'a, bool>,
+    /// Dropped before the hold below, so that the watcher's drop never
+    /// leaves the last reference to the registry with a loader.
     registry: Arc<Registry>,
+    _live: RwLockReadGuard<'a, bool>,
 }
 
 /// What the dispatcher and the loaders share.
@@ -1010,10 +1013,12 @@ impl Shared {
     /// waits for the first.
     fn while_live(&self) -> Option<Live<'_>> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
-        let registry = self.registry.upgrade().filter(|_| *live)?;
+        if !*live {
+            return None;
+        }
         Some(Live {
+            registry: self.registry.upgrade()?,
             _live: live,
-            registry,
         })
     }
 

@@ -253,6 +253,37 @@ fn a_granted_plugin_reads_files_for_callers_in_async_code() {
     assert!(message.contains("use `call_async`"), "{message}");
 }
 
+/// Synchronous calls inside a `LocalSet` on a multi-threaded runtime, where
+/// tokio refuses to block in place: a plugin's prints and sleeps answer,
+/// and a granted plugin's file read fails the call (never the host),
+/// saying to use `call_async`.
+#[test]
+fn synchronous_calls_in_a_local_set_answer_or_say_what_to_use() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("data")).unwrap();
+    std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
+    let grants = Grants::from_toml(
+        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let (_registry, granted) = rogue_with(Limits::default(), grants);
+    let (_other, plain) = rogue_with(Limits::default(), Grants::default());
+    let runtime = two_workers();
+    let local = tokio::task::LocalSet::new();
+    let (printed, slept, read) = local.block_on(&runtime, async {
+        let printed = plain.call("flood", &[Val::U32(2), Val::U32(10)]);
+        let slept = plain.call("sleep", &[Val::U64(5), Val::U32(2)]);
+        let read = granted.call("read-file", &[Val::String("/data/note.txt".into())]);
+        (printed, slept, read)
+    });
+    assert_eq!(printed.unwrap(), []);
+    assert_eq!(slept.unwrap(), [Val::U32(2)]);
+    let message = read.unwrap_err().to_string();
+    assert!(message.contains("use `call_async`"), "{message}");
+}
+
 /// A registry whose calls have `timeout`, serving `greeter_a` as
 /// "greeter", and a handle to it.
 fn greeter_with(timeout: Duration) -> (hotslot::Registry, hotslot::Handle) {

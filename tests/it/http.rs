@@ -182,8 +182,8 @@ fn a_granted_request_returns_the_body_and_any_other_is_denied_unsent() {
 
 /// Called from runtimes with neither timers nor I/O (a plain
 /// `new_current_thread().build()`), an async call's request is made all
-/// the same, and a synchronous call's in a task: a plugin's I/O never runs
-/// on its caller's runtime.
+/// the same, and a synchronous call's in a multi-threaded runtime's task:
+/// a plugin's I/O never runs on its caller's runtime.
 #[test]
 fn requests_are_made_for_callers_on_runtimes_without_io_or_timers() {
     let server = Server::start(Answer::Path);
@@ -205,10 +205,23 @@ fn requests_are_made_for_callers_on_runtimes_without_io_or_timers() {
         .build()
         .unwrap();
     let url = server.url("/in-task");
-    let in_task =
-        runtime.block_on(async move { tokio::spawn(async move { get(&handle, &url) }).await });
+    let in_task = {
+        let handle = handle.clone();
+        runtime.block_on(async move { tokio::spawn(async move { get(&handle, &url) }).await })
+    };
     assert_eq!(in_task.unwrap(), Ok("200 served /in-task".into()));
     assert_eq!(server.hits(), 2);
+
+    // Inside a current-thread runtime's `block_on` (a `#[tokio::test]`),
+    // whose one thread the call holds, the request fails the call at once
+    // (it waited out the deadline), saying what to use instead.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let url = server.url("/in-block-on");
+    let answer = runtime.block_on(async { handle.call("get", &[Val::String(url)]) });
+    let message = answer.unwrap_err().to_string();
+    assert!(message.contains("use `call_async`"), "{message}");
 }
 
 #[test]
