@@ -224,16 +224,7 @@ fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
 /// be given up, the read fails, and the error says to use `call_async`.
 #[test]
 fn a_granted_plugin_reads_files_for_callers_in_async_code() {
-    let base = tempfile::tempdir().unwrap();
-    std::fs::create_dir(base.path().join("data")).unwrap();
-    std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
-    let grants = Grants::from_toml(
-        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
-        base.path(),
-        "rogue.toml",
-    )
-    .unwrap();
-    let (_registry, rogue) = rogue_with(Limits::default(), grants);
+    let (_base, _registry, rogue) = rogue_reading_a_note();
     let args = [Val::String("/data/note.txt".into())];
     let read = [Val::Result(Ok(Some(Box::new(Val::String("noted".into())))))];
 
@@ -259,16 +250,7 @@ fn a_granted_plugin_reads_files_for_callers_in_async_code() {
 /// saying to use `call_async`.
 #[test]
 fn synchronous_calls_in_a_local_set_answer_or_say_what_to_use() {
-    let base = tempfile::tempdir().unwrap();
-    std::fs::create_dir(base.path().join("data")).unwrap();
-    std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
-    let grants = Grants::from_toml(
-        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
-        base.path(),
-        "rogue.toml",
-    )
-    .unwrap();
-    let (_registry, granted) = rogue_with(Limits::default(), grants);
+    let (_base, _registry, granted) = rogue_reading_a_note();
     let (_other, plain) = rogue_with(Limits::default(), Grants::default());
     let runtime = two_workers();
     let local = tokio::task::LocalSet::new();
@@ -282,6 +264,21 @@ fn synchronous_calls_in_a_local_set_answer_or_say_what_to_use() {
     assert_eq!(slept.unwrap(), [Val::U32(2)]);
     let message = read.unwrap_err().to_string();
     assert!(message.contains("use `call_async`"), "{message}");
+}
+
+/// `rogue`, granted a directory holding `/data/note.txt` ("noted").
+fn rogue_reading_a_note() -> (tempfile::TempDir, hotslot::Registry, hotslot::Handle) {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("data")).unwrap();
+    std::fs::write(base.path().join("data/note.txt"), "noted").unwrap();
+    let grants = Grants::from_toml(
+        "[[dir]]\nhost = \"data\"\nguest = \"/data\"\n",
+        base.path(),
+        "rogue.toml",
+    )
+    .unwrap();
+    let (registry, rogue) = rogue_with(Limits::default(), grants);
+    (base, registry, rogue)
 }
 
 /// A registry whose calls have `timeout`, serving `greeter_a` as
