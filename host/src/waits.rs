@@ -232,7 +232,19 @@ fn until_deadline<F: std::future::Future + Send>(
 where
     F::Output: Send,
 {
+    use std::task::{Context, Poll, Waker};
     let io = io_runtime().map_err(wasmtime::Error::msg)?;
+    let mut wait = std::pin::pin!(wait);
+    // Most waits are over at once (a print, to the log): looked at once
+    // here, they need no thread handed over or started, and no `block_on`.
+    // (Its timers and tasks, if it makes any, are wasmtime-wasi's runtime's.)
+    let now = {
+        let _in = io.enter();
+        wait.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    if let Poll::Ready(done) = now {
+        return Ok(done);
+    }
     let waited = blocking(|| {
         let _in = io.enter();
         match left {

@@ -217,6 +217,24 @@ fn a_plugin_that_waits_answers_callers_on_runtimes_without_timers() {
     assert_eq!(on_worker.1.unwrap(), [Val::U32(2)]);
 }
 
+/// 40,000 prints in one synchronous call inside a current-thread runtime's
+/// `block_on` end well within a 2 s deadline: a print is over at once and
+/// needs no thread of its own (one each took ~190 µs here: 7.6 s).
+#[test]
+fn a_flood_of_prints_in_a_current_thread_block_on_ends_within_its_deadline() {
+    let limits = Limits {
+        timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let (_registry, rogue) = rogue_with(limits, Grants::default());
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let args = [Val::U32(20_000), Val::U32(20)];
+    let flood = current_thread.block_on(async { rogue.call("flood", &args) });
+    assert_eq!(flood.unwrap(), []);
+}
+
 /// A plugin granted a directory reads a file (an open, a `stat`, a
 /// stream) through a synchronous call made in a multi-threaded runtime's
 /// task; and through `call_async` from a current-thread runtime. Made
