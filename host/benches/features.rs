@@ -183,6 +183,17 @@ fn migration(registry: &Registry) {
 struct Raw {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Raw {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
 }
 
 impl WasiView for Raw {
@@ -200,6 +211,7 @@ fn raw_store(engine: &Engine) -> Store<Raw> {
         Raw {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
         },
     );
     store.set_epoch_deadline(u64::MAX / 2);
@@ -671,6 +683,54 @@ fn swaps(registry: &Registry) {
         );
     }
     println!("  hotslot / wasmtime, per-round medians: {r:.2}x [{r10:.2} .. {r90:.2}]");
+}
+
+/// A plugin that prints: `flood(1000, 50)` (1,000 lines each to stdout
+/// and stderr) through a handle, its output going to the log, beside the
+/// same call made directly on wasmtime with wasmtime-wasi's own stdio
+/// (discarded); and through the handle inside a current-thread runtime's
+/// `block_on`, as a `#[tokio::test]` makes it (where wasmtime-wasi's own
+/// stdio cannot wait at all).
+fn prints(registry: &Registry) {
+    let engine = registry.engine().clone();
+    let plugin = registry.load_bytes("rogue.wasm", &bytes("rogue")).unwrap();
+    registry.add_plugin("rogue", &plugin).unwrap();
+    let handle = registry
+        .implementation("demo:rogue/misbehave", "rogue")
+        .unwrap();
+    let mut linker: Linker<Raw> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).unwrap();
+    let component = Component::new(&engine, bytes("rogue")).unwrap();
+    let mut store = raw_store(&engine);
+    let instance = linker.instantiate(&mut store, &component).unwrap();
+    let index = instance
+        .get_export_index(&mut store, None, "demo:rogue/misbehave@0.1.0")
+        .unwrap();
+    let index = instance
+        .get_export_index(&mut store, Some(&index), "flood")
+        .unwrap();
+    let flood = instance
+        .get_typed_func::<(u32, u32), ()>(&mut store, index)
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let args = [Val::U32(1000), Val::U32(50)];
+    println!("prints: flood(1000, 50), 2,000 writes a call (21 rounds x 5 calls):");
+    interleave(
+        21,
+        5,
+        &mut [
+            ("direct wasmtime, its own stdio (discarded)", &mut || {
+                flood.call(&mut store, (1000, 50)).unwrap();
+            }),
+            ("handle, to the log", &mut || call(&handle, "flood", &args)),
+            ("handle, in a current-thread block_on", &mut || {
+                runtime.block_on(async { call(&handle, "flood", &args) })
+            }),
+        ],
+    );
 }
 
 /// A call through a handle beside the same call made directly on wasmtime,
@@ -1247,6 +1307,10 @@ fn main() {
         forwarding(&registry);
         return;
     }
+    if std::env::args().any(|a| a == "prints") {
+        prints(&registry);
+        return;
+    }
     calls(&registry);
     metrics_cost(registry.engine());
     state_costs(&registry);
@@ -1254,6 +1318,7 @@ fn main() {
     forwarding(&registry);
     swaps(&registry);
     async_calls(&registry);
+    prints(&registry);
     compilers();
     big_guests();
     loads();
