@@ -232,24 +232,31 @@ fn until_deadline<F: std::future::Future + Send>(
 where
     F::Output: Send,
 {
+    use std::future::Future as _;
     use std::task::{Context, Poll, Waker};
     let io = io_runtime().map_err(wasmtime::Error::msg)?;
+    // `None`: no bound (also for a bound too far to count to).
+    let deadline = left.and_then(|left| tokio::time::Instant::now().checked_add(left));
     let mut wait = std::pin::pin!(wait);
     // Most waits are over at once (a print, to the log): looked at once
     // here, they need no thread handed over or started, and no `block_on`.
-    // (Its timers and tasks, if it makes any, are wasmtime-wasi's runtime's.)
+    // The look is unconstrained by the caller's task's budget, which, run
+    // out, made every timer and handle look pending (`pollable.ready`
+    // answered false for ever); its timers and tasks, if it makes any,
+    // are wasmtime-wasi's runtime's.
     let now = {
         let _in = io.enter();
-        wait.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        let mut once = tokio::task::unconstrained(wait.as_mut());
+        std::pin::Pin::new(&mut once).poll(&mut Context::from_waker(Waker::noop()))
     };
     if let Poll::Ready(done) = now {
         return Ok(done);
     }
     let waited = blocking(|| {
         let _in = io.enter();
-        match left {
+        match deadline {
             None => Ok(io.block_on(wait)),
-            Some(left) => io.block_on(async { tokio::time::timeout(left, wait).await }),
+            Some(deadline) => io.block_on(async { tokio::time::timeout_at(deadline, wait).await }),
         }
     });
     waited.map_err(|_| wasmtime::Trap::Interrupt.into())
