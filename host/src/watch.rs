@@ -126,6 +126,8 @@ pub struct LoadTimings {
 }
 
 /// Watches a directory of `*.wasm` components and keeps them in a registry.
+/// Dropped, it stops at once: a compile under way finishes on its own
+/// thread and changes nothing.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), hotslot::Error> {
