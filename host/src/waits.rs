@@ -38,7 +38,8 @@ const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
 const WASI_FILESYSTEM: &str = "wasi:filesystem/types@0.2.12";
 
 /// Replaces the WASI functions that wait in the host with ones that end at
-/// the call's deadline: `wasi:io/poll`'s `poll` and `pollable.block`, the
+/// the call's deadline: `wasi:io/poll`'s `poll` and `pollable.block` (and
+/// `pollable.ready`, which never waits but looks on a runtime), the
 /// streams' blocking reads, writes, flushes and splices, and
 /// `wasi:filesystem`'s `open-at` (see [`bound_open`]).
 pub(crate) fn bound<S: Waiting>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
@@ -221,10 +222,11 @@ fn stream_wait<S: Waiting, T: Send>(
 }
 
 /// Waits for `wait` on wasmtime-wasi's I/O runtime for at most `left` (no
-/// bound if `None`); past it, the call's deadline trap. There whichever
-/// runtime the caller is on: on the caller's, one built without timers (a
-/// plain `new_current_thread().build()`) made every print or sleep of a
-/// plugin it called fail the call with tokio's panic.
+/// bound if `None`); past it, the call's deadline trap. A wait over at once
+/// is answered without waiting. There whichever runtime the caller is on:
+/// on the caller's, one built without timers (a plain
+/// `new_current_thread().build()`) made every print or sleep of a plugin
+/// it called fail the call with tokio's panic.
 fn until_deadline<F: std::future::Future + Send>(
     left: Option<std::time::Duration>,
     wait: F,
