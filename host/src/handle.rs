@@ -269,11 +269,7 @@ impl Handle {
         // wasmtime-wasi's runtime, as a synchronous call's from a plain
         // thread does: not on the caller's, which may have no timers, or
         // shut down while a plugin's connection lives on.
-        let io = crate::waits::io_runtime().ok();
-        let call = move || {
-            let _in = io.map(|io| io.enter());
-            call()
-        };
+        let call = move || crate::waits::with_io(call);
         match queue.run(patience, call).await {
             Ok(answer) => answer,
             Err(NotRun::Busy) => Err(*slot.busy(patience)),

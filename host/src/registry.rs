@@ -228,12 +228,13 @@ pub(crate) struct FileLoader {
 }
 
 impl FileLoader {
-    /// As [`Registry::read`].
+    /// Reads a component file and its manifest, within the file size limit.
     pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
         Source::read(path, self.max_file_size)
     }
 
-    /// As [`Registry::load_source`].
+    /// Loads what [`FileLoader::read`] read, telling whether the compile
+    /// cache served the bytes.
     pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
         self.loader.load_source(source, self.grant_root.as_deref())
     }
@@ -357,7 +358,8 @@ impl Registry {
     /// [`Error::NotAComponent`] and [`Error::Link`] for what it holds,
     /// [`Error::Manifest`] for a manifest that does not parse.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, Error> {
-        Ok(self.load_source(&self.read(path.as_ref())?)?.0)
+        let files = self.file_loader();
+        Ok(files.load_source(&files.read(path.as_ref())?)?.0)
     }
 
     /// Compiles a component from bytes, with no grants; `origin` names it in
@@ -386,19 +388,9 @@ impl Registry {
         Some(program.rank())
     }
 
-    /// Reads a component file and its manifest, within the file size limit.
-    pub(crate) fn read(&self, path: &Path) -> Result<Source, Error> {
-        Source::read(path, self.limits.max_file_size)
-    }
-
-    /// Loads what [`Registry::read`] read, telling whether the compile cache
-    /// served the bytes.
-    pub(crate) fn load_source(&self, source: &Source) -> Result<(Plugin, bool), Error> {
-        self.loader.load_source(source, self.grant_root.as_deref())
-    }
-
-    /// What reads and compiles files as this registry does, without
-    /// keeping the registry alive: a watcher's loaders compile with it,
+    /// What reads and compiles files for this registry (its
+    /// [`Registry::load_file`]), without keeping the registry alive: a
+    /// watcher's loaders compile with it,
     /// and a compile still running when the watcher and the registry are
     /// dropped holds neither (their database included).
     pub(crate) fn file_loader(&self) -> FileLoader {

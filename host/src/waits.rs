@@ -347,7 +347,7 @@ pub(crate) fn in_place<R>(call: impl FnOnce() -> R) -> R {
 
 /// Runs `call` with wasmtime-wasi's runtime current: what it spawns (a
 /// request) goes there.
-fn with_io<R>(call: impl FnOnce() -> R) -> R {
+pub(crate) fn with_io<R>(call: impl FnOnce() -> R) -> R {
     let _in = io_runtime().ok().map(|io| io.enter());
     call()
 }
