@@ -12,15 +12,15 @@
 //! queue as a future, holding no thread, and each of the plugin's tasks
 //! takes the next call as soon as it is done with one.
 //!
-//! A call that has waited longer than its patience (the plugin's deadline)
-//! when a task gets to it is not made ([`NotRun::Busy`], as a synchronous
-//! call waiting that long for an instance): its caller hears so when the
-//! call ahead of it ends, at most two deadlines later (that call's wait for
-//! an instance a synchronous caller holds, then its run). So the queue needs
-//! no timer, and an async call works on a runtime without them. A
-//! call whose caller stopped waiting (its future dropped) is not made
-//! either, and its closure, with its arguments, is dropped at once. Once
-//! started, a call runs to its end.
+//! A call still queued when its patience (the plugin's deadline) runs out
+//! is not made ([`NotRun::Busy`], as a synchronous call waiting that long
+//! for an instance), and its caller hears so then. The patience is timed on
+//! wasmtime-wasi's own runtime, so an async call works on a runtime without
+//! timers; it was once heard only when the call ahead ended, up to two
+//! deadlines later. A task that gets to a call past its patience does not
+//! make it either. A call whose caller stopped waiting (its future dropped)
+//! is not made, and its closure, with its arguments, is dropped at once.
+//! Once started, a call runs to its end.
 //!
 //! Each runtime has its own queue and tasks: a call runs on its caller's
 //! runtime's blocking pool, and a runtime shutting down never waits for
@@ -97,8 +97,8 @@ impl Admission {
 
     /// Makes `call` on the current runtime's blocking pool once one of the
     /// plugin's tasks gets to it, first come first served, and answers what
-    /// it returned; not if it has waited longer than `patience` by then.
-    /// Needs a tokio runtime (timers or not).
+    /// it returned; answers [`NotRun::Busy`] once it has waited `patience`
+    /// without a task getting to it. Needs a tokio runtime (timers or not).
     pub(crate) async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         patience: Duration,
@@ -119,7 +119,18 @@ impl Admission {
         // Dropped while still queued (the caller stopped waiting), the
         // call is given up.
         let _give_up = GiveUp(queued.clone());
-        self.push(queued);
+        let timer = patience_timer(queued.at, patience);
+        self.push(queued.clone());
+        let mut answered = answered;
+        if let Some(timer) = timer {
+            if let Some(answer) = first_of(&mut answered, timer).await {
+                return answer.unwrap_or(Err(NotRun::Lost));
+            }
+            // Out of patience: given up here unless a task took it first.
+            if lock(&queued.call).take().is_some() {
+                return Err(NotRun::Busy);
+            }
+        }
         answered.await.unwrap_or(Err(NotRun::Lost))
     }
 
@@ -211,6 +222,36 @@ impl Admission {
             drop(lock(&queued.call).take());
         }
     }
+}
+
+/// A timer on wasmtime-wasi's runtime (timers on, whichever runtime the
+/// caller is on) ending `patience` after `at`; `None` if there is no such
+/// runtime or the end is too far to count to: the task that gets to the
+/// call then tells.
+fn patience_timer(at: Instant, patience: Duration) -> Option<tokio::time::Sleep> {
+    let io = crate::waits::io_runtime().ok()?;
+    let end = at.checked_add(patience)?;
+    // A timer belongs to the runtime current when it is made.
+    let _in = io.enter();
+    Some(tokio::time::sleep_until(end.into()))
+}
+
+/// The answer, if it comes before `timer` ends; `None` if the timer ends
+/// first.
+async fn first_of<T>(
+    answered: &mut oneshot::Receiver<T>,
+    timer: tokio::time::Sleep,
+) -> Option<Result<T, oneshot::error::RecvError>> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut timer = std::pin::pin!(timer);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(answer) = std::pin::Pin::new(&mut *answered).poll(cx) {
+            return Poll::Ready(Some(answer));
+        }
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// Starts workers counted in by [`Admission::fill`], each on its queue's
@@ -385,6 +426,34 @@ mod tests {
         assert_eq!(made.load(Ordering::SeqCst), 0);
         // A call in time afterwards is made.
         runtime.block_on(admission.run(patience, || ())).unwrap();
+    }
+
+    /// A call queued behind one that holds the only instance for longer
+    /// than its patience: answers `Busy` when its patience runs out, while
+    /// the call ahead still runs, on a runtime without timers.
+    #[test]
+    fn a_call_out_of_patience_is_busy_without_waiting_for_the_call_ahead() {
+        let runtime = runtime();
+        let admission = admission(1);
+        let held = hold(&runtime, &admission);
+        let made = Arc::new(AtomicUsize::new(0));
+        let patience = Duration::from_millis(50);
+        let (answer, answered) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        {
+            let (admission, made) = (admission.clone(), made.clone());
+            let count = move || made.fetch_add(1, Ordering::SeqCst);
+            runtime.spawn(async move {
+                let _ = answer.send(admission.run(patience, count).await);
+            });
+        }
+        let late = answered.recv_timeout(Duration::from_secs(5));
+        let waited = started.elapsed();
+        held.end(&runtime);
+        assert!(matches!(late, Ok(Err(NotRun::Busy))), "{late:?}");
+        assert!(waited >= patience, "Busy after {waited:?}");
+        assert_eq!(made.load(Ordering::SeqCst), 0);
+        wait_until_idle(&admission);
     }
 
     /// Calls queued behind a held instance when the plugin gets more

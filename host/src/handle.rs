@@ -136,12 +136,11 @@ impl Handle {
     /// path is untouched. A plugin's async calls queue (one queue per
     /// runtime) for as many tasks on the pool as it has instances, each
     /// making the next call as soon as it is done with one; a queued call
-    /// is a future holding no thread. One that has waited longer than the
-    /// plugin's deadline when its turn comes is not made ([`Error::Busy`],
-    /// as for a synchronous call that waited as long for an instance; said
-    /// when the call ahead ends, so up to three deadlines after it was
-    /// made); once started, it is a synchronous call (which waits for an
-    /// instance a synchronous caller holds, at most the deadline again).
+    /// is a future holding no thread. One still queued when the plugin's
+    /// deadline has passed is not made, and answers [`Error::Busy`] then,
+    /// as a synchronous call that waited as long for an instance does; once
+    /// started, it is a synchronous call (which waits for an instance a
+    /// synchronous caller holds, at most the deadline again).
     /// Call it from within a tokio runtime, timers or not: the plugin's own
     /// waits and I/O (printing, sleeping, files, HTTP) run on
     /// wasmtime-wasi's runtime, as for a synchronous call made on a plain

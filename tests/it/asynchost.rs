@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hotslot::wasmtime::component::Val;
 use hotslot::{Error, Fault, Grants, Limits};
 
-use crate::common::{plugin, rogue_with};
+use crate::common::{plugin, rogue_with, ROGUE};
 
 /// 1,000 concurrent calls on a runtime with two workers, half of them to a
 /// plugin that spins until its deadline: all complete (the spinning ones
@@ -152,6 +152,71 @@ fn an_async_call_to_a_removed_plugin_is_unavailable_until_it_is_back() {
         .block_on(greeter.call_async("hello", &args))
         .unwrap();
     assert_eq!(back, [Val::String("a: hello, x".into())]);
+}
+
+/// An async call queued behind a long call answers `Busy` when the
+/// plugin's deadline has passed, while the call ahead still runs: it once
+/// waited for that call to end. Here the call ahead (a two-second sleep)
+/// started under a one-minute deadline, and a reload then lowered the
+/// deadline (the queued call's patience) to 200 ms.
+#[test]
+fn a_queued_async_call_is_busy_at_its_deadline_not_when_the_call_ahead_ends() {
+    let (registry, rogue) = rogue_with(Limits::default(), Grants::default());
+    let patient = Grants::from_toml(
+        "[limits]\ntimeout-ms = 60000\n",
+        std::path::Path::new("."),
+        "m",
+    )
+    .unwrap();
+    let hasty = Grants::from_toml(
+        "[limits]\ntimeout-ms = 200\n",
+        std::path::Path::new("."),
+        "m",
+    )
+    .unwrap();
+    let bytes = plugin(&registry, "rogue");
+    registry
+        .add_implementation(ROGUE, "rogue", &bytes.clone().with_grants(patient))
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let ahead = {
+        let rogue = rogue.clone();
+        runtime.spawn(async move {
+            rogue
+                .call_async("sleep", &[Val::U64(2000), Val::U32(1)])
+                .await
+        })
+    };
+    // The sleep has the only instance once it is counted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while calls_to(&registry, "rogue") == 0 {
+        assert!(Instant::now() < deadline, "the first call never started");
+        std::thread::yield_now();
+    }
+    registry
+        .add_implementation(ROGUE, "rogue", &bytes.with_grants(hasty))
+        .unwrap();
+    let queued = runtime.block_on(rogue.call_async("ping", &[]));
+    assert!(matches!(queued, Err(Error::Busy { .. })), "{queued:?}");
+    assert!(
+        !ahead.is_finished(),
+        "`Busy` came only when the call ahead ended"
+    );
+    let slept = runtime.block_on(ahead).unwrap().unwrap();
+    assert_eq!(slept, [Val::U32(1)]);
+}
+
+/// Calls counted so far to the plugin `name`, over its interfaces.
+fn calls_to(registry: &hotslot::Registry, name: &str) -> u64 {
+    registry
+        .metrics()
+        .iter()
+        .filter(|m| m.plugin == name)
+        .map(|m| m.calls)
+        .sum()
 }
 
 /// An async call from a runtime built without timers (a plain
