@@ -12,15 +12,18 @@
 //! queue as a future, holding no thread, and each of the plugin's tasks
 //! takes the next call as soon as it is done with one.
 //!
-//! A call still queued when its patience (the plugin's deadline) runs out
-//! is not made ([`NotRun::Busy`], as a synchronous call waiting that long
-//! for an instance), and its caller hears so then. The patience is timed on
-//! wasmtime-wasi's own runtime, so an async call works on a runtime without
-//! timers; it was once heard only when the call ahead ended, up to two
-//! deadlines later. A task that gets to a call past its patience does not
-//! make it either. A call whose caller stopped waiting (its future dropped)
-//! is not made, and its closure, with its arguments, is dropped at once.
-//! Once started, a call runs to its end.
+//! A call still queued behind the plugin's running tasks when its patience
+//! (the plugin's deadline) runs out is not made ([`NotRun::Busy`], as a
+//! synchronous call waiting that long for an instance), and its caller
+//! hears so then (within a tick of the engine's epoch clock, which sweeps
+//! the queues: see [`sweep`]): it was once told only when the call ahead
+//! ended, up to two deadlines later. So the queue needs no timer of the
+//! caller's runtime, which may have none, nor one per call. A call that a
+//! new task starts for is taken at once, and is not swept; should the
+//! blocking pool start that task late, the task that gets to a call past
+//! its patience does not make it either. A call whose caller stopped
+//! waiting (its future dropped) is not made, and its closure, with its
+//! arguments, is dropped at once. Once started, a call runs to its end.
 //!
 //! Each runtime has its own queue and tasks: a call runs on its caller's
 //! runtime's blocking pool, and a runtime shutting down never waits for
@@ -28,7 +31,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,24 +122,18 @@ impl Admission {
         // Dropped while still queued (the caller stopped waiting), the
         // call is given up.
         let _give_up = GiveUp(queued.clone());
-        let timer = patience_timer(queued.at, patience);
-        self.push(queued.clone());
-        let mut answered = answered;
-        if let Some(timer) = timer {
-            if let Some(answer) = first_of(&mut answered, timer).await {
-                return answer.unwrap_or(Err(NotRun::Lost));
-            }
-            // Out of patience: given up here unless a task took it first.
-            if lock(&queued.call).take().is_some() {
-                return Err(NotRun::Busy);
-            }
+        if !self.push(queued) {
+            // Queued behind the plugin's running tasks: the clock's sweep
+            // answers `Busy` if none gets to it in time.
+            waiting(self);
         }
         answered.await.unwrap_or(Err(NotRun::Lost))
     }
 
     /// Queues a call on the current runtime's queue, starting a task for
-    /// it if fewer than the plugin's instances work that queue.
-    fn push(self: &Arc<Self>, call: Arc<Queued>) {
+    /// it if fewer than the plugin's instances work that queue; tells
+    /// whether it did.
+    fn push(self: &Arc<Self>, call: Arc<Queued>) -> bool {
         let runtime = Runtime::current();
         let mut queues = lock(&self.queues);
         let at = match queues.iter().position(|q| q.runtime.id() == runtime.id()) {
@@ -154,7 +151,9 @@ impl Admission {
         queue.calls.push_back(call);
         let workers = self.fill(queue);
         drop(queues);
+        let started = !workers.is_empty();
         start(workers);
+        started
     }
 
     /// Counts in the tasks `queue` needs for as many to work it as the
@@ -224,34 +223,67 @@ impl Admission {
     }
 }
 
-/// A timer on wasmtime-wasi's runtime (timers on, whichever runtime the
-/// caller is on) ending `patience` after `at`; `None` if there is no such
-/// runtime or the end is too far to count to: the task that gets to the
-/// call then tells.
-fn patience_timer(at: Instant, patience: Duration) -> Option<tokio::time::Sleep> {
-    let io = crate::waits::io_runtime().ok()?;
-    let end = at.checked_add(patience)?;
-    // A timer belongs to the runtime current when it is made.
-    let _in = io.enter();
-    Some(tokio::time::sleep_until(end.into()))
+/// The admissions with calls queued behind their running tasks, for
+/// [`sweep`]; `ANY_WAITING` is false when there are none, so that an idle
+/// host's sweep is one load.
+static WAITING: Mutex<Vec<std::sync::Weak<Admission>>> = Mutex::new(Vec::new());
+static ANY_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Puts `admission` on the list [`sweep`] looks at.
+fn waiting(admission: &Arc<Admission>) {
+    let mut waiting = lock(&WAITING);
+    if !waiting
+        .iter()
+        .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(admission)))
+    {
+        waiting.push(Arc::downgrade(admission));
+    }
+    ANY_WAITING.store(true, Ordering::SeqCst);
 }
 
-/// The answer, if it comes before `timer` ends; `None` if the timer ends
-/// first.
-async fn first_of<T>(
-    answered: &mut oneshot::Receiver<T>,
-    timer: tokio::time::Sleep,
-) -> Option<Result<T, oneshot::error::RecvError>> {
-    use std::future::Future;
-    use std::task::Poll;
-    let mut timer = std::pin::pin!(timer);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(answer) = std::pin::Pin::new(&mut *answered).poll(cx) {
-            return Poll::Ready(Some(answer));
+/// Answers `Busy` to every queued call that has waited past its patience,
+/// and forgets the admissions with none left waiting. Called on every tick
+/// of an engine's epoch clock (a few milliseconds).
+pub(crate) fn sweep() {
+    if !ANY_WAITING.load(Ordering::SeqCst) {
+        return;
+    }
+    let now = Instant::now();
+    let mut late = Vec::new();
+    let mut waiting = lock(&WAITING);
+    // Under the list's lock: a call queued after its admission was
+    // looked at puts it back on the list after this, never before.
+    waiting.retain(|admission| match admission.upgrade() {
+        Some(admission) => admission.late_calls(now, &mut late),
+        None => false,
+    });
+    ANY_WAITING.store(!waiting.is_empty(), Ordering::SeqCst);
+    drop(waiting);
+    // Answered with no lock held; each sends on its caller's channel.
+    for job in late {
+        job(false);
+    }
+}
+
+impl Admission {
+    /// Takes into `late` the queued calls past their patience at `now`;
+    /// tells whether calls are left queued.
+    fn late_calls(&self, now: Instant, late: &mut Vec<Job>) -> bool {
+        let queues = lock(&self.queues);
+        let mut left = false;
+        for queued in queues.iter().flat_map(|q| q.calls.iter()) {
+            let mut call = lock(&queued.call);
+            if call.is_none() {
+                continue;
+            }
+            match now.saturating_duration_since(queued.at) > queued.patience {
+                // The entry stays: a task skips it, as one given up.
+                true => late.extend(call.take()),
+                false => left = true,
+            }
         }
-        timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
+        left
+    }
 }
 
 /// Starts workers counted in by [`Admission::fill`], each on its queue's
@@ -429,8 +461,9 @@ mod tests {
     }
 
     /// A call queued behind one that holds the only instance for longer
-    /// than its patience: answers `Busy` when its patience runs out, while
-    /// the call ahead still runs, on a runtime without timers.
+    /// than its patience: answers `Busy` at the first sweep after its
+    /// patience runs out, while the call ahead still runs, on a runtime
+    /// without timers. The test is the clock: it sweeps every 5 ms.
     #[test]
     fn a_call_out_of_patience_is_busy_without_waiting_for_the_call_ahead() {
         let runtime = runtime();
@@ -447,7 +480,14 @@ mod tests {
                 let _ = answer.send(admission.run(patience, count).await);
             });
         }
-        let late = answered.recv_timeout(Duration::from_secs(5));
+        let late = loop {
+            sweep();
+            match answered.recv_timeout(Duration::from_millis(5)) {
+                Ok(answer) => break Ok(answer),
+                Err(_) if started.elapsed() > Duration::from_secs(30) => break Err("no answer"),
+                Err(_) => continue,
+            }
+        };
         let waited = started.elapsed();
         held.end(&runtime);
         assert!(matches!(late, Ok(Err(NotRun::Busy))), "{late:?}");

@@ -301,7 +301,8 @@ fn clock_start() -> Instant {
 }
 
 /// Advances the engine's epoch once per tick of wall time, for as long as
-/// the engine lives. The epoch follows the clock, not the number of sleeps, so
+/// the engine lives, and sweeps the async calls' queues
+/// ([`admission::sweep`](crate::admission::sweep)). The epoch follows the clock, not the number of sleeps, so
 /// a ticker delayed by a busy machine catches up instead of stretching every
 /// deadline. (This sleep is a clock, not a wait for an event.)
 fn start_ticker(engine: &Engine) -> Result<(), Error> {
@@ -322,6 +323,8 @@ fn start_ticker(engine: &Engine) -> Result<(), Error> {
                 }
                 let now = clock.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
                 TICKS.fetch_max(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Relaxed);
+                // Async calls queued past their patience hear `Busy` now.
+                crate::admission::sweep();
             }
         })
         .map(drop)
