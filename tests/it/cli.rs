@@ -244,6 +244,7 @@ fn a_session_for_each_interface() {
 #[test]
 fn every_failure_is_one_error_line_and_the_process_lives_on() {
     let dir = plugin_dir(&[("greeter_a.wasm", "greeter_a"), ("rogue.wasm", "rogue")]);
+    std::fs::write(dir.path().join("res.wasm"), resource_maker()).unwrap();
     let mut s = Session::start(dir.path(), &["--timeout-ms", "300"]);
     let failures = [
         ("unparseable", "this is not a request"),
@@ -269,6 +270,8 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
         ),
         ("trap", "demo:rogue/misbehave#trap()"),
         ("deadline", "demo:rogue/misbehave#spin()"),
+        // WAVE cannot write a resource: wasm-wave panicked on it.
+        ("a resource answered", "demo:res/r#make()"),
     ];
     for (what, request) in failures {
         let answer = s.ask(request);
@@ -282,7 +285,35 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
     assert_eq!(s.ask("demo:rogue/misbehave#ping()"), r#""pong""#);
     let (ok, _, stderr) = s.finish();
     assert!(ok);
-    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    // The host's own panics only: the rogue plugin's trap prints one of its
+    // own (`[rogue stderr] thread '<unnamed>' (1) panicked at …`).
+    let host_panics = stderr
+        .lines()
+        .filter(|line| line.contains("panicked at") && !line.contains("[rogue stderr]"));
+    assert_eq!(host_panics.count(), 0, "{stderr}");
+}
+
+/// A component exporting `demo:res/r@1.0.0`, whose `make` answers a
+/// resource of its own.
+fn resource_maker() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+          (core module $m
+            (func (export "take") (param i32) (result i32) i32.const 9)
+            (func (export "dtor") (param i32)))
+          (core instance $i (instantiate $m))
+          (type $r (resource (rep i32) (dtor (core func $i "dtor"))))
+          (core func $rnew (canon resource.new $r))
+          (core module $m2 (import "x" "rnew" (func $rnew (param i32) (result i32)))
+            (func (export "make") (result i32) (call $rnew (i32.const 42))))
+          (core instance $i2 (instantiate $m2 (with "x" (instance (export "rnew" (func $rnew))))))
+          (func $make (result (own $r)) (canon lift (core func $i2 "make")))
+          (func $take (param "x" (borrow $r)) (result u32) (canon lift (core func $i "take")))
+          (instance $inst (export "thing" (type $r)) (export "make" (func $make))
+            (export "take" (func $take)))
+          (export "demo:res/r@1.0.0" (instance $inst)))"#,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -389,6 +420,13 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+
+    let res = dir.path().join("res.wasm");
+    std::fs::write(&res, resource_maker()).unwrap();
+    let out = run(&["call", res.to_str().unwrap(), "demo:res/r#make()"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("#make: it answered a resource"), "{stderr}");
 
     let out = run(&["call", calc, "demo:calc/math#add(1, \"two\")"]);
     assert_eq!(out.status.code(), Some(1));

@@ -169,8 +169,17 @@ fn kind_of(node: NodeType) -> &'static str {
 /// An answer in WAVE: `()` for no results, the value for one, a tuple for
 /// several.
 pub fn render(results: &[Val]) -> Result<String, String> {
-    let wave =
-        |v: &Val| hotslot_wave::to_string(v).map_err(|e| format!("cannot render {v:?}: {e}"));
+    let wave = |v: &Val| {
+        // WAVE has no way to write a resource (wasm-wave panics on one).
+        if holds_resource(v) {
+            return Err(
+                "it answered a resource handle, which cannot be shown as a value \
+                        (call it from code that uses the resource)"
+                    .to_string(),
+            );
+        }
+        hotslot_wave::to_string(v).map_err(|e| format!("cannot render {v:?}: {e}"))
+    };
     match results {
         [] => Ok("()".to_string()),
         [one] => wave(one),
@@ -181,6 +190,19 @@ pub fn render(results: &[Val]) -> Result<String, String> {
                 .collect::<Result<Vec<_>, _>>()?
                 .join(", ")
         )),
+    }
+}
+
+/// Whether `value` is, or holds, a resource handle (or another value
+/// WAVE cannot write: a future, a stream, an error context).
+fn holds_resource(value: &Val) -> bool {
+    match value {
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => true,
+        Val::List(items) | Val::Tuple(items) => items.iter().any(holds_resource),
+        Val::Record(fields) => fields.iter().any(|(_, v)| holds_resource(v)),
+        Val::Variant(_, Some(v)) | Val::Option(Some(v)) => holds_resource(v),
+        Val::Result(Ok(Some(v)) | Err(Some(v))) => holds_resource(v),
+        _ => false,
     }
 }
 

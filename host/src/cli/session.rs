@@ -57,7 +57,18 @@ pub(crate) struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The lines answering `line`. A bug of ours met on the way (a panic)
+    /// costs this request its answer, not the session.
     fn answer(&self, line: &str) -> Vec<String> {
+        let answered =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.answer_unguarded(line)));
+        answered.unwrap_or_else(|panic| {
+            let why = crate::error::panic_text(&*panic);
+            vec![format!("error: `{}`: the host failed: {why}", line.trim())]
+        })
+    }
+
+    fn answer_unguarded(&self, line: &str) -> Vec<String> {
         let line = line.trim();
         if line.is_empty() {
             return Vec::new();
