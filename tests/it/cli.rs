@@ -316,6 +316,55 @@ fn resource_maker() -> Vec<u8> {
     .unwrap()
 }
 
+/// Standard error that cannot be written (a full disk here: `/dev/full`)
+/// loses the log, not the answers: tracing's report of the failed write
+/// panicked, killing the loader threads (`watch` loaded nothing and hung)
+/// and making `call` exit 101.
+#[test]
+fn a_log_that_cannot_be_written_loses_no_answer() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let dir = plugin_dir(&[("calc.wasm", "calc")]);
+    let mut watch = hotslot()
+        .arg("watch")
+        .arg(dir.path())
+        .env("HOTSLOT_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    let mut stdin = watch.stdin.take().unwrap();
+    writeln!(stdin, "calc::demo:calc/math#add(1, 2)").unwrap();
+    drop(stdin);
+    let out = watch.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "3\n".to_string())
+    );
+    let calc = plugin_path("calc");
+    for (request, code, answer) in [
+        ("demo:calc/math#add(1, 2)", 0, "3\n"),
+        ("demo:calc/math#nope(1, 2)", 1, ""),
+    ] {
+        let out = hotslot()
+            .args(["call", calc.to_str().unwrap(), request])
+            .env("HOTSLOT_LOG", "info")
+            .stderr(full())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.status.code(), text(&out.stdout).as_str()),
+            (Some(code), answer),
+            "{request}"
+        );
+    }
+}
+
 #[test]
 fn a_replaced_file_is_answered_from_by_the_next_calls() {
     let dir = plugin_dir(&[("g.wasm", "greeter_a")]);

@@ -277,10 +277,10 @@ fn run(command: Command) -> ExitCode {
             // A request that cannot be read is a usage error, said before
             // the file is compiled (an interpreter takes seconds).
             if let Err(why) = CallRequest::parse(&request) {
-                eprintln!(
+                tell(format_args!(
                     "error: request `{request}`: {why}\n\n\
                      For more information, try 'hotslot call --help'."
-                );
+                ));
                 return ExitCode::from(2);
             }
             call(file, &request, &limits)
@@ -323,7 +323,7 @@ fn run(command: Command) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            tell(format_args!("error: {message}"));
             ExitCode::FAILURE
         }
     }
@@ -403,7 +403,7 @@ fn serve_metrics(registry: Arc<Registry>, addr: &str) -> Result<(), String> {
         }
     })
     .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-    eprintln!("hotslot: metrics on http://{bound}/metrics");
+    tell(format_args!("hotslot: metrics on http://{bound}/metrics"));
     Ok(())
 }
 
@@ -503,6 +503,14 @@ pub(crate) fn print_above_prompt(text: &str) {
     let _ = out.flush();
 }
 
+/// Writes a line to standard error, if it can be written: `eprintln!`
+/// panics where it cannot (a full disk, a closed pipe), and the exit code
+/// would say "panicked" rather than what happened.
+pub(crate) fn tell(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Writes one log event: to standard error, or above a terminal prompt.
 #[derive(Default)]
 struct LogWriter {
@@ -515,7 +523,11 @@ impl std::io::Write for LogWriter {
             self.line.extend_from_slice(bytes);
             return Ok(bytes.len());
         }
-        std::io::stderr().write(bytes)
+        // A log that cannot be written (a full disk, a closed pipe) is
+        // dropped: reported, tracing would `eprintln!` the error, which
+        // panics there, and the thread logging (a loader) would die.
+        let _ = std::io::stderr().write_all(bytes);
+        Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -64,7 +64,7 @@ pub(crate) fn serve(
         answer(request, &registry, &journal)
     })
     .map_err(|e| format!("cannot serve the page on {addr}: {e}"))?;
-    eprintln!("hotslot: page on http://{bound}/");
+    super::tell(format_args!("hotslot: page on http://{bound}/"));
     Ok(())
 }
 
