@@ -50,7 +50,8 @@ fn trusted(file: &fs::File, path: &Path) -> Result<(), String> {
     let file = file.metadata().map_err(|e| e.to_string())?;
     let dir = path.parent().map(fs::metadata);
     match dir {
-        Some(Ok(dir)) if private(&dir) && private(&file) && file.is_file() => Ok(()),
+        _ if !file.is_file() => Err("it is not a regular file".into()),
+        Some(Ok(dir)) if private(&dir) && private(&file) => Ok(()),
         _ => Err("it, or its directory, is another user's or writable by others".into()),
     }
 }
@@ -140,12 +141,18 @@ pub(crate) fn lock_exclusive(path: &Path, patience: Duration) -> std::io::Result
     }
 }
 
-/// Opens `path` for reading, refusing a symbolic link as its last part.
+/// Opens `path` for reading, refusing a symbolic link as its last part,
+/// and without waiting: opening a FIFO (refused next, by [`trusted`])
+/// waited for a writer that never came, and every load of its component
+/// with it.
 fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
     options.open(path)
 }
 
@@ -191,5 +198,26 @@ pub(crate) fn sweep_stale_temporaries(dir: &Path) {
         if modified.is_ok_and(|at| stale_temporary(&path, at)) {
             let _ = fs::remove_file(&path);
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A FIFO where compiled code is kept is refused at once: opening it
+    /// waited for a writer, holding every load of its component.
+    #[test]
+    fn a_fifo_among_private_files_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        make_private_dir(dir.path()).unwrap();
+        let fifo = dir.path().join("code.cwasm");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid, NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || answer.send(open_private(&fifo).map(|f| f.is_some())));
+        let opened = answered.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(opened, Ok(Err("it is not a regular file".to_string())));
     }
 }
