@@ -401,6 +401,13 @@ fn plugin_output_never_reaches_stdout() {
         s.ask(r#"demo:greeter/greet#hello("x")"#),
         r#""chatty: hi, x""#
     );
+    // What a plugin prints reaches the log with its control characters
+    // written out: a carriage return hid the line's prefix, and a line
+    // feed, printed in one line, forged a log line of its own.
+    assert_eq!(
+        s.ask(r#"demo:greeter/greet#hello("y\r2026-01-01T00:00:00Z  INFO forged\u{1b}]0;t\u{7}")"#),
+        r#""chatty: hi, y\r2026-01-01T00:00:00Z  INFO forged\u{1b}]0;t\u{7}""#
+    );
     assert_eq!(s.ask("demo:rogue/misbehave#flood(50, 20)"), "()");
     assert_eq!(
         s.ask("demo:rogue/misbehave#trap()").split(' ').next(),
@@ -409,6 +416,14 @@ fn plugin_output_never_reaches_stdout() {
     let (ok, rest, stderr) = s.finish();
     assert!(ok);
     assert!(rest.is_empty(), "stdout holds answers only: {rest:?}");
+    assert!(
+        stderr.contains(r"greeting y\r2026-01-01T00:00:00Z  INFO forged\u{1b}]0;t\u{7}"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(['\r', '\u{1b}', '\u{7}']),
+        "a control character reached the log: {stderr:?}"
+    );
     assert!(
         stderr.contains("[chatty stdout] chatty stdout: greeting x"),
         "{stderr}"

@@ -323,6 +323,7 @@ fn run(command: Command) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
+            let message = crate::output::escape_controls(&message, |c| c == '\n' || c == '\t');
             tell(format_args!("error: {message}"));
             ExitCode::FAILURE
         }
@@ -518,16 +519,19 @@ struct LogWriter {
 }
 
 impl std::io::Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(event);
+        let safe = log_safe(&text, stderr_is_terminal());
+        let bytes = safe.as_bytes();
         if ABOVE_PROMPT.load(std::sync::atomic::Ordering::SeqCst) {
             self.line.extend_from_slice(bytes);
-            return Ok(bytes.len());
+            return Ok(event.len());
         }
         // A log that cannot be written (a full disk, a closed pipe) is
         // dropped: reported, tracing would `eprintln!` the error, which
         // panics there, and the thread logging (a loader) would die.
         let _ = std::io::stderr().write_all(bytes);
-        Ok(bytes.len())
+        Ok(event.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -535,10 +539,81 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// Whether the log goes to a terminal (and so is coloured).
+fn stderr_is_terminal() -> bool {
+    static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TERMINAL.get_or_init(|| std::io::IsTerminal::is_terminal(&std::io::stderr()))
+}
+
+/// A log event (one or more lines, ending in a newline) as it is written:
+/// its control characters written out, but for tabs, its last newline and,
+/// on a terminal, the colours the log's own formatting puts in. A newline
+/// inside it (a plugin's words in an error: a trap's function names, an
+/// `on-start` refusal) starts an indented line, so that no line of the log
+/// is one a plugin wrote.
+fn log_safe(event: &str, colours: bool) -> std::borrow::Cow<'_, str> {
+    let body = event.strip_suffix('\n').unwrap_or(event);
+    let plain = |c: char| !c.is_control() || c == '\t';
+    if body.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut safe = String::with_capacity(event.len() + 16);
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        let colour = colours.then(|| sgr_length(rest)).flatten();
+        if let Some(length) = colour {
+            safe.push_str(&rest[..length]);
+            rest = &rest[length..];
+            continue;
+        }
+        match c {
+            c if plain(c) => safe.push(c),
+            '\n' => safe.push_str("\n    "),
+            c => crate::output::push_escaped(&mut safe, c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if body.len() < event.len() {
+        safe.push('\n');
+    }
+    std::borrow::Cow::Owned(safe)
+}
+
+/// The length of the colour sequence (`ESC [ digits and ; m`) `text`
+/// starts with, if it starts with one.
+fn sgr_length(text: &str) -> Option<usize> {
+    let params = text.strip_prefix("\x1b[")?;
+    let end = params.find(|c: char| !c.is_ascii_digit() && c != ';')?;
+    params[end..]
+        .starts_with('m')
+        .then_some("\x1b[".len() + end + 1)
+}
+
 impl Drop for LogWriter {
     fn drop(&mut self) {
         if !self.line.is_empty() {
             print_above_prompt(String::from_utf8_lossy(&self.line).trim_end());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn a_log_event_keeps_its_lines_and_colours_and_nothing_a_plugin_put_in() {
+        let event =
+            "\x1b[33mWARN\x1b[0m refused: a\r\n2026-01-01T00:00:00Z INFO forged\x1b]0;t\x07\n";
+        assert_eq!(
+            log_safe(event, true),
+            "\x1b[33mWARN\x1b[0m refused: a\\r\n    2026-01-01T00:00:00Z INFO forged\\u{1b}]0;t\\u{7}\n"
+        );
+        assert_eq!(
+            log_safe(event, false),
+            "\\u{1b}[33mWARN\\u{1b}[0m refused: a\\r\n    2026-01-01T00:00:00Z INFO forged\\u{1b}]0;t\\u{7}\n"
+        );
+        let plain = "INFO added\tcalc\n";
+        assert!(matches!(log_safe(plain, false), std::borrow::Cow::Borrowed(p) if p == plain));
     }
 }

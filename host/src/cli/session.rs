@@ -323,6 +323,14 @@ fn list(registry: &Registry) -> Vec<String> {
     lines
 }
 
+/// An answer line as it is printed: one line (an answer is one line per
+/// request), its control characters written out. A plugin's words reach
+/// answers (an `on-start` refusal, a trap's function names), and a `\r`
+/// or an escape sequence there would rewrite what the terminal shows.
+fn printed(answer: &str) -> std::borrow::Cow<'_, str> {
+    crate::output::escape_controls(answer, |_| false)
+}
+
 /// Who serves an import, as `list` words it.
 pub(crate) fn provider_of(link: &crate::ImportLink) -> String {
     match (&link.provider, &link.problem) {
@@ -357,7 +365,7 @@ pub(crate) fn serve(session: &Session<'_>) -> io::Result<()> {
         };
         let mut out = stdout.lock();
         for answer_line in answer {
-            writeln!(out, "{answer_line}")?;
+            writeln!(out, "{}", printed(&answer_line))?;
         }
         out.flush()?;
     }
@@ -396,7 +404,11 @@ fn serve_terminal(session: &Session<'_>) -> io::Result<()> {
         if line.trim() == "quit" {
             break;
         }
-        let answer = session.answer(&line);
+        let answer: Vec<String> = session
+            .answer(&line)
+            .iter()
+            .map(|line| printed(line).into_owned())
+            .collect();
         if !answer.is_empty() {
             crate::cli::print_above_prompt(&answer.join("\n"));
         }
