@@ -461,6 +461,19 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     ]);
     assert_eq!(out.status.code(), Some(0), "an err value is an answer");
     assert_eq!(text(&out.stdout), "err(\"empty line\")\n");
+    // A misspelt field is refused, not passed over (WAVE passes over it,
+    // and the `option` field misspelt would be `none`).
+    let out = run(&[
+        "call",
+        filter.to_str().unwrap(),
+        r#"demo:text/filter#check("abcdef", {case-mode: keep, max-lenn: some(3), banned: [], scope: {}})"#,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("argument opts: the record has no field `max-lenn`"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");

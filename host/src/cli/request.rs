@@ -1,7 +1,7 @@
 //! The request line the CLI reads: `[NAME::]INTERFACE[@VERSION]#FUNCTION(ARGS)`,
 //! with the arguments written in WAVE, and the WAVE rendering of answers.
 
-use hotslot_wave::ast::NodeType;
+use hotslot_wave::ast::{Node, NodeType};
 use hotslot_wave::parser::ParserError;
 use hotslot_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave as hotslot_wave;
@@ -82,7 +82,21 @@ impl CallRequest {
     /// `argument a: expected s32, got a string` (the caller adds which
     /// function).
     pub fn arguments(&self, function: &ExportedFunction) -> Result<Vec<Val>, String> {
-        let types: Vec<Type> = function.ty().params().map(|(_, ty)| ty).collect();
+        let params: Vec<(String, Type)> = function
+            .ty()
+            .params()
+            .map(|(name, ty)| (name.to_string(), ty))
+            .collect();
+        // WAVE passes over a field a record does not have, and a missing
+        // `option` field is `none`: a misspelt `max-lenn: some(3)` was
+        // called with no `max-len` at all.
+        if let Some(Ok(given)) = self.call.params_node().map(|n| n.as_tuple()) {
+            for ((name, ty), node) in params.iter().zip(given) {
+                unknown_field(node, ty, self.call.source())
+                    .map_or(Ok(()), |why| Err(format!("argument {name}: {why}")))?;
+            }
+        }
+        let types: Vec<Type> = params.into_iter().map(|(_, ty)| ty).collect();
         self.call
             .to_wasm_params::<Val>(types.iter())
             .map_err(|e| self.explain(function, &e))
@@ -190,6 +204,51 @@ pub fn render(results: &[Val]) -> Result<String, String> {
                 .collect::<Result<Vec<_>, _>>()?
                 .join(", ")
         )),
+    }
+}
+
+/// A field given in `node` (a WAVE value of type `ty`, in `src`), at any
+/// depth, that its record does not have, worded with the fields it has.
+/// Values that do not fit their type otherwise are left to the typing that
+/// follows, which says what is wrong with them.
+fn unknown_field(node: &Node, ty: &Type, src: &str) -> Option<String> {
+    let inner = |node: &Node, ty: &Type| unknown_field(node, ty, src);
+    match ty {
+        Type::Record(record) => {
+            for (name, value) in node.as_record(src).ok()? {
+                let Some(field) = record.fields().find(|f| f.name == name) else {
+                    let fields: Vec<&str> = record.fields().map(|f| f.name).collect();
+                    return Some(format!(
+                        "the record has no field `{name}` (its fields: {})",
+                        fields.join(", ")
+                    ));
+                };
+                if let Some(why) = inner(value, &field.ty) {
+                    return Some(format!("field {name}: {why}"));
+                }
+            }
+            None
+        }
+        Type::List(list) => node
+            .as_list()
+            .ok()?
+            .find_map(|item| inner(item, &list.ty())),
+        Type::Tuple(tuple) => node
+            .as_tuple()
+            .ok()?
+            .zip(tuple.types())
+            .find_map(|(item, ty)| inner(item, &ty)),
+        Type::Option(option) => inner(node.as_option().ok()??, &option.ty()),
+        Type::Result(result) => match node.as_result().ok()? {
+            Ok(value) => inner(value?, &result.ok()?),
+            Err(value) => inner(value?, &result.err()?),
+        },
+        Type::Variant(variant) => {
+            let (name, value) = node.as_variant(src).ok()?;
+            let case = variant.cases().find(|c| c.name == name)?;
+            inner(value?, &case.ty?)
+        }
+        _ => None,
     }
 }
 
