@@ -357,7 +357,7 @@ impl Fault {
         {
             return fault;
         }
-        if error.downcast_ref::<crate::limits::LimitHit>().is_some() {
+        if error.downcast_ref::<crate::limits::LimitHit>().is_some() || table_full(error) {
             return Fault::Limit;
         }
         match error.downcast_ref::<Trap>() {
@@ -430,6 +430,21 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
+use wasmtime::component::ResourceTableError;
+
+/// What a full WASI handle table means, in the words of the limit that
+/// sets its size: wasmtime-wasi says "resource table has no free keys".
+const TABLE_FULL: &str = "the plugin holds as many WASI handles (open files and \
+                          directories, streams, pollables) as `max-open-files` allows";
+
+/// Whether `error` is a plugin's WASI handle table found full: its
+/// `max-open-files` limit.
+fn table_full(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(ResourceTableError::Full)))
+}
+
 /// Renders a wasmtime error with its causes on one line. The wasm backtrace
 /// a trap carries is left out (it spans many lines) and logged at debug level.
 pub(crate) fn reason(error: &wasmtime::Error) -> String {
@@ -438,7 +453,10 @@ pub(crate) fn reason(error: &wasmtime::Error) -> String {
     }
     error
         .chain()
-        .map(|cause| cause.to_string())
+        .map(|cause| match cause.downcast_ref::<ResourceTableError>() {
+            Some(ResourceTableError::Full) => TABLE_FULL.to_string(),
+            _ => cause.to_string(),
+        })
         .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
         .map(|text| one_line(&text))
         .collect::<Vec<_>>()
