@@ -185,13 +185,21 @@ pub fn plugin_name(path: &Path) -> Result<String, Error> {
     Ok(name.to_string())
 }
 
-/// Whether `name` can name a plugin: not empty, no control characters.
+/// Whether `name` can name a plugin, so that a request line can name it
+/// too (`NAME::INTERFACE#FUNCTION(...)`): not empty, no control
+/// characters, no `::` or `#`, no space at either end.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the name is empty".into());
     }
     if name.chars().any(char::is_control) {
         return Err("the name holds a control character".into());
+    }
+    if name.contains("::") || name.contains('#') {
+        return Err("the name holds `::` or `#`, which a request could not name it by".into());
+    }
+    if name.trim() != name {
+        return Err("the name starts or ends with white space".into());
     }
     Ok(())
 }
@@ -217,6 +225,13 @@ mod tests {
         assert_eq!(plugin_name(Path::new("a/calc.wasm")).unwrap(), "calc");
         assert!(plugin_name(Path::new("a/z\nend.wasm")).is_err());
         assert!(plugin_name(Path::new("a/\u{7f}.wasm")).is_err());
+        for unaddressable in ["a/x::y.wasm", "a/a#b.wasm", "a/ lead.wasm", "a/trail .wasm"] {
+            let err = plugin_name(Path::new(unaddressable))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(unaddressable), "{err}");
+        }
+        assert_eq!(plugin_name(Path::new("a/x:y.wasm")).unwrap(), "x:y");
         let latin1 = Path::new(OsStr::from_bytes(b"a/caf\xe9.wasm"));
         let err = plugin_name(latin1).unwrap_err().to_string();
         assert!(err.contains("not UTF-8"), "{err}");
