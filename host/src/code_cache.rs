@@ -148,6 +148,15 @@ impl Entry {
                 }
                 Some(component)
             }
+            // The code is sound, but this engine's instance pool cannot
+            // hold such a component (wasmtime checks at load, and says so
+            // in these words): the compile that follows is refused for the
+            // same reason, and says it; the file stays, for engines
+            // without a pool (`hotslot call`).
+            Err(e) if format!("{e:#}").contains("in the pooling allocator") => {
+                tracing::debug!("{}: {e:#}", self.path.display());
+                None
+            }
             Err(e) => {
                 tracing::warn!(
                     "compiled code in {} cannot be used: {e:#}",

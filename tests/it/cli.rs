@@ -365,6 +365,46 @@ fn a_log_that_cannot_be_written_loses_no_answer() {
     }
 }
 
+/// A component `hotslot call` runs (no instance pool there) but `watch`
+/// cannot hold (65 core instances, over the pool's 64 a component): the
+/// code `call` kept is neither blamed nor removed, and `watch` says why it
+/// refuses the component.
+#[test]
+fn code_kept_for_a_component_the_pool_cannot_hold_is_not_blamed() {
+    let instances = "(core instance (instantiate $m))\n".repeat(65);
+    let wat = format!(
+        r#"(component
+          (core module $m (func (export "f") (result i32) i32.const 7))
+          (core instance $i (instantiate $m))
+          {instances}
+          (func $f (result u32) (canon lift (core func $i "f")))
+          (instance $api (export "f" (func $f)))
+          (export "demo:many/m@1.0.0" (instance $api)))"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("many.wasm"), wat::parse_str(&wat).unwrap()).unwrap();
+    let file = dir.path().join("many.wasm");
+    let out = hotslot()
+        .args(["call", file.to_str().unwrap(), "demo:many/m#f()"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "7\n", "{}", text(&out.stderr));
+    let kept = || {
+        std::fs::read_dir(cache.path().join("hotslot/code"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(kept(), 1);
+    let mut s = Session::start_with(dir.path(), &[], &[("XDG_CACHE_HOME", cache.path())]);
+    assert!(s.ask("demo:many/m#f()").starts_with("error: "));
+    let (_, _, stderr) = s.finish();
+    assert!(stderr.contains("66 core module instances"), "{stderr}");
+    assert!(!stderr.contains("cannot be used"), "{stderr}");
+    assert_eq!(kept(), 1, "the kept code was removed");
+}
+
 #[test]
 fn a_replaced_file_is_answered_from_by_the_next_calls() {
     let dir = plugin_dir(&[("g.wasm", "greeter_a")]);
