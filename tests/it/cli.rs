@@ -405,6 +405,35 @@ fn code_kept_for_a_component_the_pool_cannot_hold_is_not_blamed() {
     assert_eq!(kept(), 1, "the kept code was removed");
 }
 
+/// A component that also exports a type, which WIT cannot say: `call`
+/// runs it as `watch` does (it was refused, its WIT unreadable), and
+/// `inspect` says what wasmtime finds it exports.
+#[test]
+fn a_component_whose_wit_cannot_be_read_is_still_called_and_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typed.wasm");
+    let wat = r#"(component
+      (core module $m (func (export "f") (result i32) i32.const 7))
+      (core instance $i (instantiate $m))
+      (func $f (result u32) (canon lift (core func $i "f")))
+      (instance $api (export "f" (func $f)))
+      (export "demo:w/a@1.0.0" (instance $api))
+      (type $t u32)
+      (export "ty" (type $t)))"#;
+    std::fs::write(&file, wat::parse_str(wat).unwrap()).unwrap();
+    let file = file.to_str().unwrap();
+    let out = run(&["call", file, "demo:w/a#f()"]);
+    assert_eq!(text(&out.stdout), "7\n", "{}", text(&out.stderr));
+    let out = run(&["inspect", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let found = text(&out.stdout);
+    assert!(found.contains("cannot decode the WIT"), "{found}");
+    assert!(
+        found.contains("// export demo:w/a@1.0.0\n//   f: func() -> u32"),
+        "{found}"
+    );
+}
+
 #[test]
 fn a_replaced_file_is_answered_from_by_the_next_calls() {
     let dir = plugin_dir(&[("g.wasm", "greeter_a")]);

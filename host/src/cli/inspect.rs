@@ -50,12 +50,32 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// The interfaces a component exports and their functions' signatures,
+/// as wasmtime reads them once it has compiled the component: for a
+/// component whose WIT cannot be read.
+pub fn exports_of(registry: &Registry, path: &Path) -> Result<String, String> {
+    let plugin = registry.load_file(path).map_err(|e| e.to_string())?;
+    let mut text = "// What wasmtime finds it exports:\n".to_string();
+    for export in plugin.exports() {
+        text.push_str(&format!("// export {}\n", export.name()));
+        for function in export.functions() {
+            let signature = crate::values::signature(function.ty());
+            text.push_str(&format!("//   {}: {signature}\n", function.name()));
+        }
+    }
+    Ok(text)
+}
+
 /// What a component imports that this host cannot link, read from the
 /// component (a file of at most `max_size` bytes) without compiling it:
-/// (import, why).
+/// (import, why). Nothing when its WIT cannot be read (a component that
+/// exports a type, which WIT cannot say but wasmtime runs): compiling it
+/// tells.
 pub fn unlinkable(path: &Path, max_size: u64) -> Result<Vec<(String, String)>, String> {
     let bytes = read_within(path, max_size)?;
-    let (resolve, world) = decode(path, &bytes)?;
+    let Ok((resolve, world)) = decode(path, &bytes) else {
+        return Ok(Vec::new());
+    };
     Ok(imports(&resolve, world)
         .into_iter()
         .filter_map(|(name, linked)| match linked {

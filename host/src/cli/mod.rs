@@ -285,7 +285,17 @@ fn run(command: Command) -> ExitCode {
             }
             call(file, &request, &limits)
         }
-        Command::Inspect { file } => inspect::inspect(&file).and_then(|wit| write_out(&wit)),
+        Command::Inspect { file } => inspect::inspect(&file)
+            .or_else(|unread| {
+                // WIT cannot say everything a component may hold (an
+                // exported type): what wasmtime finds is said instead.
+                let dir = dir_of(&file).to_path_buf();
+                registry(&LimitArgs::default(), &dir, Purpose::Once)
+                    .and_then(|registry| inspect::exports_of(&registry, &file))
+                    .map(|found| format!("// {unread}\n{found}"))
+                    .map_err(|_| unread)
+            })
+            .and_then(|wit| write_out(&wit)),
         Command::Diff { old, new } => {
             let dir = dir_of(&old).to_path_buf();
             match registry(&LimitArgs::default(), &dir, Purpose::Once)
