@@ -1056,6 +1056,46 @@ fn inspect_shows_a_missing_import_and_call_refuses_it_before_compiling() {
         said.contains("cannot be linked: it imports wasi:keyvalue/store@0.2.0"),
         "{said}"
     );
+    // The host's own interfaces at a version it does not serve (inspect
+    // said they linked; loading refused them).
+    for (import, ty) in [
+        (
+            "wasi:cli/environment@0.1.0",
+            "(func (result (list (tuple string string))))",
+        ),
+        (
+            "hotslot:plugin/state@0.2.0",
+            "(func (result (list string)))",
+        ),
+    ] {
+        let function = if import.starts_with("wasi") {
+            "get-environment"
+        } else {
+            "keys"
+        };
+        let wat = format!(
+            r#"(component
+                (import "{import}" (instance (export "{function}" {ty})))
+                (core module $m (func (export "v") (result i32) i32.const 1))
+                (core instance $i (instantiate $m))
+                (func $v (result u32) (canon lift (core func $i "v")))
+                (instance $probe (export "version" (func $v)))
+                (export "demo:probe/probe@1.0.0" (instance $probe)))"#
+        );
+        std::fs::write(&file, wat::parse_str(&wat).unwrap()).unwrap();
+        let out = run(&["inspect", file.to_str().unwrap()]);
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains(&format!("{import}: missing: hotslot offers")),
+            "{shown}"
+        );
+        let out = run(&["call", file.to_str().unwrap(), "demo:probe/probe#version()"]);
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!("cannot be linked: it imports {import}")),
+            "{said}"
+        );
+    }
 }
 
 /// `hotslot new` refuses a WIT keyword for a name, before writing

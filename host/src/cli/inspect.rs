@@ -119,6 +119,9 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
                     ));
                 }
             };
+            if let Some(why) = unoffered_version(&name) {
+                return Some((name, Linked::Missing(why)));
+            }
             let linked = match name.split_once(':') {
                 Some(("wasi", rest)) if rest.starts_with("http/") => {
                     let interface = rest["http/".len()..].split('@').next().unwrap_or_default();
@@ -157,6 +160,31 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
             Some((name, linked))
         })
         .collect()
+}
+
+/// Why the host's own interfaces (WASI's, `hotslot:plugin`'s) cannot
+/// serve the version `name` asks for, if it asks for one they cannot:
+/// wasmtime links an import to a definition in the same semver line
+/// (`0.2.x` to `0.2.y`, `1.x` to `1.y`).
+fn unoffered_version(name: &str) -> Option<String> {
+    let (interface, version) = name.split_once('@')?;
+    let offered = match interface.split_once(':')?.0 {
+        "wasi" => "0.2.12",
+        "hotslot" => "0.1.0",
+        _ => return None,
+    };
+    let line = |v: &semver::Version| match v.major {
+        0 => (0, v.minor),
+        major => (major, 0),
+    };
+    let asked = semver::Version::parse(version).ok()?;
+    let served = semver::Version::parse(offered).ok()?;
+    (line(&asked) != line(&served)).then(|| {
+        format!(
+            "hotslot offers {interface}@{offered}, and links imports of its 0.{}.x line only",
+            served.minor
+        )
+    })
 }
 
 /// What in interface `id` would pass a resource between plugins (as
