@@ -294,6 +294,43 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
     let (ok, answer) = call(&component, "demo:calc/math#add(1, 2)");
     assert!(!ok && answer.contains("failed in add"), "{answer}");
 
+    // A world with a resource, and names the languages reserve: the stubs
+    // parse and build (they were `def [constructor]bucket(…)` and
+    // `def copy(self, from, to, in)`).
+    let wit = work.path().join("store-wit");
+    std::fs::create_dir(&wit).unwrap();
+    std::fs::write(
+        wit.join("store.wit"),
+        "package local:res@0.1.0;\n\
+         interface store {\n\
+         \x20 resource bucket {\n\
+         \x20   constructor(name: string);\n\
+         \x20   get: func(key: string) -> option<string>;\n\
+         \x20   open: static func(name: string) -> bucket;\n\
+         \x20 }\n\
+         \x20 copy: func(%from: string, to: string, in: u32) -> u32;\n\
+         \x20 %import: func() -> u32;\n\
+         }\n\
+         world keeper { export store; }\n",
+    )
+    .unwrap();
+    for lang in ["python", "js"] {
+        let name = format!("keeper-{lang}");
+        let args = [
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--wit",
+            wit.to_str().unwrap(),
+            "--world",
+            "keeper",
+        ];
+        let component = scaffold(&args, work.path());
+        let (ok, answer) = call(&component, r#"local:res/store#copy("a", "b", 1)"#);
+        assert!(!ok && answer.contains("failed in copy"), "{lang}: {answer}");
+    }
+
     // What it refuses.
     let out = hotslot()
         .args(["new", "Not_A_Name"])

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use wit_parser::{Resolve, WorldItem, WorldKey};
+use wit_parser::{FunctionKind, Resolve, TypeDefKind, WorldItem, WorldKey};
 
 /// The languages `hotslot new` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -157,25 +157,49 @@ fn default_wit(name: &str) -> String {
     )
 }
 
-/// A function to stub: its name and its parameters' names.
-type StubFunction = (String, Vec<String>);
+/// A function to stub: its WIT name (a resource's method or static
+/// function: the part after the dot) and its parameters' names (`self`
+/// left out).
+struct StubFunction {
+    name: String,
+    params: Vec<String>,
+}
+
+/// An exported resource: its constructor's parameters (if it has one), its
+/// methods and its static functions.
+struct StubResource {
+    name: String,
+    constructor: Option<Vec<String>>,
+    methods: Vec<StubFunction>,
+    statics: Vec<StubFunction>,
+}
+
+/// One exported interface (`name`; `None` for functions of the world
+/// itself): its functions and its resources.
+struct StubInterface {
+    name: Option<String>,
+    functions: Vec<StubFunction>,
+    resources: Vec<StubResource>,
+}
 
 /// The functions a world exports, grouped by interface.
 struct Stubs {
     world: String,
-    /// Interface (its own name, or `None` for functions of the world
-    /// itself), and its functions.
-    exports: Vec<(Option<String>, Vec<StubFunction>)>,
+    exports: Vec<StubInterface>,
 }
 
 impl Stubs {
     fn default_for(name: &str) -> Self {
         Stubs {
             world: name.to_string(),
-            exports: vec![(
-                Some("plugin".into()),
-                vec![("hello".into(), vec!["name".into()])],
-            )],
+            exports: vec![StubInterface {
+                name: Some("plugin".into()),
+                functions: vec![StubFunction {
+                    name: "hello".into(),
+                    params: vec!["name".into()],
+                }],
+                resources: Vec::new(),
+            }],
         }
     }
 
@@ -188,15 +212,6 @@ impl Stubs {
             .select_world(&[package], Some(world))
             .map_err(|e| format!("no world `{world}` in {}: {e:#}", wit.display()))?;
         let mut exports = Vec::new();
-        let functions = |funcs: Vec<&wit_parser::Function>| {
-            funcs
-                .into_iter()
-                .map(|f| {
-                    let params = f.params.iter().map(|p| p.name.clone()).collect();
-                    (f.name.clone(), params)
-                })
-                .collect::<Vec<_>>()
-        };
         let mut loose = Vec::new();
         for (key, item) in &resolve.worlds[id].exports {
             match item {
@@ -206,22 +221,94 @@ impl Stubs {
                         WorldKey::Name(name) => name.clone(),
                         WorldKey::Interface(_) => interface.name.clone().unwrap_or_default(),
                     };
-                    exports.push((
-                        Some(name),
-                        functions(interface.functions.values().collect()),
-                    ));
+                    exports.push(StubInterface::read(&resolve, Some(name), interface));
                 }
-                WorldItem::Function(f) => loose.push(f),
+                WorldItem::Function(f) => loose.push(stub_function(f)),
                 WorldItem::Type { .. } => {}
             }
         }
         if !loose.is_empty() {
-            exports.push((None, functions(loose)));
+            exports.push(StubInterface {
+                name: None,
+                functions: loose,
+                resources: Vec::new(),
+            });
         }
         Ok(Stubs {
             world: world.to_string(),
             exports,
         })
+    }
+}
+
+impl StubInterface {
+    fn read(resolve: &Resolve, name: Option<String>, interface: &wit_parser::Interface) -> Self {
+        let mut stub = StubInterface {
+            name,
+            functions: Vec::new(),
+            resources: Vec::new(),
+        };
+        // Every resource, even one with no function: the languages want a
+        // class for each.
+        for (type_name, ty) in &interface.types {
+            if matches!(resolve.types[*ty].kind, TypeDefKind::Resource) {
+                stub.resources.push(StubResource {
+                    name: type_name.clone(),
+                    constructor: None,
+                    methods: Vec::new(),
+                    statics: Vec::new(),
+                });
+            }
+        }
+        for function in interface.functions.values() {
+            let of = |ty: &wit_parser::TypeId| resolve.types[*ty].name.clone();
+            let (resource, function) = match &function.kind {
+                FunctionKind::Freestanding | FunctionKind::AsyncFreestanding => {
+                    stub.functions.push(stub_function(function));
+                    continue;
+                }
+                FunctionKind::Constructor(ty) => (of(ty), Err(stub_function(function).params)),
+                FunctionKind::Method(ty) | FunctionKind::AsyncMethod(ty) => {
+                    (of(ty), Ok((true, stub_function(function))))
+                }
+                FunctionKind::Static(ty) | FunctionKind::AsyncStatic(ty) => {
+                    (of(ty), Ok((false, stub_function(function))))
+                }
+            };
+            let Some(resource) = stub
+                .resources
+                .iter_mut()
+                .find(|r| Some(&r.name) == resource.as_ref())
+            else {
+                continue;
+            };
+            match function {
+                Err(params) => resource.constructor = Some(params),
+                Ok((true, method)) => resource.methods.push(method),
+                Ok((false, method)) => resource.statics.push(method),
+            }
+        }
+        stub
+    }
+}
+
+/// A function's stub: its own name (for a resource's, after the dot) and
+/// its parameters but `self`.
+fn stub_function(function: &wit_parser::Function) -> StubFunction {
+    let params = function
+        .params
+        .iter()
+        .filter(|p| {
+            !matches!(
+                function.kind,
+                FunctionKind::Method(_) | FunctionKind::AsyncMethod(_)
+            ) || p.name != "self"
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    StubFunction {
+        name: function.item_name().to_string(),
+        params,
     }
 }
 
@@ -296,25 +383,8 @@ fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, P
         );
     } else {
         app.push_str("import wit_world\n");
-        for (interface, functions) in &world.exports {
-            let class = interface
-                .as_deref()
-                .map(camel)
-                .unwrap_or_else(|| "WitWorld".into());
-            let base = match interface {
-                Some(_) => format!("exports.{class}"),
-                None => "wit_world.WitWorld".into(),
-            };
-            let _ = write!(app, "\n\nclass {class}({base}):");
-            for (function, params) in functions {
-                let args: Vec<String> = params.iter().map(|p| snake(p)).collect();
-                let _ = write!(
-                    app,
-                    "\n    def {}(self{}):\n        raise NotImplementedError(\"{function}\")\n",
-                    snake(function),
-                    args.iter().map(|a| format!(", {a}")).collect::<String>()
-                );
-            }
+        for interface in &world.exports {
+            python_interface(dir, interface, &mut app)?;
         }
     }
     write(&dir.join("app.py"), &app)?;
@@ -361,39 +431,8 @@ fn javascript(
              \x20 },\n};\n",
         );
     } else {
-        for (interface, functions) in &world.exports {
-            let bodies: Vec<String> = functions
-                .iter()
-                .map(|(function, params)| {
-                    let args: Vec<String> = params.iter().map(|p| lower_camel(p)).collect();
-                    format!(
-                        "  {}({}) {{\n    throw new Error(\"not implemented: {function}\");\n  }},\n",
-                        lower_camel(function),
-                        args.join(", ")
-                    )
-                })
-                .collect();
-            match interface {
-                Some(interface) => {
-                    let _ = write!(
-                        app,
-                        "\nexport const {} = {{\n{}}};\n",
-                        lower_camel(interface),
-                        bodies.concat()
-                    );
-                }
-                None => {
-                    for (function, params) in functions {
-                        let args: Vec<String> = params.iter().map(|p| lower_camel(p)).collect();
-                        let _ = write!(
-                            app,
-                            "\nexport function {}({}) {{\n  throw new Error(\"not implemented: {function}\");\n}}\n",
-                            lower_camel(function),
-                            args.join(", ")
-                        );
-                    }
-                }
-            }
+        for interface in &world.exports {
+            javascript_interface(interface, &mut app);
         }
     }
     write(&dir.join("app.js"), &app)?;
@@ -414,6 +453,219 @@ fn javascript(
         ),
     )?;
     Ok((format!("sh {}", dir.join("build.sh").display()), output))
+}
+
+/// Writes the stubs of one exported interface: its functions as a class in
+/// `app.py` (componentize-py looks for one named after the interface
+/// there), and its resources as classes in a module named after it (where
+/// componentize-py looks for them).
+fn python_interface(dir: &Path, interface: &StubInterface, app: &mut String) -> Result<(), String> {
+    let class = interface
+        .name
+        .as_deref()
+        .map(camel)
+        .unwrap_or_else(|| "WitWorld".into());
+    let base = match interface.name {
+        Some(_) => format!("exports.{class}"),
+        None => "wit_world.WitWorld".into(),
+    };
+    let _ = write!(app, "\n\nclass {class}({base}):");
+    for function in &interface.functions {
+        app.push_str(&python_def(function, "self", &function.name));
+    }
+    if interface.functions.is_empty() {
+        app.push_str("\n    pass\n");
+    }
+    let Some(name) = interface
+        .name
+        .as_deref()
+        .filter(|_| !interface.resources.is_empty())
+    else {
+        return Ok(());
+    };
+    let module = snake(name);
+    let mut classes = format!(
+        "\"\"\"The resources of `{name}`: componentize-py looks for them here.\"\"\"\n\n\
+         from wit_world.exports import {module}\n"
+    );
+    for resource in &interface.resources {
+        let class = camel(&resource.name);
+        let _ = write!(classes, "\n\nclass {class}({module}.{class}):");
+        let mut empty = true;
+        if let Some(params) = &resource.constructor {
+            let constructor = StubFunction {
+                name: "__init__".into(),
+                params: params.clone(),
+            };
+            let wit = format!("[constructor]{}", resource.name);
+            classes.push_str(&python_def_named(&constructor, "self", "__init__", &wit));
+            empty = false;
+        }
+        for method in &resource.methods {
+            let wit = format!("[method]{}.{}", resource.name, method.name);
+            classes.push_str(&python_def(method, "self", &wit));
+            empty = false;
+        }
+        for function in &resource.statics {
+            let wit = format!("[static]{}.{}", resource.name, function.name);
+            classes.push_str("\n    @classmethod");
+            classes.push_str(&python_def(function, "cls", &wit));
+            empty = false;
+        }
+        if empty {
+            classes.push_str("\n    pass\n");
+        }
+    }
+    write(&dir.join(format!("{module}.py")), &classes)
+}
+
+/// A Python method stub for `function`, taking `receiver` first.
+fn python_def(function: &StubFunction, receiver: &str, wit: &str) -> String {
+    python_def_named(function, receiver, &python_name(&function.name), wit)
+}
+
+fn python_def_named(function: &StubFunction, receiver: &str, name: &str, wit: &str) -> String {
+    let args: String = function
+        .params
+        .iter()
+        .map(|p| format!(", {}", python_name(p)))
+        .collect();
+    format!("\n    def {name}({receiver}{args}):\n        raise NotImplementedError(\"{wit}\")\n")
+}
+
+/// A WIT name as componentize-py writes it in Python: `my-func` as
+/// `my_func`, and a Python keyword with `_` after it (`from_`).
+fn python_name(name: &str) -> String {
+    const KEYWORDS: [&str; 35] = [
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let name = snake(name);
+    match KEYWORDS.contains(&name.as_str()) {
+        true => format!("{name}_"),
+        false => name,
+    }
+}
+
+/// Writes the stubs of one exported interface as componentize-js wants
+/// them: an object named after it, with its functions, and each resource as
+/// a class on it.
+fn javascript_interface(interface: &StubInterface, app: &mut String) {
+    let function_body = |function: &StubFunction, wit: &str, indent: &str| {
+        let args: Vec<String> = function.params.iter().map(|p| javascript_name(p)).collect();
+        format!(
+            "{indent}{}({}) {{\n{indent}  throw new Error(\"not implemented: {wit}\");\n{indent}}}",
+            lower_camel(&function.name),
+            args.join(", ")
+        )
+    };
+    let Some(name) = &interface.name else {
+        for function in &interface.functions {
+            let _ = write!(
+                app,
+                "\nexport function {}\n",
+                function_body(function, &function.name, "").trim_start()
+            );
+        }
+        return;
+    };
+    let mut members: Vec<String> = Vec::new();
+    for resource in &interface.resources {
+        let class = camel(&resource.name);
+        let mut body = Vec::new();
+        if let Some(params) = &resource.constructor {
+            let constructor = StubFunction {
+                name: "constructor".into(),
+                params: params.clone(),
+            };
+            body.push(function_body(
+                &constructor,
+                &format!("[constructor]{}", resource.name),
+                "    ",
+            ));
+        }
+        for method in &resource.methods {
+            let wit = format!("[method]{}.{}", resource.name, method.name);
+            body.push(function_body(method, &wit, "    "));
+        }
+        for function in &resource.statics {
+            let wit = format!("[static]{}.{}", resource.name, function.name);
+            body.push(format!(
+                "    static {}",
+                function_body(function, &wit, "    ").trim_start()
+            ));
+        }
+        members.push(format!(
+            "  {class}: class {class} {{\n{}\n  }}",
+            body.join("\n")
+        ));
+    }
+    for function in &interface.functions {
+        members.push(function_body(function, &function.name, "  "));
+    }
+    let _ = write!(
+        app,
+        "\nexport const {} = {{\n{}\n}};\n",
+        lower_camel(name),
+        members
+            .iter()
+            .map(|m| format!("{m},"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A WIT name as a JavaScript parameter: `my-arg` as `myArg`, and a word
+/// JavaScript reserves with `_` after it (`in_`).
+fn javascript_name(name: &str) -> String {
+    const RESERVED: [&str; 38] = [
+        "await",
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "debugger",
+        "default",
+        "delete",
+        "do",
+        "else",
+        "enum",
+        "export",
+        "extends",
+        "false",
+        "finally",
+        "for",
+        "function",
+        "if",
+        "implements",
+        "import",
+        "in",
+        "instanceof",
+        "interface",
+        "let",
+        "new",
+        "null",
+        "package",
+        "private",
+        "protected",
+        "public",
+        "return",
+        "static",
+        "super",
+        "switch",
+        "this",
+        "throw",
+    ];
+    const MORE: [&str; 7] = ["true", "try", "typeof", "var", "void", "while", "with"];
+    let name = lower_camel(name);
+    match RESERVED.contains(&name.as_str()) || MORE.contains(&name.as_str()) || name == "yield" {
+        true => format!("{name}_"),
+        false => name,
+    }
 }
 
 /// `my-iface` as `MyIface` (a Python class, as componentize-py names it).
