@@ -577,6 +577,32 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     let out = run(&["call", calc, "demo:calc/math#add(1, \"two\")"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("error: "));
+    // A value of the right kind that is still wrong is quoted, and why
+    // said (it was "expected s32, got a number").
+    for (request, said) in [
+        (
+            "demo:calc/math#add(2147483648, 1)",
+            "got a number (`2147483648`: out of range)",
+        ),
+        (
+            "demo:calc/math#add(1.5, 1)",
+            "got a number (`1.5`: not a whole number)",
+        ),
+    ] {
+        let out = run(&["call", calc, request]);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(said), "{request}: {stderr}");
+    }
+    let out = run(&[
+        "call",
+        filter.to_str().unwrap(),
+        r#"demo:text/filter#check("x", {case-mode: kep, max-len: none, banned: [], scope: {}})"#,
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("got a record (`kep`: expected a enum"),
+        "{stderr}"
+    );
 
     let out = run(&["call", calc]);
     assert_eq!(out.status.code(), Some(2), "a usage error");

@@ -2,7 +2,7 @@
 //! with the arguments written in WAVE, and the WAVE rendering of answers.
 
 use hotslot_wave::ast::{Node, NodeType};
-use hotslot_wave::parser::ParserError;
+use hotslot_wave::parser::{ParserError, ParserErrorKind};
 use hotslot_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave as hotslot_wave;
 use wasmtime::component::{Type, Val};
@@ -147,18 +147,47 @@ impl CallRequest {
             .find(|(_, arg)| arg.span().contains(&at) || arg.span().end == at);
         match culprit {
             Some(((name, ty), arg)) => {
-                let detail = error
-                    .detail()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default();
+                // A value of another kind needs no more words; one of the
+                // right kind wrong inside, or out of range, does.
+                let plain =
+                    error.span() == arg.span() && error.kind() == ParserErrorKind::InvalidType;
+                let why = match plain {
+                    true => String::new(),
+                    false => format!(" ({})", self.what_is_wrong(error)),
+                };
                 format!(
-                    "argument {name}: expected {}, got {}{detail}",
+                    "argument {name}: expected {}, got {}{why}",
                     wit_type(ty),
                     kind_of(arg.ty())
                 )
             }
             None => format!("bad arguments: {error}"),
         }
+    }
+}
+
+impl CallRequest {
+    /// Which part of the arguments `error` is about (quoted: a value of
+    /// the right kind may hold the wrong thing deep inside), and what is
+    /// wrong with it.
+    fn what_is_wrong(&self, error: &ParserError) -> String {
+        let source = self.call.source();
+        let quoted = source.get(error.span()).unwrap_or_default();
+        let what = match (error.kind(), error.detail()) {
+            // wasm-wave says "invalid value" of a number out of range.
+            (ParserErrorKind::InvalidValue, None) if quoted.parse::<i128>().is_ok() => {
+                "out of range".to_string()
+            }
+            (ParserErrorKind::InvalidValue, None) if quoted.parse::<f64>().is_ok() => {
+                "not a whole number".to_string()
+            }
+            (kind, Some(detail)) => format!("{kind}: {detail}"),
+            (kind, None) => match std::error::Error::source(error) {
+                Some(why) => why.to_string(),
+                None => kind.to_string(),
+            },
+        };
+        format!("`{quoted}`: {what}")
     }
 }
 
