@@ -209,7 +209,12 @@ impl Generation {
             interface: interface.to_string(),
             name: self.name.to_string(),
             origin: self.plugin.origin().to_string(),
-            reason: reason_of(&e),
+            // A start function stopped by the deadline is said as a call's
+            // would be: wasmtime's words are "wasm trap: interrupt".
+            reason: match Fault::of(&e) {
+                Fault::Timeout => format!("{}: {}", Fault::Timeout, reason_of(&e)),
+                _ => reason_of(&e),
+            },
         };
         match self.try_instantiate() {
             Err(e) if pool_full(&e) => {

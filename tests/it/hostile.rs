@@ -339,6 +339,34 @@ fn a_manifest_cannot_raise_the_operators_limits() {
     assert_eq!(grants.limits(&ceiling), ceiling);
 }
 
+/// A start function that never ends is refused, saying the deadline passed
+/// (wasmtime's own words were only "wasm trap: interrupt").
+#[test]
+fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
+    let endless = wat::parse_str(
+        r#"(component
+            (core module $m (func $forever (loop $again (br $again))) (start $forever))
+            (core instance $i (instantiate $m))
+            (instance $e)
+            (export "demo:probe/probe@1.0.0" (instance $e))
+        )"#,
+    )
+    .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let registry =
+        Registry::with_engine(hotslot::engine::shared_engine().unwrap(), limits).unwrap();
+    let plugin = registry.load_bytes("endless.wasm", &endless).unwrap();
+    match registry.add_plugin("endless", &plugin) {
+        Err(Error::Instantiate { reason, .. }) => {
+            assert!(reason.starts_with("deadline exceeded"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Four plugins whose start-up never ends, named to load first (more than
 /// this machine's first loader threads), and a greeter: the greeter answers
 /// before even one start-up's deadline passes.
