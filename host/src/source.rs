@@ -49,6 +49,13 @@ impl Source {
                 Some((manifest_file, text))
             }
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            // Said of the manifest: `read_regular` words it as a component.
+            Err(Error::NotAComponent { reason, .. }) => {
+                return Err(Error::Manifest {
+                    file: manifest_file.display().to_string(),
+                    reason,
+                })
+            }
             Err(e) => return Err(e),
         };
         Ok(Source {

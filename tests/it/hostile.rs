@@ -419,6 +419,21 @@ fn endless_start_ups_hold_up_no_answer() {
     assert!(took < timeout, "first answer after {took:?}");
 }
 
+/// A manifest over its size limit is refused as a manifest (it was said
+/// to be "not a usable component").
+#[test]
+fn a_manifest_too_big_is_refused_as_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_path("calc"), dir.path().join("calc.wasm")).unwrap();
+    std::fs::write(dir.path().join("calc.toml"), "#".repeat(2 << 20)).unwrap();
+    let err = Registry::new()
+        .unwrap()
+        .add_file(dir.path().join("calc.wasm"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Manifest { .. }), "{err:?}");
+    assert!(err.to_string().contains("calc.toml"), "{err}");
+}
+
 #[test]
 fn grants_outside_the_root_are_refused_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
