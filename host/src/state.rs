@@ -261,7 +261,8 @@ impl Persist {
             file: file.clone(),
             reason: e,
         };
-        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| failed(format!("cannot make its directory {}: {e}", dir.display())))?;
         let db = unpanicked(&file, || {
             Database::create(&file).map_err(|e| failed(e.to_string()))
         })?;

@@ -216,6 +216,9 @@ fn version_serves(have: &Version, want: &Version) -> bool {
 }
 
 fn parse_version(text: &str, partial: bool) -> Result<Version, String> {
+    if text.is_empty() {
+        return Err("no version after `@`".into());
+    }
     let full = match text.split('.').count() {
         1 if partial => format!("{text}.0.0"),
         2 if partial => format!("{text}.0"),
@@ -282,5 +285,7 @@ mod tests {
             assert!(bad.parse::<InterfaceName>().is_err(), "{bad:?} parsed");
         }
         assert!("a:b/c@1".parse::<Request>().is_ok());
+        let empty = "a:b/c@".parse::<Request>().unwrap_err().to_string();
+        assert!(empty.contains("no version after `@`"), "{empty}");
     }
 }
