@@ -999,6 +999,17 @@ fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
     let out = run(&["diff", old.to_str().unwrap(), old.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("compatible"));
+    // An interface gone is said as such (it was said as a signature changed).
+    let greeter = plugin_path("greeter_a");
+    let out = run(&["diff", old.to_str().unwrap(), greeter.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("demo:calc/math@1.0.0: gone from"), "{shown}");
+    assert!(
+        shown.contains("refused: a reload must serve every interface"),
+        "{shown}"
+    );
+    assert!(!shown.contains("every function must stay"), "{shown}");
 }
 
 /// A request to a plugin whose provider is still loading waits for it, as

@@ -13,7 +13,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
     let old = registry.load_file(old).map_err(|e| e.to_string())?;
     let new = registry.load_file(new).map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
-    let mut refused = false;
+    let (mut refused, mut gone) = (false, false);
     for before in old.exports().iter().filter(|e| !e.is_contract()) {
         let line = before.name().line();
         let after = new
@@ -23,7 +23,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
             .max_by(|a, b| a.name().version().cmp(&b.name().version()));
         let Some(after) = after else {
             lines.push(format!("{}: gone from {}", before.name(), new.origin()));
-            refused = true;
+            (refused, gone) = (true, true);
             continue;
         };
         lines.push(format!("{} -> {}", before.name(), after.name()));
@@ -51,11 +51,23 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
             }
         }
     }
-    lines.push(match refused {
-        true => "refused: within a version line every function must stay as it was; \
-                 restore the signatures, or bump the major version (it then serves beside the old)"
-            .to_string(),
-        false => "compatible: a reload from the first to the second would be taken".to_string(),
-    });
+    let changed = lines.iter().any(|line| line.starts_with("  -"));
+    if gone {
+        lines.push(
+            "refused: a reload must serve every interface the old version serves \
+             (remove the plugin first to drop one)"
+                .to_string(),
+        );
+    }
+    if changed {
+        lines.push(
+            "refused: within a version line every function must stay as it was; \
+             restore the signatures, or bump the major version (it then serves beside the old)"
+                .to_string(),
+        );
+    }
+    if !refused {
+        lines.push("compatible: a reload from the first to the second would be taken".to_string());
+    }
     Ok((lines, refused))
 }
