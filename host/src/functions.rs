@@ -17,6 +17,7 @@
 //! layout moves these figures by; it is the simpler of the two either way.
 
 use crate::loader::ExportedInterface;
+use crate::values::holds_resource;
 
 /// Every exported function of a plugin, in one slice.
 pub(crate) struct FunctionIndex {
@@ -48,15 +49,29 @@ pub(crate) struct Entry {
 
 const HEAD: usize = 16;
 
+/// The count of parameters a function that passes resource handles is
+/// given: no dynamic call has as many arguments, so such a call goes the
+/// way of a miscounted one, off the call's path, where it is refused (see
+/// [`Entry::passes_resources`]) at no cost to other calls.
+const PASSES_RESOURCES: u32 = u32::MAX;
+
 impl Entry {
     /// Its position among its interface's functions.
     pub(crate) fn position(&self) -> usize {
         self.position as usize
     }
 
-    /// How many values it takes.
+    /// How many values it takes; for one that passes resource handles,
+    /// more than any call gives.
     pub(crate) fn params(&self) -> usize {
         self.params as usize
+    }
+
+    /// Whether it takes or gives a resource handle: a dynamic call cannot
+    /// give one of the instance's, and one it answered would stay in the
+    /// instance's table, out of the caller's reach.
+    pub(crate) fn passes_resources(&self) -> bool {
+        self.params == PASSES_RESOURCES
     }
 
     /// How many values it gives.
@@ -77,7 +92,10 @@ impl FunctionIndex {
                     export,
                     position,
                     name: f.name(),
-                    params: f.param_count(),
+                    params: match passes_resources(f.ty()) {
+                        true => PASSES_RESOURCES as usize,
+                        false => f.param_count(),
+                    },
                     results: f.result_count(),
                 })
         });
@@ -151,6 +169,11 @@ impl FunctionIndex {
         let start = entry.rest as usize;
         self.long.get(start..start + rest.len()) == Some(rest)
     }
+}
+
+/// Whether a function of type `ty` takes or gives a resource handle.
+fn passes_resources(ty: &wasmtime::component::types::ComponentFunc) -> bool {
+    ty.params().any(|(_, t)| holds_resource(&t)) || ty.results().any(|t| holds_resource(&t))
 }
 
 /// One function, as [`FunctionIndex::new`] takes it.

@@ -384,10 +384,27 @@ impl Generation {
             return Err(self.no_such_function(export, function));
         };
         if args != found.params() {
+            if found.passes_resources() {
+                return Err(self.passes_resources(export, found.position()));
+            }
             let (position, wanted) = (found.position(), found.params());
             return Err(self.miscounted(export, position, "argument", wanted, args));
         }
         Ok(found)
+    }
+
+    /// The refusal of a dynamic call to a function that passes resource
+    /// handles.
+    #[cold]
+    fn passes_resources(&self, export: usize, position: usize) -> Failed {
+        let exported = self.exported(export);
+        Box::new(Error::BadArguments {
+            interface: exported.name().to_string(),
+            function: exported.functions()[position].name().to_string(),
+            reason: "it takes or gives a resource handle, which a dynamic call cannot \
+                     hold: call it with typed bindings (`call_typed`)"
+                .to_string(),
+        })
     }
 
     #[cold]

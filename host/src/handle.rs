@@ -71,7 +71,9 @@ impl Handle {
     /// # Errors
     /// [`Error::Unavailable`] while nothing serves the handle;
     /// [`Error::NoSuchFunction`] and [`Error::BadArguments`] for a call that
-    /// does not fit the interface; [`Error::Call`] when the call failed in
+    /// does not fit the interface, and for a function that takes or gives
+    /// a resource handle (a dynamic call cannot hold one of the instance's:
+    /// call it with [`Handle::call_typed`]); [`Error::Call`] when the call failed in
     /// the plugin (the instance is replaced); [`Error::Instantiate`] when no
     /// fresh instance could be made; [`Error::Reentered`] and
     /// [`Error::Busy`] when no instance could be had.

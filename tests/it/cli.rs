@@ -270,7 +270,7 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
         ),
         ("trap", "demo:rogue/misbehave#trap()"),
         ("deadline", "demo:rogue/misbehave#spin()"),
-        // WAVE cannot write a resource: wasm-wave panicked on it.
+        // A resource answered: wasm-wave panicked writing it.
         ("a resource answered", "demo:res/r#make()"),
     ];
     for (what, request) in failures {
@@ -572,7 +572,10 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     let out = run(&["call", res.to_str().unwrap(), "demo:res/r#make()"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("#make: it answered a resource"), "{stderr}");
+    assert!(
+        stderr.contains("#make: it takes or gives a resource handle"),
+        "{stderr}"
+    );
 
     let out = run(&["call", calc, "demo:calc/math#add(1, \"two\")"]);
     assert_eq!(out.status.code(), Some(1));

@@ -189,3 +189,48 @@ fn call_into_answers_into_the_callers_slots() {
         .unwrap();
     assert_eq!(sum, [Val::S32(3)]);
 }
+
+/// A function that takes or gives a resource handle is refused to dynamic
+/// calls, before it runs: a handle it answered stayed in the instance's
+/// table, out of the caller's reach (one leaked per call), and none the
+/// caller holds belongs to the instance. Its other functions answer.
+#[test]
+fn dynamic_calls_refuse_functions_that_pass_resources() {
+    let component = wat::parse_str(
+        r#"(component
+          (core module $m
+            (func (export "take") (param i32) (result i32) i32.const 9)
+            (func (export "seven") (result i32) i32.const 7)
+            (func (export "dtor") (param i32)))
+          (core instance $i (instantiate $m))
+          (type $r (resource (rep i32) (dtor (core func $i "dtor"))))
+          (core func $rnew (canon resource.new $r))
+          (core module $m2 (import "x" "rnew" (func $rnew (param i32) (result i32)))
+            (func (export "make") (result i32) (call $rnew (i32.const 42))))
+          (core instance $i2 (instantiate $m2 (with "x" (instance (export "rnew" (func $rnew))))))
+          (func $make (result (own $r)) (canon lift (core func $i2 "make")))
+          (func $take (param "x" (borrow $r)) (result u32) (canon lift (core func $i "take")))
+          (func $seven (result u32) (canon lift (core func $i "seven")))
+          (instance $api (export "thing" (type $r)) (export "make" (func $make))
+            (export "take" (func $take)) (export "seven" (func $seven)))
+          (export "demo:res/r@1.0.0" (instance $api)))"#,
+    )
+    .unwrap();
+    let registry = Registry::new().unwrap();
+    let plugin = registry.load_bytes("res.wasm", &component).unwrap();
+    registry.add_plugin("res", &plugin).unwrap();
+    let handle = registry.implementation("demo:res/r", "res").unwrap();
+    for function in ["make", "take"] {
+        let args: &[Val] = match function {
+            "take" => &[Val::U32(1)],
+            _ => &[],
+        };
+        match handle.call(function, args) {
+            Err(Error::BadArguments { reason, .. }) => {
+                assert!(reason.contains("resource handle"), "{reason}")
+            }
+            other => panic!("{function}: {other:?}"),
+        }
+    }
+    assert_eq!(handle.call("seven", &[]).unwrap(), [Val::U32(7)]);
+}
