@@ -65,12 +65,16 @@ struct Queue {
     calls: VecDeque<Arc<Queued>>,
     /// Tasks on the runtime's blocking pool working through `calls`.
     workers: usize,
+    /// How many of them are making a call now (the rest are about to take
+    /// one, or to stop).
+    running: usize,
 }
 
 /// Why a call was not made, or made but not heard from.
 #[derive(Debug)]
 pub(crate) enum NotRun {
-    /// It had waited longer than its patience when a task got to it.
+    /// It waited longer than its patience for a task: said by the sweep
+    /// (see [`sweep`]), or by the task that got to it late.
     Busy,
     /// It ended without an answer: it panicked, or its runtime shut down
     /// before it started.
@@ -143,6 +147,7 @@ impl Admission {
                     runtime,
                     calls: VecDeque::new(),
                     workers: 0,
+                    running: 0,
                 });
                 queues.len() - 1
             }
@@ -156,13 +161,16 @@ impl Admission {
         started
     }
 
-    /// Counts in the tasks `queue` needs for as many to work it as the
-    /// plugin has instances, or as it has calls; the caller starts them
-    /// (see [`start`]) once it has let go of the queues.
+    /// Counts in the tasks `queue` needs: one for each call queued that no
+    /// task is free to take, up to the plugin's instances; the caller starts
+    /// them (see [`start`]) once it has let go of the queues. Tasks busy
+    /// with a call do not count as free: counted, a plugin with three
+    /// instances, one busy with a long call, left a call alone in its queue
+    /// waiting for that one while two instances idled.
     fn fill(self: &Arc<Self>, queue: &mut Queue) -> Vec<(Runtime, Worker)> {
         let most = self.most.load(Ordering::SeqCst);
         let mut workers = Vec::new();
-        while queue.workers < most.min(queue.calls.len()) {
+        while queue.workers < most && queue.workers - queue.running < queue.calls.len() {
             queue.workers += 1;
             let worker = Worker {
                 admission: self.clone(),
@@ -174,16 +182,19 @@ impl Admission {
         workers
     }
 
-    /// The next call for a worker of `runtime`'s queue, and whether it
-    /// came in time (within its patience), or `None` when it
-    /// should stop (nothing queued, or more workers than the plugin's
-    /// instances now). It is then counted out, under the same lock a call
-    /// is queued under, so a call queued meanwhile always finds a worker or
-    /// starts one.
-    fn next(&self, runtime: RuntimeId) -> Option<(Job, bool)> {
+    /// The next call for a worker of `runtime`'s queue (which has just
+    /// `finished` one, if it says so), and whether it came in time (within
+    /// its patience), or `None` when it should stop (nothing queued, or
+    /// more workers than the plugin's instances now). It is then counted
+    /// out, under the same lock a call is queued under, so a call queued
+    /// meanwhile always finds a worker or starts one.
+    fn next(&self, runtime: RuntimeId, finished: bool) -> Option<(Job, bool)> {
         let mut queues = lock(&self.queues);
         let at = queues.iter().position(|q| q.runtime.id() == runtime)?;
         let queue = &mut queues[at];
+        if finished {
+            queue.running -= 1;
+        }
         while queue.workers <= self.most.load(Ordering::SeqCst) {
             let Some(queued) = queue.calls.pop_front() else {
                 break;
@@ -191,6 +202,7 @@ impl Admission {
             // Given up calls have nothing left to take.
             let job = lock(&queued.call).take();
             if let Some(job) = job {
+                queue.running += 1;
                 return Some((job, queued.at.elapsed() <= queued.patience));
             }
         }
@@ -306,10 +318,12 @@ struct Worker {
 
 impl Worker {
     fn work(mut self) {
-        while let Some((job, in_time)) = self.admission.next(self.runtime) {
+        let mut finished = false;
+        while let Some((job, in_time)) = self.admission.next(self.runtime, finished) {
             // A call that panics loses its answer (its caller hears so),
             // not the calls behind it.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(in_time)));
+            finished = true;
         }
         self.counted_out = true;
     }
@@ -493,6 +507,27 @@ mod tests {
         assert!(matches!(late, Ok(Err(NotRun::Busy))), "{late:?}");
         assert!(waited >= patience, "Busy after {waited:?}");
         assert_eq!(made.load(Ordering::SeqCst), 0);
+        wait_until_idle(&admission);
+    }
+
+    /// A call alone in the queue of a plugin with three instances, one
+    /// held by a long call: it runs at once on another (it waited for the
+    /// held one: busy tasks were counted as free).
+    #[test]
+    fn a_call_runs_at_once_while_instances_are_free() {
+        let runtime = runtime();
+        let admission = admission(3);
+        let held = hold(&runtime, &admission);
+        let (answer, answered) = std::sync::mpsc::channel();
+        {
+            let admission = admission.clone();
+            runtime.spawn(async move {
+                let _ = answer.send(admission.run(Duration::from_secs(60), || 7).await);
+            });
+        }
+        let ran = answered.recv_timeout(Duration::from_secs(30));
+        held.end(&runtime);
+        assert!(matches!(ran, Ok(Ok(7))), "{ran:?}");
         wait_until_idle(&admission);
     }
 
