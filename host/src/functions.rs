@@ -17,7 +17,7 @@
 //! layout moves these figures by; it is the simpler of the two either way.
 
 use crate::loader::ExportedInterface;
-use crate::values::holds_resource;
+use crate::values::passes_resources;
 
 /// Every exported function of a plugin, in one slice.
 pub(crate) struct FunctionIndex {
@@ -169,11 +169,6 @@ impl FunctionIndex {
         let start = entry.rest as usize;
         self.long.get(start..start + rest.len()) == Some(rest)
     }
-}
-
-/// Whether a function of type `ty` takes or gives a resource handle.
-fn passes_resources(ty: &wasmtime::component::types::ComponentFunc) -> bool {
-    ty.params().any(|(_, t)| holds_resource(&t)) || ty.results().any(|t| holds_resource(&t))
 }
 
 /// One function, as [`FunctionIndex::new`] takes it.

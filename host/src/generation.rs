@@ -349,8 +349,9 @@ impl Generation {
         export: usize,
         function: &str,
         args: &[Val],
+        held: bool,
     ) -> Result<Vec<Val>, Failed> {
-        let found = self.function(export, function, args.len())?;
+        let found = self.function(export, function, args.len(), held)?;
         let count = found.results();
         // Filled in place, not cloned from a template value one by one.
         let mut results = Vec::with_capacity(count);
@@ -368,7 +369,7 @@ impl Generation {
         args: &[Val],
         results: &mut [Val],
     ) -> Result<(), Failed> {
-        let found = self.function(export, function, args.len())?;
+        let found = self.function(export, function, args.len(), false)?;
         if results.len() != found.results() {
             let (position, wanted) = (found.position(), found.results());
             return Err(self.miscounted(export, position, "result", wanted, results.len()));
@@ -377,24 +378,56 @@ impl Generation {
     }
 
     /// Function `function` of export number `export`, refused unless it
-    /// takes `args` arguments. (Their types are checked by wasmtime.)
+    /// takes `args` arguments. (Their types are checked by wasmtime.) One
+    /// that passes resource handles only in a batch (`held`): see
+    /// [`Generation::off_count`].
     #[inline]
-    fn function(&self, export: usize, function: &str, args: usize) -> Result<Entry, Failed> {
+    fn function(
+        &self,
+        export: usize,
+        function: &str,
+        args: usize,
+        held: bool,
+    ) -> Result<Entry, Failed> {
         let Some(found) = self.functions.find(export, function) else {
             return Err(self.no_such_function(export, function));
         };
         if args != found.params() {
-            if found.passes_resources() {
-                return Err(self.passes_resources(export, found.position()));
-            }
-            let (position, wanted) = (found.position(), found.params());
-            return Err(self.miscounted(export, position, "argument", wanted, args));
+            return self.off_count(export, found, args, held);
         }
         Ok(found)
     }
 
+    /// A function whose count of parameters `args` did not match: a call
+    /// miscounted, or a function that passes resource handles (its count in
+    /// the index matches no call). Those are made only in a batch, which
+    /// holds one instance: a handle one call answers can go to the next,
+    /// and stays in the instance until it goes. Outside one, the next call
+    /// may reach another instance, so a handle answered would only stay in
+    /// the instance's table, out of reach, one more per call.
+    #[cold]
+    #[inline(never)]
+    fn off_count(
+        &self,
+        export: usize,
+        found: Entry,
+        args: usize,
+        held: bool,
+    ) -> Result<Entry, Failed> {
+        let position = found.position();
+        if !found.passes_resources() {
+            return Err(self.miscounted(export, position, "argument", found.params(), args));
+        }
+        let wanted = self.exported(export).functions()[position].param_count();
+        match (held, args == wanted) {
+            (false, _) => Err(self.passes_resources(export, position)),
+            (true, true) => Ok(found),
+            (true, false) => Err(self.miscounted(export, position, "argument", wanted, args)),
+        }
+    }
+
     /// The refusal of a dynamic call to a function that passes resource
-    /// handles.
+    /// handles, outside a batch.
     #[cold]
     fn passes_resources(&self, export: usize, position: usize) -> Failed {
         let exported = self.exported(export);
@@ -402,7 +435,8 @@ impl Generation {
             interface: exported.name().to_string(),
             function: exported.functions()[position].name().to_string(),
             reason: "it takes or gives a resource handle, which a dynamic call cannot \
-                     hold: call it with typed bindings (`call_typed`)"
+                     keep (the next may reach another instance): call it in a `batch`, \
+                     or with typed bindings (`call_typed`)"
                 .to_string(),
         })
     }
@@ -636,7 +670,10 @@ impl Generation {
         let (answer,) = self
             .guarded(|| typed.call(&mut live.store, (snapshot,)))
             .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
-        answer.map_err(|message| refused(format!("refused: {message}")))
+        answer.map_err(|message| {
+            let message = crate::error::escape_controls(&message, |_| false);
+            refused(format!("refused: {message}"))
+        })
     }
 
     /// The in-memory state of the instance a lane holds
@@ -826,10 +863,11 @@ fn in_async_context(panic: &str) -> &'static str {
     }
 }
 
-/// The text of a `result<_, string>`'s error, as a plugin gave it.
+/// The text of a `result<_, string>`'s error, as a plugin gave it, its
+/// control characters written out (it is shown on terminals and in logs).
 fn result_text(value: Option<&Val>) -> String {
     match value {
-        Some(Val::String(text)) => text.clone(),
+        Some(Val::String(text)) => crate::error::escape_controls(text, |_| false).into_owned(),
         Some(other) => format!("{other:?}"),
         None => "no reason given".into(),
     }

@@ -72,14 +72,17 @@ impl Handle {
     /// [`Error::Unavailable`] while nothing serves the handle;
     /// [`Error::NoSuchFunction`] and [`Error::BadArguments`] for a call that
     /// does not fit the interface, and for a function that takes or gives
-    /// a resource handle (a dynamic call cannot hold one of the instance's:
-    /// call it with [`Handle::call_typed`]); [`Error::Call`] when the call failed in
+    /// a resource handle (the next call may reach another instance: call it
+    /// in a [`Handle::batch`] or with [`Handle::call_typed`]);
+    /// [`Error::Call`] when the call failed in
     /// the plugin (the instance is replaced); [`Error::Instantiate`] when no
     /// fresh instance could be made; [`Error::Reentered`] and
     /// [`Error::Busy`] when no instance could be had.
     pub fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
         unbox(self.with_slot(|slot| {
-            slot.with(|generation, export, live| generation.call(live, export, function, args))
+            slot.with(|generation, export, live| {
+                generation.call(live, export, function, args, false)
+            })
         }))
     }
 
@@ -325,10 +328,13 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Like [`Handle::call`], on the instance this batch holds.
+    /// Like [`Handle::call`], on the instance this batch holds; functions
+    /// that take or give resource handles are called too: a handle one
+    /// call answers can be given to the next, in the same batch. (It stays
+    /// in the instance until the instance goes: nothing here drops it.)
     pub fn call(&mut self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
         unbox(self.slot.serve(&mut self.held, |generation, export, live| {
-            generation.call(live, export, function, args)
+            generation.call(live, export, function, args, true)
         }))
     }
 

@@ -932,9 +932,7 @@ fn registry_imports(
                 }
                 _ => continue,
             };
-            let passes_resource = ty.params().any(|(_, t)| values::holds_resource(&t))
-                || ty.results().any(|t| values::holds_resource(&t));
-            if passes_resource {
+            if values::passes_resources(&ty) {
                 return Err(format!(
                     "it imports {written}#{function}, which passes a resource handle: \
                      resources cannot cross from one plugin to another, so hotslot \

@@ -1013,7 +1013,7 @@ impl Registry {
                 continue;
             };
             match probe
-                .call(&mut resident, export, function, args)
+                .call(&mut resident, export, function, args, false)
                 .map_err(|e| *e)
             {
                 Err(Error::Call { fault, reason, .. }) => {

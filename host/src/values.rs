@@ -248,6 +248,11 @@ pub(crate) fn signature(func: &ComponentFunc) -> String {
     }
 }
 
+/// Whether a function of type `func` takes or gives a resource handle.
+pub(crate) fn passes_resources(func: &ComponentFunc) -> bool {
+    func.params().any(|(_, t)| holds_resource(&t)) || func.results().any(|t| holds_resource(&t))
+}
+
 /// Whether values of `ty` hold a resource handle anywhere inside.
 pub(crate) fn holds_resource(ty: &Type) -> bool {
     match ty {
