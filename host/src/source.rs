@@ -172,7 +172,8 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The plugin name `path` gives: its file stem, if it can be said in UTF-8
-/// without control characters.
+/// without control characters, and a request line could name it (no `::`
+/// or `#`, no `:` at its end, no space at either end).
 ///
 /// ```
 /// use std::path::Path;
@@ -188,13 +189,13 @@ pub fn plugin_name(path: &Path) -> Result<String, Error> {
     let name = stem
         .to_str()
         .ok_or_else(|| bad("the file name is not UTF-8"))?;
-    check_name(name).map_err(|reason| bad(&reason))?;
+    check_name(name)
+        .and_then(|()| check_addressable(name))
+        .map_err(|reason| bad(&reason))?;
     Ok(name.to_string())
 }
 
-/// Whether `name` can name a plugin, so that a request line can name it
-/// too (`NAME::INTERFACE#FUNCTION(...)`): not empty, no control
-/// characters, no `::` or `#`, no space at either end.
+/// Whether `name` can name a plugin: not empty, no control characters.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the name is empty".into());
@@ -202,8 +203,17 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.chars().any(char::is_control) {
         return Err("the name holds a control character".into());
     }
-    if name.contains("::") || name.contains('#') {
-        return Err("the name holds `::` or `#`, which a request could not name it by".into());
+    Ok(())
+}
+
+/// Whether a request line could name a plugin called `name`
+/// (`NAME::INTERFACE#FUNCTION(...)`): no `::` or `#` in it, no `:` at its
+/// end, no space at either end. Names taken from files (for the watcher
+/// and the CLI) must be; a host naming plugins itself may use any name
+/// [`check_name`] takes.
+fn check_addressable(name: &str) -> Result<(), String> {
+    if name.contains("::") || name.contains('#') || name.ends_with(':') {
+        return Err("a request could not name it (it holds `::` or `#`, or ends in `:`)".into());
     }
     if name.trim() != name {
         return Err("the name starts or ends with white space".into());
@@ -232,7 +242,13 @@ mod tests {
         assert_eq!(plugin_name(Path::new("a/calc.wasm")).unwrap(), "calc");
         assert!(plugin_name(Path::new("a/z\nend.wasm")).is_err());
         assert!(plugin_name(Path::new("a/\u{7f}.wasm")).is_err());
-        for unaddressable in ["a/x::y.wasm", "a/a#b.wasm", "a/ lead.wasm", "a/trail .wasm"] {
+        for unaddressable in [
+            "a/x::y.wasm",
+            "a/a#b.wasm",
+            "a/ lead.wasm",
+            "a/trail .wasm",
+            "a/colon:.wasm",
+        ] {
             let err = plugin_name(Path::new(unaddressable))
                 .unwrap_err()
                 .to_string();
