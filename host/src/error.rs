@@ -2,6 +2,7 @@
 //! what went wrong. Every variant names the file, interface, implementation
 //! or function it is about.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 /// An [`Error`] as the call path passes it between its layers: boxed, so
@@ -458,7 +459,9 @@ pub(crate) fn reason(error: &wasmtime::Error) -> String {
             _ => cause.to_string(),
         })
         .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
-        .map(|text| one_line(&text))
+        // A plugin's words may be in it (a trap's function names): no
+        // escape sequence of theirs reaches a terminal.
+        .map(|text| escape_controls(&one_line(&text), |_| false).into_owned())
         .collect::<Vec<_>>()
         .join(": ")
 }
@@ -469,6 +472,37 @@ pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `text` with its control characters (C0, DEL, C1), other than those
+/// `keep` accepts, written out as Rust escapes (`\r`, `\u{1b}`): text a
+/// plugin chose, shown on a terminal or in a log, moves no cursor, sets no
+/// title, and starts no line of its own.
+pub(crate) fn escape_controls(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && !keep(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !c.is_control() || keep(c) => escaped.push(c),
+            c => push_escaped(&mut escaped, c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Writes the control character `c` out as a Rust escape.
+pub(crate) fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+}
+
 /// What a caught panic said, for an error message.
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -476,4 +510,22 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        let text = "a\x1b]0;title\x07\r\nb\tc\u{9b}d\u{7f}";
+        assert_eq!(
+            escape_controls(text, |c| c == '\t'),
+            "a\\u{1b}]0;title\\u{7}\\r\\nb\tc\\u{9b}d\\u{7f}"
+        );
+        assert!(matches!(
+            escape_controls("plain", |_| false),
+            Cow::Borrowed(_)
+        ));
+    }
 }

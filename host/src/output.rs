@@ -6,7 +6,6 @@
 //! a plugin that floods and traps gets no fresh allowance from its next
 //! instance.
 
-use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -144,7 +143,7 @@ impl LineLog {
             // Escaped: a `\r` or a terminal's escape sequence in a plugin's
             // line would hide its prefix, forge a log line or retitle the
             // terminal.
-            let text = escape_controls(&text, |c| c == '\t');
+            let text = crate::error::escape_controls(&text, |c| c == '\t');
             let cut = if self.cut { " [line cut]" } else { "" };
             tracing::info!("[{} {}] {text}{cut}", self.plugin, self.stream);
         }
@@ -210,53 +209,9 @@ impl AsyncWrite for LogOutput {
     }
 }
 
-/// `text` with its control characters (C0, DEL, C1), other than those
-/// `keep` accepts, written out as Rust escapes (`\r`, `\u{1b}`): text a
-/// plugin chose, shown on a terminal or in a log, moves no cursor, sets no
-/// title, and starts no line of its own.
-pub(crate) fn escape_controls(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && !keep(c)) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            c if !c.is_control() || keep(c) => escaped.push(c),
-            c => push_escaped(&mut escaped, c),
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// Writes the control character `c` out as a Rust escape.
-pub(crate) fn push_escaped(out: &mut String, c: char) {
-    use std::fmt::Write as _;
-    match c {
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        c => {
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_written_out() {
-        let text = "a\x1b]0;title\x07\r\nb\tc\u{9b}d\u{7f}";
-        assert_eq!(
-            escape_controls(text, |c| c == '\t'),
-            "a\\u{1b}]0;title\\u{7}\\r\\nb\tc\\u{9b}d\\u{7f}"
-        );
-        assert!(matches!(
-            escape_controls("plain", |_| false),
-            Cow::Borrowed(_)
-        ));
-    }
 
     #[test]
     fn long_lines_are_cut_and_floods_are_dropped() {

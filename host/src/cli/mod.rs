@@ -292,7 +292,11 @@ fn run(command: Command) -> ExitCode {
                 let dir = dir_of(&file).to_path_buf();
                 registry(&LimitArgs::default(), &dir, Purpose::Once)
                     .and_then(|registry| inspect::exports_of(&registry, &file))
-                    .map(|found| format!("// {unread}\n{found}"))
+                    .map(|found| {
+                        let unread: String =
+                            unread.lines().map(|line| format!("// {line}\n")).collect();
+                        format!("{unread}{found}")
+                    })
                     .map_err(|_| unread)
             })
             .and_then(|wit| write_out(&wit)),
@@ -333,7 +337,7 @@ fn run(command: Command) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            let message = crate::output::escape_controls(&message, |c| c == '\n' || c == '\t');
+            let message = crate::error::escape_controls(&message, |c| c == '\n' || c == '\t');
             tell(format_args!("error: {message}"));
             ExitCode::FAILURE
         }
@@ -579,7 +583,7 @@ fn log_safe(event: &str, colours: bool) -> std::borrow::Cow<'_, str> {
         match c {
             c if plain(c) => safe.push(c),
             '\n' => safe.push_str("\n    "),
-            c => crate::output::push_escaped(&mut safe, c),
+            c => crate::error::push_escaped(&mut safe, c),
         }
         rest = &rest[c.len_utf8()..];
     }

@@ -328,7 +328,7 @@ fn list(registry: &Registry) -> Vec<String> {
 /// answers (an `on-start` refusal, a trap's function names), and a `\r`
 /// or an escape sequence there would rewrite what the terminal shows.
 fn printed(answer: &str) -> std::borrow::Cow<'_, str> {
-    crate::output::escape_controls(answer, |_| false)
+    crate::error::escape_controls(answer, |_| false)
 }
 
 /// Who serves an import, as `list` words it.
