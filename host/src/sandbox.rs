@@ -249,10 +249,13 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, Error> {
     Ok(linker)
 }
 
+/// The version of `hotslot:plugin` this host serves (`wit/hotslot-plugin`).
+pub(crate) const PLUGIN_VERSION: &str = "0.1.0";
+
 /// `hotslot:plugin/state`, on the plugin's own store: nothing a plugin
 /// passes can reach another plugin's state or fail the host.
 fn add_state(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    let mut state = linker.instance("hotslot:plugin/state@0.1.0")?;
+    let mut state = linker.instance(&format!("hotslot:plugin/state@{PLUGIN_VERSION}"))?;
     state.func_wrap(
         "get",
         |store: StoreContextMut<'_, PluginState>, (key,): (String,)| {

@@ -33,9 +33,16 @@ pub(crate) trait Waiting: WasiView + 'static {
 /// 0.2.x). Were wasmtime-wasi to move to another, the names below would
 /// define new instances beside its own rather than replace its waits: the
 /// sandbox tests of sleeping and stalled plugins would fail.
-const WASI_POLL: &str = "wasi:io/poll@0.2.12";
-const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
-const WASI_FILESYSTEM: &str = "wasi:filesystem/types@0.2.12";
+macro_rules! wasi_version {
+    () => {
+        "0.2.12"
+    };
+}
+/// The version of WASI's interfaces wasmtime-wasi defines.
+pub(crate) const WASI_VERSION: &str = wasi_version!();
+const WASI_POLL: &str = concat!("wasi:io/poll@", wasi_version!());
+const WASI_STREAMS: &str = concat!("wasi:io/streams@", wasi_version!());
+const WASI_FILESYSTEM: &str = concat!("wasi:filesystem/types@", wasi_version!());
 
 /// Replaces the WASI functions that wait in the host with ones that end at
 /// the call's deadline: `wasi:io/poll`'s `poll` and `pollable.block` (and

@@ -10,6 +10,7 @@ use crate::error::one_line;
 use crate::limits::DEFAULT_MAX_FILE_SIZE;
 use crate::registry::Registry;
 use crate::source::Source;
+use crate::version::InterfaceName;
 
 /// The component's world — its imports and exports — and every interface
 /// they name, as WIT with versions, then how this host would link each
@@ -164,27 +165,19 @@ fn imports(resolve: &Resolve, world: WorldId) -> Vec<(String, Linked)> {
 
 /// Why the host's own interfaces (WASI's, `hotslot:plugin`'s) cannot
 /// serve the version `name` asks for, if it asks for one they cannot:
-/// wasmtime links an import to a definition in the same semver line
-/// (`0.2.x` to `0.2.y`, `1.x` to `1.y`).
+/// wasmtime links an import to a definition in the same version line
+/// (`0.2.x` to `0.2.y`, `1.x` to `1.y`), the registry's rule for a line.
 fn unoffered_version(name: &str) -> Option<String> {
-    let (interface, version) = name.split_once('@')?;
+    let (interface, _) = name.split_once('@')?;
     let offered = match interface.split_once(':')?.0 {
-        "wasi" => "0.2.12",
-        "hotslot" => "0.1.0",
+        "wasi" => crate::waits::WASI_VERSION,
+        "hotslot" => crate::sandbox::PLUGIN_VERSION,
         _ => return None,
     };
-    let line = |v: &semver::Version| match v.major {
-        0 => (0, v.minor),
-        major => (major, 0),
-    };
-    let asked = semver::Version::parse(version).ok()?;
-    let served = semver::Version::parse(offered).ok()?;
-    (line(&asked) != line(&served)).then(|| {
-        format!(
-            "hotslot offers {interface}@{offered}, and links imports of its 0.{}.x line only",
-            served.minor
-        )
-    })
+    let asked: InterfaceName = name.parse().ok()?;
+    let served: InterfaceName = format!("{interface}@{offered}").parse().ok()?;
+    (asked.line() != served.line())
+        .then(|| format!("hotslot offers {served}, and links imports of its version line only"))
 }
 
 /// What in interface `id` would pass a resource between plugins (as
