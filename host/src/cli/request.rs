@@ -267,10 +267,15 @@ fn unknown_field(node: &Node, ty: &Type, src: &str) -> Option<String> {
             .ok()?
             .zip(tuple.types())
             .find_map(|(item, ty)| inner(item, &ty)),
-        Type::Option(option) => inner(node.as_option().ok()??, &option.ty()),
-        Type::Result(result) => match node.as_result().ok()? {
-            Ok(value) => inner(value?, &result.ok()?),
-            Err(value) => inner(value?, &result.err()?),
+        // WAVE takes an option's or an ok's payload bare, too.
+        Type::Option(option) => match node.as_option() {
+            Ok(value) => inner(value?, &option.ty()),
+            Err(_) => inner(node, &option.ty()),
+        },
+        Type::Result(result) => match node.as_result() {
+            Ok(Ok(value)) => inner(value?, &result.ok()?),
+            Ok(Err(value)) => inner(value?, &result.err()?),
+            Err(_) => inner(node, &result.ok()?),
         },
         Type::Variant(variant) => {
             let (name, value) = node.as_variant(src).ok()?;
