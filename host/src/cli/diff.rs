@@ -13,7 +13,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
     let old = registry.load_file(old).map_err(|e| e.to_string())?;
     let new = registry.load_file(new).map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
-    let (mut refused, mut gone) = (false, false);
+    let (mut refused, mut gone, mut changed) = (false, false, false);
     for before in old.exports().iter().filter(|e| !e.is_contract()) {
         let line = before.name().line();
         let after = new
@@ -28,6 +28,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
         };
         lines.push(format!("{} -> {}", before.name(), after.name()));
         let differences = contract::compare(before, after);
+        changed |= !differences.is_empty();
         refused |= !differences.is_empty();
         for difference in &differences {
             match &difference.new {
@@ -51,7 +52,6 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
             }
         }
     }
-    let changed = lines.iter().any(|line| line.starts_with("  -"));
     if gone {
         lines.push(
             "refused: a reload must serve every interface the old version serves \

@@ -484,6 +484,13 @@ fn python_interface(dir: &Path, interface: &StubInterface, app: &mut String) -> 
         return Ok(());
     };
     let module = snake(name);
+    // Written as `{module}.py`, beside `app.py` and the bindings package.
+    if module == "app" || module == "wit_world" {
+        return Err(format!(
+            "the interface `{name}` has resources, which componentize-py looks for in \
+             {module}.py: that file is the plugin's own (or its bindings'); rename the interface"
+        ));
+    }
     let mut classes = format!(
         "\"\"\"The resources of `{name}`: componentize-py looks for them here.\"\"\"\n\n\
          from wit_world.exports import {module}\n"
