@@ -351,11 +351,8 @@ fn unpanicked<R>(file: &Path, f: impl FnOnce() -> Result<R, Error>) -> Result<R,
 mod tests {
     use super::*;
 
-    /// Damaged databases, each from a good one with bytes past its header
-    /// overwritten (a fixed sequence, the same every run): each fails or
-    /// opens, none panics.
-    #[test]
-    fn a_damaged_database_fails_naming_its_file_never_panics() {
+    /// The bytes of a database holding fifty values of plugin `p`.
+    fn good_database() -> Vec<u8> {
         let good = tempfile::tempdir().unwrap();
         {
             let persist = Arc::new(Persist::open(good.path()).unwrap());
@@ -365,14 +362,27 @@ mod tests {
                 store.set(&format!("k{i}"), vec![i as u8; 300]).unwrap();
             }
         }
-        let bytes = std::fs::read(good.path().join("state.redb")).unwrap();
+        std::fs::read(good.path().join("state.redb")).unwrap()
+    }
+
+    /// A fixed sequence of numbers, the same every run, to damage with.
+    fn numbers() -> impl FnMut() -> usize {
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
+        move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (seed >> 33) as usize
-        };
+        }
+    }
+
+    /// Damaged databases, each from a good one with bytes past its header
+    /// overwritten (a fixed sequence, the same every run): each fails or
+    /// opens, none panics.
+    #[test]
+    fn a_damaged_database_fails_naming_its_file_never_panics() {
+        let bytes = good_database();
+        let mut next = numbers();
         let mut damaged = 0;
         for _ in 0..40 {
             let mut copy = bytes.clone();
@@ -410,23 +420,8 @@ mod tests {
     /// afterwards, where redb panics again, no longer panics.
     #[test]
     fn a_database_that_panicked_in_a_write_closes_without_panicking() {
-        let good = tempfile::tempdir().unwrap();
-        {
-            let persist = Arc::new(Persist::open(good.path()).unwrap());
-            let store = PluginStore::new("p");
-            store.persist_in(&persist).unwrap();
-            for i in 0..50 {
-                store.set(&format!("k{i}"), vec![i as u8; 300]).unwrap();
-            }
-        }
-        let bytes = std::fs::read(good.path().join("state.redb")).unwrap();
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
+        let bytes = good_database();
+        let mut next = numbers();
         let mut panicked_in_redb = 0;
         for round in 0..=1417 {
             let mut copy = bytes.clone();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{last_reuse, plugin_path, with_build_id};
+use crate::common::{last_reuse, plugin_path, resource_maker, with_build_id};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -293,33 +293,6 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
     assert_eq!(host_panics.count(), 0, "{stderr}");
 }
 
-/// A component exporting `demo:res/r@1.0.0`, whose `make` answers a
-/// resource of its own.
-fn resource_maker() -> Vec<u8> {
-    wat::parse_str(
-        r#"(component
-          (core module $m
-            (func (export "take") (param i32) (result i32) i32.const 9)
-            (func (export "dtor") (param i32)))
-          (core instance $i (instantiate $m))
-          (type $r (resource (rep i32) (dtor (core func $i "dtor"))))
-          (core func $rnew (canon resource.new $r))
-          (core module $m2 (import "x" "rnew" (func $rnew (param i32) (result i32)))
-            (func (export "make") (result i32) (call $rnew (i32.const 42))))
-          (core instance $i2 (instantiate $m2 (with "x" (instance (export "rnew" (func $rnew))))))
-          (func $make (result (own $r)) (canon lift (core func $i2 "make")))
-          (func $take (param "x" (borrow $r)) (result u32) (canon lift (core func $i "take")))
-          (instance $inst (export "thing" (type $r)) (export "make" (func $make))
-            (export "take" (func $take)))
-          (export "demo:res/r@1.0.0" (instance $inst)))"#,
-    )
-    .unwrap()
-}
-
-/// Standard error that cannot be written (a full disk here: `/dev/full`)
-/// loses the log, not the answers: tracing's report of the failed write
-/// panicked, killing the loader threads (`watch` loaded nothing and hung)
-/// and making `call` exit 101.
 #[test]
 fn a_log_that_cannot_be_written_loses_no_answer() {
     let full = || {

@@ -145,3 +145,28 @@ pub fn greeter_of_other_types() -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// A component exporting `demo:res/r@1.0.0`: `make` answers a resource of
+/// its own (`thing`), `take` borrows one, `seven` answers 7.
+pub fn resource_maker() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+          (core module $m
+            (func (export "take") (param i32) (result i32) i32.const 9)
+            (func (export "seven") (result i32) i32.const 7)
+            (func (export "dtor") (param i32)))
+          (core instance $i (instantiate $m))
+          (type $r (resource (rep i32) (dtor (core func $i "dtor"))))
+          (core func $rnew (canon resource.new $r))
+          (core module $m2 (import "x" "rnew" (func $rnew (param i32) (result i32)))
+            (func (export "make") (result i32) (call $rnew (i32.const 42))))
+          (core instance $i2 (instantiate $m2 (with "x" (instance (export "rnew" (func $rnew))))))
+          (func $make (result (own $r)) (canon lift (core func $i2 "make")))
+          (func $take (param "x" (borrow $r)) (result u32) (canon lift (core func $i "take")))
+          (func $seven (result u32) (canon lift (core func $i "seven")))
+          (instance $api (export "thing" (type $r)) (export "make" (func $make))
+            (export "take" (func $take)) (export "seven" (func $seven)))
+          (export "demo:res/r@1.0.0" (instance $api)))"#,
+    )
+    .unwrap()
+}

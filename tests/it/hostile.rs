@@ -339,11 +339,9 @@ fn a_manifest_cannot_raise_the_operators_limits() {
     assert_eq!(grants.limits(&ceiling), ceiling);
 }
 
-/// A start function that never ends is refused, saying the deadline passed
-/// (wasmtime's own words were only "wasm trap: interrupt").
-#[test]
-fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
-    let endless = wat::parse_str(
+/// A component whose start function never ends.
+fn endless_start() -> Vec<u8> {
+    wat::parse_str(
         r#"(component
             (core module $m (func $forever (loop $again (br $again))) (start $forever))
             (core instance $i (instantiate $m))
@@ -351,7 +349,14 @@ fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
             (export "demo:probe/probe@1.0.0" (instance $e))
         )"#,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A start function that never ends is refused, saying the deadline passed
+/// (wasmtime's own words were only "wasm trap: interrupt").
+#[test]
+fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
+    let endless = endless_start();
     let limits = Limits {
         timeout: Duration::from_millis(200),
         ..Limits::default()
@@ -373,15 +378,7 @@ fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
 #[test]
 fn endless_start_ups_hold_up_no_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let endless = wat::parse_str(
-        r#"(component
-            (core module $m (func $forever (loop $again (br $again))) (start $forever))
-            (core instance $i (instantiate $m))
-            (instance $e)
-            (export "demo:probe/probe@1.0.0" (instance $e))
-        )"#,
-    )
-    .unwrap();
+    let endless = endless_start();
     for name in ["a1.wasm", "a2.wasm", "a3.wasm", "a4.wasm"] {
         std::fs::write(dir.path().join(name), &endless).unwrap();
     }
