@@ -365,6 +365,22 @@ mod tests {
         std::fs::read(good.path().join("state.redb")).unwrap()
     }
 
+    /// Opens a database holding `bytes`, reads plugin `p`'s state from it
+    /// and writes one value; closes it on the way out.
+    fn open_and_write(bytes: &[u8]) -> Result<(), Error> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.redb"), bytes).unwrap();
+        let persist = Arc::new(Persist::open(dir.path())?);
+        let store = PluginStore::new("p");
+        store.persist_in(&persist)?;
+        store
+            .set("new", b"1".to_vec())
+            .map_err(|reason| Error::State {
+                file: dir.path().to_path_buf(),
+                reason,
+            })
+    }
+
     /// A fixed sequence of numbers, the same every run, to damage with.
     fn numbers() -> impl FnMut() -> usize {
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -390,19 +406,7 @@ mod tests {
                 let at = 4096 + next() % (copy.len() - 4096);
                 copy[at] = next() as u8;
             }
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("state.redb"), &copy).unwrap();
-            let opened = Persist::open(dir.path()).and_then(|persist| {
-                let persist = Arc::new(persist);
-                let store = PluginStore::new("p");
-                store.persist_in(&persist)?;
-                store
-                    .set("new", b"1".to_vec())
-                    .map_err(|reason| Error::State {
-                        file: dir.path().to_path_buf(),
-                        reason,
-                    })
-            });
+            let opened = open_and_write(&copy);
             if let Err(e) = opened {
                 assert!(e.to_string().contains("state.redb"), "{e}");
                 damaged += 1;
@@ -434,19 +438,7 @@ mod tests {
             if round != 859 && round != 1417 {
                 continue;
             }
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("state.redb"), &copy).unwrap();
-            let closed = std::panic::catch_unwind(|| {
-                let persist = Arc::new(Persist::open(dir.path())?);
-                let store = PluginStore::new("p");
-                store.persist_in(&persist)?;
-                store
-                    .set("new", b"1".to_vec())
-                    .map_err(|reason| Error::State {
-                        file: dir.path().to_path_buf(),
-                        reason,
-                    })
-            });
+            let closed = std::panic::catch_unwind(|| open_and_write(&copy));
             let Ok(written) = closed else {
                 panic!("round {round}: closing the database panicked");
             };
