@@ -165,11 +165,11 @@ struct StubFunction {
     params: Vec<String>,
 }
 
-/// An exported resource: its constructor's parameters (if it has one), its
-/// methods and its static functions.
+/// An exported resource: its constructor (if it has one, named
+/// `constructor`), its methods and its static functions.
 struct StubResource {
     name: String,
-    constructor: Option<Vec<String>>,
+    constructor: Option<StubFunction>,
     methods: Vec<StubFunction>,
     statics: Vec<StubFunction>,
 }
@@ -261,31 +261,28 @@ impl StubInterface {
             }
         }
         for function in interface.functions.values() {
-            let of = |ty: &wit_parser::TypeId| resolve.types[*ty].name.clone();
-            let (resource, function) = match &function.kind {
+            let owner = match &function.kind {
                 FunctionKind::Freestanding | FunctionKind::AsyncFreestanding => {
                     stub.functions.push(stub_function(function));
                     continue;
                 }
-                FunctionKind::Constructor(ty) => (of(ty), Err(stub_function(function).params)),
-                FunctionKind::Method(ty) | FunctionKind::AsyncMethod(ty) => {
-                    (of(ty), Ok((true, stub_function(function))))
-                }
-                FunctionKind::Static(ty) | FunctionKind::AsyncStatic(ty) => {
-                    (of(ty), Ok((false, stub_function(function))))
-                }
+                FunctionKind::Constructor(ty)
+                | FunctionKind::Method(ty)
+                | FunctionKind::AsyncMethod(ty)
+                | FunctionKind::Static(ty)
+                | FunctionKind::AsyncStatic(ty) => resolve.types[*ty].name.as_ref(),
             };
-            let Some(resource) = stub
-                .resources
-                .iter_mut()
-                .find(|r| Some(&r.name) == resource.as_ref())
-            else {
+            let Some(resource) = stub.resources.iter_mut().find(|r| Some(&r.name) == owner) else {
                 continue;
             };
-            match function {
-                Err(params) => resource.constructor = Some(params),
-                Ok((true, method)) => resource.methods.push(method),
-                Ok((false, method)) => resource.statics.push(method),
+            match function.kind {
+                FunctionKind::Constructor(_) => {
+                    resource.constructor = Some(stub_function(function))
+                }
+                FunctionKind::Method(_) | FunctionKind::AsyncMethod(_) => {
+                    resource.methods.push(stub_function(function))
+                }
+                _ => resource.statics.push(stub_function(function)),
             }
         }
         stub
@@ -293,17 +290,16 @@ impl StubInterface {
 }
 
 /// A function's stub: its own name (for a resource's, after the dot) and
-/// its parameters but `self`.
+/// its parameters but a method's first, `self`.
 fn stub_function(function: &wit_parser::Function) -> StubFunction {
+    let method = matches!(
+        function.kind,
+        FunctionKind::Method(_) | FunctionKind::AsyncMethod(_)
+    );
     let params = function
         .params
         .iter()
-        .filter(|p| {
-            !matches!(
-                function.kind,
-                FunctionKind::Method(_) | FunctionKind::AsyncMethod(_)
-            ) || p.name != "self"
-        })
+        .skip(usize::from(method))
         .map(|p| p.name.clone())
         .collect();
     StubFunction {
@@ -499,13 +495,9 @@ fn python_interface(dir: &Path, interface: &StubInterface, app: &mut String) -> 
         let class = camel(&resource.name);
         let _ = write!(classes, "\n\nclass {class}({module}.{class}):");
         let mut empty = true;
-        if let Some(params) = &resource.constructor {
-            let constructor = StubFunction {
-                name: "__init__".into(),
-                params: params.clone(),
-            };
+        if let Some(constructor) = &resource.constructor {
             let wit = format!("[constructor]{}", resource.name);
-            classes.push_str(&python_def_named(&constructor, "self", "__init__", &wit));
+            classes.push_str(&python_def_named(constructor, "self", "__init__", &wit));
             empty = false;
         }
         for method in &resource.methods {
@@ -549,11 +541,7 @@ fn python_name(name: &str) -> String {
         "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
         "try", "while", "with", "yield",
     ];
-    let name = snake(name);
-    match KEYWORDS.contains(&name.as_str()) {
-        true => format!("{name}_"),
-        false => name,
-    }
+    unreserved(snake(name), &KEYWORDS)
 }
 
 /// Writes the stubs of one exported interface as componentize-js wants
@@ -582,16 +570,9 @@ fn javascript_interface(interface: &StubInterface, app: &mut String) {
     for resource in &interface.resources {
         let class = camel(&resource.name);
         let mut body = Vec::new();
-        if let Some(params) = &resource.constructor {
-            let constructor = StubFunction {
-                name: "constructor".into(),
-                params: params.clone(),
-            };
-            body.push(function_body(
-                &constructor,
-                &format!("[constructor]{}", resource.name),
-                "    ",
-            ));
+        if let Some(constructor) = &resource.constructor {
+            let wit = format!("[constructor]{}", resource.name);
+            body.push(function_body(constructor, &wit, "    "));
         }
         for method in &resource.methods {
             let wit = format!("[method]{}.{}", resource.name, method.name);
@@ -627,7 +608,7 @@ fn javascript_interface(interface: &StubInterface, app: &mut String) {
 /// A WIT name as a JavaScript parameter: `my-arg` as `myArg`, and a word
 /// JavaScript reserves with `_` after it (`in_`).
 fn javascript_name(name: &str) -> String {
-    const RESERVED: [&str; 38] = [
+    const RESERVED: [&str; 46] = [
         "await",
         "break",
         "case",
@@ -666,10 +647,21 @@ fn javascript_name(name: &str) -> String {
         "switch",
         "this",
         "throw",
+        "true",
+        "try",
+        "typeof",
+        "var",
+        "void",
+        "while",
+        "with",
+        "yield",
     ];
-    const MORE: [&str; 7] = ["true", "try", "typeof", "var", "void", "while", "with"];
-    let name = lower_camel(name);
-    match RESERVED.contains(&name.as_str()) || MORE.contains(&name.as_str()) || name == "yield" {
+    unreserved(lower_camel(name), &RESERVED)
+}
+
+/// `name`, with `_` after it if it is one of the `reserved` words.
+fn unreserved(name: String, reserved: &[&str]) -> String {
+    match reserved.contains(&name.as_str()) {
         true => format!("{name}_"),
         false => name,
     }
