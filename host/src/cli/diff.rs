@@ -13,7 +13,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
     let old = registry.load_file(old).map_err(|e| e.to_string())?;
     let new = registry.load_file(new).map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
-    let (mut refused, mut gone, mut changed) = (false, false, false);
+    let (mut gone, mut changed) = (false, false);
     for before in old.exports().iter().filter(|e| !e.is_contract()) {
         let line = before.name().line();
         let after = new
@@ -23,13 +23,12 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
             .max_by(|a, b| a.name().version().cmp(&b.name().version()));
         let Some(after) = after else {
             lines.push(format!("{}: gone from {}", before.name(), new.origin()));
-            (refused, gone) = (true, true);
+            gone = true;
             continue;
         };
         lines.push(format!("{} -> {}", before.name(), after.name()));
         let differences = contract::compare(before, after);
         changed |= !differences.is_empty();
-        refused |= !differences.is_empty();
         for difference in &differences {
             match &difference.new {
                 Some(now) => lines.push(format!(
@@ -66,6 +65,7 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
                 .to_string(),
         );
     }
+    let refused = gone || changed;
     if !refused {
         lines.push("compatible: a reload from the first to the second would be taken".to_string());
     }

@@ -164,9 +164,7 @@ impl CallRequest {
             None => format!("bad arguments: {error}"),
         }
     }
-}
 
-impl CallRequest {
     /// Which part of the arguments `error` is about (quoted: a value of
     /// the right kind may hold the wrong thing deep inside), and what is
     /// wrong with it.
