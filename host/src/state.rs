@@ -244,11 +244,12 @@ impl Drop for Persist {
     fn drop(&mut self) {
         // SAFETY: `db` is taken once, here, and never used after.
         let db = unsafe { std::mem::ManuallyDrop::take(&mut self.db) };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db))).is_err() {
-            tracing::warn!(
-                "plugin state in {}: the damaged database could not be closed",
-                self.file.display()
-            );
+        let closed = unpanicked(&self.file, || {
+            drop(db);
+            Ok(())
+        });
+        if let Err(e) = closed {
+            tracing::warn!("{e} (closing it)");
         }
     }
 }
