@@ -438,6 +438,22 @@ mod tests {
         }
     }
 
+    /// Queues `call` from a task on `runtime`; its answer comes on the
+    /// channel returned.
+    fn queue<R: Send + 'static>(
+        runtime: &tokio::runtime::Runtime,
+        admission: &Arc<Admission>,
+        patience: Duration,
+        call: impl FnOnce() -> R + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<Result<R, NotRun>> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let admission = admission.clone();
+        runtime.spawn(async move {
+            let _ = answer.send(admission.run(patience, call).await);
+        });
+        answered
+    }
+
     /// Waits (at most ten seconds) until `admission`'s only queue holds
     /// `calls` calls.
     fn wait_until_queued(admission: &Admission, calls: usize) {
@@ -485,15 +501,12 @@ mod tests {
         let held = hold(&runtime, &admission);
         let made = Arc::new(AtomicUsize::new(0));
         let patience = Duration::from_millis(50);
-        let (answer, answered) = std::sync::mpsc::channel();
         let started = Instant::now();
-        {
-            let (admission, made) = (admission.clone(), made.clone());
-            let count = move || made.fetch_add(1, Ordering::SeqCst);
-            runtime.spawn(async move {
-                let _ = answer.send(admission.run(patience, count).await);
-            });
-        }
+        let count = {
+            let made = made.clone();
+            move || made.fetch_add(1, Ordering::SeqCst)
+        };
+        let answered = queue(&runtime, &admission, patience, count);
         let late = loop {
             sweep();
             match answered.recv_timeout(Duration::from_millis(5)) {
@@ -518,13 +531,7 @@ mod tests {
         let runtime = runtime();
         let admission = admission(3);
         let held = hold(&runtime, &admission);
-        let (answer, answered) = std::sync::mpsc::channel();
-        {
-            let admission = admission.clone();
-            runtime.spawn(async move {
-                let _ = answer.send(admission.run(Duration::from_secs(60), || 7).await);
-            });
-        }
+        let answered = queue(&runtime, &admission, Duration::from_secs(60), || 7);
         let ran = answered.recv_timeout(Duration::from_secs(30));
         held.end(&runtime);
         assert!(matches!(ran, Ok(Ok(7))), "{ran:?}");
