@@ -302,9 +302,10 @@ fn clock_start() -> Instant {
 
 /// Advances the engine's epoch once per tick of wall time, for as long as
 /// the engine lives, and sweeps the async calls' queues
-/// ([`admission::sweep`](crate::admission::sweep)). The epoch follows the clock, not the number of sleeps, so
-/// a ticker delayed by a busy machine catches up instead of stretching every
-/// deadline. (This sleep is a clock, not a wait for an event.)
+/// ([`admission::sweep`](crate::admission::sweep)). The epoch follows the
+/// clock, not the number of sleeps, so a ticker delayed by a busy machine
+/// catches up instead of stretching every deadline. (This sleep is a
+/// clock, not a wait for an event.)
 fn start_ticker(engine: &Engine) -> Result<(), Error> {
     let weak = engine.weak();
     let started = Instant::now();

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
+use wasmtime::component::ResourceTableError;
+
 /// An [`Error`] as the call path passes it between its layers: boxed, so
 /// that a call's `Result` fits in two registers instead of being copied
 /// through memory at each layer (an `Error` is over 100 bytes). Public
@@ -430,8 +432,6 @@ fn list_or_none(items: &[String]) -> String {
         items.join(", ")
     }
 }
-
-use wasmtime::component::ResourceTableError;
 
 /// What a full WASI handle table means, in the words of the limit that
 /// sets its size: wasmtime-wasi says "resource table has no free keys".

@@ -420,7 +420,7 @@ impl Generation {
         }
         let wanted = self.exported(export).functions()[position].param_count();
         match (held, args == wanted) {
-            (false, _) => Err(self.passes_resources(export, position)),
+            (false, _) => Err(self.resources_refused(export, position)),
             (true, true) => Ok(found),
             (true, false) => Err(self.miscounted(export, position, "argument", wanted, args)),
         }
@@ -429,7 +429,7 @@ impl Generation {
     /// The refusal of a dynamic call to a function that passes resource
     /// handles, outside a batch.
     #[cold]
-    fn passes_resources(&self, export: usize, position: usize) -> Failed {
+    fn resources_refused(&self, export: usize, position: usize) -> Failed {
         let exported = self.exported(export);
         Box::new(Error::BadArguments {
             interface: exported.name().to_string(),
