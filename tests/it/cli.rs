@@ -378,6 +378,63 @@ fn code_kept_for_a_component_the_pool_cannot_hold_is_not_blamed() {
     assert_eq!(kept(), 1, "the kept code was removed");
 }
 
+/// WAVE takes an option's or an ok's payload written bare (`{a: 1}` for
+/// `some({a: 1})`): a misspelt field there is refused as it is elsewhere,
+/// not passed over. `f` answers its record's `a` (0 for `none`), `g` the
+/// ok record's `a` (0 for `err`).
+#[test]
+fn a_misspelt_field_in_a_bare_option_or_ok_payload_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bare.wasm");
+    let wat = r#"(component
+      (core module $m
+        (func (export "f") (param i32 i32) (result i32)
+          (select (local.get 1) (i32.const 0) (local.get 0)))
+        (func (export "g") (param i32 i32) (result i32)
+          (select (i32.const 0) (local.get 1) (local.get 0))))
+      (core instance $i (instantiate $m))
+      (type $r (record (field "a" u32)))
+      (type $o (option $r))
+      (type $res (result $r))
+      (func $f (param "o" $o) (result u32) (canon lift (core func $i "f")))
+      (func $g (param "x" $res) (result u32) (canon lift (core func $i "g")))
+      (instance $api (export "r" (type $r)) (export "f" (func $f)) (export "g" (func $g)))
+      (export "demo:bare/api@1.0.0" (instance $api)))"#;
+    std::fs::write(&file, wat::parse_str(wat).unwrap()).unwrap();
+    let file = file.to_str().unwrap();
+    for (request, answer) in [
+        ("demo:bare/api#f({a: 5})", "5\n"),
+        ("demo:bare/api#f(some({a: 6}))", "6\n"),
+        ("demo:bare/api#f(none)", "0\n"),
+        ("demo:bare/api#g({a: 7})", "7\n"),
+        ("demo:bare/api#g(ok({a: 8}))", "8\n"),
+    ] {
+        let out = run(&["call", file, request]);
+        assert_eq!(
+            text(&out.stdout),
+            answer,
+            "{request}: {}",
+            text(&out.stderr)
+        );
+    }
+    for (request, argument) in [
+        ("demo:bare/api#f({a: 5, b: 1})", "argument o"),
+        ("demo:bare/api#f(some({a: 6, b: 1}))", "argument o"),
+        ("demo:bare/api#g({a: 7, b: 1})", "argument x"),
+        ("demo:bare/api#g(ok({a: 8, b: 1}))", "argument x"),
+    ] {
+        let out = run(&["call", file, request]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{request}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{argument}: the record has no field `b` (its fields: a)"
+            )),
+            "{request}: {stderr}"
+        );
+    }
+}
+
 /// A component that also exports a type, which WIT cannot say: `call`
 /// runs it as `watch` does (it was refused, its WIT unreadable), and
 /// `inspect` says what wasmtime finds it exports.
