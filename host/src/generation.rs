@@ -209,12 +209,7 @@ impl Generation {
             interface: interface.to_string(),
             name: self.name.to_string(),
             origin: self.plugin.origin().to_string(),
-            // A start function stopped by the deadline is said as a call's
-            // would be: wasmtime's words are "wasm trap: interrupt".
-            reason: match Fault::of(&e) {
-                Fault::Timeout => format!("{}: {}", Fault::Timeout, reason_of(&e)),
-                _ => reason_of(&e),
-            },
+            reason: start_up_reason(&e),
         };
         match self.try_instantiate() {
             Err(e) if pool_full(&e) => {
@@ -642,7 +637,7 @@ impl Generation {
             sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
             let args = [Val::Enum(reason.wit().into())];
             self.guarded(|| func.call(&mut live.store, &args, &mut results))
-                .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
+                .map_err(|e| refused(format!("failed: {}", start_up_reason(&e))))?;
             if let Val::Result(Err(message)) = &results[0] {
                 return Err(refused(format!(
                     "refused: {}",
@@ -669,7 +664,7 @@ impl Generation {
         sandbox::set_deadline(&mut live.store, chain::capped(self.deadline));
         let (answer,) = self
             .guarded(|| typed.call(&mut live.store, (snapshot,)))
-            .map_err(|e| refused(format!("failed: {}", reason_of(&e))))?;
+            .map_err(|e| refused(format!("failed: {}", start_up_reason(&e))))?;
         answer.map_err(|message| {
             let message = crate::error::escape_controls(&message, |_| false);
             refused(format!("refused: {message}"))
@@ -837,6 +832,16 @@ fn pool_full(error: &wasmtime::Error) -> bool {
 /// panic in a host function (WASI's included) out through the guest's frames
 /// to its caller; here it fails the one call (whose instance then goes)
 /// rather than the host.
+/// Why start-up code (a start function, `on-start`, `restore`) failed. One
+/// stopped by the deadline says so, as a call's failure does: wasmtime's own
+/// words are only "wasm trap: interrupt".
+fn start_up_reason(error: &wasmtime::Error) -> String {
+    match Fault::of(error) {
+        Fault::Timeout => format!("{}: {}", Fault::Timeout, reason_of(error)),
+        _ => reason_of(error),
+    }
+}
+
 fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,

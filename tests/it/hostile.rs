@@ -352,23 +352,53 @@ fn endless_start() -> Vec<u8> {
     .unwrap()
 }
 
-/// A start function that never ends is refused, saying the deadline passed
-/// (wasmtime's own words were only "wasm trap: interrupt").
+/// A component whose `on-start` (`hotslot:plugin/lifecycle`) never ends.
+fn endless_on_start() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m
+              (memory (export "mem") 1)
+              (func (export "on-start") (param i32) (result i32) (loop $again (br $again)) unreachable))
+            (core instance $i (instantiate $m))
+            (alias core export $i "mem" (core memory $mem))
+            (type $reason (enum "fresh" "reload" "recover"))
+            (func $on-start (param "reason" $reason) (result (result (error string)))
+              (canon lift (core func $i "on-start") (memory $mem)))
+            (instance $life (export "start-reason" (type $reason)) (export "on-start" (func $on-start)))
+            (export "hotslot:plugin/lifecycle@0.1.0" (instance $life))
+            (instance $e)
+            (export "demo:probe/probe@1.0.0" (instance $e))
+        )"#,
+    )
+    .unwrap()
+}
+
+/// Start-up code that never ends (a start function, `on-start`) is
+/// refused, saying the deadline passed (wasmtime's own words were only
+/// "wasm trap: interrupt").
 #[test]
-fn an_endless_start_function_is_refused_at_its_deadline_saying_so() {
-    let endless = endless_start();
+fn an_endless_start_up_is_refused_at_its_deadline_saying_so() {
     let limits = Limits {
         timeout: Duration::from_millis(200),
         ..Limits::default()
     };
     let registry =
         Registry::with_engine(hotslot::engine::shared_engine().unwrap(), limits).unwrap();
-    let plugin = registry.load_bytes("endless.wasm", &endless).unwrap();
-    match registry.add_plugin("endless", &plugin) {
-        Err(Error::Instantiate { reason, .. }) => {
-            assert!(reason.starts_with("deadline exceeded"), "{reason}")
+    for (name, bytes, said) in [
+        ("endless", endless_start(), "deadline exceeded"),
+        (
+            "endless_on_start",
+            endless_on_start(),
+            "on-start(fresh) failed: deadline exceeded",
+        ),
+    ] {
+        let plugin = registry.load_bytes("endless.wasm", &bytes).unwrap();
+        match registry.add_plugin(name, &plugin) {
+            Err(Error::Instantiate { reason, .. }) => {
+                assert!(reason.starts_with(said), "{name}: {reason}")
+            }
+            other => panic!("{name}: {other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 
