@@ -574,6 +574,19 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
         "{stderr}"
     );
 
+    // An interface the file does not export: the file and what it does
+    // export are named.
+    for request in ["demo:nope/x#f()", "demo:calc/math@2#add(1, 2)"] {
+        let out = run(&["call", calc, request]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("calc.wasm does not export demo:")
+                && stderr.contains("(it exports: demo:calc/math@1.0.0, demo:greeter/greet@1.0.0)"),
+            "{request}: {stderr}"
+        );
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"not wasm").unwrap();

@@ -386,7 +386,24 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
         ));
     }
     let registry = registry(limits, dir, Purpose::Once)?;
-    registry.add_file(&file).map_err(|e| e.to_string())?;
+    let added = registry.add_file(&file).map_err(|e| e.to_string())?;
+    // The registry would say only that nothing serves the request: the
+    // file and what it does serve are what the user needs to know.
+    if let Ok(parsed) = CallRequest::parse(request) {
+        if !added
+            .interfaces
+            .iter()
+            .any(|i| i.serves(parsed.interface()))
+        {
+            let exports: Vec<String> = added.interfaces.iter().map(|i| i.to_string()).collect();
+            return Err(format!(
+                "{} does not export {} (it exports: {})",
+                file.display(),
+                parsed.interface(),
+                exports.join(", ")
+            ));
+        }
+    }
     let answer = session::call(&registry, request)?;
     write_out(&format!("{answer}\n"))
 }
