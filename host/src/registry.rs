@@ -446,6 +446,13 @@ impl Registry {
     /// [`Error::Instantiate`] when its instance cannot start, and
     /// [`Error::BadName`].
     pub fn add_plugin(&self, name: &str, plugin: &Plugin) -> Result<Registered, Error> {
+        // Every refusal of a known name counts, whatever refused it.
+        self.add_whole_plugin(name, plugin)
+            .inspect_err(|_| self.count_refused(name))
+    }
+
+    /// [`Registry::add_plugin`], but for counting its refusals.
+    fn add_whole_plugin(&self, name: &str, plugin: &Plugin) -> Result<Registered, Error> {
         check_name(name).map_err(|reason| Error::BadName {
             name: name.to_string(),
             reason,
@@ -475,8 +482,7 @@ impl Registry {
                     wanted.iter().any(|(l, _)| l == line)
                 })
             })
-            .and_then(|()| self.publish_generation(&program, plugin, wanted))
-            .inspect_err(|_| program.count_reload(false))?;
+            .and_then(|()| self.publish_generation(&program, plugin, wanted))?;
         Ok(Registered {
             name: name.to_string(),
             generation: published.generation.number(),
@@ -782,6 +788,8 @@ impl Registry {
     }
 
     /// Counts a refused load or reload of the plugin `name`, if it is known.
+    /// (The watcher counts the files it refuses before they reach
+    /// [`Registry::add_plugin`], which counts its own.)
     pub(crate) fn count_refused(&self, name: &str) {
         let programs = self.lock().programs_named(name);
         if let Some(program) = programs.first() {

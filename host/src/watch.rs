@@ -1147,15 +1147,23 @@ impl Shared {
         let Some(live) = self.while_live() else {
             return Synced::Done;
         };
-        let loaded = compiled.and_then(|(plugin, cached)| {
-            let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
-            self.progress.exports_known(&name, exports);
+        let (plugin, cached) = match compiled {
+            Ok(compiled) => compiled,
+            Err(e) => {
+                self.reject_live(&live, path, e.to_string());
+                return Synced::Done;
+            }
+        };
+        let exports = plugin.exports().iter().map(|e| e.name().clone()).collect();
+        self.progress.exports_known(&name, exports);
+        let added = {
             let _starting = Starting::count(&self.starting);
-            Ok((live.registry.add_plugin(&name, &plugin)?, cached))
-        });
+            live.registry.add_plugin(&name, &plugin)
+        };
         let compile = compiling.elapsed();
-        let (registered, cached) = match loaded {
-            Ok(loaded) => loaded,
+        // A refusal from here on is the registry's: it has counted it.
+        let registered = match added {
+            Ok(registered) => registered,
             // The plugin's only instance held past the deadline (a long
             // batch of calls) or by this thread: not this content refused,
             // the moment.
@@ -1163,11 +1171,11 @@ impl Shared {
                 if let Some(state) = lock(&self.files).get_mut(&name) {
                     state.tried = [0; 32];
                 }
-                self.reject_live(&live, path, format!("{e}; trying again in a second"));
+                self.publish_rejected(path, format!("{e}; trying again in a second"));
                 return Synced::Again;
             }
             Err(e) => {
-                self.reject_live(&live, path, e.to_string());
+                self.publish_rejected(path, e.to_string());
                 return Synced::Done;
             }
         };
@@ -1216,6 +1224,11 @@ impl Shared {
         if let Ok(name) = plugin_name(path) {
             live.registry.count_refused(&name);
         }
+        self.publish_rejected(path, reason);
+    }
+
+    /// Tells a refusal the registry has already counted.
+    fn publish_rejected(&self, path: &Path, reason: String) {
         self.publish(WatchEvent::Rejected {
             file: path.to_path_buf(),
             reason,

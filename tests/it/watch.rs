@@ -390,6 +390,11 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
     setup.write_atomic("calc.toml", b"[env]\nX = \"1\"\n");
     setup.wait_reloaded("calc.wasm");
     assert_eq!(hello(&greet, "ok").unwrap(), "calc: ok has 2 letters");
+    // Each refusal counted once, whether the watcher refused the file (the
+    // first four) or the registry did (the lost export).
+    let metrics = setup.registry.metrics();
+    let calc = metrics.iter().find(|m| m.plugin == "calc").unwrap();
+    assert_eq!((calc.reloads, calc.rejected_reloads), (1, 5));
 }
 
 #[test]
