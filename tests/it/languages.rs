@@ -362,3 +362,86 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no world `calculater`"));
     assert!(!work.path().join("typo").exists(), "a half-made project");
 }
+
+/// The command `hotslot new` prints runs from where it was printed, even
+/// for a directory whose name the shell would split or unquote; the
+/// project's README gives the command to run inside the project. The
+/// tools are stand-ins that write the component where the real ones would
+/// (the builds themselves are the test above's).
+#[test]
+fn hotslot_new_prints_commands_that_run_where_they_are_said_to() {
+    let work = tempfile::tempdir().unwrap();
+    let fake = work.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    // The last argument of componentize-py and componentize-js is the
+    // component; cargo's is made where cargo puts it.
+    let tool = "#!/bin/sh\nfor last; do :; done\necho built > \"$last\"\n";
+    let cargo = "#!/bin/sh\nmkdir -p target/wasm32-wasip2/release\n\
+                 name=$(sed -n 's/^name = \"\\(.*\\)\"/\\1/p' Cargo.toml | tr - _)\n\
+                 echo built > \"target/wasm32-wasip2/release/$name.wasm\"\n";
+    for (name, text) in [("tool", tool), ("cargo", cargo)] {
+        let path = fake.join(name);
+        std::fs::write(&path, text).unwrap();
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&path, executable).unwrap();
+    }
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    for (lang, inside) in [
+        ("python", "sh build.sh"),
+        ("js", "sh build.sh"),
+        ("rust", "cargo build --release --target wasm32-wasip2"),
+    ] {
+        let dir = format!("it's {lang} $HOME");
+        let out = hotslot()
+            .args(["new", "spaced", "--lang", lang, "--dir", &dir])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |label: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(label))
+                .unwrap_or_else(|| panic!("no `{label}` in {stdout}"))
+                .trim()
+                .to_string()
+        };
+        let built = Command::new("sh")
+            .arg("-c")
+            .arg(field("build it:"))
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("COMPONENTIZE_PY", fake.join("tool"))
+            .env("COMPONENTIZE_JS", fake.join("tool"))
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{lang}: {stdout}{built:?}");
+        let component = work.path().join(field("component:"));
+        assert!(
+            component.exists(),
+            "{lang}: {} not made",
+            component.display()
+        );
+        let readme = std::fs::read_to_string(work.path().join(&dir).join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!("```sh\n{inside}\n```")),
+            "{readme}"
+        );
+    }
+
+    // The interface is named `plugin`: a world cannot be.
+    let out = hotslot()
+        .args(["new", "plugin"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("choose another name"), "{stderr}");
+    assert!(!work.path().join("plugin").exists(), "a half-made project");
+}

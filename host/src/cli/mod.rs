@@ -118,7 +118,7 @@ const WATCH_EXAMPLE: &str = r#"Requests are INTERFACE[@VERSION]#FUNCTION(ARGS), 
 
 Example:
   $ hotslot watch plugins
-  demo:greeter/greet@1.0.0#hello("world")
+  greeter_a::demo:greeter/greet@1.0.0#hello("world")
   "a: hello, world"
   demo:calc/math@1#add(40, 2)
   42
@@ -132,7 +132,6 @@ const NEW_EXAMPLE: &str = r#"Without --wit the plugin exports `local:NAME/plugin
 
 Example:
   $ hotslot new my-plugin --lang python
-  wrote my-plugin/ (python)
   build it:  sh my-plugin/build.sh
   component: my-plugin/my-plugin.wasm"#;
 

@@ -105,6 +105,13 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
              choose another name (e.g. `my-{name}`)"
         ));
     }
+    if name == "plugin" && request.wit.is_none() {
+        return Err(
+            "`plugin` is the name of the interface the project exports, and a world \
+             cannot share it: choose another name (e.g. `my-plugin`)"
+                .into(),
+        );
+    }
     let dir = request.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
     if occupied {
@@ -127,7 +134,8 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
             Stubs::default_for(name)
         }
     };
-    let (command, output) = match request.lang {
+    // The command and the component as seen from inside the project.
+    let (inside, built) = match request.lang {
         Lang::Rust => rust(&dir, name, &world, request.wit.is_none())?,
         Lang::Python => python(&dir, name, &world, request.wit.is_none())?,
         Lang::Js => javascript(&dir, name, &world, request.wit.is_none())?,
@@ -136,16 +144,30 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
         &dir.join("README.md"),
         &format!(
             "# {name}\n\nA hotslot plugin ({:?}), implementing the world `{}` of `wit/`.\n\n\
-             Build it:\n\n```sh\n{command}\n```\n\nThe component is `{}`: drop it into \
-             the directory `hotslot watch` follows, or try it with `hotslot call {} \
+             Build it, here:\n\n```sh\n{inside}\n```\n\nThe component is `{built}`: drop it \
+             into the directory `hotslot watch` follows, or try it with `hotslot call {built} \
              'INTERFACE#FUNCTION(ARGS)'`.\n",
-            request.lang,
-            world.world,
-            output.display(),
-            output.display()
+            request.lang, world.world,
         ),
     )?;
-    Ok((command, output))
+    let command = match request.lang {
+        Lang::Rust => format!("cd {} && {inside}", shell_word(&dir.to_string_lossy())),
+        // The script goes to its own directory first.
+        Lang::Python | Lang::Js => {
+            format!("sh {}", shell_word(&dir.join("build.sh").to_string_lossy()))
+        }
+    };
+    Ok((command, dir.join(built)))
+}
+
+/// `text` as one word of a POSIX shell command: as it is when nothing in it
+/// is special to the shell, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./+:,@%=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 fn default_wit(name: &str) -> String {
@@ -308,7 +330,9 @@ fn stub_function(function: &wit_parser::Function) -> StubFunction {
     }
 }
 
-fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, PathBuf), String> {
+/// Writes a Rust project; the command that builds it and the component it
+/// makes, both from inside the project (so also the next two).
+fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, String), String> {
     let crate_name = name.replace('-', "_");
     write(
         &dir.join("Cargo.toml"),
@@ -353,15 +377,13 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Pat
         )
     };
     write(&dir.join("src/lib.rs"), &source)?;
-    let output = dir.join(format!("target/wasm32-wasip2/release/{crate_name}.wasm"));
-    let command = format!(
-        "cd {} && cargo build --release --target wasm32-wasip2",
-        dir.display()
-    );
-    Ok((command, output))
+    Ok((
+        "cargo build --release --target wasm32-wasip2".into(),
+        format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
+    ))
 }
 
-fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, PathBuf), String> {
+fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, String), String> {
     let mut app = format!(
         "\"\"\"The plugin `{name}`, implementing the world `{}`.\"\"\"\n\n\
          from wit_world import exports\n",
@@ -384,7 +406,6 @@ fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, P
         }
     }
     write(&dir.join("app.py"), &app)?;
-    let output = dir.join(format!("{name}.wasm"));
     write(
         &dir.join("build.sh"),
         &format!(
@@ -399,7 +420,7 @@ fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, P
             world.world
         ),
     )?;
-    Ok((format!("sh {}", dir.join("build.sh").display()), output))
+    Ok(("sh build.sh".into(), format!("{name}.wasm")))
 }
 
 fn javascript(
@@ -407,7 +428,7 @@ fn javascript(
     name: &str,
     world: &Stubs,
     own: bool,
-) -> Result<(String, PathBuf), String> {
+) -> Result<(String, String), String> {
     let mut app = format!(
         "// The plugin `{name}`, implementing the world `{}`.\n",
         world.world
@@ -432,7 +453,6 @@ fn javascript(
         }
     }
     write(&dir.join("app.js"), &app)?;
-    let output = dir.join(format!("{name}.wasm"));
     write(
         &dir.join("build.sh"),
         &format!(
@@ -448,7 +468,7 @@ fn javascript(
             world.world
         ),
     )?;
-    Ok((format!("sh {}", dir.join("build.sh").display()), output))
+    Ok(("sh build.sh".into(), format!("{name}.wasm")))
 }
 
 /// Writes the stubs of one exported interface: its functions as a class in
