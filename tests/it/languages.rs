@@ -296,9 +296,16 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
 
     // A world with a resource, and names the languages reserve: the stubs
     // parse and build (they were `def [constructor]bucket(…)` and
-    // `def copy(self, from, to, in)`).
+    // `def copy(self, from, to, in)`). It exports hotslot:plugin's
+    // lifecycle and migrate too, whose stubs let the plugin load (a stub
+    // `on-start` that failed refused every instance).
     let wit = work.path().join("store-wit");
-    std::fs::create_dir(&wit).unwrap();
+    std::fs::create_dir_all(wit.join("deps/hotslot-plugin")).unwrap();
+    std::fs::copy(
+        root().join("wit/hotslot-plugin/plugin.wit"),
+        wit.join("deps/hotslot-plugin/plugin.wit"),
+    )
+    .unwrap();
     std::fs::write(
         wit.join("store.wit"),
         "package local:res@0.1.0;\n\
@@ -311,7 +318,11 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
          \x20 copy: func(%from: string, to: string, in: u32) -> u32;\n\
          \x20 %import: func() -> u32;\n\
          }\n\
-         world keeper { export store; }\n",
+         world keeper {\n\
+         \x20 export store;\n\
+         \x20 export hotslot:plugin/lifecycle@0.1.0;\n\
+         \x20 export hotslot:plugin/migrate@0.1.0;\n\
+         }\n",
     )
     .unwrap();
     for lang in ["python", "js"] {

@@ -185,6 +185,44 @@ fn default_wit(name: &str) -> String {
 struct StubFunction {
     name: String,
     params: Vec<String>,
+    /// What the stub answers instead of failing: for the functions of
+    /// `hotslot:plugin` the host calls before any other (a failing
+    /// `on-start` would keep the plugin from ever loading).
+    answers: Option<Neutral>,
+}
+
+/// A stub's answer that lets the host go on.
+#[derive(Clone, Copy)]
+enum Neutral {
+    /// `ok` of a `result<_, string>`: `on-start`, `restore`.
+    Accept,
+    /// No bytes: `snapshot` (nothing to carry over).
+    NoBytes,
+}
+
+impl Neutral {
+    /// The answer of `hotslot:plugin`'s function `function` of `interface`.
+    fn of(interface: &str, function: &str) -> Option<Neutral> {
+        match (interface, function) {
+            ("lifecycle", "on-start") | ("migrate", "restore") => Some(Neutral::Accept),
+            ("migrate", "snapshot") => Some(Neutral::NoBytes),
+            _ => None,
+        }
+    }
+
+    fn python(self) -> &'static str {
+        match self {
+            Neutral::Accept => "return None",
+            Neutral::NoBytes => "return b\"\"",
+        }
+    }
+
+    fn javascript(self) -> &'static str {
+        match self {
+            Neutral::Accept => "return;",
+            Neutral::NoBytes => "return new Uint8Array(0);",
+        }
+    }
 }
 
 /// An exported resource: its constructor (if it has one, named
@@ -219,10 +257,20 @@ impl Stubs {
                 functions: vec![StubFunction {
                     name: "hello".into(),
                     params: vec!["name".into()],
+                    answers: None,
                 }],
                 resources: Vec::new(),
             }],
         }
+    }
+
+    /// Whether a stub must answer before the host lets any call in: the
+    /// world exports `hotslot:plugin/lifecycle`'s `on-start`.
+    fn answers_first(&self) -> bool {
+        self.exports
+            .iter()
+            .flat_map(|e| &e.functions)
+            .any(|f| matches!(f.answers, Some(Neutral::Accept)) && f.name == "on-start")
     }
 
     fn read(wit: &Path, world: &str) -> Result<Self, String> {
@@ -243,7 +291,17 @@ impl Stubs {
                         WorldKey::Name(name) => name.clone(),
                         WorldKey::Interface(_) => interface.name.clone().unwrap_or_default(),
                     };
-                    exports.push(StubInterface::read(&resolve, Some(name), interface));
+                    let mut stub = StubInterface::read(&resolve, Some(name), interface);
+                    let ours = interface.package.is_some_and(|p| {
+                        let package = &resolve.packages[p].name;
+                        (package.namespace.as_str(), package.name.as_str()) == ("hotslot", "plugin")
+                    });
+                    if let (true, Some(interface)) = (ours, &interface.name) {
+                        for function in &mut stub.functions {
+                            function.answers = Neutral::of(interface, &function.name);
+                        }
+                    }
+                    exports.push(stub);
                 }
                 WorldItem::Function(f) => loose.push(stub_function(f)),
                 WorldItem::Type { .. } => {}
@@ -327,6 +385,7 @@ fn stub_function(function: &wit_parser::Function) -> StubFunction {
     StubFunction {
         name: function.item_name().to_string(),
         params,
+        answers: None,
     }
 }
 
@@ -367,11 +426,20 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Str
              export!(Plugin);\n"
         )
     } else {
+        // wit-bindgen's stubs fail every function, `on-start` included,
+        // which the host calls before any other.
+        let first = match world.answers_first() {
+            true => {
+                "//! Until `on-start` (hotslot:plugin/lifecycle) is yours and answers `Ok(())`,\n\
+                     //! the host refuses every instance: start there.\n"
+            }
+            false => "",
+        };
         format!(
             "//! The plugin `{name}`, implementing the world `{w}`. `stubs` makes\n\
              //! wit-bindgen answer every export with `unimplemented!()`: replace it with\n\
              //! `struct Plugin;`, an `impl exports::...::Guest for Plugin` per exported\n\
-             //! interface, and `export!(Plugin);`.\n\
+             //! interface, and `export!(Plugin);`.\n{first}\
              wit_bindgen::generate!({{ path: \"wit\", world: \"{w}\", generate_all, stubs }});\n",
             w = world.world
         )
@@ -549,7 +617,11 @@ fn python_def_named(function: &StubFunction, receiver: &str, name: &str, wit: &s
         .iter()
         .map(|p| format!(", {}", python_name(p)))
         .collect();
-    format!("\n    def {name}({receiver}{args}):\n        raise NotImplementedError(\"{wit}\")\n")
+    let body = match function.answers {
+        Some(neutral) => neutral.python().to_string(),
+        None => format!("raise NotImplementedError(\"{wit}\")"),
+    };
+    format!("\n    def {name}({receiver}{args}):\n        {body}\n")
 }
 
 /// A WIT name as componentize-py writes it in Python: `my-func` as
@@ -570,8 +642,12 @@ fn python_name(name: &str) -> String {
 fn javascript_interface(interface: &StubInterface, app: &mut String) {
     let function_body = |function: &StubFunction, wit: &str, indent: &str| {
         let args: Vec<String> = function.params.iter().map(|p| javascript_name(p)).collect();
+        let body = match function.answers {
+            Some(neutral) => neutral.javascript().to_string(),
+            None => format!("throw new Error(\"not implemented: {wit}\");"),
+        };
         format!(
-            "{indent}{}({}) {{\n{indent}  throw new Error(\"not implemented: {wit}\");\n{indent}}}",
+            "{indent}{}({}) {{\n{indent}  {body}\n{indent}}}",
             lower_camel(&function.name),
             args.join(", ")
         )
