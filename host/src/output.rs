@@ -19,6 +19,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::sync::lock;
 
+/// The tracing target of what plugins print (the module's own path, so a
+/// filter written for it before still holds).
+pub(crate) const TARGET: &str = "hotslot::output";
+
 /// Longest line logged; the rest of a longer line is dropped.
 const MAX_LINE: usize = 4096;
 /// Bytes a plugin may log at once, and per second after that.
@@ -145,7 +149,7 @@ impl LineLog {
             // terminal.
             let text = crate::error::escape_controls(&text, |c| c == '\t');
             let cut = if self.cut { " [line cut]" } else { "" };
-            tracing::info!("[{} {}] {text}{cut}", self.plugin, self.stream);
+            tracing::info!(target: TARGET, "[{} {}] {text}{cut}", self.plugin, self.stream);
         }
         self.line.clear();
         self.cut = false;

@@ -532,6 +532,31 @@ fn plugin_output_never_reaches_stdout() {
         "{stderr}"
     );
     assert!(stderr.contains("rogue: trapping on request"), "{stderr}");
+
+    // `call` too, though it logs only warnings: the plugin is what its user
+    // is looking at. `HOTSLOT_LOG` still decides when it is set.
+    let chatty = plugin_path("chatty");
+    let request = r#"demo:greeter/greet#hello("z")"#;
+    let out = run(&["call", chatty.to_str().unwrap(), request]);
+    assert_eq!(text(&out.stdout), "\"chatty: hi, z\"\n");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("[chatty stdout] chatty stdout: greeting z")
+            && stderr.contains("[chatty stderr] chatty stderr: greeting z"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        2,
+        "nothing else is logged: {stderr}"
+    );
+    let out = hotslot()
+        .args(["call", chatty.to_str().unwrap(), request])
+        .env("HOTSLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "\"chatty: hi, z\"\n");
+    assert_eq!(text(&out.stderr), "", "HOTSLOT_LOG=warn");
 }
 
 fn run(args: &[&str]) -> Output {

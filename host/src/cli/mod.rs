@@ -136,6 +136,7 @@ Example:
   component: my-plugin/my-plugin.wasm"#;
 
 const CALL_EXAMPLE: &str = r#"Exits 0 with the answer (an `err(...)` value too), 1 on failure, 2 on a usage error.
+What the plugin prints goes to standard error (HOTSLOT_LOG=warn hides it).
 
 Example:
   $ hotslot call plugins/calc.wasm 'demo:calc/math@1#add(1, 2)'
@@ -484,22 +485,31 @@ fn registry(args: &LimitArgs, dir: &Path, purpose: Purpose) -> Result<Registry, 
 const DEFAULT_STATE_DIR: &str = ".hotslot-state";
 
 /// Logs go to standard error; `HOTSLOT_LOG` (error, warn, info, debug, trace)
-/// overrides the level.
+/// overrides the level. What plugins print is logged at `info` and shown
+/// unless `HOTSLOT_LOG` says otherwise: a quiet `call` is quiet about
+/// loading, not about the plugin its user is debugging.
 fn init_logging(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
-    let level = std::env::var("HOTSLOT_LOG")
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let chosen = std::env::var("HOTSLOT_LOG")
         .ok()
-        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or_else(|| {
-            default
-                .parse()
-                .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO)
-        });
+        .and_then(|l| l.parse::<LevelFilter>().ok());
+    let default = if verbose {
+        LevelFilter::INFO
+    } else {
+        LevelFilter::WARN
+    };
+    let filter = Targets::new()
+        .with_default(chosen.unwrap_or(default))
+        .with_target(crate::output::TARGET, chosen.unwrap_or(LevelFilter::INFO));
     let _ = tracing_subscriber::fmt()
         .with_writer(LogWriter::default)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(level)
+        .with_max_level(LevelFilter::TRACE)
+        .finish()
+        .with(filter)
         .try_init();
 }
 
