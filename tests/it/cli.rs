@@ -825,6 +825,53 @@ fn list_shows_what_watch_would_load() {
     assert!(!table.contains("notes.txt"));
 }
 
+/// A file that does not load still shows what it would serve, and why it
+/// does not as `call` would say it; a dependent whose only provider does
+/// not fit says so; a file name cannot write to the terminal.
+#[test]
+fn list_says_what_a_refused_file_would_serve_and_why() {
+    let dir = plugin_dir(&[("a_banner.wasm", "banner"), ("calc.wasm", "calc")]);
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("calc.toml"), "[limits]\nmax-memory-mib = 0\n").unwrap();
+    std::fs::write(path("odd.wasm"), crate::common::greeter_of_other_types()).unwrap();
+    let keyvalue = r#"(component
+        (import "wasi:keyvalue/store@0.2.0" (instance (export "get" (func (result u32)))))
+        (instance $e)
+        (export "demo:probe/probe@1.0.0" (instance $e)))"#;
+    std::fs::write(path("kv.wasm"), wat::parse_str(keyvalue).unwrap()).unwrap();
+    std::fs::copy(plugin_path("greeter_b"), path("e\u{1b}[31mred.wasm")).unwrap();
+    let out = run(&["list", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let loads = |file: &str, interface: &str| -> String {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(file) && l.contains(interface))
+            .unwrap_or_else(|| panic!("no {file} {interface} row in\n{table}"));
+        row.split_whitespace().skip(3).collect::<Vec<_>>().join(" ")
+    };
+    assert!(
+        loads("a_banner.wasm", "demo:banner/banner@1.0.0")
+            .starts_with("yes, demo:greeter/greet@1.0.0 from `odd` does not fit"),
+        "{table}"
+    );
+    for interface in ["demo:calc/math@1.0.0", "demo:greeter/greet@1.0.0"] {
+        assert!(
+            loads("calc.wasm", interface).starts_with("no: cannot instantiate"),
+            "{table}"
+        );
+    }
+    assert!(
+        loads("kv.wasm", "demo:probe/probe@1.0.0").contains(
+            "cannot be linked: it imports wasi:keyvalue/store@0.2.0: \
+             hotslot does not offer wasi:keyvalue to plugins"
+        ),
+        "{table}"
+    );
+    assert!(table.contains(r"e\u{1b}[31mred.wasm"), "{table}");
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+}
+
 #[test]
 fn every_command_has_help_with_an_example() {
     for command in ["watch", "call", "inspect", "list", "diff", "new"] {

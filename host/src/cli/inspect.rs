@@ -6,7 +6,7 @@ use std::path::Path;
 use wit_component::{DecodedWasm, WitPrinter};
 use wit_parser::{InterfaceId, Resolve, Type, TypeDefKind, WorldId, WorldItem, WorldKey};
 
-use crate::error::one_line;
+use crate::error::{escape_controls, one_line};
 use crate::limits::DEFAULT_MAX_FILE_SIZE;
 use crate::registry::Registry;
 use crate::source::Source;
@@ -73,17 +73,21 @@ pub fn exports_of(registry: &Registry, path: &Path) -> Result<String, String> {
 /// exports a type, which WIT cannot say but wasmtime runs): compiling it
 /// tells.
 pub fn unlinkable(path: &Path, max_size: u64) -> Result<Vec<(String, String)>, String> {
-    let bytes = read_within(path, max_size)?;
-    let Ok((resolve, world)) = decode(path, &bytes) else {
-        return Ok(Vec::new());
+    Ok(unlinkable_in(path, &read_within(path, max_size)?))
+}
+
+/// [`unlinkable`] of the bytes read from `path`.
+fn unlinkable_in(path: &Path, bytes: &[u8]) -> Vec<(String, String)> {
+    let Ok((resolve, world)) = decode(path, bytes) else {
+        return Vec::new();
     };
-    Ok(imports(&resolve, world)
+    imports(&resolve, world)
         .into_iter()
         .filter_map(|(name, linked)| match linked {
             Linked::Missing(why) => Some((name, why)),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 /// How this host links one import.
@@ -283,7 +287,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<(Resolve, WorldId), String> {
 pub struct Row {
     /// The file name.
     pub file: String,
-    /// `interface@version`, or `-` when the file does not load.
+    /// `interface@version`; `-` for a file that does not say what it
+    /// exports (one that is not a component).
     pub interface: String,
     /// The file's size in bytes.
     pub size: u64,
@@ -292,8 +297,9 @@ pub struct Row {
 }
 
 /// What `hotslot watch DIR` would load, file by file in file-name order,
-/// loading each into `registry` exactly as `watch` would.
-pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
+/// loading each into `registry` exactly as `watch` would (files over
+/// `max_size` bytes refused).
+pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut files: Vec<_> = entries
@@ -310,7 +316,8 @@ pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
     let listed = registry.list();
     let mut rows = Vec::new();
     for (path, added) in added {
-        let file = one_line(&path.file_name().unwrap_or_default().to_string_lossy());
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let file = one_line(&escape_controls(&name, |_| false));
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let row = |interface: String, loads: String| Row {
             file: file.clone(),
@@ -320,16 +327,25 @@ pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
         };
         match added {
             Ok(added) => {
-                let waiting: Vec<String> = listed
+                let links = listed
                     .iter()
                     .filter(|i| i.name == added.name)
-                    .flat_map(|i| &i.imports)
-                    .filter(|link| link.provider.is_none())
-                    .map(|link| link.interface.to_string())
-                    .collect();
-                let loads = match waiting.is_empty() {
+                    .flat_map(|i| &i.imports);
+                let mut caveats: Vec<String> = Vec::new();
+                for link in links {
+                    match (&link.provider, &link.problem) {
+                        (None, _) => caveats.push(format!("waiting for {}", link.interface)),
+                        (Some((provider, _)), Some(_)) => caveats.push(format!(
+                            "{} from `{provider}` does not fit (see `inspect`)",
+                            link.interface
+                        )),
+                        (Some(_), None) => {}
+                    }
+                }
+                caveats.dedup();
+                let loads = match caveats.is_empty() {
                     true => "yes".to_string(),
-                    false => format!("yes, waiting for {}", waiting.join(", ")),
+                    false => format!("yes, {}", caveats.join(", ")),
                 };
                 rows.extend(
                     added
@@ -338,10 +354,39 @@ pub fn list(registry: &Registry, dir: &Path) -> Result<Vec<Row>, String> {
                         .map(|i| row(i.to_string(), loads.clone())),
                 );
             }
-            Err(e) => rows.push(row("-".into(), format!("no: {}", one_line(&e.to_string())))),
+            Err(e) => {
+                let bytes = read_within(path, max_size).ok();
+                let reason = refusal(path, bytes.as_deref(), &e);
+                let loads = format!("no: {}", one_line(&escape_controls(&reason, |_| false)));
+                // What the file would serve, when it says.
+                let exports = bytes
+                    .as_deref()
+                    .and_then(crate::loader::declared_exports)
+                    .filter(|exports| !exports.is_empty());
+                match exports {
+                    Some(exports) => {
+                        rows.extend(exports.iter().map(|i| row(i.to_string(), loads.clone())))
+                    }
+                    None => rows.push(row("-".into(), loads)),
+                }
+            }
         }
     }
     Ok(rows)
+}
+
+/// Why `path` was refused, said as `call` says it when the reason is an
+/// import this host cannot link (wasmtime's own words name only a function
+/// whose "implementation is missing").
+fn refusal(path: &Path, bytes: Option<&[u8]>, error: &crate::Error) -> String {
+    let unlinkable = bytes.and_then(|bytes| unlinkable_in(path, bytes).into_iter().next());
+    match unlinkable {
+        Some((import, why)) => format!(
+            "{} cannot be linked: it imports {import}: {why}",
+            path.display()
+        ),
+        None => error.to_string(),
+    }
 }
 
 /// Lays rows out as an aligned table with a header.

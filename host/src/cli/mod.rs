@@ -331,7 +331,9 @@ fn run(command: Command) -> ExitCode {
             ))
         }),
         Command::List { dir, limits } => registry(&limits, &dir, Purpose::List)
-            .and_then(|registry| inspect::list(&registry, &dir))
+            .and_then(|registry| {
+                inspect::list(&registry, &dir, limits.max_file_mib.saturating_mul(1 << 20))
+            })
             .and_then(|rows| write_out(&format!("{}\n", inspect::table(&rows)))),
     };
     match outcome {
