@@ -138,6 +138,7 @@ impl ImportTable {
                     interface: import.name().clone(),
                     provider: reached.as_ref().map(|(p, _)| p.clone()),
                     problem: reached.and_then(|(_, problem)| problem),
+                    named: self.bindings[i].selection.named().map(String::from),
                 }
             })
             .collect()
@@ -293,9 +294,9 @@ impl ImportTable {
             wasmtime::Error::new(failure)
         };
         // A borrow, not a clone: no reference count touched per call.
-        let Some(slot) = self.bindings[import].selection.slot() else {
-            let reason = "no plugin serves it yet (the dependent is waiting for one)";
-            return Err(fail(None, None, reason.into()));
+        let selection = &self.bindings[import].selection;
+        let Some(slot) = selection.slot() else {
+            return Err(fail(None, None, unserved(selection.named())));
         };
         let provider = slot.name();
         if let Some(chain) = chain::cycle_to(provider) {
@@ -393,5 +394,18 @@ fn no_lane(provider: &str, why: NoLane) -> Error {
             name,
             waited_ms: waited.as_millis().try_into().unwrap_or(u64::MAX),
         },
+    }
+}
+
+/// Why a call through an import found no provider: none serves it yet, or
+/// not the one the dependent's manifest names.
+#[cold]
+fn unserved(named: Option<&str>) -> String {
+    match named {
+        None => "no plugin serves it yet (the dependent is waiting for one)".into(),
+        Some(name) => format!(
+            "`{name}`, which the dependent's manifest names for it ([imports]), \
+             does not serve it (the dependent is waiting for it)"
+        ),
     }
 }

@@ -473,6 +473,9 @@ impl Loader {
             }
         };
         let (plugin, cached) = self.load_with(&source.origin(), &source.bytes, grants.compiler)?;
+        if let Some((file, _)) = &source.manifest {
+            names_only_imports(&plugin, &grants, file)?;
+        }
         Ok((plugin.with_grants(grants), cached))
     }
 
@@ -986,6 +989,42 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<ExportedIn
         found.push(ExportedInterface { name, functions });
     }
     found
+}
+
+/// Refuses a manifest whose `[imports]` names an interface the component
+/// does not import from other plugins: a misspelt interface chose nothing,
+/// silently.
+fn names_only_imports(plugin: &Plugin, grants: &Grants, manifest: &Path) -> Result<(), Error> {
+    for (interface, _) in &grants.imports {
+        let Ok(wanted) = interface.parse::<crate::version::Request>() else {
+            continue; // refused as the manifest was read
+        };
+        if plugin
+            .imports()
+            .iter()
+            .any(|i| i.name().in_line_of(&wanted))
+        {
+            continue;
+        }
+        let imported: Vec<String> = plugin
+            .imports()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        return Err(Error::Manifest {
+            file: manifest.display().to_string(),
+            reason: format!(
+                "[imports] names {interface}, which {} does not import from another plugin \
+                 (it imports: {})",
+                plugin.origin(),
+                match imported.is_empty() {
+                    true => "nothing".to_string(),
+                    false => imported.join(", "),
+                }
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

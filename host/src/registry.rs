@@ -614,7 +614,7 @@ impl Registry {
         for slot in self.lock().slots.iter() {
             let program = slot.program();
             if slot.name() == name
-                && same_line(&slot.interface(), &request)
+                && slot.interface().in_line_of(&request)
                 && !programs.iter().any(|p| Arc::ptr_eq(p, program))
             {
                 programs.push(program.clone());
@@ -632,7 +632,7 @@ impl Registry {
             let routes: Vec<Route> = current
                 .routes
                 .iter()
-                .filter(|r| !same_line(generation.exported(r.export).name(), &request))
+                .filter(|r| !generation.exported(r.export).name().in_line_of(&request))
                 .cloned()
                 .collect();
             if routes.len() != current.routes.len() {
@@ -678,7 +678,7 @@ impl Registry {
         let named = || state.slots.iter().filter(|s| s.name() == name);
         let found = named()
             .find(|s| s.serves(&request))
-            .or_else(|| named().find(|s| same_line(&s.interface(), &request)));
+            .or_else(|| named().find(|s| s.interface().in_line_of(&request)));
         found
             .cloned()
             .map(Handle::to_slot)
@@ -928,7 +928,7 @@ impl Registry {
                 .find(|(interface, _)| {
                     interface
                         .parse::<Request>()
-                        .is_ok_and(|wanted| same_line(import, &wanted))
+                        .is_ok_and(|wanted| import.in_line_of(&wanted))
                 })
                 .map(|(_, name)| name.clone())
         };
@@ -962,7 +962,12 @@ impl Registry {
         for link in table.links() {
             match (&link.provider, &link.problem) {
                 (None, _) => tracing::info!(
-                    "`{dependent}` waits for a plugin serving {}",
+                    "`{dependent}` waits for {} serving {}",
+                    link.named
+                        .as_ref()
+                        .map_or("a plugin".into(), |name| format!(
+                            "`{name}` (its [imports])"
+                        )),
                     link.interface
                 ),
                 (Some((provider, _)), Some(problem)) => tracing::warn!(
@@ -1472,18 +1477,6 @@ fn changes(
         }
     }
     events
-}
-
-/// Whether a slot that last served `interface` is in the version line a
-/// removal names (any line, when the removal gives no version).
-fn same_line(interface: &InterfaceName, request: &Request) -> bool {
-    let wanted = request.name();
-    match wanted.version() {
-        None => {
-            interface.package() == wanted.package() && interface.interface() == wanted.interface()
-        }
-        Some(_) => interface.line() == wanted.line(),
-    }
 }
 
 /// Words why no lane of `program` could be had for a reload.

@@ -54,6 +54,9 @@ pub struct ImportLink {
     /// Why the provider cannot be used, if it cannot (a function missing
     /// or of another type).
     pub problem: Option<String>,
+    /// The plugin the dependent's manifest names for it (`[imports]`), if
+    /// it names one: no other may serve it.
+    pub named: Option<String>,
 }
 
 /// Where a plugin's imports from the registry (interfaces other plugins

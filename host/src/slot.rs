@@ -176,6 +176,11 @@ impl Selection {
         &self.request
     }
 
+    /// The plugin this selection is limited to, if it is.
+    pub(crate) fn named(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// Whether `slot` may be selected: it serves the request (and is of the
     /// plugin named, if one is).
     pub(crate) fn accepts(&self, slot: &Slot) -> bool {

@@ -71,6 +71,16 @@ impl InterfaceName {
             }
     }
 
+    /// Whether `self` is in the version line `request` names (in any line of
+    /// the interface, when `request` gives no version).
+    pub(crate) fn in_line_of(&self, request: &Request) -> bool {
+        let wanted = request.name();
+        match wanted.version() {
+            None => self.package == wanted.package && self.interface == wanted.interface,
+            Some(_) => self.line() == wanted.line(),
+        }
+    }
+
     /// The set of versions that may replace one another behind one slot: the
     /// major version, or for `0.x` the major and minor. Two names with the same
     /// line are the same interface, released at different times.

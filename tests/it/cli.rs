@@ -872,6 +872,56 @@ fn list_says_what_a_refused_file_would_serve_and_why() {
     assert!(!table.contains('\u{1b}'), "{table:?}");
 }
 
+/// `[imports]` mistakes are said: a plugin named that is not there is
+/// what the dependent waits for, by name; an interface misspelt (one the
+/// component does not import) refuses the manifest rather than choosing
+/// nothing.
+#[test]
+fn imports_named_in_a_manifest_are_checked_and_said() {
+    let dir = plugin_dir(&[("banner.wasm", "banner"), ("greeter_a.wasm", "greeter_a")]);
+    let manifest = dir.path().join("banner.toml");
+    std::fs::write(
+        &manifest,
+        "[imports]\n\"demo:greeter/greet\" = \"nobody\"\n",
+    )
+    .unwrap();
+    let banner = dir.path().join("banner.wasm");
+    let out = run(&["list", dir.path().to_str().unwrap()]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("yes, waiting for demo:greeter/greet@1.0.0 from `nobody`"),
+        "{table}"
+    );
+    let out = run(&[
+        "call",
+        banner.to_str().unwrap(),
+        r#"demo:banner/banner#show("x")"#,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`nobody`, which the dependent's manifest names for it"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &manifest,
+        "[imports]\n\"demo:greter/greet\" = \"greeter_a\"\n",
+    )
+    .unwrap();
+    let out = run(&["list", dir.path().to_str().unwrap()]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("no: bad manifest")
+            && table.contains(
+                "banner.wasm does not import from another plugin \
+                 (it imports: demo:greeter/greet@1.0.0)"
+            )
+            && table.contains("[imports] names demo:greter/greet, which "),
+        "{table}"
+    );
+}
+
 #[test]
 fn every_command_has_help_with_an_example() {
     for command in ["watch", "call", "inspect", "list", "diff", "new"] {

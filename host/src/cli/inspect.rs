@@ -334,7 +334,10 @@ pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, 
                 let mut caveats: Vec<String> = Vec::new();
                 for link in links {
                     match (&link.provider, &link.problem) {
-                        (None, _) => caveats.push(format!("waiting for {}", link.interface)),
+                        (None, _) => caveats.push(match &link.named {
+                            None => format!("waiting for {}", link.interface),
+                            Some(name) => format!("waiting for {} from `{name}`", link.interface),
+                        }),
                         (Some((provider, _)), Some(_)) => caveats.push(format!(
                             "{} from `{provider}` does not fit (see `inspect`)",
                             link.interface
