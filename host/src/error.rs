@@ -351,6 +351,22 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The fault as one word, where it is a key or a label: `stats` in
+    /// `watch` and the `fault` label of `hotslot_failed_calls_total`.
+    ///
+    /// ```
+    /// assert_eq!(hotslot::Fault::StackOverflow.word(), "stack-overflow");
+    /// ```
+    pub fn word(self) -> &'static str {
+        match self {
+            Fault::Trap => "trap",
+            Fault::Timeout => "timeout",
+            Fault::StackOverflow => "stack-overflow",
+            Fault::Limit => "limit",
+            Fault::Host => "host",
+        }
+    }
+
     /// Classifies a wasmtime error from a call.
     pub(crate) fn of(error: &wasmtime::Error) -> Fault {
         use wasmtime::Trap;

@@ -82,7 +82,7 @@ impl Collector for Scrape {
         for m in &all {
             for (fault, count) in &m.failed {
                 let mut labels = labels(m);
-                labels.push(("fault", fault.to_string()));
+                labels.push(("fault", fault.word().to_string()));
                 family
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, u64>(count, None)?;

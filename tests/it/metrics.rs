@@ -137,6 +137,11 @@ fn a_scrape_of_watch_metrics_matches_the_calls_made() {
         ),
         1.0
     );
+    // Each fault by the word `stats` uses for it.
+    for fault in ["timeout", "stack-overflow", "limit", "host"] {
+        let labels = format!(r#"{rogue},fault="{fault}""#);
+        assert_eq!(sample("hotslot_failed_calls_total", &labels), 0.0);
+    }
     assert_eq!(sample("hotslot_instances", greeter), 1.0);
     assert!(
         text.contains("# TYPE hotslot_call_latency_seconds histogram"),

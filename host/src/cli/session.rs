@@ -263,7 +263,7 @@ fn stats(registry: &Registry) -> Vec<String> {
             let faults: Vec<String> = m
                 .failed
                 .iter()
-                .map(|(fault, n)| format!("{}={n}", fault_word(*fault)))
+                .map(|(fault, n)| format!("{}={n}", fault.word()))
                 .collect();
             format!(
                 "{} {} calls={} failed={} {} p50={} p99={} max={} reloads={} rejected={} \
@@ -286,17 +286,6 @@ fn stats(registry: &Registry) -> Vec<String> {
         .collect();
     lines.push("end".to_string());
     lines
-}
-
-/// A fault kind as one word.
-fn fault_word(fault: crate::Fault) -> &'static str {
-    match fault {
-        crate::Fault::Trap => "trap",
-        crate::Fault::Timeout => "timeout",
-        crate::Fault::StackOverflow => "stack-overflow",
-        crate::Fault::Limit => "limit",
-        _ => "host",
-    }
 }
 
 /// `list`: one line per implementation, then `end`.
