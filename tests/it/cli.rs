@@ -745,6 +745,17 @@ fn inspect_prints_the_wit_of_imports_and_exports() {
     assert!(wit.contains("export demo:text/filter@1.2.0;"), "{wit}");
     assert!(wit.contains("import wasi:cli/stdout@0.2"), "{wit}");
     assert!(wit.contains("package demo:text@1.2.0"), "{wit}");
+    // What each WASI import gives the plugin.
+    let out = run(&["inspect", plugin_path("rogue").to_str().unwrap()]);
+    let rogue = text(&out.stdout);
+    for said in [
+        "wasi:cli/environment@0.2.12: WASI: empty unless the manifest's [env] grants variables",
+        "wasi:cli/stdout@0.2.12: WASI: what it writes goes to the host's log",
+        "wasi:filesystem/preopens@0.2.12: WASI: no directory unless the manifest's [[dir]]",
+        "wasi:clocks/wall-clock@0.2.12: WASI: always offered",
+    ] {
+        assert!(rogue.contains(said), "no `{said}` in:\n{rogue}");
+    }
     // Every function and type of the WIT source is in the output, as written.
     let source = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/text/filter.wit"),

@@ -36,7 +36,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     text.push_str("\n// How hotslot links each import:\n");
     for (name, linked) in imports(&resolve, world) {
         let by = match linked {
-            Linked::Wasi => "WASI: nothing granted unless the manifest grants it".to_string(),
+            Linked::Wasi => format!("WASI: {}", wasi_offer(&name)),
             Linked::Http => "wasi:http: requests go only to what the manifest's \
                              [http] allow grants"
                 .to_string(),
@@ -49,6 +49,28 @@ pub fn inspect(path: &Path) -> Result<String, String> {
         text.push_str(&format!("//   {name}: {by}\n"));
     }
     Ok(text)
+}
+
+/// What a plugin gets through the WASI interface `name` (sandbox.rs
+/// builds it): only files and the environment are granted, by manifest.
+fn wasi_offer(name: &str) -> &'static str {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    match unversioned {
+        "wasi:clocks/wall-clock" | "wasi:clocks/monotonic-clock" => "always offered",
+        "wasi:random/random" | "wasi:random/insecure" | "wasi:random/insecure-seed" => {
+            "always offered"
+        }
+        "wasi:cli/environment" => "empty unless the manifest's [env] grants variables",
+        "wasi:cli/stdout" | "wasi:cli/stderr" => "what it writes goes to the host's log",
+        "wasi:cli/stdin" => "always empty",
+        "wasi:filesystem/types" | "wasi:filesystem/preopens" => {
+            "no directory unless the manifest's [[dir]] grants one"
+        }
+        _ if unversioned.starts_with("wasi:sockets/") => "no network (use [http] allow)",
+        _ if unversioned.starts_with("wasi:cli/terminal-") => "never a terminal",
+        "wasi:cli/exit" => "fails the call it is made in",
+        _ => "offered",
+    }
 }
 
 /// The interfaces a component exports and their functions' signatures,
