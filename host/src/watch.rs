@@ -1237,7 +1237,15 @@ impl Shared {
 
     fn publish(&self, event: WatchEvent) {
         match &event {
-            WatchEvent::Rejected { reason, .. } => tracing::warn!("rejected: {reason}"),
+            // Most reasons name the file already; one from the outgoing
+            // instance (its `snapshot` failed) names only the plugin.
+            WatchEvent::Rejected { reason, file } => match file
+                .file_name()
+                .is_some_and(|name| reason.contains(&*name.to_string_lossy()))
+            {
+                true => tracing::warn!("rejected: {reason}"),
+                false => tracing::warn!("rejected {}: {reason}", file.display()),
+            },
             WatchEvent::Loaded { file, .. } => tracing::info!("loaded {}", file.display()),
             WatchEvent::Reloaded {
                 file, interfaces, ..

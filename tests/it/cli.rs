@@ -933,6 +933,53 @@ fn imports_named_in_a_manifest_are_checked_and_said() {
     );
 }
 
+/// A reload refused by the outgoing instance (its `snapshot` trapped),
+/// whose reason names only the plugin, is logged naming the file.
+#[test]
+fn a_refusal_by_the_outgoing_instance_is_logged_with_its_file() {
+    let wat = r#"(component
+        (core module $m
+          (memory (export "mem") 1)
+          (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 64)
+          (func (export "snapshot") (result i32) unreachable)
+          (func (export "restore") (param i32 i32) (result i32) i32.const 0)
+          (func (export "seven") (result i32) i32.const 7))
+        (core instance $i (instantiate $m))
+        (alias core export $i "mem" (core memory $mem))
+        (alias core export $i "realloc" (core func $realloc))
+        (func $snapshot (result (list u8)) (canon lift (core func $i "snapshot") (memory $mem)))
+        (func $restore (param "snapshot" (list u8)) (result (result (error string)))
+          (canon lift (core func $i "restore") (memory $mem) (realloc $realloc)))
+        (func $seven (result u32) (canon lift (core func $i "seven")))
+        (instance $migrate (export "snapshot" (func $snapshot)) (export "restore" (func $restore)))
+        (export "hotslot:plugin/migrate@0.1.0" (instance $migrate))
+        (instance $api (export "seven" (func $seven)))
+        (export "demo:keep/api@1.0.0" (instance $api)))"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keep.wasm"), &bytes).unwrap();
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask("demo:keep/api#seven()"), "7");
+    let tmp = dir.path().join(".keep.partial");
+    std::fs::write(&tmp, with_build_id(&bytes, "2")).unwrap();
+    std::fs::rename(&tmp, dir.path().join("keep.wasm")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !s.stderr.lock().unwrap().contains("failed in snapshot") {
+        assert!(Instant::now() < deadline, "the refusal was not logged");
+        std::thread::yield_now();
+    }
+    let log = s.stderr.lock().unwrap().clone();
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed in snapshot"))
+        .unwrap();
+    assert!(
+        line.contains("rejected ") && line.contains("keep.wasm: "),
+        "{line}"
+    );
+    s.kill();
+}
+
 #[test]
 fn every_command_has_help_with_an_example() {
     for command in ["watch", "call", "inspect", "list", "diff", "new"] {
