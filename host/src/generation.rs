@@ -828,10 +828,6 @@ fn pool_full(error: &wasmtime::Error) -> bool {
         .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
 }
 
-/// Runs `f`, turning a panic inside it into an error. wasmtime carries a
-/// panic in a host function (WASI's included) out through the guest's frames
-/// to its caller; here it fails the one call (whose instance then goes)
-/// rather than the host.
 /// Why start-up code (a start function, `on-start`, `restore`) failed. One
 /// stopped by the deadline says so, as a call's failure does: wasmtime's own
 /// words are only "wasm trap: interrupt".
@@ -842,6 +838,10 @@ fn start_up_reason(error: &wasmtime::Error) -> String {
     }
 }
 
+/// Runs `f`, turning a panic inside it into an error. wasmtime carries a
+/// panic in a host function (WASI's included) out through the guest's frames
+/// to its caller; here it fails the one call (whose instance then goes)
+/// rather than the host.
 fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
