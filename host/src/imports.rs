@@ -405,7 +405,7 @@ fn unserved(named: Option<&str>) -> String {
         None => "no plugin serves it yet (the dependent is waiting for one)".into(),
         Some(name) => format!(
             "`{name}`, which the dependent's manifest names for it ([imports]), \
-             does not serve it (the dependent is waiting for it)"
+             is not loaded or does not serve it (the dependent is waiting for it)"
         ),
     }
 }

@@ -419,7 +419,11 @@ impl Registry {
     pub fn add_file(&self, path: impl AsRef<Path>) -> Result<Registered, Error> {
         let path = path.as_ref();
         let name = plugin_name(path)?;
-        let plugin = self.load_file(path)?;
+        // A file that does not load is a refused reload of its name, as
+        // `watch` counts it.
+        let plugin = self
+            .load_file(path)
+            .inspect_err(|_| self.count_refused(&name))?;
         self.add_plugin(&name, &plugin)
     }
 
@@ -446,9 +450,13 @@ impl Registry {
     /// [`Error::Instantiate`] when its instance cannot start, and
     /// [`Error::BadName`].
     pub fn add_plugin(&self, name: &str, plugin: &Plugin) -> Result<Registered, Error> {
-        // Every refusal of a known name counts, whatever refused it.
-        self.add_whole_plugin(name, plugin)
-            .inspect_err(|_| self.count_refused(name))
+        // Every refusal of a known name counts, whatever refused it; not
+        // an instance busy for now (this content was not refused).
+        self.add_whole_plugin(name, plugin).inspect_err(|e| {
+            if !matches!(e, Error::Busy { .. } | Error::Reentered { .. }) {
+                self.count_refused(name)
+            }
+        })
     }
 
     /// [`Registry::add_plugin`], but for counting its refusals.

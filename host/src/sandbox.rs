@@ -46,6 +46,7 @@ pub struct PluginState {
 
 /// How one import of a dependent stands, as `list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportLink {
     /// The interface imported, with the version the dependent asks for.
     pub interface: InterfaceName,

@@ -1244,7 +1244,10 @@ impl Shared {
                 .is_some_and(|name| reason.contains(&*name.to_string_lossy()))
             {
                 true => tracing::warn!("rejected: {reason}"),
-                false => tracing::warn!("rejected {}: {reason}", file.display()),
+                false => tracing::warn!(
+                    "rejected {}: {reason}",
+                    crate::error::escape_controls(&file.display().to_string(), |_| false)
+                ),
             },
             WatchEvent::Loaded { file, .. } => tracing::info!("loaded {}", file.display()),
             WatchEvent::Reloaded {

@@ -31,6 +31,11 @@ fn metrics_count_calls_faults_reloads_instances_and_state() {
         .unwrap(),
     );
     assert!(registry.add_plugin("rogue", &too_small).is_err());
+    // A file of the name that does not load is refused too, as `watch`
+    // counts it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rogue.wasm"), b"not a component").unwrap();
+    assert!(registry.add_file(dir.path().join("rogue.wasm")).is_err());
     let counter = registry
         .implementation("demo:counter/counter", "counter")
         .unwrap();
@@ -42,7 +47,7 @@ fn metrics_count_calls_faults_reloads_instances_and_state() {
     let failed = |kind| rogue.failed.iter().find(|(f, _)| *f == kind).unwrap().1;
     assert_eq!((failed(Fault::Trap), failed(Fault::StackOverflow)), (1, 1));
     assert_eq!(rogue.failed_calls(), 2);
-    assert_eq!((rogue.reloads, rogue.rejected_reloads), (1, 1));
+    assert_eq!((rogue.reloads, rogue.rejected_reloads), (1, 2));
     assert_eq!(rogue.instances, 1, "the reloaded generation's one instance");
     assert!(rogue.memory_bytes > 0);
     let p50 = rogue.latency_p50.expect("sampled calls");

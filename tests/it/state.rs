@@ -444,4 +444,8 @@ fn a_reload_refused_while_the_only_instance_is_busy_is_tried_again() {
     );
     assert_ne!(handle.generation(), before);
     assert_eq!(u64_of(handle.call("get", &[])), 1, "migrated");
+    // Busy is not this content refused: no refusal counted.
+    let metrics = registry.metrics();
+    let m = metrics.iter().find(|m| m.plugin == "m").unwrap();
+    assert_eq!((m.reloads, m.rejected_reloads), (1, 0));
 }

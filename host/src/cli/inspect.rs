@@ -98,6 +98,15 @@ pub fn unlinkable(path: &Path, max_size: u64) -> Result<Vec<(String, String)>, S
     Ok(unlinkable_in(path, &read_within(path, max_size)?))
 }
 
+/// Why `path` cannot be used: it imports `import`, which this host does
+/// not offer, for `why`.
+pub fn unlinkable_reason(path: &Path, import: &str, why: &str) -> String {
+    format!(
+        "{} cannot be linked: it imports {import}: {why}",
+        path.display()
+    )
+}
+
 /// [`unlinkable`] of the bytes read from `path`.
 fn unlinkable_in(path: &Path, bytes: &[u8]) -> Vec<(String, String)> {
     let Ok((resolve, world)) = decode(path, bytes) else {
@@ -310,7 +319,8 @@ pub struct Row {
     /// The file name.
     pub file: String,
     /// `interface@version`; `-` for a file that does not say what it
-    /// exports (one that is not a component).
+    /// exports (not a component, or not read: too big, not a regular
+    /// file).
     pub interface: String,
     /// The file's size in bytes.
     pub size: u64,
@@ -319,8 +329,8 @@ pub struct Row {
 }
 
 /// What `hotslot watch DIR` would load, file by file in file-name order,
-/// loading each into `registry` exactly as `watch` would (files over
-/// `max_size` bytes refused).
+/// loading each into `registry` exactly as `watch` would. A refused file
+/// is read again (up to `max_size` bytes) for what it would serve.
 pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
@@ -355,19 +365,22 @@ pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, 
                     .flat_map(|i| &i.imports);
                 let mut caveats: Vec<String> = Vec::new();
                 for link in links {
-                    match (&link.provider, &link.problem) {
-                        (None, _) => caveats.push(match &link.named {
+                    let caveat = match (&link.provider, &link.problem) {
+                        (None, _) => match &link.named {
                             None => format!("waiting for {}", link.interface),
                             Some(name) => format!("waiting for {} from `{name}`", link.interface),
-                        }),
-                        (Some((provider, _)), Some(_)) => caveats.push(format!(
-                            "{} from `{provider}` does not fit (see `inspect`)",
+                        },
+                        (Some((provider, _)), Some(problem)) => format!(
+                            "{} from `{provider}` does not fit: {problem}",
                             link.interface
-                        )),
-                        (Some(_), None) => {}
+                        ),
+                        (Some(_), None) => continue,
+                    };
+                    // Each interface a plugin serves lists its imports again.
+                    if !caveats.contains(&caveat) {
+                        caveats.push(caveat);
                     }
                 }
-                caveats.dedup();
                 let loads = match caveats.is_empty() {
                     true => "yes".to_string(),
                     false => format!("yes, {}", caveats.join(", ")),
@@ -382,11 +395,18 @@ pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, 
             Err(e) => {
                 let bytes = read_within(path, max_size).ok();
                 let reason = refusal(path, bytes.as_deref(), &e);
-                let loads = format!("no: {}", one_line(&escape_controls(&reason, |_| false)));
-                // What the file would serve, when it says.
+                let loads = format!("no: {}", escape_controls(&one_line(&reason), |_| false));
+                // What the file would serve (not its contract with the
+                // host), when it says.
                 let exports = bytes
                     .as_deref()
                     .and_then(crate::loader::declared_exports)
+                    .map(|exports| {
+                        exports
+                            .into_iter()
+                            .filter(|e| e.package() != crate::loader::CONTRACT_PACKAGE)
+                            .collect::<Vec<_>>()
+                    })
                     .filter(|exports| !exports.is_empty());
                 match exports {
                     Some(exports) => {
@@ -406,10 +426,7 @@ pub fn list(registry: &Registry, dir: &Path, max_size: u64) -> Result<Vec<Row>, 
 fn refusal(path: &Path, bytes: Option<&[u8]>, error: &crate::Error) -> String {
     let unlinkable = bytes.and_then(|bytes| unlinkable_in(path, bytes).into_iter().next());
     match unlinkable {
-        Some((import, why)) => format!(
-            "{} cannot be linked: it imports {import}: {why}",
-            path.display()
-        ),
+        Some((import, why)) => unlinkable_reason(path, &import, &why),
         None => error.to_string(),
     }
 }

@@ -228,12 +228,17 @@ impl Default for LimitArgs {
 }
 
 impl LimitArgs {
+    /// The largest component file read, in bytes.
+    fn max_file_size(&self) -> u64 {
+        self.max_file_mib.saturating_mul(1 << 20)
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_memory: self.max_memory_mib.saturating_mul(1 << 20),
             timeout: Duration::from_millis(self.timeout_ms),
             max_open_files: self.max_open_files,
-            max_file_size: self.max_file_mib.saturating_mul(1 << 20),
+            max_file_size: self.max_file_size(),
             max_state: self.max_state_kib.saturating_mul(1 << 10),
             // Every entry was checked as it was parsed; `none` allows
             // nothing, whatever else is given.
@@ -253,7 +258,9 @@ impl LimitArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(cli.command, Command::Watch { .. });
-    init_logging(verbose);
+    // `list` starts instances too, but its user reads a table.
+    let plugin_output = verbose || matches!(cli.command, Command::Call { .. });
+    init_logging(verbose, plugin_output);
     let code = run(cli.command);
     // The answer is out; what compiling it added reaches the disk before
     // the process ends.
@@ -331,9 +338,7 @@ fn run(command: Command) -> ExitCode {
             ))
         }),
         Command::List { dir, limits } => registry(&limits, &dir, Purpose::List)
-            .and_then(|registry| {
-                inspect::list(&registry, &dir, limits.max_file_mib.saturating_mul(1 << 20))
-            })
+            .and_then(|registry| inspect::list(&registry, &dir, limits.max_file_size()))
             .and_then(|rows| write_out(&format!("{}\n", inspect::table(&rows)))),
     };
     match outcome {
@@ -380,18 +385,25 @@ fn watch(
 fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> {
     let dir = dir_of(&file);
     // An import this host cannot link is said before any compiling.
-    let max_size = limits.max_file_mib.saturating_mul(1 << 20);
-    if let Some((import, why)) = inspect::unlinkable(&file, max_size)?.into_iter().next() {
-        return Err(format!(
-            "{} cannot be linked: it imports {import}: {why}",
-            file.display()
-        ));
+    if let Some((import, why)) = inspect::unlinkable(&file, limits.max_file_size())?
+        .into_iter()
+        .next()
+    {
+        return Err(inspect::unlinkable_reason(&file, &import, &why));
     }
     let registry = registry(limits, dir, Purpose::Once)?;
     let added = registry.add_file(&file).map_err(|e| e.to_string())?;
     // The registry would say only that nothing serves the request: the
     // file and what it does serve are what the user needs to know.
     if let Ok(parsed) = CallRequest::parse(request) {
+        let contract = parsed.interface().name().package() == crate::loader::CONTRACT_PACKAGE;
+        if contract {
+            return Err(format!(
+                "{} is what the host calls on {} itself (hotslot:plugin), not a request",
+                parsed.interface(),
+                file.display()
+            ));
+        }
         if !added
             .interfaces
             .iter()
@@ -487,10 +499,11 @@ fn registry(args: &LimitArgs, dir: &Path, purpose: Purpose) -> Result<Registry, 
 const DEFAULT_STATE_DIR: &str = ".hotslot-state";
 
 /// Logs go to standard error; `HOTSLOT_LOG` (error, warn, info, debug, trace)
-/// overrides the level. What plugins print is logged at `info` and shown
-/// unless `HOTSLOT_LOG` says otherwise: a quiet `call` is quiet about
-/// loading, not about the plugin its user is debugging.
-fn init_logging(verbose: bool) {
+/// overrides the level. What plugins print is logged at `info`; with
+/// `plugin_output` it is shown unless `HOTSLOT_LOG` says otherwise: a quiet
+/// `call` is quiet about loading, not about the plugin its user is
+/// debugging.
+fn init_logging(verbose: bool, plugin_output: bool) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -502,9 +515,13 @@ fn init_logging(verbose: bool) {
     } else {
         LevelFilter::WARN
     };
+    let output = match plugin_output {
+        true => LevelFilter::INFO,
+        false => default,
+    };
     let filter = Targets::new()
         .with_default(chosen.unwrap_or(default))
-        .with_target(crate::output::TARGET, chosen.unwrap_or(LevelFilter::INFO));
+        .with_target(crate::output::TARGET, chosen.unwrap_or(output));
     let _ = tracing_subscriber::fmt()
         .with_writer(LogWriter::default)
         .with_target(false)

@@ -163,9 +163,14 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
 /// `text` as one word of a POSIX shell command: as it is when nothing in it
 /// is special to the shell, else single-quoted.
 fn shell_word(text: &str) -> String {
+    // A leading `-` would be read as an option (`cd -y`).
+    let text = match text.starts_with('-') {
+        true => format!("./{text}"),
+        false => text.to_string(),
+    };
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./+:,@%=".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
-        return text.to_string();
+        return text;
     }
     format!("'{}'", text.replace('\'', r"'\''"))
 }
@@ -264,13 +269,13 @@ impl Stubs {
         }
     }
 
-    /// Whether a stub must answer before the host lets any call in: the
-    /// world exports `hotslot:plugin/lifecycle`'s `on-start`.
+    /// Whether a stub must answer before the host lets calls in: the
+    /// world exports `hotslot:plugin`'s lifecycle or migrate.
     fn answers_first(&self) -> bool {
         self.exports
             .iter()
             .flat_map(|e| &e.functions)
-            .any(|f| matches!(f.answers, Some(Neutral::Accept)) && f.name == "on-start")
+            .any(|f| f.answers.is_some())
     }
 
     fn read(wit: &Path, world: &str) -> Result<Self, String> {
@@ -426,12 +431,12 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Str
              export!(Plugin);\n"
         )
     } else {
-        // wit-bindgen's stubs fail every function, `on-start` included,
-        // which the host calls before any other.
+        // wit-bindgen's stubs fail every function, hotslot:plugin's
+        // included, which the host calls before any other.
         let first = match world.answers_first() {
             true => {
-                "//! Until `on-start` (hotslot:plugin/lifecycle) is yours and answers `Ok(())`,\n\
-                     //! the host refuses every instance: start there.\n"
+                "//! The host calls hotslot:plugin's `on-start` (every instance), and `snapshot`\n\
+                     //! and `restore` (every reload): until yours answer, it refuses them. Start there.\n"
             }
             false => "",
         };
@@ -816,4 +821,17 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn a_shell_word_is_one_word_and_never_an_option() {
+        assert_eq!(shell_word("my-plugin/build.sh"), "my-plugin/build.sh");
+        assert_eq!(shell_word("it's $HOME"), r"'it'\''s $HOME'");
+        assert_eq!(shell_word("-y"), "./-y");
+        assert_eq!(shell_word("-a b"), "'./-a b'");
+    }
 }
