@@ -8,7 +8,9 @@
 //! A file replaces the running instance only once it has been read whole,
 //! compiled, instantiated and found to export at least what it exported
 //! before. Anything less is *rejected*: the old instance keeps serving, and
-//! the next change to the file is tried again.
+//! the next write to the file is tried again, even of the same bytes (what
+//! refused them may have been outside the file: a granted directory not
+//! there yet, a busy pool; `touch` retries).
 //!
 //! We react at once to the events that say a write is complete — close after
 //! writing, and a rename into place — rather than waiting out a debounce
@@ -600,7 +602,8 @@ struct Shared {
 }
 
 struct FileState {
-    /// The content (component and manifest) last tried, loaded or rejected.
+    /// The last attempt, loaded or rejected: its content (component and
+    /// manifest) and the file's metadata then ([`attempt_key`]).
     tried: [u8; 32],
     /// The content that serves, if any.
     serving: Option<[u8; 32]>,
@@ -1116,15 +1119,18 @@ impl Shared {
             Err(e) => refusal_hash(metadata.as_ref(), e),
         };
         {
+            // The same write seen again (one write makes several events), or
+            // the content that serves (back after a half-written version was
+            // refused): nothing to do. Refused content written again is a
+            // new attempt.
+            let attempt = attempt_key(&hash, metadata.as_ref());
             let mut files = lock(&self.files);
             let state = files.entry(name.clone()).or_insert(FileState {
                 tried: [0; 32],
                 serving: None,
             });
-            // Same content as last time, or as what serves (back after a
-            // half-written version was refused): nothing to do.
-            let unchanged = state.tried == hash || state.serving == Some(hash);
-            state.tried = hash;
+            let unchanged = state.tried == attempt || state.serving == Some(hash);
+            state.tried = attempt;
             if unchanged {
                 return Synced::Done;
             }
@@ -1279,10 +1285,28 @@ fn name_of(path: &Path) -> Option<String> {
 /// refusal, and the file's identity, size and modification time.
 fn refusal_hash(metadata: Option<&std::fs::Metadata>, error: &Error) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    use std::os::unix::fs::MetadataExt;
     let mut hasher = Sha256::new();
     hasher.update(b"refused\0");
     hasher.update(error.to_string().as_bytes());
+    hash_metadata(&mut hasher, metadata);
+    hasher.finalize().into()
+}
+
+/// One attempt at a file: its content (`hash`) as written at the time its
+/// `metadata` tells (a later write of the same bytes is another attempt).
+fn attempt_key(hash: &[u8; 32], metadata: Option<&std::fs::Metadata>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"attempt\0");
+    hasher.update(hash);
+    hash_metadata(&mut hasher, metadata);
+    hasher.finalize().into()
+}
+
+/// Adds what tells one write of a file from another to `hasher`.
+fn hash_metadata(hasher: &mut sha2::Sha256, metadata: Option<&std::fs::Metadata>) {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
     if let Some(meta) = metadata {
         for n in [
             meta.ino(),
@@ -1293,5 +1317,4 @@ fn refusal_hash(metadata: Option<&std::fs::Metadata>, error: &Error) -> [u8; 32]
             hasher.update(n.to_le_bytes());
         }
     }
-    hasher.finalize().into()
 }

@@ -397,6 +397,23 @@ fn bad_files_are_rejected_and_the_old_instance_keeps_serving() {
     assert_eq!((calc.reloads, calc.rejected_reloads), (1, 5));
 }
 
+/// What refused a file may be outside it: here a directory its manifest
+/// grants, not there yet. The same bytes written again (or `touch`) are
+/// tried again, and load once the directory is there.
+#[test]
+fn refused_bytes_written_again_are_tried_again() {
+    let setup = Setup::new(&[]);
+    setup.write_atomic("g.toml", b"[[dir]]\nhost = \"data\"\nguest = \"/data\"\n");
+    setup.copy_atomic("greeter_a", "g.wasm");
+    let reason = setup.wait_rejected("g.wasm");
+    assert!(reason.contains("data"), "{reason}");
+    fs::create_dir(setup.dir.path().join("data")).unwrap();
+    setup.copy_atomic("greeter_a", "g.wasm");
+    setup.wait_loaded("g.wasm");
+    let handle = setup.registry.implementation(GREET, "g").unwrap();
+    assert_eq!(hello(&handle, "x").unwrap(), "a: hello, x");
+}
+
 #[test]
 fn unchanged_content_other_files_and_reads_reload_nothing() {
     let setup = Setup::new(&[("g.wasm", "greeter_a")]);
