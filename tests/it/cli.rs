@@ -423,9 +423,7 @@ fn a_misspelt_field_in_a_bare_option_or_ok_payload_is_refused() {
         ("demo:bare/api#g({a: 7, b: 1})", "argument x"),
         ("demo:bare/api#g(ok({a: 8, b: 1}))", "argument x"),
     ] {
-        let out = run(&["call", file, request]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{request}: {stderr}");
+        let stderr = refused_call(file, request);
         assert!(
             stderr.contains(&format!(
                 "{argument}: the record has no field `b` (its fields: a)"
@@ -564,6 +562,17 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `hotslot call FILE REQUEST`, which must fail (exit 1) with nothing on
+/// stdout: its stderr.
+fn refused_call(file: impl AsRef<Path>, request: &str) -> String {
+    let file = file.as_ref().to_str().unwrap();
+    let out = run(&["call", file, request]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{request}: {stderr}");
+    assert!(out.stdout.is_empty(), "{request}: {}", text(&out.stdout));
+    stderr
+}
+
 #[test]
 fn call_answers_on_stdout_and_exits_by_outcome() {
     let calc = plugin_path("calc");
@@ -584,33 +593,25 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     assert_eq!(text(&out.stdout), "err(\"empty line\")\n");
     // A misspelt field is refused, not passed over (WAVE passes over it,
     // and the `option` field misspelt would be `none`).
-    let out = run(&[
-        "call",
-        filter.to_str().unwrap(),
+    let stderr = refused_call(
+        &filter,
         r#"demo:text/filter#check("abcdef", {case-mode: keep, max-lenn: some(3), banned: [], scope: {}})"#,
-    ]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    );
     assert!(
         stderr.contains("argument opts: the record has no field `max-lenn`"),
         "{stderr}"
     );
 
     // The contract with the host is not for requests.
-    let out = run(&[
-        "call",
-        plugin_path("counter_memory").to_str().unwrap(),
+    let stderr = refused_call(
+        plugin_path("counter_memory"),
         "hotslot:plugin/migrate#snapshot()",
-    ]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    );
     assert!(stderr.contains("is what the host calls on"), "{stderr}");
     // An interface the file does not export: the file and what it does
     // export are named.
     for request in ["demo:nope/x#f()", "demo:calc/math@2#add(1, 2)"] {
-        let out = run(&["call", calc, request]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let stderr = refused_call(calc, request);
         assert!(
             stderr.contains("calc.wasm does not export demo:")
                 && stderr.contains("(it exports: demo:calc/math@1.0.0, demo:greeter/greet@1.0.0)"),
@@ -629,10 +630,7 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
         (&garbage, "not a WebAssembly binary"),
         (&core, "core WebAssembly module"),
     ] {
-        let out = run(&["call", file.to_str().unwrap(), "demo:calc/math#add(1, 2)"]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(out.stdout.is_empty());
+        let stderr = refused_call(file, "demo:calc/math#add(1, 2)");
         assert!(
             stderr.contains(expected)
                 && stderr.contains(file.file_name().unwrap().to_str().unwrap()),
@@ -643,9 +641,7 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
 
     let res = dir.path().join("res.wasm");
     std::fs::write(&res, resource_maker()).unwrap();
-    let out = run(&["call", res.to_str().unwrap(), "demo:res/r#make()"]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_call(&res, "demo:res/r#make()");
     assert!(
         stderr.contains("#make: it takes or gives a resource handle"),
         "{stderr}"
@@ -929,13 +925,7 @@ fn imports_named_in_a_manifest_are_checked_and_said() {
         table.contains("yes, waiting for demo:greeter/greet@1.0.0 from `nobody`"),
         "{table}"
     );
-    let out = run(&[
-        "call",
-        banner.to_str().unwrap(),
-        r#"demo:banner/banner#show("x")"#,
-    ]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_call(&banner, r#"demo:banner/banner#show("x")"#);
     assert!(
         stderr.contains("`nobody`, which the dependent's manifest names for it"),
         "{stderr}"

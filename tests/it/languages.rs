@@ -210,6 +210,15 @@ fn calls(answer: &str) -> u64 {
 
 /// The printed build command of a scaffold, run, and the component it made.
 fn scaffold(args: &[&str], into: &Path) -> PathBuf {
+    scaffold_with(args, into, tools().map(|(k, v)| (k, v.into_os_string())))
+}
+
+/// [`scaffold`], the build command run with `env`.
+fn scaffold_with(
+    args: &[&str],
+    into: &Path,
+    env: impl IntoIterator<Item = (&'static str, std::ffi::OsString)>,
+) -> PathBuf {
     let out = hotslot().args(args).current_dir(into).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -231,7 +240,7 @@ fn scaffold(args: &[&str], into: &Path) -> PathBuf {
         .arg("-c")
         .arg(&command)
         .current_dir(into)
-        .envs(tools())
+        .envs(env)
         .output()
         .unwrap();
     assert!(
@@ -403,41 +412,13 @@ fn hotslot_new_prints_commands_that_run_where_they_are_said_to() {
         ("rust", "cargo build --release --target wasm32-wasip2"),
     ] {
         let dir = format!("it's {lang} $HOME");
-        let out = hotslot()
-            .args(["new", "spaced", "--lang", lang, "--dir", &dir])
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let field = |label: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(label))
-                .unwrap_or_else(|| panic!("no `{label}` in {stdout}"))
-                .trim()
-                .to_string()
-        };
-        let built = Command::new("sh")
-            .arg("-c")
-            .arg(field("build it:"))
-            .current_dir(work.path())
-            .env("PATH", &path)
-            .env("COMPONENTIZE_PY", fake.join("tool"))
-            .env("COMPONENTIZE_JS", fake.join("tool"))
-            .output()
-            .unwrap();
-        assert!(built.status.success(), "{lang}: {stdout}{built:?}");
-        let component = work.path().join(field("component:"));
-        assert!(
-            component.exists(),
-            "{lang}: {} not made",
-            component.display()
-        );
+        let env = [
+            ("PATH", path.clone().into()),
+            ("COMPONENTIZE_PY", fake.join("tool").into_os_string()),
+            ("COMPONENTIZE_JS", fake.join("tool").into_os_string()),
+        ];
+        let args = ["new", "spaced", "--lang", lang, "--dir", &dir];
+        scaffold_with(&args, work.path(), env);
         let readme = std::fs::read_to_string(work.path().join(&dir).join("README.md")).unwrap();
         assert!(
             readme.contains(&format!("```sh\n{inside}\n```")),
