@@ -751,10 +751,11 @@ impl Generation {
     }
 
     /// Which exported function a failed typed call was in. The closure does
-    /// not tell us; the trap's backtrace does when the guest kept its name
-    /// section (the entry point a component lifts is named
-    /// `interface#function` by wit-bindgen and most toolchains), and a plugin
-    /// with a single function leaves no doubt.
+    /// not tell us; the trap's backtrace does: the entry point a component
+    /// lifts is named `interface#function` by wit-bindgen and most
+    /// toolchains, in the guest's name section if it kept one, and in its
+    /// core module's exports always. A plugin with a single function leaves
+    /// no doubt.
     fn typed_function(&self, error: &wasmtime::Error, bindings: &str) -> String {
         let exports = self.plugin.exports();
         let known = |name: &str| {
@@ -763,16 +764,19 @@ impl Generation {
                 .any(|e| e.function(name).is_some())
                 .then(|| name.to_string())
         };
+        // The outermost frame the guest named `interface#function`: by its
+        // name section, or else by the name its module exports it under.
         let from_backtrace = error
             .downcast_ref::<wasmtime::WasmBacktrace>()
             .and_then(|trace| {
-                trace
-                    .frames()
-                    .iter()
-                    .rev()
-                    .filter_map(|frame| frame.func_name())
-                    .filter_map(|name| name.rsplit_once('#'))
-                    .find_map(|(_, function)| known(function))
+                trace.frames().iter().rev().find_map(|frame| {
+                    let exported = self.plugin.entry_name(frame.module(), frame.func_index());
+                    [frame.func_name(), exported]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|name| name.rsplit_once('#'))
+                        .find_map(|(_, function)| known(function))
+                })
             });
         if let Some(function) = from_backtrace {
             return function;

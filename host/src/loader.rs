@@ -61,6 +61,10 @@ struct Compiled {
     /// Every exported interface's name, for messages about the whole
     /// component: made once here, not at each instance.
     interfaces: String,
+    /// The functions its core modules export under `interface#function`
+    /// names: which function a trap's outermost frame entered, when the
+    /// guest kept no name section.
+    entries: Vec<CoreEntries>,
 }
 
 impl Compiled {
@@ -68,6 +72,28 @@ impl Compiled {
     fn code_bytes(&self) -> usize {
         let image = self.pre.component().image_range();
         image.end as usize - image.start as usize
+    }
+}
+
+/// One core module of a component: the names it exports, in order (how its
+/// `wasmtime::Module` is told from the others), and its functions exported
+/// under `interface#function` names, by function index.
+#[derive(Debug, Default, PartialEq)]
+struct CoreEntries {
+    exports: Vec<String>,
+    entries: Vec<(u32, String)>,
+}
+
+impl CoreEntries {
+    /// The `interface#function` name function `index` of `module` is
+    /// exported under, if `module` is this one.
+    fn entry(&self, module: &wasmtime::Module, index: u32) -> Option<&str> {
+        let (_, name) = self.entries.iter().find(|(i, _)| *i == index)?;
+        let same = module
+            .exports()
+            .map(|e| e.name())
+            .eq(self.exports.iter().map(String::as_str));
+        same.then_some(name.as_str())
     }
 }
 
@@ -186,6 +212,15 @@ impl Plugin {
     /// instances) are not listed.
     pub fn exports(&self) -> &[ExportedInterface] {
         &self.compiled.exports
+    }
+
+    /// The `interface#function` name under which the component's core
+    /// module `module` exports its function `index`, if it does.
+    pub(crate) fn entry_name(&self, module: &wasmtime::Module, index: u32) -> Option<&str> {
+        self.compiled
+            .entries
+            .iter()
+            .find_map(|core| core.entry(module, index))
     }
 
     /// Everything the component exports, in words: its interfaces, and
@@ -723,6 +758,7 @@ fn compile(
         imports,
         contract,
         hash,
+        entries: core_entries(bytes),
     };
     Ok((compiled, mapped))
 }
@@ -765,6 +801,64 @@ pub(crate) fn declared_exports(bytes: &[u8]) -> Option<Vec<InterfaceName>> {
             _ => {}
         }
     }
+}
+
+/// The core modules of the component in `bytes` and their exported entry
+/// points, read without validating (what cannot be read is left out).
+/// Code is skipped unread: 0.6 ms for the 18 MB Python greeter.
+fn core_entries(bytes: &[u8]) -> Vec<CoreEntries> {
+    use wasmparser::{Chunk, Encoding, ExternalKind, Parser, Payload};
+    let mut found = Vec::new();
+    // Components nest modules; modules nest nothing.
+    let mut open: Vec<Option<CoreEntries>> = Vec::new();
+    let mut parser = Parser::new(0);
+    // The parsers of the components a nested one is in.
+    let mut outer: Vec<Parser> = Vec::new();
+    let mut rest = bytes;
+    while let Ok(Chunk::Parsed { consumed, payload }) = parser.parse(rest, true) {
+        let Some(after) = rest.get(consumed..) else {
+            break;
+        };
+        rest = after;
+        match payload {
+            Payload::Version { encoding, .. } => {
+                open.push((encoding == Encoding::Module).then(CoreEntries::default))
+            }
+            Payload::ModuleSection { parser: inner, .. }
+            | Payload::ComponentSection { parser: inner, .. } => {
+                outer.push(std::mem::replace(&mut parser, inner));
+            }
+            Payload::CodeSectionStart { size, .. } => {
+                parser.skip_section();
+                let Some(after) = rest.get(size as usize..) else {
+                    break;
+                };
+                rest = after;
+            }
+            Payload::ExportSection(section) => {
+                let Some(Some(module)) = open.last_mut() else {
+                    continue;
+                };
+                for export in section.into_iter().flatten() {
+                    module.exports.push(export.name.to_string());
+                    if export.kind == ExternalKind::Func && export.name.contains('#') {
+                        module.entries.push((export.index, export.name.to_string()));
+                    }
+                }
+            }
+            Payload::End(_) => {
+                if let Some(Some(module)) = open.pop() {
+                    found.push(module);
+                }
+                match outer.pop() {
+                    Some(enclosing) => parser = enclosing,
+                    None => break,
+                }
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Bytes of data the core modules in `bytes` start their memories with

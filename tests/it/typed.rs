@@ -148,3 +148,38 @@ fn a_batch_picks_up_a_reload_between_its_calls() {
     let inside = x.batch(|calls| calls.call("hello", &[])).unwrap();
     assert!(matches!(inside, Err(Error::Unavailable { .. })));
 }
+
+/// A failed typed call names the function even when the guest kept no name
+/// section (`strip = true`): by the name its core module exports the
+/// function under. Two functions, so the name cannot come from there being
+/// only one.
+#[test]
+fn a_failed_typed_call_names_the_function_without_a_name_section() {
+    let stripped = wat::parse_str(
+        r#"(component
+          (core module $m
+            (func (export "demo:calc/math@1.0.0#add") (param i32 i32) (result i32) unreachable)
+            (func (export "demo:calc/math@1.0.0#sub") (param i32 i32) (result i32) local.get 0))
+          (core instance $i (instantiate $m))
+          (func $add (param "a" s32) (param "b" s32) (result s32)
+            (canon lift (core func $i "demo:calc/math@1.0.0#add")))
+          (func $sub (param "a" s32) (param "b" s32) (result s32)
+            (canon lift (core func $i "demo:calc/math@1.0.0#sub")))
+          (instance $math (export "add" (func $add)) (export "sub" (func $sub)))
+          (export "demo:calc/math@1.0.0" (instance $math)))"#,
+    )
+    .unwrap();
+    let registry = Registry::new().unwrap();
+    let plugin = registry.load_bytes("stripped.wasm", &stripped).unwrap();
+    registry.add_plugin("stripped", &plugin).unwrap();
+    let handle = registry
+        .implementation("demo:calc/math", "stripped")
+        .unwrap();
+    let failed = handle
+        .call_typed(|c: &Calculator, store| c.demo_calc_math().call_add(store, 1, 2))
+        .unwrap_err();
+    match failed {
+        Error::Call { function, .. } => assert_eq!(function, "add"),
+        other => panic!("{other:?}"),
+    }
+}
