@@ -9,8 +9,8 @@
 //! compiled, instantiated and found to export at least what it exported
 //! before. Anything less is *rejected*: the old instance keeps serving, and
 //! the next write to the file is tried again, even of the same bytes (what
-//! refused them may have been outside the file: a granted directory not
-//! there yet, a busy pool; `touch` retries).
+//! refused them may have been outside the file, a granted directory not
+//! there yet: `touch` retries).
 //!
 //! We react at once to the events that say a write is complete — close after
 //! writing, and a rename into place — rather than waiting out a debounce
@@ -1167,7 +1167,8 @@ impl Shared {
             live.registry.add_plugin(&name, &plugin)
         };
         let compile = compiling.elapsed();
-        // A refusal from here on is the registry's: it has counted it.
+        // A refusal from here on is the registry's, which counted it (or
+        // did not: an instance busy for now is no refusal of the content).
         let registered = match added {
             Ok(registered) => registered,
             // The plugin's only instance held past the deadline (a long
@@ -1233,7 +1234,8 @@ impl Shared {
         self.publish_rejected(path, reason);
     }
 
-    /// Tells a refusal the registry has already counted.
+    /// Tells a refusal without counting it: the registry did, or it was
+    /// none of the content (an instance busy for now).
     fn publish_rejected(&self, path: &Path, reason: String) {
         self.publish(WatchEvent::Rejected {
             file: path.to_path_buf(),
