@@ -27,7 +27,9 @@
 //!
 //! Each runtime has its own queue and tasks: a call runs on its caller's
 //! runtime's blocking pool, and a runtime shutting down never waits for
-//! another's calls.
+//! another's calls. A caller on no tokio runtime (another executor, or a
+//! plain `block_on` of its own) has its calls made on wasmtime-wasi's
+//! runtime's pool, the one its plugins' I/O runs on anyway.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -79,6 +81,9 @@ pub(crate) enum NotRun {
     /// It ended without an answer: it panicked, or its runtime shut down
     /// before it started.
     Lost,
+    /// Its caller is on no tokio runtime, and wasmtime-wasi's could not be
+    /// started to make it on (why).
+    NoRuntime(String),
 }
 
 impl Admission {
@@ -105,12 +110,19 @@ impl Admission {
     /// Makes `call` on the current runtime's blocking pool once one of the
     /// plugin's tasks gets to it, first come first served, and answers what
     /// it returned; answers [`NotRun::Busy`] once it has waited `patience`
-    /// without a task getting to it. Needs a tokio runtime (timers or not).
+    /// without a task getting to it. Off any tokio runtime, the call is
+    /// made on wasmtime-wasi's (see the module's documentation).
     pub(crate) async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         patience: Duration,
         call: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, NotRun> {
+        let runtime = match Runtime::try_current() {
+            Ok(runtime) => runtime,
+            Err(_) => crate::waits::io_runtime()
+                .map_err(NotRun::NoRuntime)?
+                .clone(),
+        };
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |in_time| {
             let _ = answer.send(match in_time {
@@ -126,7 +138,7 @@ impl Admission {
         // Dropped while still queued (the caller stopped waiting), the
         // call is given up.
         let _give_up = GiveUp(queued.clone());
-        if !self.push(queued) {
+        if !self.push(runtime, queued) {
             // Queued behind the plugin's running tasks: the clock's sweep
             // answers `Busy` if none gets to it in time.
             waiting(self);
@@ -134,11 +146,10 @@ impl Admission {
         answered.await.unwrap_or(Err(NotRun::Lost))
     }
 
-    /// Queues a call on the current runtime's queue, starting a task for
-    /// it if fewer than the plugin's instances work that queue; tells
-    /// whether it did.
-    fn push(self: &Arc<Self>, call: Arc<Queued>) -> bool {
-        let runtime = Runtime::current();
+    /// Queues a call on `runtime`'s queue, starting a task for it if
+    /// fewer than the plugin's instances work that queue; tells whether it
+    /// did.
+    fn push(self: &Arc<Self>, runtime: Runtime, call: Arc<Queued>) -> bool {
         let mut queues = lock(&self.queues);
         let at = match queues.iter().position(|q| q.runtime.id() == runtime.id()) {
             Some(at) => at,

@@ -146,7 +146,9 @@ impl Handle {
     /// as a synchronous call that waited as long for an instance does; once
     /// started, it is a synchronous call (which waits for an instance a
     /// synchronous caller holds, at most the deadline again).
-    /// Call it from within a tokio runtime, timers or not: the plugin's own
+    /// Call it from within a tokio runtime, timers or not, or from any
+    /// other executor (off tokio, the call is made on the blocking pool of
+    /// wasmtime-wasi's runtime): the plugin's own
     /// waits and I/O (printing, sleeping, files, HTTP) run on
     /// wasmtime-wasi's runtime, as for a synchronous call made on a plain
     /// thread (which is also the runtime current while the call runs: a
@@ -277,15 +279,20 @@ impl Handle {
         match queue.run(patience, call).await {
             Ok(answer) => answer,
             Err(NotRun::Busy) => Err(*slot.busy(patience)),
-            Err(NotRun::Lost) => Err(Error::Call {
-                interface: slot.interface().to_string(),
-                name: slot.name().to_string(),
-                function: function.to_string(),
-                fault: crate::error::Fault::Host,
-                reason: "its task on the blocking pool ended without an answer \
-                         (it panicked, or the runtime shut down)"
+            Err(NotRun::Lost) => Err(host_fault(
+                &slot,
+                function,
+                "its task on the blocking pool ended without an answer \
+                 (it panicked, or the runtime shut down)"
                     .into(),
-            }),
+            )),
+            Err(NotRun::NoRuntime(why)) => Err(host_fault(
+                &slot,
+                function,
+                format!(
+                    "the caller is on no tokio runtime, and wasmtime-wasi's could not start: {why}"
+                ),
+            )),
         }
     }
 
@@ -303,6 +310,18 @@ impl Handle {
                 None => Err(nothing_serves(selection)),
             },
         }
+    }
+}
+
+/// An async call the host could not make or hear from.
+#[cold]
+fn host_fault(slot: &Slot, function: &str, reason: String) -> Error {
+    Error::Call {
+        interface: slot.interface().to_string(),
+        name: slot.name().to_string(),
+        function: function.to_string(),
+        fault: crate::error::Fault::Host,
+        reason,
     }
 }
 

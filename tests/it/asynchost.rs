@@ -330,6 +330,52 @@ fn a_granted_plugin_reads_files_for_callers_in_async_code() {
     assert!(message.contains("use `call_async`"), "{message}");
 }
 
+/// Async calls awaited off tokio (an executor of the host's own, here a
+/// plain `block_on` that parks its thread): they answer, a granted plugin
+/// reads its file, and a spinning call is stopped by its deadline.
+#[test]
+fn async_calls_awaited_off_tokio_answer_and_keep_their_deadline() {
+    let (_base, _registry, granted) = rogue_reading_a_note();
+    let note = [Val::String("/data/note.txt".into())];
+    let read = off_tokio(granted.call_async("read-file", &note));
+    let noted = [Val::Result(Ok(Some(Box::new(Val::String("noted".into())))))];
+    assert_eq!(read.unwrap(), noted);
+
+    let (_greeters, greeter) = greeter_with(Duration::from_secs(60));
+    let answer = off_tokio(greeter.call_async("hello", &[Val::String("x".into())]));
+    assert_eq!(answer.unwrap(), [Val::String("a: hello, x".into())]);
+
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let (_rogues, rogue) = rogue_with(limits, Grants::default());
+    match off_tokio(rogue.call_async("spin", &[])) {
+        Err(Error::Call { fault, .. }) => assert_eq!(fault, Fault::Timeout),
+        other => panic!("a spin off tokio answered {other:?}"),
+    }
+}
+
+/// Runs `future` to its end on this thread, on no tokio runtime: what a
+/// host with an executor of its own does.
+fn off_tokio<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// Synchronous calls inside a `LocalSet` on a multi-threaded runtime, where
 /// tokio refuses to block in place: a plugin's prints and sleeps answer,
 /// and a granted plugin's file read fails the call (never the host),
