@@ -851,24 +851,22 @@ fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
         Ok(result) => result,
         Err(panic) => {
             let text = crate::error::panic_text(&*panic);
+            // Tokio's refusal to wait where a synchronous call was made
+            // inside an async task or `block_on`: a plugin's prints, sleeps
+            // and streams wait there all the same, but wasmtime-wasi's
+            // other I/O (a file's `stat`, listing a directory, an HTTP
+            // request) cannot. What to do comes first.
+            if crate::waits::refused_wait(&text) {
+                return Err(wasmtime::format_err!(
+                    "a synchronous call made inside an async task or `block_on` \
+                     cannot wait there for the plugin's file or network I/O: use \
+                     `call_async` (tokio: {text})"
+                ));
+            }
             Err(wasmtime::format_err!(
-                "the host panicked during the call: {text}{}",
-                in_async_context(&text)
+                "the host panicked during the call: {text}"
             ))
         }
-    }
-}
-
-/// What to do about tokio's refusal to wait where a synchronous call was
-/// made inside an async task or `block_on`: a plugin's prints, sleeps and
-/// streams wait there all the same, but wasmtime-wasi's other I/O (a
-/// file's `stat`, listing a directory, an HTTP request) cannot.
-fn in_async_context(panic: &str) -> &'static str {
-    if panic.contains("Cannot start a runtime from within a runtime") {
-        " (a synchronous call made inside an async task or `block_on` \
-         cannot wait for the plugin's file or network I/O: use `call_async`)"
-    } else {
-        ""
     }
 }
 

@@ -44,6 +44,7 @@ mod output;
 mod private_files;
 mod program;
 pub mod prometheus;
+mod quiet_panics;
 mod registry;
 mod sandbox;
 mod slot;

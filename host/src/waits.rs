@@ -369,7 +369,15 @@ fn held<R>(call: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(HELD.replace(true));
-    with_io(call)
+    // The call fails there, saying what to use instead: tokio's panic is
+    // caught (see `generation::guarded`), not printed.
+    crate::quiet_panics::expecting(refused_wait, || with_io(call))
+}
+
+/// Whether a panic is tokio refusing to wait where a synchronous call was
+/// made inside an async task or `block_on` (see [`in_place`]).
+pub(crate) fn refused_wait(panic: &str) -> bool {
+    panic.contains("Cannot start a runtime from within a runtime")
 }
 
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hotslot::wasmtime::component::Val;
 use hotslot::{Error, Fault, Grants, Limits};
 
-use crate::common::{plugin, rogue_with, ROGUE};
+use crate::common::{plugin, rogue_with, stderr_of_test, ROGUE};
 
 /// 1,000 concurrent calls on a runtime with two workers, half of them to a
 /// plugin that spins until its deadline: all complete (the spinning ones
@@ -327,7 +327,20 @@ fn a_granted_plugin_reads_files_for_callers_in_async_code() {
     assert_eq!(queued.unwrap(), read);
     let in_block_on = current_thread.block_on(async { rogue.call("read-file", &args) });
     let message = in_block_on.unwrap_err().to_string();
-    assert!(message.contains("use `call_async`"), "{message}");
+    assert!(
+        message
+            .contains("cannot wait there for the plugin's file or network I/O: use `call_async`"),
+        "{message}"
+    );
+}
+
+/// The read refused in the test above fails its call and nothing else: the
+/// panic tokio raises for it is caught, and not printed as a crash would be.
+#[test]
+fn a_read_refused_inside_block_on_prints_no_panic() {
+    let stderr =
+        stderr_of_test("asynchost::a_granted_plugin_reads_files_for_callers_in_async_code");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// Async calls awaited off tokio (an executor of the host's own, here a

@@ -170,3 +170,18 @@ pub fn resource_maker() -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// What running this binary's test `name` alone, in a process of its own,
+/// wrote to its standard error (where the panic hook writes). Panics if
+/// the test failed or did not run.
+pub fn stderr_of_test(name: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+    stderr
+}
