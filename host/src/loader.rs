@@ -607,7 +607,8 @@ impl Loader {
         } else if let Some(Reused { looked, found }) = reused.filter(|_| alone) {
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
-                 reusing {found} of its {looked} functions already compiled"
+                 reusing {found} of its {looked} functions already compiled \
+                 (before, or the same code elsewhere in it)"
             );
         } else if reused.is_some() {
             tracing::info!(
