@@ -28,8 +28,9 @@
 //! Each runtime has its own queue and tasks: a call runs on its caller's
 //! runtime's blocking pool, and a runtime shutting down never waits for
 //! another's calls. A caller on no tokio runtime (another executor, or a
-//! plain `block_on` of its own) has its calls made on wasmtime-wasi's
-//! runtime's pool, the one its plugins' I/O runs on anyway.
+//! plain `block_on` of its own) has its calls made on a runtime hotslot
+//! starts for such callers ([`own_runtime`]): not on wasmtime-wasi's,
+//! whose blocking pool every plugin's file I/O needs.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -81,7 +82,7 @@ pub(crate) enum NotRun {
     /// It ended without an answer: it panicked, or its runtime shut down
     /// before it started.
     Lost,
-    /// Its caller is on no tokio runtime, and wasmtime-wasi's could not be
+    /// Its caller is on no tokio runtime, and hotslot's own could not be
     /// started to make it on (why).
     NoRuntime(String),
 }
@@ -111,7 +112,7 @@ impl Admission {
     /// plugin's tasks gets to it, first come first served, and answers what
     /// it returned; answers [`NotRun::Busy`] once it has waited `patience`
     /// without a task getting to it. Off any tokio runtime, the call is
-    /// made on wasmtime-wasi's (see the module's documentation).
+    /// made on hotslot's own (see the module's documentation).
     pub(crate) async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         patience: Duration,
@@ -119,9 +120,7 @@ impl Admission {
     ) -> Result<R, NotRun> {
         let runtime = match Runtime::try_current() {
             Ok(runtime) => runtime,
-            Err(_) => crate::waits::io_runtime()
-                .map_err(NotRun::NoRuntime)?
-                .clone(),
+            Err(_) => own_runtime().map_err(NotRun::NoRuntime)?,
         };
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |in_time| {
@@ -313,6 +312,24 @@ impl Admission {
 /// runtime's blocking pool. Called with the queues let go: a runtime that
 /// is shutting down drops a task at once, on this thread, and its
 /// `Worker`'s drop counts it out under the queues' lock.
+/// The runtime whose blocking pool makes the async calls of callers on no
+/// tokio runtime: one worker (the queue's tasks need none; its timers and
+/// I/O, none), started at the first such call and never shut down.
+fn own_runtime() -> Result<Runtime, String> {
+    static OWN: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(own) = OWN.get() {
+        return Ok(own.handle().clone());
+    }
+    let started = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("hotslot-async")
+        .build()
+        .map_err(|e| format!("cannot start a runtime for them: {e}"))?;
+    // Two callers may start one each; the one not kept is dropped here,
+    // off any runtime, where that is allowed.
+    Ok(OWN.get_or_init(|| started).handle().clone())
+}
+
 fn start(workers: Vec<(Runtime, Worker)>) {
     for (runtime, worker) in workers {
         drop(runtime.spawn_blocking(move || worker.work()));

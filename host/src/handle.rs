@@ -135,8 +135,8 @@ impl Handle {
         }))
     }
 
-    /// Like [`Handle::call`], for async hosts: the call runs on the tokio
-    /// runtime's blocking pool, so no runtime worker waits for a plugin
+    /// Like [`Handle::call`], for async hosts: the call runs on the
+    /// caller's tokio runtime's blocking pool, so no runtime worker waits for a plugin
     /// (one that spins until its deadline included), and the synchronous
     /// path is untouched. A plugin's async calls queue (one queue per
     /// runtime) for as many tasks on the pool as it has instances, each
@@ -148,7 +148,7 @@ impl Handle {
     /// synchronous caller holds, at most the deadline again).
     /// Call it from within a tokio runtime, timers or not, or from any
     /// other executor (off tokio, the call is made on the blocking pool of
-    /// wasmtime-wasi's runtime): the plugin's own
+    /// a small runtime hotslot starts for such callers): the plugin's own
     /// waits and I/O (printing, sleeping, files, HTTP) run on
     /// wasmtime-wasi's runtime, as for a synchronous call made on a plain
     /// thread (which is also the runtime current while the call runs: a
@@ -289,9 +289,7 @@ impl Handle {
             Err(NotRun::NoRuntime(why)) => Err(host_fault(
                 &slot,
                 function,
-                format!(
-                    "the caller is on no tokio runtime, and wasmtime-wasi's could not start: {why}"
-                ),
+                format!("the caller is on no tokio runtime: {why}"),
             )),
         }
     }

@@ -276,9 +276,19 @@ impl Registry {
     /// does), whose instances run under `limits`: manifests may lower them,
     /// never raise them.
     ///
+    /// The process's first registry puts a filter in front of the panic
+    /// hook in place (Rust's default, or the host's own): the few panics
+    /// hotslot expects from the libraries it uses, and turns into errors
+    /// (redb's on a damaged state database, tokio's refusing a wait where a
+    /// synchronous call was made inside `block_on`), are logged at `debug`
+    /// instead of printed as a crash would be. Every other panic reaches
+    /// the hook. A host that sets a hook of its own after this replaces the
+    /// filter.
+    ///
     /// # Errors
     /// [`Error::Engine`] if WASI cannot be added to the linker.
     pub fn with_engine(engine: Engine, limits: Limits) -> Result<Self, Error> {
+        crate::quiet_panics::filter_the_hook();
         Ok(Registry {
             loader: Arc::new(Loader::new(engine.clone(), sandbox::linker(&engine)?)),
             limits,

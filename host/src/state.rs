@@ -339,10 +339,9 @@ impl Persist {
 /// Such a panic is not printed (see [`crate::quiet_panics`]): the error
 /// carries its text.
 fn unpanicked<R>(file: &Path, f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
-    let caught = crate::quiet_panics::expecting(
-        |_| true,
-        || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
-    );
+    let caught = crate::quiet_panics::expecting(crate::quiet_panics::in_redb, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    });
     caught.unwrap_or_else(|panic| {
         Err(Error::State {
             file: file.to_path_buf(),

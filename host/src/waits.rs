@@ -303,13 +303,20 @@ fn on_a_thread_of_its_own<R: Send>(wait: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Runs `f` in `block_in_place`; gives it back, not run, where tokio
-/// refuses (a `LocalSet`'s thread: tokio's panic message is printed all the
-/// same, by the panic hook).
+/// refuses (a `LocalSet`'s thread), its panic kept from the hook.
 fn try_block_in_place<R, F: FnOnce() -> R>(f: F) -> Result<R, F> {
     let mut f = Some(f);
-    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        tokio::task::block_in_place(|| f.take().map(|f| f()))
-    }));
+    let refused = |info: &std::panic::PanicHookInfo<'_>| {
+        crate::quiet_panics::says(
+            info,
+            "can call blocking only when running on the multi-threaded runtime",
+        )
+    };
+    let tried = crate::quiet_panics::expecting(refused, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(|| f.take().map(|f| f()))
+        }))
+    });
     match (tried, f) {
         (Ok(Some(done)), _) => Ok(done),
         (_, Some(f)) => Err(f),
@@ -371,13 +378,19 @@ fn held<R>(call: impl FnOnce() -> R) -> R {
     let _restore = Restore(HELD.replace(true));
     // The call fails there, saying what to use instead: tokio's panic is
     // caught (see `generation::guarded`), not printed.
-    crate::quiet_panics::expecting(refused_wait, || with_io(call))
+    crate::quiet_panics::expecting(
+        |info| crate::quiet_panics::says(info, REFUSED_WAIT),
+        || with_io(call),
+    )
 }
 
-/// Whether a panic is tokio refusing to wait where a synchronous call was
-/// made inside an async task or `block_on` (see [`in_place`]).
+/// What tokio's panic says where a synchronous call made inside an async
+/// task or `block_on` would wait for I/O (see [`in_place`]).
+const REFUSED_WAIT: &str = "Cannot start a runtime from within a runtime";
+
+/// Whether a panic's text is tokio refusing such a wait.
 pub(crate) fn refused_wait(panic: &str) -> bool {
-    panic.contains("Cannot start a runtime from within a runtime")
+    panic.contains(REFUSED_WAIT)
 }
 
 /// Starts the I/O runtime wasmtime-wasi runs blocking calls on, now, while
@@ -401,9 +414,17 @@ pub(crate) fn io_runtime() -> Result<&'static tokio::runtime::Handle, String> {
     let fetched = std::thread::Builder::new()
         .name("hotslot-wasi-runtime".into())
         .spawn(|| {
-            std::panic::catch_unwind(|| {
-                wasmtime_wasi::runtime::with_ambient_tokio_runtime(tokio::runtime::Handle::current)
-            })
+            // Its panic is the error below.
+            crate::quiet_panics::expecting(
+                |_| true,
+                || {
+                    std::panic::catch_unwind(|| {
+                        wasmtime_wasi::runtime::with_ambient_tokio_runtime(
+                            tokio::runtime::Handle::current,
+                        )
+                    })
+                },
+            )
         })
         .map_err(|e| e.to_string())
         .and_then(|thread| thread.join().map_err(|_| "its thread panicked".to_string()))

@@ -334,13 +334,19 @@ fn a_granted_plugin_reads_files_for_callers_in_async_code() {
     );
 }
 
-/// The read refused in the test above fails its call and nothing else: the
-/// panic tokio raises for it is caught, and not printed as a crash would be.
+/// The reads refused, and the waits tokio would not let block in place,
+/// in the tests above and below fail their call or move to another thread,
+/// and nothing else: the panics tokio raises for them are caught, and not
+/// printed as a crash would be.
 #[test]
-fn a_read_refused_inside_block_on_prints_no_panic() {
-    let stderr =
-        stderr_of_test("asynchost::a_granted_plugin_reads_files_for_callers_in_async_code");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+fn waits_refused_inside_async_code_print_no_panic() {
+    for test in [
+        "asynchost::a_granted_plugin_reads_files_for_callers_in_async_code",
+        "asynchost::synchronous_calls_in_a_local_set_answer_or_say_what_to_use",
+    ] {
+        let stderr = stderr_of_test(test);
+        assert!(!stderr.contains("panicked"), "{test}: {stderr}");
+    }
 }
 
 /// Async calls awaited off tokio (an executor of the host's own, here a
