@@ -16,12 +16,17 @@
 //! precedes it, so that a file damaged on disk is refused rather than run
 //! as machine code. A file refused (damaged, written by another wasmtime)
 //! is removed, and the component compiled and kept again. The directory is
-//! kept under [`KEEP_BYTES`], the least recently used files going first.
+//! kept under [`KEEP_BYTES`], the least recently used files going first;
+//! it is listed only when what this process wrote may have taken it over
+//! (or a minute after the last listing: other processes write there too),
+//! since listing it costs a `stat` per file, and it fills with thousands of
+//! a small plugin's rebuilds.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -29,10 +34,24 @@ use wasmtime::Engine;
 
 use crate::engine::{Compiler, MemoryInit};
 use crate::private_files;
+use crate::sync::lock;
 
 /// How many bytes of compiled code the directory keeps: about thirty
 /// versions of an 18 MB Python component (34 MB of code each).
 pub(crate) const KEEP_BYTES: u64 = 1 << 30;
+
+/// How long the size this process last listed a directory at is trusted,
+/// with what it wrote since added: other processes write there too.
+const RELIST: Duration = Duration::from_secs(60);
+
+/// What this process knows of each directory it keeps code in: its size
+/// when last listed (and trimmed), plus what it has written there since.
+static SIZES: Mutex<Vec<(PathBuf, Known)>> = Mutex::new(Vec::new());
+
+struct Known {
+    bytes: u64,
+    listed: Instant,
+}
 
 /// The file that holds, or will hold, one component's compiled code.
 #[derive(Debug)]
@@ -206,7 +225,7 @@ impl Entry {
     pub(crate) fn store(&self, code: &[u8]) -> bool {
         match self.write(code) {
             Ok(()) => {
-                self.trim();
+                self.trim_if_due((code.len() + TRAILER) as u64);
                 true
             }
             Err(e) => {
@@ -234,15 +253,45 @@ impl Entry {
         private_files::write_whole(&self.path, whole).is_ok()
     }
 
-    /// Removes the least recently used files until the directory holds at
-    /// most `keep_bytes`, and temporary files writers left behind.
-    fn trim(&self) {
+    /// Trims the directory (see [`Entry::trim`]) unless what this process
+    /// knows of it says it holds at most `keep_bytes` with the `written`
+    /// bytes just kept.
+    fn trim_if_due(&self, written: u64) {
         let Some(dir) = self.path.parent() else {
             return;
         };
-        let Ok(listing) = fs::read_dir(dir) else {
+        let mut sizes = lock(&SIZES);
+        let known = sizes.iter_mut().find(|(d, _)| d == dir);
+        if let Some((_, known)) = known {
+            let bytes = known.bytes.saturating_add(written);
+            if known.listed.elapsed() < RELIST && bytes <= self.keep_bytes {
+                known.bytes = bytes;
+                return;
+            }
+        }
+        drop(sizes);
+        let Some(bytes) = self.trim() else {
             return;
         };
+        let known = Known {
+            bytes,
+            listed: Instant::now(),
+        };
+        let mut sizes = lock(&SIZES);
+        match sizes.iter_mut().find(|(d, _)| d == dir) {
+            Some((_, old)) => *old = known,
+            None => sizes.push((dir.to_path_buf(), known)),
+        }
+    }
+
+    /// Removes temporary files writers left behind and, when the directory
+    /// holds more than `keep_bytes`, the least recently used files until it
+    /// holds at most fifteen sixteenths of it: a directory at its limit is
+    /// then not listed again on every store. Answers what it holds after,
+    /// or `None` if it cannot be listed.
+    fn trim(&self) -> Option<u64> {
+        let dir = self.path.parent()?;
+        let listing = fs::read_dir(dir).ok()?;
         let mut kept = Vec::new();
         for entry in listing.flatten() {
             let (path, Ok(meta)) = (entry.path(), entry.metadata()) else {
@@ -256,9 +305,13 @@ impl Entry {
             }
         }
         let mut total: u64 = kept.iter().map(|(_, len, _)| len).sum();
+        if total <= self.keep_bytes {
+            return Some(total);
+        }
+        let low = self.keep_bytes - self.keep_bytes / 16;
         kept.sort();
         for (_, len, path) in kept {
-            if total <= self.keep_bytes {
+            if total <= low {
                 break;
             }
             // The file just written stays, even alone over the limit.
@@ -269,6 +322,7 @@ impl Entry {
                 total -= len;
             }
         }
+        Some(total)
     }
 }
 
@@ -560,10 +614,11 @@ mod tests {
         let engine = engine();
         let code = code(&engine);
         let size = (code.len() + TRAILER) as u64;
-        // Room for two files: the third written sends out the one used least
+        // Room for two files and a half (trimmed to fifteen sixteenths of
+        // it, room for two): the third written sends out the one used least
         // recently, which is the first unless it was loaded since.
         let entries: Vec<Entry> = (0..3)
-            .map(|i| entry(dir.path(), &engine, i, 2 * size))
+            .map(|i| entry(dir.path(), &engine, i, 2 * size + size / 2))
             .collect();
         let age = |entry: &Entry, seconds| {
             let file = fs::File::open(entry.path()).expect("kept");
@@ -579,6 +634,36 @@ mod tests {
         assert!(entries[0].path().exists(), "the file used last went");
         assert!(!entries[1].path().exists(), "the file used least stayed");
         assert!(entries[2].path().exists(), "the file written went");
+    }
+
+    /// A store lists the directory only when what this process wrote may
+    /// have taken it over its limit: another process's file that takes it
+    /// over goes only then (or a minute later).
+    #[test]
+    fn a_store_lists_the_directory_only_when_it_may_be_over() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let engine = engine();
+        let code = code(&engine);
+        let size = (code.len() + TRAILER) as u64;
+        let entries: Vec<Entry> = (0..4)
+            .map(|i| entry(dir.path(), &engine, i, 3 * size))
+            .collect();
+        assert!(entries[0].store(&code));
+        // Another process's code, used long ago: the directory is full.
+        let other = dir.path().join("other.cwasm");
+        fs::write(&other, vec![0; 2 * size as usize]).expect("written");
+        let file = fs::File::open(&other).expect("there");
+        let long_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        file.set_modified(long_ago).expect("dated");
+        assert!(entries[1].store(&code));
+        assert!(entries[2].store(&code));
+        assert!(other.exists(), "listed with what this process wrote under the limit");
+        assert!(entries[3].store(&code));
+        assert!(!other.exists(), "not trimmed once this process's writes reached the limit");
+        // Six files' worth, trimmed to under fifteen sixteenths of three:
+        // two left, the newest.
+        assert!(!entries[1].path().exists(), "trimmed only to the limit");
+        assert!(entries[2].path().exists() && entries[3].path().exists());
     }
 
     /// Calls `add(40, 2)` on a new instance of `component`.
