@@ -657,9 +657,15 @@ mod tests {
         file.set_modified(long_ago).expect("dated");
         assert!(entries[1].store(&code));
         assert!(entries[2].store(&code));
-        assert!(other.exists(), "listed with what this process wrote under the limit");
+        assert!(
+            other.exists(),
+            "listed though what this process wrote kept it under the limit"
+        );
         assert!(entries[3].store(&code));
-        assert!(!other.exists(), "not trimmed once this process's writes reached the limit");
+        assert!(
+            !other.exists(),
+            "not trimmed once this process's writes reached the limit"
+        );
         // Six files' worth, trimmed to under fifteen sixteenths of three:
         // two left, the newest.
         assert!(!entries[1].path().exists(), "trimmed only to the limit");
