@@ -13,7 +13,7 @@ use crate::admission::NotRun;
 use crate::bindings::Bindings;
 use crate::error::{Error, Failed};
 use crate::generation::Generation;
-use crate::loader::ExportedInterface;
+use crate::loader::{ExportedInterface, Plugin};
 use crate::program::HeldLane;
 use crate::sandbox::PluginState;
 use crate::slot::{Selection, Slot};
@@ -237,6 +237,23 @@ impl Handle {
     /// The generation serving calls now; it grows with every reload.
     pub fn generation(&self) -> Option<u64> {
         self.peek(|g, _| g.number())
+    }
+
+    /// The plugin serving calls now: its file, its compiler, everything it
+    /// exports. `None` while nothing serves this handle.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// let math = registry.first_implementation("demo:calc/math@1")?;
+    /// if let Some(plugin) = math.plugin() {
+    ///     println!("{} compiled by {}", plugin.origin(), plugin.compiler());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn plugin(&self) -> Option<Plugin> {
+        self.peek(|g, _| g.plugin().clone())
     }
 
     /// The interface export serving calls now, with its functions and types.

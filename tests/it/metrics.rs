@@ -248,6 +248,7 @@ fn the_live_page_serves_its_data_and_streams_it() {
         .unwrap_or_else(|| panic!("{data}"));
     assert_eq!(g["interface"], "demo:greeter/greet@1.0.0");
     assert_eq!(g["calls"], 1);
+    assert_eq!(g["compiler"], "cranelift");
     let events = data["events"].as_array().unwrap();
     assert!(
         events
@@ -268,6 +269,12 @@ fn the_live_page_serves_its_data_and_streams_it() {
         }
     };
     assert_eq!(next_event()["plugins"][0]["plugin"], "g");
+    // Compiled by Winch, as its manifest asks: the data says so.
+    std::fs::write(
+        dir.path().join("h.toml"),
+        "[compile]\ncompiler = \"winch\"\n",
+    )
+    .unwrap();
     std::fs::copy(
         crate::common::plugin_path("greeter_b"),
         dir.path().join("h.wasm"),
@@ -276,12 +283,9 @@ fn the_live_page_serves_its_data_and_streams_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let event = next_event();
-        if event["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["plugin"] == "h")
-        {
+        let plugins = event["plugins"].as_array().unwrap();
+        if let Some(h) = plugins.iter().find(|p| p["plugin"] == "h") {
+            assert_eq!(h["compiler"], "winch", "{event}");
             break;
         }
         assert!(Instant::now() < deadline, "the new plugin never showed");

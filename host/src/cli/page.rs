@@ -1,8 +1,9 @@
 //! `watch --http ADDR`: a live page of the host. `/` is the page, `/data`
-//! what it shows as JSON (every plugin, its interfaces and generation, calls
-//! and latency, its imports, and the last loads, reloads and rejections with
-//! their reasons), and `/events` the same, pushed as server-sent events
-//! whenever the watcher does something, and every second.
+//! what it shows as JSON (every plugin, its interfaces, generation and
+//! compiler, calls and latency, its imports, and the last loads, reloads
+//! and rejections with their reasons), and `/events` the same, pushed as
+//! server-sent events whenever the watcher does something, and every
+//! second.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -134,10 +135,16 @@ fn snapshot(registry: &Registry, journal: &Journal) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
+            let compiler = registry
+                .implementation(m.interface.to_string(), &m.plugin)
+                .ok()
+                .and_then(|handle| handle.plugin())
+                .map(|plugin| plugin.compiler().to_string());
             json!({
                 "interface": m.interface.to_string(),
                 "plugin": m.plugin,
                 "generation": m.generation,
+                "compiler": compiler,
                 "calls": m.calls,
                 "failed": m.failed_calls(),
                 "p50_us": micros(m.latency_p50),
