@@ -136,7 +136,7 @@ fn snapshot(registry: &Registry, journal: &Journal) -> Value {
                 })
                 .unwrap_or_default();
             let compiler = registry
-                .implementation(m.interface.to_string(), &m.plugin)
+                .implementation(&m.interface, &m.plugin)
                 .ok()
                 .and_then(|handle| handle.plugin())
                 .map(|plugin| plugin.compiler().to_string());
