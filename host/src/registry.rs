@@ -753,16 +753,28 @@ impl Registry {
 
     /// Every implementation currently loaded, in registration order.
     pub fn list(&self) -> Vec<Implementation> {
+        self.list_with_plugins()
+            .into_iter()
+            .map(|(implementation, _)| implementation)
+            .collect()
+    }
+
+    /// [`Registry::list`], each with the plugin serving it: one pass, for
+    /// a page that shows every row's compiler every second.
+    pub(crate) fn list_with_plugins(&self) -> Vec<(Implementation, Plugin)> {
         self.lock()
             .slots
             .iter()
             .filter_map(|slot| {
-                slot.peek(|generation, export| Implementation {
-                    interface: generation.exported(export).name().clone(),
-                    name: slot.name().to_string(),
-                    generation: generation.number(),
-                    origin: generation.plugin().origin().to_string(),
-                    imports: generation.import_links(),
+                slot.peek(|generation, export| {
+                    let implementation = Implementation {
+                        interface: generation.exported(export).name().clone(),
+                        name: slot.name().to_string(),
+                        generation: generation.number(),
+                        origin: generation.plugin().origin().to_string(),
+                        imports: generation.import_links(),
+                    };
+                    (implementation, generation.plugin().clone())
                 })
             })
             .collect()

@@ -290,6 +290,28 @@ fn the_live_page_serves_its_data_and_streams_it() {
         }
         assert!(Instant::now() < deadline, "the new plugin never showed");
     }
+    // A plugin that imports the greeter: its row names what it imports and
+    // which plugin provides it.
+    std::fs::copy(
+        crate::common::plugin_path("banner"),
+        dir.path().join("k.wasm"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = next_event();
+        let plugins = event["plugins"].as_array().unwrap();
+        if let Some(k) = plugins.iter().find(|p| p["plugin"] == "k") {
+            let imports = k["imports"].as_array().unwrap();
+            assert_eq!(imports.len(), 1, "{event}");
+            assert_eq!(imports[0]["interface"], "demo:greeter/greet@1.0.0");
+            let provider = imports[0]["provider"].as_str().unwrap();
+            assert!(["g#1", "h#1"].contains(&provider), "{event}");
+            assert_eq!(k["compiler"], "cranelift", "{event}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dependent never showed");
+    }
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();

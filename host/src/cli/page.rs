@@ -5,7 +5,7 @@
 //! server-sent events whenever the watcher does something, and every
 //! second.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -115,15 +115,20 @@ fn stream(request: Request, registry: &Registry, journal: &Journal) {
 /// Everything the page shows, as JSON.
 fn snapshot(registry: &Registry, journal: &Journal) -> Value {
     let micros = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6 * 10.0).round() / 10.0);
-    let listed = registry.list();
+    // Keyed once by plugin and interface: each row below finds its own
+    // in one step, however many plugins there are.
+    let listed: HashMap<_, _> = registry
+        .list_with_plugins()
+        .into_iter()
+        .map(|(i, plugin)| ((i.name.clone(), i.interface.clone()), (i, plugin)))
+        .collect();
     let plugins: Vec<Value> = registry
         .metrics()
         .into_iter()
         .map(|m| {
-            let imports: Vec<Value> = listed
-                .iter()
-                .find(|i| i.name == m.plugin && i.interface == m.interface)
-                .map(|i| {
+            let row = listed.get(&(m.plugin.clone(), m.interface.clone()));
+            let imports: Vec<Value> = row
+                .map(|(i, _)| {
                     i.imports
                         .iter()
                         .map(|link| {
@@ -135,11 +140,7 @@ fn snapshot(registry: &Registry, journal: &Journal) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
-            let compiler = registry
-                .implementation(&m.interface, &m.plugin)
-                .ok()
-                .and_then(|handle| handle.plugin())
-                .map(|plugin| plugin.compiler().to_string());
+            let compiler = row.map(|(_, plugin)| plugin.compiler().to_string());
             json!({
                 "interface": m.interface.to_string(),
                 "plugin": m.plugin,
