@@ -350,6 +350,75 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
         let (ok, answer) = call(&component, r#"local:res/store#copy("a", "b", 1)"#);
         assert!(!ok && answer.contains("failed in copy"), "{lang}: {answer}");
     }
+    // In Rust, an exported resource is left to wit-bindgen's `stubs`.
+    let out = hotslot()
+        .args(["new", "keeper-rust", "--wit", wit.to_str().unwrap()])
+        .args(["--world", "keeper"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let source = std::fs::read_to_string(work.path().join("keeper-rust/src/lib.rs")).unwrap();
+    assert!(source.contains("generate_all, stubs }"), "{source}");
+
+    // Without one, Rust gets an `impl` per export, typed as wit-bindgen
+    // wants: it builds (records, variants, flags, aliases, tuples, Rust
+    // keywords, a function and an interface of the world's own), loads
+    // (hotslot:plugin's functions answer), and each function fails naming
+    // itself until filled in.
+    let wit = work.path().join("painter-wit");
+    std::fs::create_dir_all(wit.join("deps/hotslot-plugin")).unwrap();
+    std::fs::copy(
+        root().join("wit/hotslot-plugin/plugin.wit"),
+        wit.join("deps/hotslot-plugin/plugin.wit"),
+    )
+    .unwrap();
+    std::fs::write(
+        wit.join("shapes.wit"),
+        "package local:shapes@0.1.0;\n\
+         interface types {\n\
+         \x20 record point { x: s32, y: s32 }\n\
+         \x20 flags perms { read, write }\n\
+         \x20 type bytes = list<u8>;\n\
+         }\n\
+         interface shapes {\n\
+         \x20 use types.{point, perms, bytes as blob};\n\
+         \x20 enum color { red, green }\n\
+         \x20 variant shape { circle(f64), dot, poly(list<point>) }\n\
+         \x20 record guest { name: string }\n\
+         \x20 area: func(s: shape) -> f64;\n\
+         \x20 move: func(p: point, by: tuple<s32, s32>) -> point;\n\
+         \x20 paint: func(c: color, p: perms, g: guest) -> option<string>;\n\
+         \x20 pack: func(data: blob, in: list<list<u8>>) -> result<blob, string>;\n\
+         \x20 pair: func(%type: s8, x: u8) -> result<tuple<u32>, u64>;\n\
+         \x20 HTTP-get: func(url: string) -> result<tuple<string, option<point>>>;\n\
+         \x20 nothing: func();\n\
+         }\n\
+         world painter {\n\
+         \x20 use types.{point};\n\
+         \x20 export shapes;\n\
+         \x20 export hotslot:plugin/lifecycle@0.1.0;\n\
+         \x20 export hotslot:plugin/migrate@0.1.0;\n\
+         \x20 export origin: func() -> point;\n\
+         \x20 export greet: interface { hello: func(name: string) -> string; }\n\
+         }\n",
+    )
+    .unwrap();
+    let args = ["new", "painter", "--wit", wit.to_str().unwrap()];
+    let component = scaffold(&[&args[..], &["--world", "painter"]].concat(), work.path());
+    let source = std::fs::read_to_string(work.path().join("painter/src/lib.rs")).unwrap();
+    assert!(source.contains("impl shapes::Guest for Plugin"), "{source}");
+    for (request, function) in [
+        ("local:shapes/shapes#move({x: 1, y: 2}, (3, 4))", "move"),
+        ("local:shapes/shapes#nothing()", "nothing"),
+        ("local:shapes/shapes#HTTP-get(\"x\")", "HTTP-get"),
+    ] {
+        let (ok, answer) = call(&component, request);
+        assert!(
+            !ok && answer.contains(&format!("failed in {function}")),
+            "{request}: {answer}"
+        );
+    }
 
     // What it refuses.
     let out = hotslot()

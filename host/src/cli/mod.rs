@@ -8,6 +8,7 @@ mod inspect;
 mod new;
 mod page;
 mod request;
+mod rust_skeleton;
 mod serve;
 mod session;
 

@@ -251,6 +251,9 @@ struct StubInterface {
 struct Stubs {
     world: String,
     exports: Vec<StubInterface>,
+    /// The Rust `impl`s of the exports, typed, when the world is one
+    /// [`rust_skeleton`](super::rust_skeleton) can write.
+    rust: Option<String>,
 }
 
 impl Stubs {
@@ -266,6 +269,7 @@ impl Stubs {
                 }],
                 resources: Vec::new(),
             }],
+            rust: None,
         }
     }
 
@@ -322,6 +326,7 @@ impl Stubs {
         Ok(Stubs {
             world: world.to_string(),
             exports,
+            rust: super::rust_skeleton::skeleton(&resolve, id),
         })
     }
 }
@@ -430,9 +435,25 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Str
              }}\n\n\
              export!(Plugin);\n"
         )
+    } else if let Some(impls) = &world.rust {
+        let first = match world.answers_first() {
+            true => {
+                "//! hotslot:plugin's `on-start`, `snapshot` and `restore` answer already (the\n\
+                     //! host calls them first, and refuses an instance they fail).\n"
+            }
+            false => "",
+        };
+        format!(
+            "//! The plugin `{name}`, implementing the world `{w}`: fill in each\n\
+             //! function; until then, each `todo!()` fails its calls, naming the function.\n{first}\
+             wit_bindgen::generate!({{ path: \"wit\", world: \"{w}\", generate_all }});\n\n\
+             {impls}\nexport!(Plugin);\n",
+            w = world.world
+        )
     } else {
-        // wit-bindgen's stubs fail every function, hotslot:plugin's
-        // included, which the host calls before any other.
+        // A world the skeleton cannot write (a resource among its exports,
+        // say): wit-bindgen's stubs, which fail every function,
+        // hotslot:plugin's included, which the host calls before any other.
         let first = match world.answers_first() {
             true => {
                 "//! The host calls hotslot:plugin's `on-start` (every instance), and `snapshot`\n\
