@@ -34,7 +34,6 @@ pub(super) fn skeleton(resolve: &Resolve, id: WorldId) -> Option<String> {
     for (key, item) in &world.exports {
         match item {
             WorldItem::Interface { id, .. } => {
-                let path = writer.module(*id)?;
                 let interface = &resolve.interfaces[*id];
                 let owns_resource = interface
                     .types
@@ -43,6 +42,11 @@ pub(super) fn skeleton(resolve: &Resolve, id: WorldId) -> Option<String> {
                 if owns_resource {
                     return None;
                 }
+                // wit-bindgen gives an interface of types alone no trait.
+                if interface.functions.is_empty() {
+                    continue;
+                }
+                let path = writer.module(*id)?;
                 let ours = interface.package.is_some_and(|p| {
                     let package = &resolve.packages[p].name;
                     (package.namespace.as_str(), package.name.as_str()) == ("hotslot", "plugin")
@@ -333,10 +337,12 @@ mod tests {
              interface types { record guest { x: u8 } type HTTP-thing = list<u8>; }\n\
              interface fs { use types.{guest, HTTP-thing}; \
              move: func(in: guest, self: HTTP-thing) -> tuple<s8>; }\n\
-             world w { export fs; }",
+             world w { export types; export fs; }",
         )
         .unwrap();
         assert!(source.contains("use exports::a::b::fs;"), "{source}");
+        // No trait to implement for an interface of types alone.
+        assert!(!source.contains("types"), "{source}");
         assert!(
             source.contains("fn move_(in_: fs::Guest_, self_: fs::HttpThing) -> (i8,) {"),
             "{source}"
