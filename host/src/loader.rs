@@ -232,15 +232,7 @@ impl Plugin {
         component
             .component_type()
             .exports(engine)
-            .map(|(name, item)| match item.ty {
-                ComponentItem::ComponentInstance(_) => name.to_string(),
-                ComponentItem::ComponentFunc(_) => format!(
-                    "function `{name}` of its world itself (hotslot serves the \
-                     functions of an exported interface: `export {name}-api;` \
-                     with `{name}` in `interface {name}-api`)"
-                ),
-                _ => format!("`{name}`"),
-            })
+            .map(|(name, item)| unserved(name, &item.ty).unwrap_or_else(|| name.to_string()))
             .collect()
     }
 
@@ -746,6 +738,21 @@ fn compile(
     }
     .map_err(|e| link_error(reason(&e)))?;
     let exports = exported_interfaces(engine, &component);
+    // Whatever else it exports no call can reach: said once, here, unless
+    // nothing is served at all (adding it fails, saying so).
+    if exports.iter().any(|e| !e.is_contract()) {
+        let unreachable: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .filter_map(|(name, item)| unserved(name, &item.ty))
+            .collect();
+        if !unreachable.is_empty() {
+            tracing::warn!(
+                "{origin} also exports what no call can reach: {}",
+                unreachable.join("; ")
+            );
+        }
+    }
     let contract = Contract::of(&exports);
     let interfaces = exports
         .iter()
@@ -1049,6 +1056,24 @@ fn registry_imports(
         });
     }
     Ok(found)
+}
+
+/// An export hotslot cannot serve, in words; `None` for an interface.
+fn unserved(name: &str, item: &ComponentItem) -> Option<String> {
+    match item {
+        ComponentItem::ComponentInstance(_) if name.parse::<InterfaceName>().is_ok() => None,
+        ComponentItem::ComponentInstance(_) => Some(format!(
+            "interface `{name}`, which has no package (hotslot serves interfaces \
+             named `namespace:package/interface`: `export {name};` with `interface \
+             {name}` in a package)"
+        )),
+        ComponentItem::ComponentFunc(_) => Some(format!(
+            "function `{name}` of its world itself (hotslot serves the \
+             functions of an exported interface: `export {name}-api;` \
+             with `{name}` in `interface {name}-api`)"
+        )),
+        _ => Some(format!("`{name}`")),
+    }
 }
 
 /// Every export whose name is an interface name, with its functions.

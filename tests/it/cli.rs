@@ -1562,3 +1562,45 @@ fn watch_compiles_only_what_changed_and_answers_from_the_new_code() {
     let (ok, _, _) = s.finish();
     assert!(ok);
 }
+
+/// A plugin exporting, beside an interface, what no call can reach (a
+/// function of its world, an interface with no package) is served, and
+/// the log says what else it exports and how to reach it.
+#[test]
+fn exports_no_call_can_reach_are_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.wasm");
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m
+                (func (export "add") (param i32 i32) (result i32)
+                    local.get 0 local.get 1 i32.add))
+            (core instance $i (instantiate $m))
+            (func $add (param "a" s32) (param "b" s32) (result s32)
+                (canon lift (core func $i "add")))
+            (instance $math (export "add" (func $add)))
+            (export "demo:calc/math@1.0.0" (instance $math))
+            (export "sum" (func $add))
+            (export "maths" (instance $math))
+        )"#,
+    )
+    .unwrap();
+    std::fs::write(&file, component).unwrap();
+    let out = hotslot()
+        .arg("call")
+        .arg(&file)
+        .arg("demo:calc/math#add(40, 2)")
+        .env("HOTSLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("mixed.wasm also exports what no call can reach")
+            && log.contains("function `sum` of its world itself")
+            && log.contains("interface `maths`, which has no package"),
+        "{log}"
+    );
+    assert!(!log.contains("demo:calc/math@1.0.0"), "{log}");
+}
