@@ -1399,6 +1399,27 @@ fn new_refuses_a_wit_keyword_for_a_name() {
             "{keyword}: a project was written"
         );
     }
+    // A Rust keyword cannot name a crate: refused for Rust only.
+    for keyword in ["fn", "match", "self"] {
+        let out = hotslot()
+            .args(["new", keyword, "--lang", "rust"])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{keyword}");
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!("`{keyword}` is a Rust keyword")),
+            "{said}"
+        );
+        assert!(!work.path().join(keyword).exists(), "{keyword}");
+    }
+    let out = hotslot()
+        .args(["new", "fn", "--lang", "python"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// An import that passes resources is one the registry does not link:

@@ -105,6 +105,13 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
              choose another name (e.g. `my-{name}`)"
         ));
     }
+    let crate_name = name.replace('-', "_");
+    if request.lang == Lang::Rust && super::rust_skeleton::is_rust_keyword(&crate_name) {
+        return Err(format!(
+            "`{name}` is a Rust keyword, which cannot name a crate (nor the module \
+             wit-bindgen makes of the package): choose another name (e.g. `my-{name}`)"
+        ));
+    }
     if name == "plugin" && request.wit.is_none() {
         return Err(
             "`plugin` is the name of the interface the project exports, and a world \

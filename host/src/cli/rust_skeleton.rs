@@ -281,18 +281,23 @@ fn key_of<'a>(
 /// `my-name` as wit-bindgen writes it in Rust: `my_name`, a Rust keyword
 /// with `_` after it (`type_`).
 fn rust_ident(name: &str) -> String {
-    const KEYWORDS: [&str; 49] = [
+    let name = snake(name);
+    match is_rust_keyword(&name) {
+        true => format!("{name}_"),
+        false => name,
+    }
+}
+
+/// Whether Rust reserves `name` (strict, reserved and edition keywords).
+pub(super) fn is_rust_keyword(name: &str) -> bool {
+    const KEYWORDS: [&str; 50] = [
         "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
         "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
         "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
         "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
-        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield",
+        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
     ];
-    let name = snake(name);
-    match KEYWORDS.contains(&name.as_str()) || name == "try" {
-        true => format!("{name}_"),
-        false => name,
-    }
+    KEYWORDS.contains(&name)
 }
 
 /// `my-name` (or `HTTP-name`) as `my_name` (`http_name`).
