@@ -435,8 +435,9 @@ fn explain(differences: &[Difference]) -> String {
     let mut text: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
     text.push(
         "a new version within a version line must keep every function as it was: \
-         restore the signature, or bump the major version and load it under another \
-         name (another file): a new major serves beside the old"
+         restore the signature, or bump the major version (for 0.x, the minor: its \
+         version line) and load it under another name (another file): a new major \
+         serves beside the old"
             .into(),
     );
     text.join("; ")

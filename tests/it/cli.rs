@@ -1078,6 +1078,12 @@ fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
         s.ask(r#"nobody::demo:greeter/greet#hello("x")"#),
         "error: no plugin named `nobody` is loaded"
     );
+    // A name as its Rust project spells it, not as its file does.
+    assert_eq!(
+        s.ask(r#"a-greeter::demo:greeter/greet#hello("x")"#),
+        "error: no plugin named `a-greeter` is loaded (`a_greeter` is: a plugin is \
+         named after its file, `a_greeter.wasm`)"
+    );
     assert_eq!(
         s.ask(r#"demo:greeter/greet#hello(42)"#),
         "error: demo:greeter/greet@1.0.0#hello: argument name: expected string, got a number"

@@ -325,6 +325,7 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
          \x20   open: static func(name: string) -> bucket;\n\
          \x20 }\n\
          \x20 copy: func(%from: string, to: string, in: u32) -> u32;\n\
+         \x20 check: func(key: string) -> result<u32, string>;\n\
          \x20 %import: func() -> u32;\n\
          }\n\
          world keeper {\n\
@@ -349,6 +350,13 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
         let component = scaffold(&args, work.path());
         let (ok, answer) = call(&component, r#"local:res/store#copy("a", "b", 1)"#);
         assert!(!ok && answer.contains("failed in copy"), "{lang}: {answer}");
+        // A function that can answer an error text answers one.
+        let (ok, answer) = call(&component, r#"local:res/store#check("k")"#);
+        assert_eq!(
+            (ok, answer.as_str()),
+            (true, r#"err("not implemented: check")"#),
+            "{lang}"
+        );
     }
     // In Rust, an exported resource is left to wit-bindgen's `stubs`.
     let out = hotslot()

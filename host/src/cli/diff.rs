@@ -61,8 +61,9 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
     if changed {
         lines.push(
             "refused: within a version line every function must stay as it was; \
-             restore the signatures, or bump the major version and load it under \
-             another name (another file): a new major serves beside the old"
+             restore the signatures, or bump the major version (for 0.x, the minor: \
+             its version line) and load it under another name (another file): a new \
+             major serves beside the old"
                 .to_string(),
         );
     }

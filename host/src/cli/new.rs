@@ -201,6 +201,9 @@ struct StubFunction {
     /// `hotslot:plugin` the host calls before any other (a failing
     /// `on-start` would keep the plugin from ever loading).
     answers: Option<Neutral>,
+    /// Whether it returns a `result` whose error is a string: its stub
+    /// answers that error rather than failing the call.
+    errs_with_text: bool,
 }
 
 /// A stub's answer that lets the host go on.
@@ -273,6 +276,7 @@ impl Stubs {
                     name: "hello".into(),
                     params: vec!["name".into()],
                     answers: None,
+                    errs_with_text: false,
                 }],
                 resources: Vec::new(),
             }],
@@ -319,7 +323,7 @@ impl Stubs {
                     }
                     exports.push(stub);
                 }
-                WorldItem::Function(f) => loose.push(stub_function(f)),
+                WorldItem::Function(f) => loose.push(stub_function(&resolve, f)),
                 WorldItem::Type { .. } => {}
             }
         }
@@ -360,7 +364,7 @@ impl StubInterface {
         for function in interface.functions.values() {
             let owner = match &function.kind {
                 FunctionKind::Freestanding | FunctionKind::AsyncFreestanding => {
-                    stub.functions.push(stub_function(function));
+                    stub.functions.push(stub_function(resolve, function));
                     continue;
                 }
                 FunctionKind::Constructor(ty)
@@ -374,12 +378,12 @@ impl StubInterface {
             };
             match function.kind {
                 FunctionKind::Constructor(_) => {
-                    resource.constructor = Some(stub_function(function))
+                    resource.constructor = Some(stub_function(resolve, function))
                 }
                 FunctionKind::Method(_) | FunctionKind::AsyncMethod(_) => {
-                    resource.methods.push(stub_function(function))
+                    resource.methods.push(stub_function(resolve, function))
                 }
-                _ => resource.statics.push(stub_function(function)),
+                _ => resource.statics.push(stub_function(resolve, function)),
             }
         }
         stub
@@ -388,7 +392,14 @@ impl StubInterface {
 
 /// A function's stub: its own name (for a resource's, after the dot) and
 /// its parameters but a method's first, `self`.
-fn stub_function(function: &wit_parser::Function) -> StubFunction {
+fn stub_function(resolve: &Resolve, function: &wit_parser::Function) -> StubFunction {
+    let errs_with_text = match function.result {
+        Some(wit_parser::Type::Id(id)) => matches!(
+            &resolve.types[id].kind,
+            TypeDefKind::Result(r) if r.err == Some(wit_parser::Type::String)
+        ),
+        _ => false,
+    };
     let method = matches!(
         function.kind,
         FunctionKind::Method(_) | FunctionKind::AsyncMethod(_)
@@ -403,6 +414,7 @@ fn stub_function(function: &wit_parser::Function) -> StubFunction {
         name: function.item_name().to_string(),
         params,
         answers: None,
+        errs_with_text,
     }
 }
 
@@ -501,7 +513,7 @@ fn python(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, S
              \x20       return f\"hello, {name} (call {calls})\"\n",
         );
     } else {
-        app.push_str("import wit_world\n");
+        app.push_str("import wit_world\nfrom componentize_py_types import Err\n");
         for interface in &world.exports {
             python_interface(dir, interface, &mut app)?;
         }
@@ -610,6 +622,7 @@ fn python_interface(dir: &Path, interface: &StubInterface, app: &mut String) -> 
     }
     let mut classes = format!(
         "\"\"\"The resources of `{name}`: componentize-py looks for them here.\"\"\"\n\n\
+         from componentize_py_types import Err\n\
          from wit_world.exports import {module}\n"
     );
     for resource in &interface.resources {
@@ -650,9 +663,10 @@ fn python_def_named(function: &StubFunction, receiver: &str, name: &str, wit: &s
         .iter()
         .map(|p| format!(", {}", python_name(p)))
         .collect();
-    let body = match function.answers {
-        Some(neutral) => neutral.python().to_string(),
-        None => format!("raise NotImplementedError(\"{wit}\")"),
+    let body = match (function.answers, function.errs_with_text) {
+        (Some(neutral), _) => neutral.python().to_string(),
+        (None, true) => format!("raise Err(\"not implemented: {wit}\")"),
+        (None, false) => format!("raise NotImplementedError(\"{wit}\")"),
     };
     format!("\n    def {name}({receiver}{args}):\n        {body}\n")
 }
@@ -675,9 +689,11 @@ fn python_name(name: &str) -> String {
 fn javascript_interface(interface: &StubInterface, app: &mut String) {
     let function_body = |function: &StubFunction, wit: &str, indent: &str| {
         let args: Vec<String> = function.params.iter().map(|p| javascript_name(p)).collect();
-        let body = match function.answers {
-            Some(neutral) => neutral.javascript().to_string(),
-            None => format!("throw new Error(\"not implemented: {wit}\");"),
+        // componentize-js answers a value thrown as the `result`'s error.
+        let body = match (function.answers, function.errs_with_text) {
+            (Some(neutral), _) => neutral.javascript().to_string(),
+            (None, true) => format!("throw \"not implemented: {wit}\";"),
+            (None, false) => format!("throw new Error(\"not implemented: {wit}\");"),
         };
         format!(
             "{indent}{}({}) {{\n{indent}  {body}\n{indent}}}",

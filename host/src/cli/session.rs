@@ -132,13 +132,30 @@ impl Session<'_> {
                 .map(|i| i.interface.to_string())
                 .collect();
             match serves.is_empty() {
-                true => format!("no plugin named `{name}` is loaded"),
+                true => match self.named_alike(name) {
+                    Some(alike) => format!(
+                        "no plugin named `{name}` is loaded (`{alike}` is: a plugin is \
+                         named after its file, `{alike}.wasm`)"
+                    ),
+                    None => format!("no plugin named `{name}` is loaded"),
+                },
                 false => format!(
                     "`{name}` does not serve {request} (it serves: {})",
                     serves.join(", ")
                 ),
             }
         })
+    }
+
+    /// A loaded plugin whose name is `name` with `-` and `_` swapped: a
+    /// Rust project `my-plugin` builds `my_plugin.wasm`.
+    fn named_alike(&self, name: &str) -> Option<String> {
+        let plain = |n: &str| n.replace('-', "_");
+        self.registry
+            .list()
+            .into_iter()
+            .map(|i| i.name)
+            .find(|loaded| loaded != name && plain(loaded) == plain(name))
     }
 
     /// The implementation that serves `request`, as it will once the files
