@@ -1631,3 +1631,41 @@ fn exports_no_call_can_reach_are_named_in_the_log() {
     );
     assert!(!log.contains("demo:calc/math@1.0.0"), "{log}");
 }
+
+/// `new --wit` takes a package that uses hotslot:plugin without having it
+/// (the project gets hotslot's), a single `.wit` file, and says what it
+/// takes when given a directory that is no package.
+#[test]
+fn new_reads_the_wit_packages_authors_have() {
+    let work = tempfile::tempdir().unwrap();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let new = |name: &str, from: &Path, world: &str| {
+        hotslot()
+            .args(["new", name, "--lang", "python", "--world", world])
+            .arg("--wit")
+            .arg(from)
+            .current_dir(work.path())
+            .output()
+            .unwrap()
+    };
+    let out = new("counting", &wit.join("counter"), "stored");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let supplied = work
+        .path()
+        .join("counting/wit/deps/hotslot-plugin/plugin.wit");
+    assert_eq!(
+        std::fs::read_to_string(supplied).unwrap(),
+        std::fs::read_to_string(wit.join("hotslot-plugin/plugin.wit")).unwrap()
+    );
+    let out = new("adding", &wit.join("calc/calc.wit"), "calculator");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(work.path().join("adding/wit/calc.wit").is_file());
+    assert!(!work.path().join("adding/wit/deps").exists());
+    let out = new("lost", &wit, "calculator");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--wit takes one package"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -94,7 +94,9 @@ enum Command {
         /// The language to write it in.
         #[arg(long, value_enum, default_value_t = new::Lang::Rust)]
         lang: new::Lang,
-        /// A WIT directory holding the world to implement (with stubs).
+        /// The WIT package holding the world to implement (with stubs): a
+        /// directory (its dependencies in `deps/`; hotslot:plugin is
+        /// supplied if missing) or one `.wit` file.
         #[arg(long, value_name = "DIR", requires = "world")]
         wit: Option<PathBuf>,
         /// The world in `--wit` to implement.

@@ -131,8 +131,14 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
         // The world is found before anything is written: a name mistyped
         // leaves no half-made project behind.
         Some((wit, world)) => {
-            let stubs = Stubs::read(wit, world)?;
-            copy_dir(wit, &dir.join("wit"))?;
+            let (stubs, supplied) = Stubs::read(wit, world)?;
+            match wit.is_dir() {
+                true => copy_dir(wit, &dir.join("wit"))?,
+                false => copy_file(wit, &dir.join("wit"))?,
+            }
+            if supplied {
+                write(&dir.join("wit/deps/hotslot-plugin/plugin.wit"), PLUGIN_WIT)?;
+            }
             stubs
         }
         None => {
@@ -293,11 +299,11 @@ impl Stubs {
             .any(|f| f.answers.is_some())
     }
 
-    fn read(wit: &Path, world: &str) -> Result<Self, String> {
-        let mut resolve = Resolve::default();
-        let (package, _) = resolve
-            .push_dir(wit)
-            .map_err(|e| format!("cannot read the WIT in {}: {e:#}", wit.display()))?;
+    /// The world `world` of the package at `wit` (a directory, its
+    /// dependencies in `deps/`, or a file); true if it uses
+    /// `hotslot:plugin` without having it, which the project then gets.
+    fn read(wit: &Path, world: &str) -> Result<(Self, bool), String> {
+        let (resolve, package, supplied) = read_wit(wit)?;
         let id = resolve
             .select_world(&[package], Some(world))
             .map_err(|e| format!("no world `{world}` in {}: {e:#}", wit.display()))?;
@@ -334,11 +340,12 @@ impl Stubs {
                 resources: Vec::new(),
             });
         }
-        Ok(Stubs {
+        let stubs = Stubs {
             world: world.to_string(),
             exports,
             rust: super::rust_skeleton::skeleton(&resolve, id),
-        })
+        };
+        Ok((stubs, supplied))
     }
 }
 
@@ -850,6 +857,44 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 
 /// Copies the WIT directory `from` (with its `deps/`) to `to`, following
 /// symlinks.
+/// Reads the WIT package at `wit`; if it uses `hotslot:plugin` without
+/// having it in `deps/`, with hotslot's own (and true).
+fn read_wit(wit: &Path) -> Result<(Resolve, wit_parser::PackageId, bool), String> {
+    let failed = |e: anyhow::Error| {
+        let mut reason = format!("cannot read the WIT in {}: {e:#}", wit.display());
+        if reason.contains("no `package` header") {
+            reason.push_str(
+                " (--wit takes one package: a directory of .wit files that begin \
+                 `package NAMESPACE:NAME;`, its dependencies in deps/, or one such file)",
+            );
+        }
+        reason
+    };
+    let mut resolve = Resolve::default();
+    let first = match resolve.push_path(wit) {
+        Ok((package, _)) => return Ok((resolve, package, false)),
+        Err(e) => e,
+    };
+    if !format!("{first:#}").contains("hotslot:plugin") {
+        return Err(failed(first));
+    }
+    let mut resolve = Resolve::default();
+    resolve
+        .push_str("hotslot-plugin.wit", PLUGIN_WIT)
+        .map_err(failed)?;
+    let (package, _) = resolve.push_path(wit).map_err(failed)?;
+    Ok((resolve, package, true))
+}
+
+/// Copies the file `from` into the directory `to`.
+fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot make {}: {e}", to.display()))?;
+    let name = from.file_name().unwrap_or_default();
+    std::fs::copy(from, to.join(name))
+        .map(drop)
+        .map_err(|e| format!("cannot copy {}: {e}", from.display()))
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     let entries =
         std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
