@@ -1101,6 +1101,18 @@ fn a_request_can_name_its_plugin_and_the_session_explains_itself() {
     for form in ["NAME::INTERFACE", "list", "state NAME", "quit"] {
         assert!(help.contains(form), "{help}");
     }
+    // A command mistyped is told its form, not taken for a request.
+    for (line, said) in [
+        ("state", "it is `state NAME`"),
+        ("stats calc", "`stats` takes nothing after it"),
+        ("exit", "to leave: `quit`"),
+    ] {
+        let answer = s.ask(line);
+        assert!(
+            answer.starts_with(&format!("error: `{line}`: ")) && answer.contains(said),
+            "{line}: {answer}"
+        );
+    }
     s.send("quit");
     let (ok, rest, _) = s.finish();
     assert!(ok && rest.is_empty(), "{rest:?}");

@@ -88,6 +88,9 @@ impl Session<'_> {
             }
             return list(self.registry);
         }
+        if let Some(usage) = misused_command(line) {
+            return vec![format!("error: {usage}")];
+        }
         match self.call(line) {
             Ok(answer) => vec![answer],
             Err(message) => vec![format!("error: {}", one_line(&message))],
@@ -248,6 +251,22 @@ fn call_on(handle: Handle, request: &CallRequest) -> Result<String, String> {
 
 fn describe(error: &Error) -> String {
     error.to_string()
+}
+
+/// What a line that starts like a command but is none (`state` without a
+/// name, `stats calc`, `exit`) was likely meant as; `None` for a request.
+fn misused_command(line: &str) -> Option<String> {
+    if line.contains('#') {
+        return None;
+    }
+    let word = line.split_whitespace().next()?;
+    let usage = match word {
+        "state" => "it is `state NAME`: the keys of a plugin's state".to_string(),
+        "list" | "stats" | "help" => format!("`{word}` takes nothing after it"),
+        "quit" | "exit" | "q" | ":q" => "to leave: `quit`, or end of input (Ctrl-D)".into(),
+        _ => return None,
+    };
+    Some(format!("`{line}`: {usage}; `help` lists the forms"))
 }
 
 /// `state NAME`: one line per key of the plugin's host-kept state, the key
