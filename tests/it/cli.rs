@@ -1681,3 +1681,23 @@ fn new_reads_the_wit_packages_authors_have() {
         text(&out.stderr)
     );
 }
+
+/// A `HOTSLOT_LOG` that names no level is said to be ignored, and the
+/// default level applies.
+#[test]
+fn a_log_level_that_is_none_is_said_to_be_ignored() {
+    let out = hotslot()
+        .args(["call"])
+        .arg(plugin_path("calc"))
+        .arg("demo:calc/math#add(1, 2)")
+        .env("HOTSLOT_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout).trim(), "3");
+    let log = text(&out.stderr);
+    assert!(
+        log.contains(r#"HOTSLOT_LOG="verbose" is no level"#),
+        "{log}"
+    );
+}

@@ -510,9 +510,8 @@ fn init_logging(verbose: bool, plugin_output: bool) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let chosen = std::env::var("HOTSLOT_LOG")
-        .ok()
-        .and_then(|l| l.parse::<LevelFilter>().ok());
+    let asked = std::env::var("HOTSLOT_LOG").ok().filter(|l| !l.is_empty());
+    let chosen = asked.as_deref().and_then(|l| l.parse::<LevelFilter>().ok());
     let default = if verbose {
         LevelFilter::INFO
     } else {
@@ -533,6 +532,12 @@ fn init_logging(verbose: bool, plugin_output: bool) {
         .finish()
         .with(filter)
         .try_init();
+    if let (Some(asked), None) = (asked, chosen) {
+        tracing::warn!(
+            "HOTSLOT_LOG={asked:?} is no level (error, warn, info, debug, trace, off): \
+             ignored"
+        );
+    }
 }
 
 /// The prompt of a terminal session.
