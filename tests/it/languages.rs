@@ -208,17 +208,35 @@ fn calls(answer: &str) -> u64 {
         .expect("a number")
 }
 
-/// The printed build command of a scaffold, run, and the component it made.
+/// The printed build command of a scaffold, run, and the component it
+/// made; what it says to try with it works, from where it was said.
 fn scaffold(args: &[&str], into: &Path) -> PathBuf {
-    scaffold_with(args, into, tools().map(|(k, v)| (k, v.into_os_string())))
+    let env = tools().map(|(k, v)| (k, v.into_os_string()));
+    let (component, try_it) = scaffold_with(args, into, env);
+    let bin = Path::new(env!("CARGO_BIN_EXE_hotslot")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let tried = Command::new("sh")
+        .arg("-c")
+        .arg(&try_it)
+        .current_dir(into)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        tried.status.success(),
+        "`{try_it}`: {}",
+        String::from_utf8_lossy(&tried.stderr)
+    );
+    component
 }
 
-/// [`scaffold`], the build command run with `env`.
+/// [`scaffold`] but what it says to try, the build command run with `env`;
+/// the component and that command.
 fn scaffold_with(
     args: &[&str],
     into: &Path,
     env: impl IntoIterator<Item = (&'static str, std::ffi::OsString)>,
-) -> PathBuf {
+) -> (PathBuf, String) {
     let out = hotslot().args(args).current_dir(into).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -249,7 +267,7 @@ fn scaffold_with(
         String::from_utf8_lossy(&built.stderr)
     );
     assert!(component.exists(), "{} was not built", component.display());
-    component
+    (component, field("try it:"))
 }
 
 fn call(component: &Path, request: &str) -> (bool, String) {
@@ -476,7 +494,8 @@ fn hotslot_new_prints_commands_that_run_where_they_are_said_to() {
     let cargo = "#!/bin/sh\nmkdir -p target/wasm32-wasip2/release\n\
                  name=$(sed -n 's/^name = \"\\(.*\\)\"/\\1/p' Cargo.toml | tr - _)\n\
                  echo built > \"target/wasm32-wasip2/release/$name.wasm\"\n";
-    for (name, text) in [("tool", tool), ("cargo", cargo)] {
+    let words = "#!/bin/sh\nfor word; do printf '%s\\n' \"$word\"; done\n";
+    for (name, text) in [("tool", tool), ("cargo", cargo), ("hotslot", words)] {
         let path = fake.join(name);
         std::fs::write(&path, text).unwrap();
         let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
@@ -495,7 +514,24 @@ fn hotslot_new_prints_commands_that_run_where_they_are_said_to() {
             ("COMPONENTIZE_JS", fake.join("tool").into_os_string()),
         ];
         let args = ["new", "spaced", "--lang", lang, "--dir", &dir];
-        scaffold_with(&args, work.path(), env);
+        let (component, try_it) = scaffold_with(&args, work.path(), env);
+        // The command to try names the component as one word: a stand-in
+        // `hotslot` prints the words it was given, one a line.
+        let tried = Command::new("sh")
+            .arg("-c")
+            .arg(&try_it)
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8_lossy(&tried.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(words.len(), 3, "`{try_it}`: {words:?}");
+        assert_eq!(words[0], "call");
+        assert_eq!(work.path().join(&words[1]), component, "`{try_it}`");
+        assert_eq!(words[2], r#"local:spaced/plugin#hello("you")"#);
         let readme = std::fs::read_to_string(work.path().join(&dir).join("README.md")).unwrap();
         assert!(
             readme.contains(&format!("```sh\n{inside}\n```")),

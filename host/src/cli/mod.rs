@@ -136,7 +136,8 @@ const NEW_EXAMPLE: &str = r#"Without --wit the plugin exports `local:NAME/plugin
 Example:
   $ hotslot new my-plugin --lang python
   build it:  sh my-plugin/build.sh
-  component: my-plugin/my-plugin.wasm"#;
+  component: my-plugin/my-plugin.wasm
+  try it:    hotslot call my-plugin/my-plugin.wasm 'local:my-plugin/plugin#hello("you")'"#;
 
 const CALL_EXAMPLE: &str = r#"Exits 0 with the answer (an `err(...)` value too), 1 on failure, 2 on a usage error.
 What the plugin prints goes to standard error (HOTSLOT_LOG=warn hides it).
@@ -328,18 +329,27 @@ fn run(command: Command) -> ExitCode {
             wit,
             world,
             dir,
-        } => new::new_plugin(&new::NewPlugin {
-            name,
-            lang,
-            wit: wit.zip(world),
-            dir,
-        })
-        .and_then(|(command, output)| {
-            write_out(&format!(
-                "build it:  {command}\ncomponent: {}\n",
-                output.display()
-            ))
-        }),
+        } => {
+            let own = wit.is_none();
+            let request = format!("local:{name}/plugin#hello(\"you\")");
+            new::new_plugin(&new::NewPlugin {
+                name,
+                lang,
+                wit: wit.zip(world),
+                dir,
+            })
+            .and_then(|(command, output)| {
+                let component = new::shell_word(&output.to_string_lossy());
+                let try_it = match own {
+                    true => format!("hotslot call {component} '{request}'"),
+                    false => format!("hotslot inspect {component}"),
+                };
+                write_out(&format!(
+                    "build it:  {command}\ncomponent: {}\ntry it:    {try_it}\n",
+                    output.display()
+                ))
+            })
+        }
         Command::List { dir, limits } => registry(&limits, &dir, Purpose::List)
             .and_then(|registry| inspect::list(&registry, &dir, limits.max_file_size()))
             .and_then(|rows| write_out(&format!("{}\n", inspect::table(&rows)))),

@@ -153,13 +153,33 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
         Lang::Python => python(&dir, name, &world, request.wit.is_none())?,
         Lang::Js => javascript(&dir, name, &world, request.wit.is_none())?,
     };
+    let needs = match request.lang {
+        Lang::Rust => "Rust's `wasm32-wasip2` target: `rustup target add wasm32-wasip2`, \
+                       once"
+            .to_string(),
+        Lang::Python => format!(
+            "`python3` with `venv`: the script installs componentize-py \
+             {COMPONENTIZE_PY} into `.venv` the first time"
+        ),
+        Lang::Js => format!(
+            "`npm`: the script installs componentize-js {COMPONENTIZE_JS} into \
+             `node_modules` the first time"
+        ),
+    };
+    let try_it = match request.wit {
+        None => format!("hotslot call {built} 'local:{name}/plugin#hello(\"you\")'"),
+        Some(_) => format!(
+            "hotslot inspect {built}   # its interfaces and functions\n\
+             hotslot call {built} 'INTERFACE#FUNCTION(ARGS)'"
+        ),
+    };
     write(
         &dir.join("README.md"),
         &format!(
             "# {name}\n\nA hotslot plugin ({:?}), implementing the world `{}` of `wit/`.\n\n\
-             Build it, here:\n\n```sh\n{inside}\n```\n\nThe component is `{built}`: drop it \
-             into the directory `hotslot watch` follows, or try it with `hotslot call {built} \
-             'INTERFACE#FUNCTION(ARGS)'`.\n",
+             Build it, here (it needs {needs}):\n\n```sh\n{inside}\n```\n\n\
+             The component is `{built}`: drop it into the directory `hotslot watch` \
+             follows, or try it:\n\n```sh\n{try_it}\n```\n",
             request.lang, world.world,
         ),
     )?;
@@ -175,7 +195,7 @@ pub fn new_plugin(request: &NewPlugin) -> Result<(String, PathBuf), String> {
 
 /// `text` as one word of a POSIX shell command: as it is when nothing in it
 /// is special to the shell, else single-quoted.
-fn shell_word(text: &str) -> String {
+pub(crate) fn shell_word(text: &str) -> String {
     // A leading `-` would be read as an option (`cd -y`).
     let text = match text.starts_with('-') {
         true => format!("./{text}"),
