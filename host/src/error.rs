@@ -113,7 +113,7 @@ pub enum Error {
 
     /// A handle's slot is empty: its implementation was removed (and not yet
     /// added again), or a `get` handle has no implementation yet.
-    #[error("{interface} `{name}` is unavailable: no implementation is loaded")]
+    #[error("{}", unavailable(interface, name))]
     Unavailable {
         /// The interface the handle is for.
         interface: String,
@@ -427,6 +427,15 @@ impl std::fmt::Display for Difference {
                 self.interface, self.function, self.old
             ),
         }
+    }
+}
+
+/// [`Error::Unavailable`] in words: for a `get` handle (`name` is `*`),
+/// no plugin to name.
+fn unavailable(interface: &str, name: &str) -> String {
+    match name {
+        "*" => format!("{interface} is unavailable: no implementation of it is loaded"),
+        name => format!("{interface} `{name}` is unavailable: no implementation is loaded"),
     }
 }
 

@@ -37,8 +37,16 @@ fn get_before_any_implementation_starts_working_when_one_is_added() {
     let handle = registry.get("demo:greeter/greet@1.0").unwrap();
     assert!(!handle.is_available());
     match hello(&handle, "early") {
-        Err(Error::Unavailable { interface, .. }) => {
-            assert_eq!(interface, "demo:greeter/greet@1.0.0")
+        Err(error @ Error::Unavailable { .. }) => {
+            let Error::Unavailable { interface, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(interface, "demo:greeter/greet@1.0.0");
+            // No plugin to name: none was ever selected.
+            assert_eq!(
+                error.to_string(),
+                "demo:greeter/greet@1.0.0 is unavailable: no implementation of it is loaded"
+            );
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
