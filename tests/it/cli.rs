@@ -1270,6 +1270,16 @@ fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
         "{shown}"
     );
     assert!(!shown.contains("every function must stay"), "{shown}");
+    // One added is said too, and taken.
+    let calc = plugin_path("calc");
+    let out = run(&["diff", old.to_str().unwrap(), calc.to_str().unwrap()]);
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("demo:greeter/greet@1.0.0: new in") && shown.contains("(added)"),
+        "{shown}"
+    );
+    assert!(shown.contains("compatible"), "{shown}");
 }
 
 /// A request to a plugin whose provider is still loading waits for it, as

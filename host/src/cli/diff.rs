@@ -51,6 +51,13 @@ pub fn diff(registry: &Registry, old: &Path, new: &Path) -> Result<(Vec<String>,
             }
         }
     }
+    // Interfaces of a line the old one did not serve: a reload adds them.
+    for after in new.exports().iter().filter(|e| !e.is_contract()) {
+        let line = after.name().line();
+        if !old.exports().iter().any(|e| e.name().line() == line) {
+            lines.push(format!("{}: new in {} (added)", after.name(), new.origin()));
+        }
+    }
     if gone {
         lines.push(
             "refused: a reload must serve every interface the old version serves \
