@@ -101,11 +101,15 @@ pub const MAX_DIR_GRANTS: usize = 64;
 /// travels inside the wasmtime error of the call that hit it.
 ///
 /// ```
-/// let hit = hotslot::LimitHit { what: "memory", desired: 2 << 20, limit: 1 << 20 };
-/// assert!(hit.to_string().contains("memory limit hit"));
+/// let hit = hotslot::LimitHit { what: "memory", desired: 3 << 19, limit: 1 << 20 };
+/// assert_eq!(
+///     hit.to_string(),
+///     "memory limit hit: tried to grow to 1572864 bytes (1.5 MiB), limit 1 MiB \
+///      (max-memory-mib, or the host's --max-memory-mib)"
+/// );
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("{what} limit hit: tried to grow to {desired}, limit {limit}")]
+#[error("{}", hit_text(self))]
 pub struct LimitHit {
     /// `memory` (bytes) or `table` (elements).
     pub what: &'static str,
@@ -113,6 +117,30 @@ pub struct LimitHit {
     pub desired: usize,
     /// The limit.
     pub limit: usize,
+}
+
+/// [`LimitHit`] in words: memory in MiB, as limits are set.
+fn hit_text(hit: &LimitHit) -> String {
+    if hit.what != "memory" {
+        return format!(
+            "{} limit hit: tried to grow to {}, limit {}",
+            hit.what, hit.desired, hit.limit
+        );
+    }
+    let mib = |bytes: usize| {
+        let mib = bytes as f64 / f64::from(1 << 20);
+        match mib.fract() == 0.0 {
+            true => format!("{mib:.0} MiB"),
+            false => format!("{mib:.1} MiB"),
+        }
+    };
+    format!(
+        "memory limit hit: tried to grow to {} bytes ({}), limit {} (max-memory-mib, \
+         or the host's --max-memory-mib)",
+        hit.desired,
+        mib(hit.desired),
+        mib(hit.limit)
+    )
 }
 
 /// The largest component file the host reads: 256 MiB.

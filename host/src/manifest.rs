@@ -367,6 +367,51 @@ impl Grants {
         }
     }
 
+    /// What this manifest asks for above the operator's `ceiling`, which
+    /// [`Grants::limits`] caps: each as its manifest key, what it asks and
+    /// the most the host allows (e.g. `max-memory-mib = 100000 (at most
+    /// 256)`).
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// let grants = hotslot::Grants::from_toml(
+    ///     "[limits]\nmax-memory-mib = 100000\n", Path::new("."), "big.toml")?;
+    /// let capped = grants.capped(&hotslot::Limits::default());
+    /// assert_eq!(capped, ["max-memory-mib = 100000 (at most 256)"]);
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
+    pub fn capped(&self, ceiling: &Limits) -> Vec<String> {
+        const MIB: usize = 1 << 20;
+        let mut capped = Vec::new();
+        let mut check = |key: &str, asked: Option<u128>, most: u128| {
+            if let Some(asked) = asked.filter(|asked| *asked > most) {
+                capped.push(format!("{key} = {asked} (at most {most})"));
+            }
+        };
+        let memory = |bytes: usize| (bytes / MIB) as u128;
+        check(
+            "max-memory-mib",
+            self.max_memory.map(memory),
+            memory(ceiling.max_memory),
+        );
+        check(
+            "timeout-ms",
+            self.timeout.map(|t| t.as_millis()),
+            ceiling.timeout.as_millis(),
+        );
+        check(
+            "max-open-files",
+            self.max_open_files.map(|n| n as u128),
+            ceiling.max_open_files as u128,
+        );
+        check(
+            "max-state-kib",
+            self.max_state.map(|n| (n / 1024) as u128),
+            (ceiling.max_state / 1024) as u128,
+        );
+        capped
+    }
+
     /// How many instances may serve at once.
     pub(crate) fn instance_count(&self) -> usize {
         self.instances.unwrap_or(1).clamp(1, MAX_INSTANCES)

@@ -1090,6 +1090,15 @@ impl Registry {
     /// Sets `program`'s state up as `plugin`'s manifest asks, before any
     /// instance of it starts: its quota, and its values from disk.
     fn prepare_state(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
+        let capped = plugin.grants().capped(&self.limits);
+        if !capped.is_empty() {
+            tracing::warn!(
+                "{}: its manifest asks for more than the host allows, so the host's \
+                 limits apply: {}",
+                plugin.origin(),
+                capped.join(", ")
+            );
+        }
         let state = &program.scope().state;
         state.set_quota(plugin.grants().limits(&self.limits).max_state);
         if plugin.grants().persist_state {

@@ -1711,3 +1711,32 @@ fn a_log_level_that_is_none_is_said_to_be_ignored() {
         "{log}"
     );
 }
+
+/// A manifest that asks for more than the operator allows is capped, and
+/// the log says which limits, and by how much.
+#[test]
+fn a_manifest_asking_above_the_host_is_told_it_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_path("calc"), dir.path().join("calc.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("calc.toml"),
+        "[limits]\nmax-memory-mib = 100000\ntimeout-ms = 50\n",
+    )
+    .unwrap();
+    let out = hotslot()
+        .arg("call")
+        .arg(dir.path().join("calc.wasm"))
+        .arg("demo:calc/math#add(1, 2)")
+        .args(["--max-memory-mib", "64"])
+        .env("HOTSLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("asks for more than the host allows")
+            && log.contains("max-memory-mib = 100000 (at most 64)")
+            && !log.contains("timeout-ms"),
+        "{log}"
+    );
+}
