@@ -1740,3 +1740,23 @@ fn a_manifest_asking_above_the_host_is_told_it_is_capped() {
         "{log}"
     );
 }
+
+/// `watch` on a directory with no component says so, rather than nothing.
+#[test]
+fn watching_an_empty_directory_says_it_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = hotslot()
+        .arg("watch")
+        .arg(dir.path())
+        .env_remove("HOTSLOT_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "quit").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = text(&out.stderr);
+    assert!(log.contains("no *.wasm in it yet"), "{log}");
+}

@@ -388,6 +388,19 @@ fn watch(
     // Requests are answered while the directory loads: a plugin that is
     // slow to compile or start holds up only the requests it must serve.
     watcher.start_in_background().map_err(|e| e.to_string())?;
+    // Nothing to load would otherwise say nothing at all.
+    let components = std::fs::read_dir(&dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+            .count()
+    });
+    if components == 0 {
+        tracing::info!(
+            "watching {}: no *.wasm in it yet (each one put there is loaded)",
+            dir.display()
+        );
+    }
     let session = session::Session {
         registry: &registry,
         watcher: Some(&watcher),
