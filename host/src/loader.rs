@@ -595,7 +595,10 @@ impl Loader {
         let compiled = Arc::new(compiled);
         let took = started.elapsed().as_secs_f64() * 1e3;
         if mapped {
-            tracing::info!("loaded {origin}, compiled with {compiler} before, in {took:.1} ms");
+            tracing::info!(
+                "loaded {origin}, compiled with {compiler} before, in {took:.1} ms from the code \
+                 kept on disk"
+            );
         } else if let Some(Reused { looked, found }) = reused.filter(|_| alone) {
             tracing::info!(
                 "compiled {origin} with {compiler} in {took:.1} ms, \
