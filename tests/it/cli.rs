@@ -1760,3 +1760,25 @@ fn watching_an_empty_directory_says_it_is_empty() {
     let log = text(&out.stderr);
     assert!(log.contains("no *.wasm in it yet"), "{log}");
 }
+
+/// `call` on a plugin whose import nothing can serve (it loads one file)
+/// says how to give it one.
+#[test]
+fn call_says_how_to_give_a_plugin_its_imports() {
+    let out = hotslot()
+        .arg("call")
+        .arg(plugin_path("banner"))
+        .arg(r#"demo:banner/banner#show("x")"#)
+        .env("HOTSLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("calling demo:greeter/greet@1.0.0#hello: no plugin serves it yet;")
+            && said.contains("loads")
+            && said.contains("run `hotslot watch")
+            && !said.contains("waiting"),
+        "{said}"
+    );
+}

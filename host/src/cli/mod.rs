@@ -444,7 +444,20 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
             ));
         }
     }
-    let answer = session::call(&registry, request)?;
+    let answer = session::call(&registry, request).map_err(|why| {
+        // Nothing will ever serve its imports here: `call` loads one file.
+        match why.contains("(the dependent is waiting for") {
+            true => format!(
+                "{}; `hotslot call` loads {} alone: to give it what it imports, \
+                 put the plugins that provide it beside it and run `hotslot watch {}`",
+                why.replace(" (the dependent is waiting for one)", "")
+                    .replace(" (the dependent is waiting for it)", ""),
+                file.display(),
+                dir.display()
+            ),
+            false => why,
+        }
+    })?;
     write_out(&format!("{answer}\n"))
 }
 
