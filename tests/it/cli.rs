@@ -673,7 +673,7 @@ fn call_answers_on_stdout_and_exits_by_outcome() {
     ]);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("got a record (`kep`: expected a enum"),
+        stderr.contains("got a record (`kep`: expected an enum"),
         "{stderr}"
     );
 

@@ -180,8 +180,11 @@ impl CallRequest {
                 "not a whole number".to_string()
             }
             (kind, Some(detail)) => format!("{kind}: {detail}"),
+            // wasm-wave's own words, but for its article before "enum".
             (kind, None) => match std::error::Error::source(error) {
-                Some(why) => why.to_string(),
+                Some(why) => why
+                    .to_string()
+                    .replace("expected a enum", "expected an enum"),
                 None => kind.to_string(),
             },
         };
