@@ -1065,10 +1065,14 @@ fn registry_imports(
 fn unserved(name: &str, item: &ComponentItem) -> Option<String> {
     match item {
         ComponentItem::ComponentInstance(_) if name.parse::<InterfaceName>().is_ok() => None,
-        ComponentItem::ComponentInstance(_) => Some(format!(
+        ComponentItem::ComponentInstance(_) if !name.contains([':', '/']) => Some(format!(
             "interface `{name}`, which has no package (hotslot serves interfaces \
              named `namespace:package/interface`: `export {name};` with `interface \
              {name}` in a package)"
+        )),
+        ComponentItem::ComponentInstance(_) => Some(format!(
+            "instance `{name}` (hotslot serves interfaces named \
+             `namespace:package/interface[@version]`)"
         )),
         ComponentItem::ComponentFunc(_) => Some(format!(
             "function `{name}` of its world itself (hotslot serves the \

@@ -409,6 +409,16 @@ impl Grants {
             self.max_state.map(|n| (n / 1024) as u128),
             (ceiling.max_state / 1024) as u128,
         );
+        check(
+            "[http] timeout-ms",
+            self.http_timeout.map(|t| t.as_millis()),
+            ceiling.http_timeout.as_millis(),
+        );
+        check(
+            "[http] max-response-kib",
+            self.max_http_response.map(|n| (n / 1024) as u128),
+            (ceiling.max_http_response / 1024) as u128,
+        );
         capped
     }
 

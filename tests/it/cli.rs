@@ -1690,6 +1690,36 @@ fn new_reads_the_wit_packages_authors_have() {
         "{}",
         text(&out.stderr)
     );
+    // Another dependency missing, hotslot:plugin there: that one is said
+    // (a retry with hotslot's own added it twice, and wit-parser panicked).
+    let partial = work.path().join("partial-wit");
+    std::fs::create_dir_all(partial.join("deps/hotslot-plugin")).unwrap();
+    std::fs::copy(
+        wit.join("hotslot-plugin/plugin.wit"),
+        partial.join("deps/hotslot-plugin/plugin.wit"),
+    )
+    .unwrap();
+    std::fs::write(
+        partial.join("a.wit"),
+        "package a:b;\ninterface api { f: func() -> u32; }\n\
+         world w { import hotslot:plugin/state@0.1.0; import wasi:io/poll@0.2.0; export api; }\n",
+    )
+    .unwrap();
+    let out = new("partial", &partial, "w");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("package 'wasi:io@0.2.0' not found") && !said.contains("panicked"),
+        "{said}"
+    );
+    // A component is no WIT file.
+    let out = new("binary", &plugin_path("calc"), "calculator");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is no .wit file"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A `HOTSLOT_LOG` that names no level is said to be ignored, and the
@@ -1720,7 +1750,7 @@ fn a_manifest_asking_above_the_host_is_told_it_is_capped() {
     std::fs::copy(plugin_path("calc"), dir.path().join("calc.wasm")).unwrap();
     std::fs::write(
         dir.path().join("calc.toml"),
-        "[limits]\nmax-memory-mib = 100000\ntimeout-ms = 50\n",
+        "[limits]\nmax-memory-mib = 100000\ntimeout-ms = 4000\n",
     )
     .unwrap();
     let out = hotslot()

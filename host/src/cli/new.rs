@@ -420,10 +420,22 @@ impl StubInterface {
 /// A function's stub: its own name (for a resource's, after the dot) and
 /// its parameters but a method's first, `self`.
 fn stub_function(resolve: &Resolve, function: &wit_parser::Function) -> StubFunction {
-    let errs_with_text = match function.result {
+    // Through aliases (`type outcome = result<u32, message>`, `type
+    // message = string`, or either `use`d).
+    let plain = |ty: wit_parser::Type| {
+        let mut ty = ty;
+        while let wit_parser::Type::Id(id) = ty {
+            match resolve.types[id].kind {
+                TypeDefKind::Type(next) => ty = next,
+                _ => break,
+            }
+        }
+        ty
+    };
+    let errs_with_text = match function.result.map(plain) {
         Some(wit_parser::Type::Id(id)) => matches!(
             &resolve.types[id].kind,
-            TypeDefKind::Result(r) if r.err == Some(wit_parser::Type::String)
+            TypeDefKind::Result(r) if r.err.map(plain) == Some(wit_parser::Type::String)
         ),
         _ => false,
     };
@@ -509,7 +521,7 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Str
         };
         format!(
             "//! The plugin `{name}`, implementing the world `{w}`. `stubs` makes\n\
-             //! wit-bindgen answer every export with `unimplemented!()`: replace it with\n\
+             //! wit-bindgen answer every export with `unreachable!()`: replace it with\n\
              //! `struct Plugin;`, an `impl exports::...::Guest for Plugin` per exported\n\
              //! interface, and `export!(Plugin);`.\n{first}\
              wit_bindgen::generate!({{ path: \"wit\", world: \"{w}\", generate_all, stubs }});\n",
@@ -875,8 +887,6 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Copies the WIT directory `from` (with its `deps/`) to `to`, following
-/// symlinks.
 /// Reads the WIT package at `wit`; if it uses `hotslot:plugin` without
 /// having it in `deps/`, with hotslot's own (and true).
 fn read_wit(wit: &Path) -> Result<(Resolve, wit_parser::PackageId, bool), String> {
@@ -890,23 +900,39 @@ fn read_wit(wit: &Path) -> Result<(Resolve, wit_parser::PackageId, bool), String
         }
         reason
     };
+    if wit.is_file() && wit.extension().is_none_or(|x| x != "wit") {
+        return Err(format!(
+            "{} is no .wit file: --wit takes the directory of a WIT package, or one \
+             .wit file",
+            wit.display()
+        ));
+    }
     let mut resolve = Resolve::default();
     let first = match resolve.push_path(wit) {
         Ok((package, _)) => return Ok((resolve, package, false)),
         Err(e) => e,
     };
-    if !format!("{first:#}").contains("hotslot:plugin") {
+    // Only when what is missing is hotslot:plugin itself (a package the
+    // WIT has in deps/ is listed among the known ones in other errors).
+    if !format!("{first:#}").contains("package 'hotslot:plugin@0.1.0' not found") {
         return Err(failed(first));
     }
-    let mut resolve = Resolve::default();
-    resolve
-        .push_str("hotslot-plugin.wit", PLUGIN_WIT)
-        .map_err(failed)?;
-    let (package, _) = resolve.push_path(wit).map_err(failed)?;
-    Ok((resolve, package, true))
+    // Guarded: wit-parser panics on a package added twice, which this
+    // retry must not turn into a crash if the test above is ever wrong.
+    let retried = std::panic::catch_unwind(|| {
+        let mut resolve = Resolve::default();
+        resolve.push_str("hotslot-plugin.wit", PLUGIN_WIT)?;
+        let (package, _) = resolve.push_path(wit)?;
+        anyhow::Ok((resolve, package))
+    });
+    match retried {
+        Ok(Ok((resolve, package))) => Ok((resolve, package, true)),
+        // What the first reading said is what is wrong.
+        _ => Err(failed(first)),
+    }
 }
 
-/// Copies the file `from` into the directory `to`.
+/// Copies the WIT file `from` into the directory `to`.
 fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| format!("cannot make {}: {e}", to.display()))?;
     let name = from.file_name().unwrap_or_default();
@@ -915,6 +941,8 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot copy {}: {e}", from.display()))
 }
 
+/// Copies the WIT directory `from` (with its `deps/`) to `to`, following
+/// symlinks.
 fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     let entries =
         std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
@@ -934,7 +962,45 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_word;
+    use super::{shell_word, Stubs};
+
+    /// A stub answers an error text for every `result` whose error is a
+    /// string, through aliases too.
+    #[test]
+    fn a_result_with_an_error_text_is_seen_through_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.wit"),
+            "package a:b;\n\
+             interface types { type message = string; }\n\
+             interface api {\n\
+             \x20 use types.{message};\n\
+             \x20 type outcome = result<u32, message>;\n\
+             \x20 direct: func() -> result<u32, string>;\n\
+             \x20 named: func() -> outcome;\n\
+             \x20 other: func() -> result<u32, u32>;\n\
+             \x20 plain: func() -> string;\n\
+             }\n\
+             world w { export api; }\n",
+        )
+        .unwrap();
+        let (stubs, supplied) = Stubs::read(dir.path(), "w").unwrap();
+        assert!(!supplied);
+        let flags: Vec<(&str, bool)> = stubs.exports[0]
+            .functions
+            .iter()
+            .map(|f| (f.name.as_str(), f.errs_with_text))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("direct", true),
+                ("named", true),
+                ("other", false),
+                ("plain", false)
+            ]
+        );
+    }
 
     #[test]
     fn a_shell_word_is_one_word_and_never_an_option() {

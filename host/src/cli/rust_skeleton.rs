@@ -1,14 +1,16 @@
 //! The Rust of `hotslot new --lang rust --wit DIR --world W`: an `impl` of
-//! each exported interface's `Guest` trait, with the signatures wit-bindgen
-//! gives it, every body a `todo!()` to fill in, except hotslot:plugin's
+//! each exported interface's `Guest` trait (and a struct per exported
+//! resource, implementing its `GuestR` trait), with the signatures
+//! wit-bindgen gives them, every body a `todo!()` to fill in, except hotslot:plugin's
 //! `on-start`, `snapshot` and `restore`, which answer so that the plugin
 //! loads (wit-bindgen's own `stubs` fail them, and the host calls them
 //! before any other).
 //!
 //! The names follow wit-bindgen 0.61's Rust generator (its `to_rust_ident`,
 //! `to_upper_camel_case` and module paths). A world this does not know how
-//! to write (one exporting a resource or an async function, a type wit-bindgen
-//! writes with a runtime type of its own, two versions of one package) gets
+//! to write (an async function, a type wit-bindgen writes with a runtime
+//! type of its own, a resource constructor that can fail, two versions of one
+//! package, a name of the world's own where the skeleton writes its own) gets
 //! no skeleton: the caller falls back to `stubs`.
 
 use std::cell::RefCell;
@@ -16,8 +18,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use wit_parser::{
-    Function, FunctionKind, InterfaceId, Resolve, Type, TypeDefKind, TypeId, TypeOwner, WorldId,
-    WorldItem, WorldKey,
+    Function, FunctionKind, Handle, InterfaceId, Resolve, Type, TypeDefKind, TypeId, TypeOwner,
+    WorldId, WorldItem, WorldKey,
 };
 
 /// `struct Plugin` and the `impl` blocks implementing world `id`'s exports
@@ -29,21 +31,28 @@ pub(super) fn skeleton(resolve: &Resolve, id: WorldId) -> Option<String> {
         world: id,
         used: RefCell::new(BTreeSet::new()),
     };
+    // The skeleton writes `Plugin`, `Vec`, `String`, `Option` and `Result`
+    // at the root, where wit-bindgen puts the world's own types.
+    let taken = ["Plugin", "Vec", "String", "Option", "Result"];
+    if taken.iter().any(|name| writer.world_type(name)) {
+        return None;
+    }
     let mut out = String::new();
     let mut loose = Vec::new();
+    // Each exported resource is a struct of the plugin's, at the root.
+    let mut structs: Vec<String> = vec!["Plugin".into()];
     for (key, item) in &world.exports {
         match item {
             WorldItem::Interface { id, .. } => {
                 let interface = &resolve.interfaces[*id];
-                let owns_resource = interface
+                let resources: Vec<(TypeId, String)> = interface
                     .types
-                    .values()
-                    .any(|t| matches!(resolve.types[*t].kind, TypeDefKind::Resource));
-                if owns_resource {
-                    return None;
-                }
+                    .iter()
+                    .filter(|(_, t)| matches!(resolve.types[**t].kind, TypeDefKind::Resource))
+                    .map(|(name, t)| (*t, upper_camel(name)))
+                    .collect();
                 // wit-bindgen gives an interface of types alone no trait.
-                if interface.functions.is_empty() {
+                if interface.functions.is_empty() && resources.is_empty() {
                     continue;
                 }
                 let path = writer.module(*id)?;
@@ -55,18 +64,41 @@ pub(super) fn skeleton(resolve: &Resolve, id: WorldId) -> Option<String> {
                     WorldKey::Name(name) => name.as_str(),
                     WorldKey::Interface(_) => interface.name.as_deref().unwrap_or_default(),
                 };
-                let mut functions = String::new();
+                let mut items = String::new();
+                for (_, camel) in &resources {
+                    if structs.contains(camel) || writer.world_type(camel) {
+                        return None;
+                    }
+                    structs.push(camel.clone());
+                    let _ = write!(items, "\n    type {camel} = {camel};\n");
+                }
                 for function in interface.functions.values() {
+                    if function.kind.resource().is_some() {
+                        continue;
+                    }
                     let neutral = match ours {
                         true => neutral(name, &function.name),
                         false => None,
                     };
-                    functions.push_str(&writer.function(function, neutral)?);
+                    items.push_str(&writer.function(function, neutral)?);
                 }
                 let _ = write!(
                     out,
-                    "\n#[allow(unused_variables)]\nimpl {path}::Guest for Plugin {{{functions}}}\n"
+                    "\n#[allow(unused_variables)]\nimpl {path}::Guest for Plugin {{{items}}}\n"
                 );
+                for (resource, camel) in &resources {
+                    let mut methods = String::new();
+                    for function in interface.functions.values() {
+                        if function.kind.resource() == Some(*resource) {
+                            methods.push_str(&writer.function(function, None)?);
+                        }
+                    }
+                    let _ = write!(
+                        out,
+                        "\nstruct {camel};\n\n#[allow(unused_variables)]\n\
+                         impl {path}::Guest{camel} for {camel} {{{methods}}}\n"
+                    );
+                }
             }
             WorldItem::Function(function) => loose.push(writer.function(function, None)?),
             WorldItem::Type { .. } => {}
@@ -137,32 +169,60 @@ impl Writer<'_> {
     }
 
     /// `fn name(params) -> result { body }`, as wit-bindgen's `Guest`
-    /// trait declares it for an export.
+    /// trait (or, for a resource's, its `GuestR` trait) declares it for an
+    /// export: a method takes `&self`, a constructor is `new`, returning
+    /// `Self`.
     fn function(&self, function: &Function, neutral: Option<&str>) -> Option<String> {
-        if !matches!(function.kind, FunctionKind::Freestanding) {
-            return None;
-        }
-        let mut params = Vec::new();
-        for param in &function.params {
+        let (name, receiver, skip) = match function.kind {
+            FunctionKind::Freestanding | FunctionKind::Static(_) => {
+                (rust_ident(function.item_name()), None, 0)
+            }
+            FunctionKind::Method(_) => (rust_ident(function.item_name()), Some("&self"), 1),
+            FunctionKind::Constructor(_) => ("new".to_string(), None, 0),
+            _ => return None,
+        };
+        let mut params: Vec<String> = receiver.map(String::from).into_iter().collect();
+        for param in function.params.iter().skip(skip) {
             params.push(format!(
                 "{}: {}",
                 rust_ident(&param.name),
                 self.ty(&param.ty)?
             ));
         }
-        let result = match &function.result {
-            Some(ty) => format!(" -> {}", self.ty(ty)?),
-            None => String::new(),
+        let result = match (&function.kind, &function.result) {
+            // A constructor that may fail (`-> result<r, e>`) is written
+            // `Result<Self, E> where Self: Sized`: not here.
+            (FunctionKind::Constructor(resource), Some(Type::Id(made)))
+                if self.owns(*made) == Some(*resource) =>
+            {
+                " -> Self".to_string()
+            }
+            (FunctionKind::Constructor(_), _) => return None,
+            (_, Some(ty)) => format!(" -> {}", self.ty(ty)?),
+            (_, None) => String::new(),
         };
         let body = match neutral {
             Some(answer) => answer.to_string(),
             None => format!("todo!(\"{}\")", function.name),
         };
         Some(format!(
-            "\n    fn {}({}){result} {{\n        {body}\n    }}\n",
-            rust_ident(&function.name),
+            "\n    fn {name}({}){result} {{\n        {body}\n    }}\n",
             params.join(", ")
         ))
+    }
+
+    /// Whether the world itself names a type `camel` (wit-bindgen puts it
+    /// at the root, where the skeleton's structs are).
+    fn world_type(&self, camel: &str) -> bool {
+        let world = &self.resolve.worlds[self.world];
+        world
+            .imports
+            .iter()
+            .chain(&world.exports)
+            .any(|(key, item)| {
+                matches!(item, WorldItem::Type { .. })
+                    && matches!(key, WorldKey::Name(name) if upper_camel(name) == camel)
+            })
     }
 
     /// A type as an exported function takes or gives it (owned).
@@ -215,10 +275,44 @@ impl Writer<'_> {
                 }
             }
             TypeDefKind::Type(inner) => self.ty(inner)?,
-            // Handles, maps, fixed-length lists, futures and streams take
-            // types of wit-bindgen's runtime, or an impl of their own.
+            TypeDefKind::Handle(Handle::Own(resource)) => self.ty(&Type::Id(*resource))?,
+            // A borrowed resource of the plugin's own is its `RBorrow`; one
+            // it imports, a reference.
+            TypeDefKind::Handle(Handle::Borrow(resource)) => {
+                let named = &self.resolve.types[*resource];
+                let camel = upper_camel(named.name.as_deref()?);
+                match self.exports_resource(*resource) {
+                    true => match named.owner {
+                        TypeOwner::Interface(owner) => {
+                            format!("{}::{camel}Borrow<'_>", self.module(owner)?)
+                        }
+                        _ => return None,
+                    },
+                    false => format!("&{}", self.ty(&Type::Id(*resource))?),
+                }
+            }
+            // Maps, fixed-length lists, futures and streams take types of
+            // wit-bindgen's runtime.
             _ => return None,
         })
+    }
+
+    /// The resource `id` is an `own` handle of, if it is one.
+    fn owns(&self, id: TypeId) -> Option<TypeId> {
+        match self.resolve.types[dealias(self.resolve, id)].kind {
+            TypeDefKind::Handle(Handle::Own(resource)) => Some(dealias(self.resolve, resource)),
+            _ => None,
+        }
+    }
+
+    /// Whether `resource` (through any alias) is one an exported
+    /// interface of the world defines.
+    fn exports_resource(&self, resource: TypeId) -> bool {
+        let world = &self.resolve.worlds[self.world];
+        match self.resolve.types[dealias(self.resolve, resource)].owner {
+            TypeOwner::Interface(owner) => key_of(&world.exports, owner).is_some(),
+            _ => false,
+        }
     }
 
     fn optional(&self, ty: Option<&Type>) -> Option<String> {
@@ -264,6 +358,14 @@ impl Writer<'_> {
         }
         Some(path.join("::"))
     }
+}
+
+/// The type `id` names through any aliases (`use`, `type x = y`).
+fn dealias(resolve: &Resolve, mut id: TypeId) -> TypeId {
+    while let TypeDefKind::Type(Type::Id(next)) = resolve.types[id].kind {
+        id = next;
+    }
+    id
 }
 
 /// The name under which `items` (a world's imports or exports) hold
@@ -356,14 +458,52 @@ mod tests {
 
     #[test]
     fn what_it_cannot_write_it_leaves_to_wit_bindgen() {
-        for exported in [
-            "interface i { resource r; }",
-            "interface i { f: func(m: map<string, u8>); }",
-            "interface i { f: async func(); }",
-            "interface i { f: func() -> stream<u8>; }",
+        for (exported, world) in [
+            ("interface i { f: func(m: map<string, u8>); }", ""),
+            ("interface i { f: async func(); }", ""),
+            ("interface i { f: func() -> stream<u8>; }", ""),
+            (
+                "interface i { resource r { constructor() -> result<r>; } }",
+                "",
+            ),
+            // Names the skeleton writes at the root, where wit-bindgen puts
+            // the world's own types.
+            ("interface i { f: func(); }", "record vec { x: u8 }"),
+            ("interface i { f: func(); }", "record plugin { x: u8 }"),
+            ("interface i { resource point; }", "record point { x: u8 }"),
         ] {
-            let wit = format!("package a:b;\n{exported}\nworld w {{ export i; }}");
-            assert_eq!(skeleton_of(&wit), None, "{exported}");
+            let wit = format!("package a:b;\n{exported}\nworld w {{ {world} export i; }}");
+            assert_eq!(skeleton_of(&wit), None, "{exported} {world}");
+        }
+    }
+
+    #[test]
+    fn an_exported_resource_is_a_struct_implementing_its_trait() {
+        let source = skeleton_of(
+            "package a:b;\n\
+             interface store {\n\
+             \x20 resource bucket {\n\
+             \x20   constructor(name: string);\n\
+             \x20   get: func(key: string) -> option<string>;\n\
+             \x20   absorb: func(other: borrow<bucket>) -> u32;\n\
+             \x20   open: static func(name: string) -> bucket;\n\
+             \x20 }\n\
+             \x20 take: func(b: bucket) -> list<bucket>;\n\
+             }\n\
+             world w { export store; }",
+        )
+        .unwrap();
+        for line in [
+            "impl store::Guest for Plugin {\n    type Bucket = Bucket;\n",
+            "fn take(b: store::Bucket) -> Vec<store::Bucket> {",
+            "struct Bucket;",
+            "impl store::GuestBucket for Bucket {",
+            "fn new(name: String) -> Self {",
+            "fn get(&self, key: String) -> Option<String> {",
+            "fn absorb(&self, other: store::BucketBorrow<'_>) -> u32 {",
+            "fn open(name: String) -> store::Bucket {",
+        ] {
+            assert!(source.contains(line), "{line}\n{source}");
         }
     }
 }
