@@ -453,6 +453,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_limit_capped_is_named_and_none_lowered() {
+        let grants = Grants::from_toml(
+            "[limits]\ntimeout-ms = 9000\nmax-open-files = 8\nmax-state-kib = 99999\n\
+             [http]\nallow = [\"example.com\"]\ntimeout-ms = 60000\nmax-response-kib = 1\n",
+            Path::new("."),
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            grants.capped(&Limits::default()),
+            [
+                "timeout-ms = 9000 (at most 5000)",
+                "max-state-kib = 99999 (at most 16384)",
+                "[http] timeout-ms = 60000 (at most 10000)",
+            ]
+        );
+    }
+
+    #[test]
     fn a_malformed_manifest_names_its_line() {
         let err = Grants::from_toml(
             "[limits]\ntimeout-ms = \"soon\"\n",
