@@ -1812,3 +1812,36 @@ fn call_says_how_to_give_a_plugin_its_imports() {
         "{said}"
     );
 }
+
+/// Limits that could only fail every call, or every grant, are refused at
+/// the start.
+#[test]
+fn limits_that_would_fail_everything_are_refused_at_the_start() {
+    let calc = plugin_path("calc");
+    let out = hotslot()
+        .arg("call")
+        .arg(&calc)
+        .arg("demo:calc/math#add(1, 2)")
+        .args(["--timeout-ms", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--timeout-ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = hotslot()
+        .arg("call")
+        .arg(&calc)
+        .arg("demo:calc/math#add(1, 2)")
+        .args(["--grant-root", "/no/such/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--grant-root /no/such/dir: no such directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -155,7 +155,8 @@ struct LimitArgs {
     max_memory_mib: usize,
     /// Longest one call may run, in milliseconds (a manifest may ask for
     /// less, never more).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMEOUT.as_millis() as u64)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
     /// Most WASI handles (open files, streams) one instance may hold (a
     /// manifest may ask for fewer, never more).
@@ -528,6 +529,14 @@ fn registry(args: &LimitArgs, dir: &Path, purpose: Purpose) -> Result<Registry, 
     };
     let registry = registry.with_state_dir(state_dir);
     Ok(match &args.grant_root {
+        // A root that is not there would refuse every grant, one plugin at
+        // a time: said once, at the start.
+        Some(root) if !root.is_dir() => {
+            return Err(format!(
+                "--grant-root {}: no such directory",
+                root.display()
+            ))
+        }
         Some(root) => registry.with_grant_root(root),
         None => registry,
     })
