@@ -747,6 +747,11 @@ fn compile(
         let unreachable: Vec<String> = component
             .component_type()
             .exports(engine)
+            // componentize-py's own `exports` (its build-time `init`) is in
+            // every Python plugin: not the author's.
+            .filter(|(name, item)| {
+                !(*name == "exports" && matches!(item.ty, ComponentItem::ComponentInstance(_)))
+            })
             .filter_map(|(name, item)| unserved(name, &item.ty))
             .collect();
         if !unreachable.is_empty() {

@@ -1652,6 +1652,17 @@ fn exports_no_call_can_reach_are_named_in_the_log() {
         "{log}"
     );
     assert!(!log.contains("demo:calc/math@1.0.0"), "{log}");
+    // Not what a toolchain adds: componentize-py's own `exports`.
+    let out = hotslot()
+        .arg("call")
+        .arg(plugin_path("greeter_py"))
+        .arg(r#"demo:greeter/greet#hello("x")"#)
+        .env("HOTSLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = text(&out.stderr);
+    assert!(!log.contains("no call can reach"), "{log}");
 }
 
 /// `new --wit` takes a package that uses hotslot:plugin without having it
