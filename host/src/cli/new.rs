@@ -509,8 +509,8 @@ fn rust(dir: &Path, name: &str, world: &Stubs, own: bool) -> Result<(String, Str
             w = world.world
         )
     } else {
-        // A world the skeleton cannot write (a resource among its exports,
-        // say): wit-bindgen's stubs, which fail every function,
+        // A world the skeleton cannot write (an async function among its
+        // exports, say): wit-bindgen's stubs, which fail every function,
         // hotslot:plugin's included, which the host calls before any other.
         let first = match world.answers_first() {
             true => {
