@@ -422,16 +422,7 @@ impl StubInterface {
 fn stub_function(resolve: &Resolve, function: &wit_parser::Function) -> StubFunction {
     // Through aliases (`type outcome = result<u32, message>`, `type
     // message = string`, or either `use`d).
-    let plain = |ty: wit_parser::Type| {
-        let mut ty = ty;
-        while let wit_parser::Type::Id(id) = ty {
-            match resolve.types[id].kind {
-                TypeDefKind::Type(next) => ty = next,
-                _ => break,
-            }
-        }
-        ty
-    };
+    let plain = |ty| super::rust_skeleton::unaliased(resolve, ty);
     let errs_with_text = match function.result.map(plain) {
         Some(wit_parser::Type::Id(id)) => matches!(
             &resolve.types[id].kind,

@@ -360,12 +360,23 @@ impl Writer<'_> {
     }
 }
 
-/// The type `id` names through any aliases (`use`, `type x = y`).
-fn dealias(resolve: &Resolve, mut id: TypeId) -> TypeId {
-    while let TypeDefKind::Type(Type::Id(next)) = resolve.types[id].kind {
-        id = next;
+/// The type `ty` names through any aliases (`use`, `type x = y`).
+pub(super) fn unaliased(resolve: &Resolve, mut ty: Type) -> Type {
+    while let Type::Id(id) = ty {
+        match resolve.types[id].kind {
+            TypeDefKind::Type(next) => ty = next,
+            _ => break,
+        }
     }
-    id
+    ty
+}
+
+/// [`unaliased`], for a type defined in WIT (a resource, a handle).
+fn dealias(resolve: &Resolve, id: TypeId) -> TypeId {
+    match unaliased(resolve, Type::Id(id)) {
+        Type::Id(id) => id,
+        _ => id,
+    }
 }
 
 /// The name under which `items` (a world's imports or exports) hold
