@@ -1703,19 +1703,12 @@ fn new_reads_the_wit_packages_authors_have() {
     );
     // Another dependency missing, hotslot:plugin there: that one is said
     // (a retry with hotslot's own added it twice, and wit-parser panicked).
-    let partial = work.path().join("partial-wit");
-    std::fs::create_dir_all(partial.join("deps/hotslot-plugin")).unwrap();
-    std::fs::copy(
-        wit.join("hotslot-plugin/plugin.wit"),
-        partial.join("deps/hotslot-plugin/plugin.wit"),
-    )
-    .unwrap();
-    std::fs::write(
-        partial.join("a.wit"),
+    let partial = crate::common::wit_package(
+        &work.path().join("partial-wit"),
+        "a.wit",
         "package a:b;\ninterface api { f: func() -> u32; }\n\
          world w { import hotslot:plugin/state@0.1.0; import wasi:io/poll@0.2.0; export api; }\n",
-    )
-    .unwrap();
+    );
     let out = new("partial", &partial, "w");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let said = text(&out.stderr);
@@ -1828,31 +1821,22 @@ fn call_says_how_to_give_a_plugin_its_imports() {
 /// the start.
 #[test]
 fn limits_that_would_fail_everything_are_refused_at_the_start() {
-    let calc = plugin_path("calc");
-    let out = hotslot()
-        .arg("call")
-        .arg(&calc)
-        .arg("demo:calc/math#add(1, 2)")
-        .args(["--timeout-ms", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("--timeout-ms"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = hotslot()
-        .arg("call")
-        .arg(&calc)
-        .arg("demo:calc/math#add(1, 2)")
-        .args(["--grant-root", "/no/such/dir"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("--grant-root /no/such/dir: no such directory"),
-        "{}",
-        text(&out.stderr)
-    );
+    for (limit, code, said) in [
+        (["--timeout-ms", "0"], 2, "--timeout-ms"),
+        (
+            ["--grant-root", "/no/such/dir"],
+            1,
+            "--grant-root /no/such/dir: no such directory",
+        ),
+    ] {
+        let out = hotslot()
+            .arg("call")
+            .arg(plugin_path("calc"))
+            .arg("demo:calc/math#add(1, 2)")
+            .args(limit)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+        assert!(text(&out.stderr).contains(said), "{}", text(&out.stderr));
+    }
 }

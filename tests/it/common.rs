@@ -18,6 +18,18 @@ pub fn plugin_path(stem: &str) -> PathBuf {
     path
 }
 
+/// A WIT package directory `dir` holding `file` with `text`, and
+/// hotslot:plugin (the repository's) in its `deps/`.
+pub fn wit_package(dir: &std::path::Path, file: &str, text: &str) -> PathBuf {
+    let deps = dir.join("deps/hotslot-plugin");
+    std::fs::create_dir_all(&deps).unwrap();
+    let contract =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wit/hotslot-plugin/plugin.wit");
+    std::fs::copy(contract, deps.join("plugin.wit")).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    dir.to_path_buf()
+}
+
 /// An engine like the registry's own whose instance pool holds only
 /// `instances` component instances, for tests that fill it.
 pub fn engine_with_pool(instances: u32) -> hotslot::wasmtime::Engine {

@@ -326,15 +326,9 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
     // `def copy(self, from, to, in)`). It exports hotslot:plugin's
     // lifecycle and migrate too, whose stubs let the plugin load (a stub
     // `on-start` that failed refused every instance).
-    let wit = work.path().join("store-wit");
-    std::fs::create_dir_all(wit.join("deps/hotslot-plugin")).unwrap();
-    std::fs::copy(
-        root().join("wit/hotslot-plugin/plugin.wit"),
-        wit.join("deps/hotslot-plugin/plugin.wit"),
-    )
-    .unwrap();
-    std::fs::write(
-        wit.join("store.wit"),
+    let wit = crate::common::wit_package(
+        &work.path().join("store-wit"),
+        "store.wit",
         "package local:res@0.1.0;\n\
          interface store {\n\
          \x20 resource bucket {\n\
@@ -352,8 +346,7 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
          \x20 export hotslot:plugin/lifecycle@0.1.0;\n\
          \x20 export hotslot:plugin/migrate@0.1.0;\n\
          }\n",
-    )
-    .unwrap();
+    );
     for lang in ["python", "js", "rust"] {
         let name = format!("keeper-{lang}");
         let args = [
@@ -393,15 +386,9 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
     // keywords, a function and an interface of the world's own), loads
     // (hotslot:plugin's functions answer), and each function fails naming
     // itself until filled in.
-    let wit = work.path().join("painter-wit");
-    std::fs::create_dir_all(wit.join("deps/hotslot-plugin")).unwrap();
-    std::fs::copy(
-        root().join("wit/hotslot-plugin/plugin.wit"),
-        wit.join("deps/hotslot-plugin/plugin.wit"),
-    )
-    .unwrap();
-    std::fs::write(
-        wit.join("shapes.wit"),
+    let wit = crate::common::wit_package(
+        &work.path().join("painter-wit"),
+        "shapes.wit",
         "package local:shapes@0.1.0;\n\
          interface types {\n\
          \x20 record point { x: s32, y: s32 }\n\
@@ -429,8 +416,7 @@ fn hotslot_new_writes_a_plugin_that_builds_and_answers_in_each_language() {
          \x20 export origin: func() -> point;\n\
          \x20 export greet: interface { hello: func(name: string) -> string; }\n\
          }\n",
-    )
-    .unwrap();
+    );
     let args = ["new", "painter", "--wit", wit.to_str().unwrap()];
     let component = scaffold(&[&args[..], &["--world", "painter"]].concat(), work.path());
     let source = std::fs::read_to_string(work.path().join("painter/src/lib.rs")).unwrap();
