@@ -1300,6 +1300,21 @@ fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
     }
 }
 
+/// `state NAME` asked before the directory has been listed waits for the
+/// plugin as a call to it would, rather than answering "no plugin named"
+/// (as it did in about half of such starts). A race by nature: five starts,
+/// each asking at once.
+#[test]
+fn state_asked_at_once_waits_for_the_plugin() {
+    for _ in 0..5 {
+        let dir = plugin_dir(&[("a_greeter.wasm", "greeter_a"), ("c.wasm", "counter_state")]);
+        let mut s = Session::start(dir.path(), &[]);
+        let answer = s.ask("state c");
+        assert!(!answer.starts_with("error:"), "{answer}");
+        s.finish();
+    }
+}
+
 /// How long a request may wait for the Python interpreter (18 MB) to
 /// compile: ~5 s alone, several times that beside the other tests.
 const COMPILE_PATIENCE: Duration = Duration::from_secs(120);

@@ -185,7 +185,10 @@ fn a_stored_count_survives_reloads_traps_and_the_file_coming_back() {
         state.iter().any(|l| l.starts_with("\"starts\" ")),
         "{state:?}"
     );
-    assert_eq!(s.ask("state nobody"), "error: no plugin named \"nobody\"");
+    assert_eq!(
+        s.ask("state nobody"),
+        "error: no plugin named `nobody` is loaded"
+    );
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl Session<'_> {
             return HELP.lines().map(String::from).collect();
         }
         if let Some(name) = line.strip_prefix("state ") {
-            return state(self.registry, name.trim());
+            return state(self, name.trim());
         }
         if line == "stats" {
             return stats(self.registry);
@@ -109,18 +109,7 @@ impl Session<'_> {
     /// The plugin `name`'s implementation of `request`, waiting (bounded)
     /// while that plugin is loading; an error says what it serves instead.
     fn find_named(&self, request: &Request, name: &str) -> Result<Handle, String> {
-        let deadline = Instant::now() + LOAD_WAIT;
-        loop {
-            let found = self.registry.implementation(request, name);
-            let Some(watcher) = self.watcher else { break };
-            let (loading, version) = watcher.loading();
-            let loading_it = loading.is_none_or(|files| files.iter().any(|f| f.name == name));
-            let left = deadline.saturating_duration_since(Instant::now());
-            if found.is_ok() || !loading_it || left.is_zero() {
-                break;
-            }
-            watcher.wait_change(version, left);
-        }
+        self.wait_for(name, || self.registry.implementation(request, name).is_ok());
         let handle = self
             .registry
             .implementation(request, name)
@@ -135,19 +124,42 @@ impl Session<'_> {
                 .map(|i| i.interface.to_string())
                 .collect();
             match serves.is_empty() {
-                true => match self.named_alike(name) {
-                    Some(alike) => format!(
-                        "no plugin named `{name}` is loaded (`{alike}` is: a plugin is \
-                         named after its file, `{alike}.wasm`)"
-                    ),
-                    None => format!("no plugin named `{name}` is loaded"),
-                },
+                true => self.not_loaded(name),
                 false => format!(
                     "`{name}` does not serve {request} (it serves: {})",
                     serves.join(", ")
                 ),
             }
         })
+    }
+
+    /// Waits while the plugin `name` is loading and `found()` is false, at
+    /// most `LOAD_WAIT`: a request for a plugin still compiling is answered
+    /// once it has loaded, not refused.
+    fn wait_for(&self, name: &str, found: impl Fn() -> bool) {
+        let Some(watcher) = self.watcher else { return };
+        let deadline = Instant::now() + LOAD_WAIT;
+        loop {
+            let (loading, version) = watcher.loading();
+            let loading_it = loading.is_none_or(|files| files.iter().any(|f| f.name == name));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if found() || !loading_it || left.is_zero() {
+                return;
+            }
+            watcher.wait_change(version, left);
+        }
+    }
+
+    /// Why nothing named `name` answers: no such plugin, with the name of
+    /// one it was likely meant for.
+    fn not_loaded(&self, name: &str) -> String {
+        match self.named_alike(name) {
+            Some(alike) => format!(
+                "no plugin named `{name}` is loaded (`{alike}` is: a plugin is \
+                 named after its file, `{alike}.wasm`)"
+            ),
+            None => format!("no plugin named `{name}` is loaded"),
+        }
     }
 
     /// A loaded plugin whose name is `name` with `-` and `_` swapped: a
@@ -271,10 +283,12 @@ fn misused_command(line: &str) -> Option<String> {
 
 /// `state NAME`: one line per key of the plugin's host-kept state, the key
 /// quoted (a plugin's keys may hold any character) and the value's size in
-/// bytes, then `end`.
-fn state(registry: &Registry, name: &str) -> Vec<String> {
-    let Some(state) = registry.state(name) else {
-        return vec![format!("error: no plugin named {name:?}")];
+/// bytes, then `end`. A plugin still loading is waited for, as a call to it
+/// would be.
+fn state(session: &Session<'_>, name: &str) -> Vec<String> {
+    session.wait_for(name, || session.registry.state(name).is_some());
+    let Some(state) = session.registry.state(name) else {
+        return vec![format!("error: {}", session.not_loaded(name))];
     };
     let mut lines: Vec<String> = state
         .sizes()
