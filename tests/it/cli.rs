@@ -1315,6 +1315,19 @@ fn state_asked_at_once_waits_for_the_plugin() {
     }
 }
 
+/// `stats` asked at once tells of the directory as loaded, as `list` does
+/// (it answered a bare `end` while the directory loaded).
+#[test]
+fn stats_asked_at_once_waits_for_the_directory() {
+    for _ in 0..5 {
+        let dir = plugin_dir(&[("g.wasm", "greeter_a")]);
+        let mut s = Session::start(dir.path(), &[]);
+        let answer = s.ask("stats");
+        assert!(answer.contains(" g calls=0 "), "{answer}");
+        s.finish();
+    }
+}
+
 /// How long a request may wait for the Python interpreter (18 MB) to
 /// compile: ~5 s alone, several times that beside the other tests.
 const COMPILE_PATIENCE: Duration = Duration::from_secs(120);

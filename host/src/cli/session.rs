@@ -79,13 +79,16 @@ impl Session<'_> {
         if let Some(name) = line.strip_prefix("state ") {
             return state(self, name.trim());
         }
+        // Both tell what is loaded: at start, once the directory has loaded.
+        if line == "stats" || line == "list" {
+            if let Some(watcher) = self.watcher {
+                watcher.wait_idle(LOAD_WAIT);
+            }
+        }
         if line == "stats" {
             return stats(self.registry);
         }
         if line == "list" {
-            if let Some(watcher) = self.watcher {
-                watcher.wait_idle(LOAD_WAIT);
-            }
             return list(self.registry);
         }
         if let Some(usage) = misused_command(line) {
