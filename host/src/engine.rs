@@ -149,6 +149,19 @@ pub const DEFAULT_POOL_INSTANCES: u32 = 1000;
 
 /// Builds an engine as `options` say.
 ///
+/// ```
+/// use hotslot::engine::{build, Compiler, EngineOptions};
+/// use hotslot::{Limits, Registry};
+/// // A development host: Winch compiles reloads several times sooner.
+/// let engine = build(&EngineOptions {
+///     compiler: Compiler::Winch,
+///     pool_instances: 16,
+///     ..EngineOptions::default()
+/// })?;
+/// let registry = Registry::with_engine(engine, Limits::default())?;
+/// # Ok::<(), hotslot::Error>(())
+/// ```
+///
 /// # Errors
 /// [`Error::Engine`] if wasmtime refuses the configuration.
 pub fn build(options: &EngineOptions) -> Result<Engine, Error> {

@@ -314,6 +314,21 @@ pub enum Error {
 
 /// What [`Error::Import`] holds. It is also the error an import function
 /// returns to wasmtime, so that it comes out of the dependent's call whole.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// use hotslot::wasmtime::component::Val;
+/// let banner = registry.first_implementation("demo:banner/banner@1")?;
+/// match banner.call("show", &[Val::String("x".into())]) {
+///     Err(hotslot::Error::Import(failure)) => match &failure.provider {
+///         Some(provider) => eprintln!("`{provider}` failed `{}`: {}", failure.dependent, failure.reason),
+///         None => eprintln!("nothing serves {} yet", failure.import),
+///     },
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[error(
     "`{dependent}` calling {import}#{function}{}: {reason}",
@@ -335,6 +350,19 @@ pub struct ImportError {
 }
 
 /// Why a call failed inside a plugin.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// use hotslot::{Error, Fault};
+/// let rogue = registry.first_implementation("demo:rogue/misbehave@0.1")?;
+/// match rogue.call("spin", &[]) {
+///     Err(Error::Call { fault: Fault::Timeout, .. }) => println!("stopped at its deadline"),
+///     Err(Error::Call { fault: Fault::Limit, .. }) => println!("stopped at its memory limit"),
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -401,6 +429,20 @@ impl std::fmt::Display for Fault {
 }
 
 /// One way a new version breaks the contract of an old one.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// match registry.add_file("plugins/calc.wasm") {
+///     Err(hotslot::Error::Contract { differences, .. }) => {
+///         for d in differences {
+///             println!("{}#{}: {} -> {}", d.interface, d.function, d.old, d.new.as_deref().unwrap_or("gone"));
+///         }
+///     }
+///     other => { other?; }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Difference {
     /// The interface, as the old version exports it.

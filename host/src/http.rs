@@ -67,6 +67,12 @@ enum HostPattern {
 impl HttpAllow {
     /// Parses a list of authorities; the error names the entry and why it
     /// is refused.
+    ///
+    /// ```
+    /// let allow = hotslot::HttpAllow::new(["api.example.com", "*.cdn.example.com:443"])?;
+    /// assert!(allow.allows("img.cdn.example.com", 443));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn new<I, S>(entries: I) -> Result<HttpAllow, String>
     where
         I: IntoIterator<Item = S>,
@@ -82,12 +88,23 @@ impl HttpAllow {
     }
 
     /// Whether a request to `host` on `port` may go out.
+    ///
+    /// ```
+    /// let allow = hotslot::HttpAllow::new(["127.0.0.1:8080"])?;
+    /// assert!(allow.allows("127.0.0.1", 8080));
+    /// assert!(!allow.allows("127.0.0.1", 8081));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = normal_host(host);
         self.entries.iter().any(|entry| entry.matches(&host, port))
     }
 
     /// Whether nothing is allowed.
+    ///
+    /// ```
+    /// assert!(hotslot::HttpAllow::default().is_empty()); // nothing goes out
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

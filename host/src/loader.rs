@@ -99,6 +99,17 @@ impl CoreEntries {
 
 /// One interface a component imports from the registry: one that another
 /// plugin serves (not WASI, not `hotslot:plugin`).
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// let registry = hotslot::Registry::new()?;
+/// let banner = registry.load_file("plugins/banner.wasm")?;
+/// for import in banner.imports() {
+///     let functions: Vec<&str> = import.functions().iter().map(|f| f.name()).collect();
+///     println!("needs {} ({})", import.name(), functions.join(", "));
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ImportedInterface {
     name: InterfaceName,
@@ -108,6 +119,16 @@ pub struct ImportedInterface {
 }
 
 /// One function of an interface a component imports.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let banner = registry.load_file("plugins/banner.wasm")?;
+/// for function in banner.imports().iter().flat_map(|i| i.functions()) {
+///     println!("{}: {} parameters", function.name(), function.ty().params().len());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ImportedFunction {
     name: String,
@@ -182,9 +203,31 @@ impl Contract {
 }
 
 /// SHA-256 of a component's bytes.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let old = registry.load_file("plugins/calc.wasm")?;
+/// let new = registry.load_file("plugins/calc.wasm")?;
+/// assert_eq!(old.content_hash(), new.content_hash()); // the same bytes
+/// # Ok(()) }
+/// ```
 pub type ContentHash = [u8; 32];
 
 /// One interface a component exports, with its functions.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let calc = registry.load_file("plugins/calc.wasm")?;
+/// for export in calc.exports().iter().filter(|e| !e.is_contract()) {
+///     println!("{}", export.name());
+///     for function in export.functions() {
+///         println!("  {}: {} -> {} results", function.name(), function.param_count(), function.result_count());
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ExportedInterface {
     name: InterfaceName,
@@ -192,6 +235,15 @@ pub struct ExportedInterface {
 }
 
 /// One function of an exported interface.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let calc = registry.load_file("plugins/calc.wasm")?;
+/// let add = calc.exports()[0].function("add").expect("calc exports add");
+/// assert_eq!((add.param_count(), add.result_count()), (2, 1));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ExportedFunction {
     name: String,
@@ -203,6 +255,14 @@ pub struct ExportedFunction {
 
 impl Plugin {
     /// Where the plugin came from: its file path, or the name it was loaded under.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// assert_eq!(calc.origin(), "plugins/calc.wasm");
+    /// # Ok(()) }
+    /// ```
     pub fn origin(&self) -> &str {
         &self.origin
     }
@@ -210,6 +270,14 @@ impl Plugin {
     /// The interfaces the component exports, in the component's order.
     /// Exports that are not named interfaces (plain functions, unnamed
     /// instances) are not listed.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// let names: Vec<String> = calc.exports().iter().map(|e| e.name().to_string()).collect();
+    /// # Ok(()) }
+    /// ```
     pub fn exports(&self) -> &[ExportedInterface] {
         &self.compiled.exports
     }
@@ -238,6 +306,16 @@ impl Plugin {
 
     /// The interfaces it imports from the registry (served by other
     /// plugins), in the component's order.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let banner = registry.load_file("plugins/banner.wasm")?;
+    /// if !banner.imports().is_empty() {
+    ///     println!("banner waits until some plugin serves what it imports");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn imports(&self) -> &[ImportedInterface] {
         &self.compiled.imports
     }
@@ -254,6 +332,15 @@ impl Plugin {
 
     /// The exported interface that best serves `request`: among those that
     /// serve it, the highest version.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// let math = calc.export_serving(&"demo:calc/math@1".parse()?);
+    /// assert!(math.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn export_serving(&self, request: &Request) -> Option<&ExportedInterface> {
         self.position_serving(request)
             .map(|i| &self.compiled.exports[i])
@@ -267,6 +354,15 @@ impl Plugin {
     }
 
     /// The component, as wasmtime compiled it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// let ty = calc.component().component_type();
+    /// # let _ = ty;
+    /// # Ok(()) }
+    /// ```
     pub fn component(&self) -> &Component {
         self.compiled.pre.component()
     }
@@ -300,17 +396,45 @@ impl Plugin {
     }
 
     /// What this plugin is granted.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let plugin = registry.load_file("plugins/notes.wasm")?; // with plugins/notes.toml
+    /// for dir in &plugin.grants().dirs {
+    ///     println!("may open {}", dir.host.display());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
 
     /// True if both are the same compiled component with the same grants:
     /// adding one where the other serves joins its running instances.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let a = registry.load_file("plugins/calc.wasm")?;
+    /// let b = registry.load_file("plugins/calc.wasm")?;
+    /// assert!(a.same_as(&b)); // adding `b` where `a` serves keeps the instances
+    /// # Ok(()) }
+    /// ```
     pub fn same_as(&self, other: &Plugin) -> bool {
         Arc::ptr_eq(&self.compiled, &other.compiled) && self.grants == other.grants
     }
 
     /// SHA-256 of the component's bytes: equal hashes, equal plugins.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// let hex: String = calc.content_hash().iter().map(|b| format!("{b:02x}")).collect();
+    /// println!("calc is {hex}");
+    /// # Ok(()) }
+    /// ```
     pub fn content_hash(&self) -> &ContentHash {
         &self.compiled.hash
     }

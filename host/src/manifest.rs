@@ -98,6 +98,16 @@ pub struct Grants {
 }
 
 /// A host directory mapped into a plugin.
+///
+/// ```
+/// let plugins = tempfile::tempdir()?;
+/// std::fs::create_dir(plugins.path().join("data"))?;
+/// let manifest = "[[dir]]\nhost = \"data\"\nguest = \"/data\"\nmode = \"read-write\"\n";
+/// let grants = hotslot::Grants::from_toml(manifest, plugins.path(), "notes.toml")?;
+/// assert_eq!(grants.dirs[0].guest, "/data");
+/// assert!(grants.dirs[0].writable);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirGrant {
     /// The directory on the host.
@@ -188,6 +198,18 @@ enum Mode {
 impl Grants {
     /// Parses a manifest; relative host directories are taken from `base`.
     /// Errors name `origin` and, for syntax, the line.
+    ///
+    /// ```
+    /// use std::{path::Path, time::Duration};
+    /// let grants = hotslot::Grants::from_toml(
+    ///     "[limits]\ntimeout-ms = 200\n[env]\nMODE = \"test\"\n",
+    ///     Path::new("plugins"),
+    ///     "plugins/calc.toml",
+    /// )?;
+    /// assert_eq!(grants.timeout, Some(Duration::from_millis(200)));
+    /// assert!(hotslot::Grants::from_toml("[limits]\ntimeout-ms = 0\n", Path::new("."), "x.toml").is_err());
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn from_toml(text: &str, base: &Path, origin: &str) -> Result<Grants, Error> {
         Self::parse(text, base, origin, None)
     }
@@ -324,6 +346,13 @@ impl Grants {
     /// Reads the manifest beside `component` (`NAME.toml` for `NAME.wasm`);
     /// no file means no grants. Granted directories must lie inside the
     /// component's own directory.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let grants = hotslot::Grants::for_component("plugins/notes.wasm".as_ref())?; // reads plugins/notes.toml
+    /// println!("{} directories granted", grants.dirs.len());
+    /// # Ok(()) }
+    /// ```
     pub fn for_component(component: &Path) -> Result<Grants, Error> {
         let path = manifest_path(component);
         match std::fs::read_to_string(&path) {
@@ -338,6 +367,15 @@ impl Grants {
 
     /// The limits an instance runs under: the operator's `ceiling`, lowered
     /// where this manifest asks for less. A manifest never raises a limit.
+    ///
+    /// ```
+    /// use std::{path::Path, time::Duration};
+    /// use hotslot::{Grants, Limits};
+    /// let grants = Grants::from_toml("[limits]\ntimeout-ms = 5000\n", Path::new("."), "x.toml")?;
+    /// let ceiling = Limits { timeout: Duration::from_secs(1), ..Limits::default() };
+    /// assert_eq!(grants.limits(&ceiling).timeout, Duration::from_secs(1)); // never raised
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn limits(&self, ceiling: &Limits) -> Limits {
         Limits {
             max_memory: self
@@ -444,6 +482,11 @@ pub fn dir_of(path: &Path) -> &Path {
 }
 
 /// `NAME.toml` beside `NAME.wasm`.
+///
+/// ```
+/// use std::path::Path;
+/// assert_eq!(hotslot::manifest_path(Path::new("plugins/calc.wasm")), Path::new("plugins/calc.toml"));
+/// ```
 pub fn manifest_path(component: &Path) -> PathBuf {
     component.with_extension("toml")
 }

@@ -349,6 +349,16 @@ pub struct Metrics {
 
 impl Metrics {
     /// Calls that failed in the plugin, of any kind.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// for m in registry.metrics().iter().filter(|m| m.calls > 0) {
+    ///     let share = m.failed_calls() as f64 / m.calls as f64;
+    ///     println!("`{}`: {:.1} % of calls failed", m.plugin, share * 100.0);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn failed_calls(&self) -> u64 {
         self.failed.iter().map(|(_, n)| n).sum()
     }

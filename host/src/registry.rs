@@ -39,6 +39,18 @@ use wasmtime::component::Val;
 
 /// Something that names a request: a `&str` such as
 /// `"demo:greeter/greet@1.0.0"`, a [`Request`] or an [`InterfaceName`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// use hotslot::{InterfaceName, Request};
+/// let by_text = registry.get("demo:calc/math@1")?;
+/// let request: Request = "demo:calc/math@1".parse()?;
+/// let by_request = registry.get(request)?;
+/// let exported: InterfaceName = "demo:calc/math@1.2.0".parse()?;
+/// let by_name = registry.get(exported)?;
+/// # Ok(()) }
+/// ```
 pub trait IntoRequest {
     /// Parses or converts it.
     fn into_request(self) -> Result<Request, Error>;
@@ -87,6 +99,18 @@ impl IntoRequest for InterfaceName {
 }
 
 /// A change in the registry, as sent to [`Registry::subscribe`]rs.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// use hotslot::RegistryEvent;
+/// for change in registry.subscribe().iter() {
+///     if let RegistryEvent::Replaced { interface, name, previous, generation } = change {
+///         println!("{interface} `{name}`: {previous} -> {generation}");
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryEvent {
     /// An implementation was added to an empty (or new) slot.
@@ -151,6 +175,18 @@ impl std::fmt::Display for RegistryEvent {
 }
 
 /// One registered implementation, as [`Registry::list`] reports it.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let waiting: Vec<String> = registry
+///     .list()
+///     .into_iter()
+///     .filter(|i| i.imports.iter().any(|import| import.provider.is_none()))
+///     .map(|i| i.name)
+///     .collect();
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Implementation {
     /// The interface, with the version the implementation exports.
@@ -167,6 +203,17 @@ pub struct Implementation {
 }
 
 /// What [`Registry::add_plugin`] (or [`Registry::add_file`]) registered.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// let registered = registry.add_file("plugins/calc.wasm")?;
+/// match registered.previous {
+///     Some(previous) => println!("`{}` reloaded: {previous} -> {}", registered.name, registered.generation),
+///     None => println!("`{}` serves {} interfaces", registered.name, registered.interfaces.len()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registered {
     /// The plugin's name.
@@ -266,6 +313,12 @@ struct State {
 impl Registry {
     /// A registry on the process's shared engine, with default limits.
     ///
+    /// ```
+    /// let registry = hotslot::Registry::new()?;
+    /// assert!(registry.list().is_empty());
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Engine`] if wasmtime cannot be set up.
     pub fn new() -> Result<Self, Error> {
@@ -284,6 +337,18 @@ impl Registry {
     /// instead of printed as a crash would be. Every other panic reaches
     /// the hook. A host that sets a hook of its own after this replaces the
     /// filter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hotslot::{engine, Limits, Registry};
+    /// let limits = Limits {
+    ///     timeout: Duration::from_millis(50),
+    ///     ..Limits::default()
+    /// };
+    /// let registry = Registry::with_engine(engine::shared_engine()?, limits)?;
+    /// assert_eq!(registry.limits().timeout, Duration::from_millis(50));
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Engine`] if WASI cannot be added to the linker.
@@ -321,6 +386,11 @@ impl Registry {
     /// The same registry, counting nothing for [`Registry::metrics`]: what
     /// the benchmarks measure metrics' cost against. Metrics are cheap; most
     /// hosts keep them.
+    ///
+    /// ```
+    /// let registry = hotslot::Registry::new()?.without_metrics();
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn without_metrics(mut self) -> Self {
         self.state
             .get_mut()
@@ -348,11 +418,26 @@ impl Registry {
     /// the other compiler, or whose memory starts with a page of data or
     /// more, is compiled for a twin of it (same settings, a pool of its own);
     /// [`Plugin::component`](crate::Plugin::component)'s engine says which.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hotslot::wasmtime::component::Component;
+    /// let registry = hotslot::Registry::new()?;
+    /// // Compiled with the settings the registry's plugins are compiled with.
+    /// let component = Component::from_file(registry.engine(), "plugins/calc.wasm")?;
+    /// # Ok(()) }
+    /// ```
     pub fn engine(&self) -> &Engine {
         self.loader.engine()
     }
 
     /// The limits instances run under.
+    ///
+    /// ```
+    /// let registry = hotslot::Registry::new()?;
+    /// println!("calls stop after {:?}", registry.limits().timeout);
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -362,6 +447,17 @@ impl Registry {
     /// only inside the grant root ([`Registry::with_grant_root`]; by default
     /// the file's own directory), limits only below the registry's. Bytes
     /// compiled recently (by content hash) are not compiled again.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?; // and plugins/calc.toml, if there
+    /// for export in calc.exports() {
+    ///     println!("{} exports {}", calc.origin(), export.name());
+    /// }
+    /// registry.add_plugin("calc", &calc)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read (or is not a regular file),
@@ -374,6 +470,15 @@ impl Registry {
 
     /// Compiles a component from bytes, with no grants; `origin` names it in
     /// errors.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let bytes = std::fs::read("plugins/calc.wasm")?; // or from the network, a database...
+    /// let calc = registry.load_bytes("calc from the store", &bytes)?;
+    /// registry.add_plugin("calc", &calc)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::NotAComponent`] and [`Error::Link`].
@@ -517,6 +622,16 @@ impl Registry {
     /// calls through handles already held fail with [`Error::Unavailable`]
     /// until it is added again.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// let math = registry.implementation("demo:calc/math@1", "calc")?;
+    /// registry.remove_plugin("calc")?;
+    /// assert!(!math.is_available()); // until a plugin named `calc` is added again
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NoImplementation`] if nothing by that name was ever added.
     pub fn remove_plugin(&self, name: &str) -> Result<(), Error> {
@@ -544,6 +659,19 @@ impl Registry {
     /// under the same name for another interface joins the running instance,
     /// and a different plugin under that name replaces it for every
     /// interface it serves (so it must export them all).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let v1 = registry.load_file("plugins/greeter_a.wasm")?;
+    /// registry.add_implementation("demo:greeter/greet@1.0.0", "greeter", &v1)?;
+    /// let greet = registry.implementation("demo:greeter/greet@1", "greeter")?;
+    /// // A hot reload: the handle already held reaches the new code.
+    /// let v2 = registry.load_file("plugins/greeter_b.wasm")?;
+    /// let generation = registry.add_implementation("demo:greeter/greet@1.0.0", "greeter", &v2)?;
+    /// assert_eq!(greet.generation(), Some(generation));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::NotExported`], [`Error::WouldDrop`], [`Error::Instantiate`],
@@ -616,6 +744,16 @@ impl Registry {
     /// `interface` picks the version line (`@1.0.0` reaches `1.x`); without a
     /// version, every line of the interface loses `name`.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let calc = registry.load_file("plugins/calc.wasm")?;
+    /// registry.add_plugin("calc", &calc)?; // it serves demo:calc/math and demo:greeter/greet
+    /// registry.remove_implementation("demo:greeter/greet", "calc")?;
+    /// assert!(registry.first_implementation("demo:calc/math@1").is_ok());
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NoImplementation`] if nothing by that name was registered
     /// for the interface.
@@ -664,6 +802,16 @@ impl Registry {
     /// A handle to the first implementation (in registration order) that
     /// serves `request`.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// use hotslot::wasmtime::component::Val;
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// let math = registry.first_implementation("demo:calc/math@1")?; // any 1.x
+    /// let sum = math.call("add", &[Val::S32(40), Val::S32(2)])?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NoImplementation`] when none serves it now.
     pub fn first_implementation(&self, request: impl IntoRequest) -> Result<Handle, Error> {
@@ -708,6 +856,19 @@ impl Registry {
     /// Handles to every implementation that serves `request`, in
     /// registration order.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// use hotslot::wasmtime::component::Val;
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/greeter_a.wasm")?;
+    /// registry.add_file("plugins/greeter_b.wasm")?;
+    /// for greeter in registry.implementations("demo:greeter/greet@1")? {
+    ///     let answer = greeter.call("hello", &[Val::String("you".into())])?;
+    ///     println!("{:?}: {answer:?}", greeter.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn implementations(&self, request: impl IntoRequest) -> Result<Vec<Handle>, Error> {
@@ -718,6 +879,18 @@ impl Registry {
     }
 
     /// A handle to the one implementation that serves `request`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// match registry.single_implementation("demo:calc/math@1") {
+    ///     Ok(math) => println!("one calculator: {:?}", math.name()),
+    ///     Err(hotslot::Error::NotSingle { count, .. }) => println!("{count} calculators"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::NotSingle`] if there are none or several.
@@ -737,6 +910,16 @@ impl Registry {
     /// first to serve it at the time of each call. It can be taken before any
     /// implementation exists, and starts working as soon as one is added.
     ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let greet = registry.get("demo:greeter/greet@1")?; // nothing serves it yet
+    /// assert!(!greet.is_available());
+    /// registry.add_file("plugins/greeter_a.wasm")?;
+    /// assert_eq!(greet.name().as_deref(), Some("greeter_a"));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::BadInterfaceName`] for a request that does not parse.
     pub fn get(&self, request: impl IntoRequest) -> Result<Handle, Error> {
@@ -746,12 +929,37 @@ impl Registry {
 
     /// The host-kept state (`hotslot:plugin/state`) of the plugin `name`:
     /// read it, or clear it. `None` if no plugin by that name was added.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/counter_state.wasm")?;
+    /// if let Some(state) = registry.state("counter_state") {
+    ///     for (key, size) in state.sizes() {
+    ///         println!("{key}: {size} bytes");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self, name: &str) -> Option<StoredState> {
         let state = self.lock();
         state.states.get(name).cloned().map(StoredState::new)
     }
 
     /// Every implementation currently loaded, in registration order.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/banner.wasm")?;
+    /// for i in registry.list() {
+    ///     println!("{} `{}` generation {} from {}", i.interface, i.name, i.generation, i.origin);
+    ///     for import in &i.imports {
+    ///         println!("  imports {import:?}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn list(&self) -> Vec<Implementation> {
         self.list_with_plugins()
             .into_iter()
@@ -783,6 +991,17 @@ impl Registry {
     /// What every implementation loaded now has done: calls, failures by
     /// fault kind, latency, reloads, instances, memory and state (see
     /// [`Metrics`]), in registration order.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// for m in registry.metrics() {
+    ///     if m.failed_calls() > 0 {
+    ///         println!("{} `{}`: {} of {} calls failed", m.interface, m.plugin, m.failed_calls(), m.calls);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn metrics(&self) -> Vec<Metrics> {
         use std::sync::atomic::Ordering::Relaxed;
         let slots: Vec<Arc<Slot>> = self.lock().slots.clone();
@@ -832,6 +1051,19 @@ impl Registry {
     /// falls that far behind misses newer ones until it reads (the log says
     /// so), so one that stops reading costs bounded memory and never holds
     /// up the registry.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// let changes = registry.subscribe();
+    /// std::thread::spawn(move || {
+    ///     for change in changes.iter() {
+    ///         println!("{change}"); // e.g. "replaced demo:calc/math@1.0.0 `calc` (generation 1 -> 2)"
+    ///     }
+    /// });
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self) -> Receiver<RegistryEvent> {
         self.subscribers.subscribe()
     }

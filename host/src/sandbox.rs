@@ -45,6 +45,23 @@ pub struct PluginState {
 }
 
 /// How one import of a dependent stands, as `list` shows it.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let registry = hotslot::Registry::new()?;
+/// for implementation in registry.list() {
+///     for link in &implementation.imports {
+///         match (&link.provider, &link.problem) {
+///             (Some((provider, generation)), _) => {
+///                 println!("{} <- `{provider}` #{generation}", link.interface)
+///             }
+///             (None, Some(problem)) => println!("{}: {problem}", link.interface),
+///             (None, None) => println!("{}: waiting for a provider", link.interface),
+///         }
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportLink {

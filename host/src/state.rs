@@ -51,22 +51,60 @@ impl StoredState {
     }
 
     /// Every key, in order.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// if let Some(state) = registry.state("counter_state") {
+    ///     println!("keys: {}", state.keys().join(", "));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn keys(&self) -> Vec<String> {
         self.store.keys()
     }
 
     /// The value under `key`, if any.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// let count = registry
+    ///     .state("counter_state")
+    ///     .and_then(|state| state.get("count"))
+    ///     .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.store.get(key)
     }
 
     /// Every key with the size of its value, in key order.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// if let Some(state) = registry.state("counter_state") {
+    ///     let total: usize = state.sizes().iter().map(|(key, size)| key.len() + size).sum();
+    ///     println!("{total} bytes of the quota used");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn sizes(&self) -> Vec<(String, usize)> {
         self.store.sizes()
     }
 
     /// Drops every value (from disk too, when persisted); the plugin's next
     /// instance is told it starts `fresh`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let registry = hotslot::Registry::new()?;
+    /// if let Some(state) = registry.state("counter_state") {
+    ///     state.clear()?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::State`] if persisted values could not be removed.

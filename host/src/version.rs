@@ -41,26 +41,64 @@ pub struct InterfaceName {
 
 impl InterfaceName {
     /// `namespace:package`, e.g. `demo:text`.
+    ///
+    /// ```
+    /// let name: hotslot::InterfaceName = "demo:text/filter@1.2.0".parse()?;
+    /// assert_eq!(name.package(), "demo:text");
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn package(&self) -> &str {
         &self.package
     }
 
     /// The interface's own name inside its package, e.g. `filter`.
+    ///
+    /// ```
+    /// let name: hotslot::InterfaceName = "demo:text/filter@1.2.0".parse()?;
+    /// assert_eq!(name.interface(), "filter");
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn interface(&self) -> &str {
         &self.interface
     }
 
     /// The package version, if the name carries one.
+    ///
+    /// ```
+    /// let name: hotslot::InterfaceName = "demo:text/filter@1.2.0".parse()?;
+    /// assert_eq!(name.version().map(|v| v.to_string()).as_deref(), Some("1.2.0"));
+    /// let plain: hotslot::InterfaceName = "demo:text/filter".parse()?;
+    /// assert!(plain.version().is_none());
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn version(&self) -> Option<&Version> {
         self.version.as_ref()
     }
 
     /// `namespace:package/interface`, without the version.
+    ///
+    /// ```
+    /// let name: hotslot::InterfaceName = "demo:text/filter@1.2.0".parse()?;
+    /// assert_eq!(name.unversioned(), "demo:text/filter");
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn unversioned(&self) -> String {
         format!("{}/{}", self.package, self.interface)
     }
 
     /// True if an implementation exporting `self` can serve `request`.
+    ///
+    /// ```
+    /// use hotslot::{InterfaceName, Request};
+    /// let exported: InterfaceName = "demo:text/filter@1.2.0".parse()?;
+    /// let serves = |request: &str| Ok::<_, hotslot::Error>(exported.serves(&request.parse::<Request>()?));
+    /// assert!(serves("demo:text/filter@1")?); // any 1.x at or above 1.0.0
+    /// assert!(serves("demo:text/filter@1.1")?); // a minor version adds, never takes away
+    /// assert!(!serves("demo:text/filter@1.3")?);
+    /// assert!(!serves("demo:text/filter@2")?);
+    /// assert!(serves("demo:text/filter")?); // no version: any
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn serves(&self, request: &Request) -> bool {
         self.package == request.name.package
             && self.interface == request.name.interface
@@ -184,6 +222,12 @@ pub struct Request {
 
 impl Request {
     /// The interface asked for, with the requested version if any.
+    ///
+    /// ```
+    /// let request: hotslot::Request = "demo:text/filter@1.2".parse()?;
+    /// assert_eq!(request.name().to_string(), "demo:text/filter@1.2.0");
+    /// # Ok::<(), hotslot::Error>(())
+    /// ```
     pub fn name(&self) -> &InterfaceName {
         &self.name
     }

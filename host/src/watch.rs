@@ -72,6 +72,24 @@ const UNCLOSED_QUIET_PERIOD: Duration = if cfg!(target_os = "linux") {
 };
 
 /// What the watcher did, as sent to [`Watcher::subscribe`]rs and logged.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// use hotslot::{Registry, WatchEvent, Watcher};
+/// let mut watcher = Watcher::new(std::sync::Arc::new(Registry::new()?), "plugins");
+/// let events = watcher.subscribe();
+/// watcher.start()?;
+/// for event in events.iter() {
+///     match event {
+///         WatchEvent::Reloaded { name, timings, .. } => {
+///             println!("`{name}` reloaded, compiled in {:?}", timings.compile)
+///         }
+///         WatchEvent::Rejected { file, reason } => eprintln!("{}: {reason}", file.display()),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
     /// A file was loaded for the first time (or again after a removal).
@@ -113,6 +131,20 @@ pub enum WatchEvent {
 }
 
 /// The stages of one load, for the reload-latency figures.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+/// # let events = watcher.subscribe();
+/// use hotslot::WatchEvent;
+/// for event in events.iter() {
+///     if let WatchEvent::Loaded { name, timings, .. } | WatchEvent::Reloaded { name, timings, .. } = event {
+///         let took = timings.read + timings.compile + timings.swap;
+///         println!("`{name}` in {took:?}{}", if timings.cached { " (cached)" } else { "" });
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadTimings {
     /// When the watcher started on the file (after any quiet period).
@@ -261,6 +293,18 @@ impl Progress {
 }
 
 /// A file being loaded, as [`Watcher::loading`] reports it.
+///
+/// ```no_run
+/// # fn main() -> Result<(), hotslot::Error> {
+/// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+/// watcher.start_in_background()?;
+/// if let (Some(loading), _) = watcher.loading() {
+///     for file in loading {
+///         println!("`{}` is loading", file.name);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Loading {
     /// The plugin's name.
@@ -273,6 +317,16 @@ pub struct Loading {
 impl Watcher {
     /// A watcher for `dir`, not yet started: subscribe first to see the
     /// initial loads.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// use std::sync::Arc;
+    /// let registry = Arc::new(hotslot::Registry::new()?);
+    /// let mut watcher = hotslot::Watcher::new(registry.clone(), "plugins");
+    /// watcher.start()?;
+    /// let greet = registry.get("demo:greeter/greet@1")?; // follows the files from now on
+    /// # Ok(()) }
+    /// ```
     pub fn new(registry: Arc<Registry>, dir: impl AsRef<Path>) -> Self {
         Watcher {
             dir: dir.as_ref().to_path_buf(),
@@ -287,6 +341,17 @@ impl Watcher {
     /// receiver to unsubscribe. It holds up to 1,024 events unread; a
     /// subscriber that falls that far behind misses newer ones until it
     /// reads (the log says so), and never holds up the watcher.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// let events = watcher.subscribe(); // before `start`, to hear the first loads too
+    /// watcher.start()?;
+    /// while let Ok(event) = events.try_recv() {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self) -> Receiver<WatchEvent> {
         self.subscribers.subscribe()
     }
@@ -295,6 +360,16 @@ impl Watcher {
     /// at once, registered in file-name order), and returns once each has
     /// loaded or been rejected. Later changes are handled on threads of the
     /// watcher's, never on callers' threads.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// use std::sync::Arc;
+    /// let registry = Arc::new(hotslot::Registry::new()?);
+    /// let mut watcher = hotslot::Watcher::new(registry.clone(), "plugins");
+    /// watcher.start()?; // every plugin in the directory has loaded (or been refused)
+    /// println!("{} implementations", registry.list().len());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] if the directory cannot be watched.
@@ -310,6 +385,18 @@ impl Watcher {
     /// Like [`Watcher::start`], but returns at once, while the directory
     /// loads: plugins become available one by one as they load.
     /// [`Watcher::wait_idle`] waits for them.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// use std::{sync::Arc, time::Duration};
+    /// let registry = Arc::new(hotslot::Registry::new()?);
+    /// let mut watcher = hotslot::Watcher::new(registry.clone(), "plugins");
+    /// watcher.start_in_background()?; // serve at once; plugins arrive as they compile
+    /// if !watcher.wait_idle(Duration::from_secs(30)) {
+    ///     println!("still compiling after 30 s");
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] if the directory cannot be watched, or is no
@@ -422,11 +509,31 @@ impl Watcher {
 
     /// Waits until every change seen so far has been handled (loaded or
     /// rejected), at most `timeout`; true if it was.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// # watcher.start_in_background()?;
+    /// std::fs::copy("build/calc.wasm", "plugins/calc.wasm")?;
+    /// // The change is seen, waits out its quiet period, and loads.
+    /// let done = watcher.wait_idle(std::time::Duration::from_secs(10));
+    /// # let _ = done;
+    /// # Ok(()) }
+    /// ```
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         self.progress.wait_idle(timeout)
     }
 
     /// True while files are loading (or waiting out their quiet period).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// # watcher.start_in_background()?;
+    /// let status = if watcher.is_busy() { "loading" } else { "ready" };
+    /// # let _ = status;
+    /// # Ok(()) }
+    /// ```
     pub fn is_busy(&self) -> bool {
         self.progress.is_busy()
     }
@@ -435,6 +542,17 @@ impl Watcher {
     /// whenever that list does (see [`Watcher::wait_change`]). While the
     /// directory is still being listed, at start, `None`: any file may be
     /// about to load.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// # watcher.start_in_background()?;
+    /// match watcher.loading() {
+    ///     (None, _) => println!("still listing the directory"),
+    ///     (Some(files), _) => println!("{} files loading", files.len()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn loading(&self) -> (Option<Vec<Loading>>, u64) {
         let state = lock(&self.progress.state);
         let loading = state
@@ -451,6 +569,23 @@ impl Watcher {
 
     /// Waits until what is loading changes from what `version` (from
     /// [`Watcher::loading`]) saw, at most `timeout`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// # watcher.start_in_background()?;
+    /// use std::time::Duration;
+    /// // Wait (at most a minute) until `calc` is no longer loading.
+    /// loop {
+    ///     let (loading, version) = watcher.loading();
+    ///     let calc_loading = loading.is_none_or(|files| files.iter().any(|f| f.name == "calc"));
+    ///     if !calc_loading {
+    ///         break;
+    ///     }
+    ///     watcher.wait_change(version, Duration::from_secs(60));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn wait_change(&self, version: u64, timeout: Duration) {
         let state = lock(&self.progress.state);
         let _changed = self
@@ -461,6 +596,13 @@ impl Watcher {
     }
 
     /// The directory watched.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// assert_eq!(watcher.dir(), std::path::Path::new("plugins"));
+    /// # Ok(()) }
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
     }
