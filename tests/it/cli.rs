@@ -1300,17 +1300,26 @@ fn a_dependent_asked_at_once_waits_for_its_provider_to_load() {
     }
 }
 
-/// `state NAME` asked before the directory has been listed waits for the
-/// plugin as a call to it would, rather than answering "no plugin named"
-/// (as it did in about half of such starts). A race by nature: five starts,
-/// each asking at once.
+/// `state NAME` asked at start waits for the plugin to load, as a call to
+/// it would: it answered "no plugin named" before the directory was
+/// listed, and a bare `end` (the state not yet read back nor written by
+/// `on-start`) while it loaded. A name whose file never loads has no state.
+/// A race by nature: five starts, each asking at once.
 #[test]
 fn state_asked_at_once_waits_for_the_plugin() {
     for _ in 0..5 {
         let dir = plugin_dir(&[("a_greeter.wasm", "greeter_a"), ("c.wasm", "counter_state")]);
+        std::fs::write(dir.path().join("bad.wasm"), b"not a component").unwrap();
         let mut s = Session::start(dir.path(), &[]);
+        // The counter's `on-start` counts its starts in its state.
         let answer = s.ask("state c");
-        assert!(!answer.starts_with("error:"), "{answer}");
+        assert!(answer.starts_with("\"starts\" "), "{answer}");
+        assert_eq!(s.next_line("state c"), "end");
+        let answer = s.ask("state bad");
+        assert!(
+            answer.starts_with("error: no plugin named `bad`"),
+            "{answer}"
+        );
         s.finish();
     }
 }

@@ -287,10 +287,18 @@ fn misused_command(line: &str) -> Option<String> {
 /// `state NAME`: one line per key of the plugin's host-kept state, the key
 /// quoted (a plugin's keys may hold any character) and the value's size in
 /// bytes, then `end`. A plugin still loading is waited for, as a call to it
-/// would be.
+/// would be: its state is there once it has loaded (read back from disk,
+/// and written by its `on-start`). A plugin gone keeps its state, shown;
+/// a name that never loaded has none.
 fn state(session: &Session<'_>, name: &str) -> Vec<String> {
-    session.wait_for(name, || session.registry.state(name).is_some());
-    let Some(state) = session.registry.state(name) else {
+    let loaded = || session.registry.list().iter().any(|i| i.name == name);
+    session.wait_for(name, loaded);
+    // A name is given an empty state as soon as its file is listed.
+    let state = session
+        .registry
+        .state(name)
+        .filter(|state| !state.keys().is_empty() || loaded());
+    let Some(state) = state else {
         return vec![format!("error: {}", session.not_loaded(name))];
     };
     let mut lines: Vec<String> = state
