@@ -483,17 +483,18 @@ impl Generation {
         cap: Option<u64>,
     ) -> Result<(), Failed> {
         let _entered = self.enter();
-        if self.keeps_calls {
-            self.remember(export, position, args);
-        }
-        self.run_at(
+        let answered = self.run_at(
             resident,
             export,
             position,
             cap,
             Some(args),
             |func, store| func.call(store, args, results),
-        )
+        );
+        if self.keeps_calls && answered.is_ok() {
+            self.remember(export, position, args);
+        }
+        answered
     }
 
     /// Like [`Generation::call_at`], for a forwarder that calls typed:
@@ -511,16 +512,19 @@ impl Generation {
         cap: Option<u64>,
     ) -> Result<(), Failed> {
         let _entered = self.enter();
-        if self.keeps_calls {
-            self.remember(export, position, &call.args());
-        }
+        // Taken now: the call consumes them.
+        let args = self.keeps_calls.then(|| call.args());
         // Typed values cannot be wrong ones (no `args` to check): whatever
         // fails, fails in the call.
-        self.run_at(resident, export, position, cap, None, |func, store| {
+        let answered = self.run_at(resident, export, position, cap, None, |func, store| {
             // SAFETY: `func` is function `position` of export `export`, of
             // the types `call` calls it with (this method's contract).
             unsafe { call.call(func, store) }
-        })
+        });
+        if let (Some(args), Ok(())) = (args, &answered) {
+            self.remember(export, position, &args);
+        }
+        answered
     }
 
     /// What [`Generation::call_at`] and [`Generation::call_typed_at`]
@@ -705,8 +709,11 @@ impl Generation {
         }
     }
 
-    /// Keeps a call for the canary of the next version, within its bounds:
-    /// the last `[reload] canary` calls, and about a MiB of arguments.
+    /// Keeps a call this version answered for the canary of the next,
+    /// within its bounds: the last `[reload] canary` calls, and about a MiB
+    /// of arguments. One that faulted here is left out: the next version
+    /// faulting on it too would be no regression, and would refuse every
+    /// reload until it aged out.
     fn remember(&self, export: usize, position: usize, args: &[Val]) {
         let function = self.exported(export).functions()[position].name();
         let bytes = function.len()

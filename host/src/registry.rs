@@ -1246,12 +1246,20 @@ impl Registry {
     /// a separate instance of `plugin`, granted no directories and no
     /// environment and with state of its own: a fault in any refuses the
     /// new version. Answers are not compared; new code may answer otherwise.
+    /// The new version's manifest says how many (none: no canary), as it
+    /// says everything else the new version is granted.
     fn canary(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
-        let recorded: Vec<(InterfaceName, String, Vec<Val>)> = lock(&program.scope().recent)
-            .calls
-            .iter()
-            .map(|c| (c.interface.clone(), c.function.clone(), c.args.clone()))
-            .collect();
+        let wanted = plugin.grants().canary;
+        let recorded: Vec<(InterfaceName, String, Vec<Val>)> = {
+            let recent = lock(&program.scope().recent);
+            let skip = recent.calls.len().saturating_sub(wanted);
+            recent
+                .calls
+                .iter()
+                .skip(skip)
+                .map(|c| (c.interface.clone(), c.function.clone(), c.args.clone()))
+                .collect()
+        };
         if recorded.is_empty() {
             return Ok(());
         }

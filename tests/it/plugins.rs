@@ -455,6 +455,17 @@ fn a_canary_catches_a_new_version_that_traps_on_recent_traffic() {
     // A version that traps only on what recent traffic never held is taken.
     registry.add_plugin("math", &load("v3.wasm", 99)).unwrap();
     assert_ne!(math.generation(), generation);
+    // A call that faulted on the serving version is not kept: a next
+    // version faulting on it too is no regression (it was refused, and
+    // would have been until the call aged out).
+    assert!(math.call("add", &[Val::S32(99), Val::S32(1)]).is_err());
+    registry.add_plugin("math", &load("v4.wasm", 99)).unwrap();
+    // The new version's manifest says whether there is a canary: without
+    // one (a manifest removed), recent traffic is not replayed.
+    let bare = registry
+        .load_bytes("v5.wasm", &math_trapping_on(13))
+        .unwrap();
+    registry.add_plugin("math", &bare).unwrap();
 }
 
 #[test]
