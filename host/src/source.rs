@@ -173,7 +173,7 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), String> {
 
 /// The plugin name `path` gives: its file stem, if it can be said in UTF-8
 /// without control characters, and a request line could name it (no `::`
-/// or `#`, no `:` at its end, no space at either end).
+/// or `#`, no `:` at its end, no white space).
 ///
 /// ```
 /// use std::path::Path;
@@ -207,16 +207,25 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Whether a request line could name a plugin called `name`
-/// (`NAME::INTERFACE#FUNCTION(...)`): no `::` or `#` in it, no `:` at its
-/// end, no space at either end. Names taken from files (for the watcher
+/// (`NAME::INTERFACE#FUNCTION(...)`), and answers tell it apart from the
+/// words beside it: no `::` or `#` in it, no `:` at its end, no white
+/// space. Names taken from files (for the watcher
 /// and the CLI) must be; a host naming plugins itself may use any name
 /// [`check_name`] takes.
 fn check_addressable(name: &str) -> Result<(), String> {
     if name.contains("::") || name.contains('#') || name.ends_with(':') {
         return Err("a request could not name it (it holds `::` or `#`, or ends in `:`)".into());
     }
-    if name.trim() != name {
-        return Err("the name starts or ends with white space".into());
+    if name.contains(char::is_whitespace) {
+        let plain: String = name
+            .trim()
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        return Err(format!(
+            "the name holds white space, which `list`, `stats` and `state` answers \
+             use between their fields: name the file `{plain}.wasm`, say"
+        ));
     }
     Ok(())
 }
@@ -247,6 +256,7 @@ mod tests {
             "a/a#b.wasm",
             "a/ lead.wasm",
             "a/trail .wasm",
+            "a/sp ace.wasm",
             "a/colon:.wasm",
         ] {
             let err = plugin_name(Path::new(unaddressable))

@@ -274,6 +274,9 @@ fn names_with_control_characters_or_not_utf8_are_refused_and_list_stays_one_line
         let name = std::ffi::OsStr::from_bytes(bytes);
         std::fs::copy(plugin_path("greeter_b"), dir.path().join(name)).unwrap();
     }
+    // A space would make `list`'s name two words.
+    let download = dir.path().join("g (1).wasm");
+    std::fs::copy(plugin_path("greeter_b"), &download).unwrap();
     let out = run(&["watch".as_ref(), dir.path().as_os_str()], b"list\n");
     let stdout = text(&out.stdout);
     assert_eq!(
@@ -283,17 +286,28 @@ fn names_with_control_characters_or_not_utf8_are_refused_and_list_stays_one_line
     let stderr = text(&out.stderr);
     assert!(stderr.contains("control character"), "{stderr}");
     assert_eq!(stderr.matches("not UTF-8").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("white space") && stderr.contains("`g_(1).wasm`"),
+        "{stderr}"
+    );
 
     let out = run(&["list".as_ref(), dir.path().as_os_str()], b"");
     let table = text(&out.stdout);
-    assert_eq!(table.lines().count(), 5, "a header and four rows: {table}");
+    assert_eq!(table.lines().count(), 6, "a header and five rows: {table}");
     assert_eq!(
         table
             .lines()
             .filter(|l| l.contains("no: bad plugin name"))
             .count(),
-        3
+        4
     );
+    // `call` on that one file lists no names: it is called.
+    let out = run(
+        &["call".as_ref(), download.as_os_str(), HELLO.trim().as_ref()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "\"b: bonjour, x\"\n");
 }
 
 #[test]

@@ -419,7 +419,15 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
         return Err(inspect::unlinkable_reason(&file, &import, &why));
     }
     let registry = registry(limits, dir, Purpose::Once)?;
-    let added = registry.add_file(&file).map_err(|e| e.to_string())?;
+    let added = match spaced_name(&file) {
+        // One file alone, so no answer lists its name among others: a
+        // download's `calc (1).wasm` is called all the same.
+        Some(name) => registry
+            .load_file(&file)
+            .and_then(|plugin| registry.add_plugin(&name, &plugin)),
+        None => registry.add_file(&file),
+    }
+    .map_err(|e| e.to_string())?;
     // The registry would say only that nothing serves the request: the
     // file and what it does serve are what the user needs to know.
     if let Ok(parsed) = CallRequest::parse(request) {
@@ -460,6 +468,14 @@ fn call(file: PathBuf, request: &str, limits: &LimitArgs) -> Result<(), String> 
         }
     })?;
     write_out(&format!("{answer}\n"))
+}
+
+/// For a file whose stem holds white space (which `watch` refuses in a
+/// name), the stem with each run of it made `_`.
+fn spaced_name(file: &Path) -> Option<String> {
+    let stem = file.file_stem()?.to_str()?;
+    stem.contains(char::is_whitespace)
+        .then(|| stem.split_whitespace().collect::<Vec<_>>().join("_"))
 }
 
 /// Writes `text` to standard output. A reader that went away (`hotslot
