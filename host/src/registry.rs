@@ -928,7 +928,9 @@ impl Registry {
     }
 
     /// The host-kept state (`hotslot:plugin/state`) of the plugin `name`:
-    /// read it, or clear it. `None` if no plugin by that name was added.
+    /// read it, or clear it. `None` if no plugin by that name was added
+    /// (a [`Watcher`](crate::Watcher) gives each file's name an empty one
+    /// as soon as it lists the file, before it loads).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), hotslot::Error> {
