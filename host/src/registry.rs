@@ -1111,7 +1111,17 @@ impl Registry {
             false => None,
         };
         let snapshot = match &mut held {
-            Some(held) => program.snapshot(held)?,
+            // A fault in `snapshot` ends the outgoing instance, and its
+            // memory with it: refusing the new version would keep none of
+            // it, and would refuse every version after (the fix included).
+            // The new one starts as if the outgoing had no instance.
+            Some(held) => program.snapshot(held).unwrap_or_else(|failure| {
+                tracing::warn!(
+                    "{failure}: {} takes over without the memory it would have been handed",
+                    plugin.origin()
+                );
+                None
+            }),
             None => None,
         };
         let reason = match program.scope().state.started() {

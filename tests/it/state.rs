@@ -281,6 +281,36 @@ fn a_migrated_in_memory_count_survives_a_reload_and_a_refused_restore_changes_no
     assert_eq!(u64_of(handle.call("increment", &[])), 4);
 }
 
+/// A version whose `snapshot` traps has lost its memory with its instance:
+/// the next version takes over all the same, without a `restore` (it was
+/// refused, and so was every version after it, the fix included).
+#[test]
+fn a_trapping_snapshot_does_not_refuse_the_next_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_path("counter_memory"), dir.path().join("m.wasm")).unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(&manifest, "[env]\nCOUNTER_TRAP_SNAPSHOT = \"1\"\n").unwrap();
+    let registry = Registry::new().unwrap();
+    registry.add_file(dir.path().join("m.wasm")).unwrap();
+    let handle = registry.implementation(COUNTER, "m").unwrap();
+    assert_eq!(u64_of(handle.call("increment", &[])), 1);
+    let before = handle.generation();
+
+    std::fs::remove_file(&manifest).unwrap();
+    registry.add_file(dir.path().join("m.wasm")).unwrap();
+    assert_ne!(handle.generation(), before, "the new version serves");
+    assert_eq!(
+        u64_of(handle.call("get", &[])),
+        0,
+        "nothing was handed over"
+    );
+    assert_eq!(starts(&handle), ["reload"]);
+    // It hands its own memory on as usual.
+    assert_eq!(u64_of(handle.call("increment", &[])), 1);
+    registry.add_file(dir.path().join("m.wasm")).unwrap();
+    assert_eq!(u64_of(handle.call("get", &[])), 1, "migrated");
+}
+
 #[test]
 fn a_plugin_that_migrates_runs_one_instance() {
     let dir = tempfile::tempdir().unwrap();
