@@ -25,11 +25,11 @@
 //! points into is watched too.
 //!
 //! Loading runs on a few worker threads, never on the thread that follows
-//! the directory, and one more starts whenever files wait while every
-//! loader has been on its file for a quarter of a second and a plugin is
-//! starting (up to eight): a
-//! plugin whose start-up is slow (it is bounded by the deadline) holds up
-//! no other file for long. Changes to one file are handled one at
+//! the directory, and more start whenever files wait while every loader
+//! has been on its file for a quarter of a second and plugins are
+//! starting (one per start-up under way, up to 64): a plugin whose
+//! start-up is slow (it is bounded by the deadline) holds up no other file
+//! for long. Changes to one file are handled one at
 //! a time, in order; the order of registration stays the order of file
 //! names, however the loads finish.
 //!
@@ -674,10 +674,13 @@ fn is_link(path: &Path) -> bool {
 /// another loader starts.
 const SLOW_LOAD: Duration = Duration::from_millis(250);
 
-/// Loader threads at most: files loading slowly beyond this many (start-ups
-/// spinning to their deadline) hold up the rest until one is done; more
-/// compiles at once would only share the cores and add to the memory.
-const MOST_LOADERS: usize = 8;
+/// Loader threads at most. Beyond the first ones, loaders start only for
+/// start-ups that hold theirs up (a start function or `on-start` spinning
+/// to its deadline takes a thread, not the cores' compiling: a big
+/// component's compile waits for the one pool such compiles share). Files
+/// beyond this many slow start-ups wait for one to end: a directory of a
+/// thousand that spin is a thousand deadlines, not a thousand threads.
+const MOST_LOADERS: usize = 64;
 
 /// Loader threads at first: as many as the machine has cores, and at least
 /// two; more start when every one is held up (see [`SLOW_LOAD`]).
@@ -904,20 +907,30 @@ impl Dispatcher {
         self.in_flight.len().saturating_sub(self.loaders)
     }
 
-    /// One more loader when files wait while every loader has been on its
-    /// file for [`SLOW_LOAD`] and one of them is starting a plugin: slow
-    /// start-ups (each bounded by the deadline) hold up no other file for
-    /// long. Compiles alone do not count: they already use every core,
-    /// and more at once would only add to the memory.
+    /// More loaders when files wait while every loader has been on its
+    /// file for [`SLOW_LOAD`] and some are starting a plugin: one more per
+    /// start-up under way (so a run of files that spin at start doubles
+    /// the loaders every `SLOW_LOAD`, and the file after them is not held
+    /// up for a deadline per few of them). Compiles alone do not count:
+    /// they already use every core, and more at once would only add to the
+    /// memory.
     fn grow_if_stuck(&mut self) {
-        let starting = self.shared.starting.load(Ordering::Relaxed) > 0;
-        let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD && starting;
-        if !stuck || self.loaders >= MOST_LOADERS {
+        let starting = self.shared.starting.load(Ordering::Relaxed);
+        let stuck = self.queued() > 0 && self.last_progress.elapsed() >= SLOW_LOAD && starting > 0;
+        if !stuck {
             return;
         }
-        match (self.more_loaders)(self.loaders) {
-            Ok(_) => self.loaders += 1,
-            Err(e) => tracing::warn!("cannot start another loader thread: {e}"),
+        let more = starting
+            .min(self.queued())
+            .min(MOST_LOADERS.saturating_sub(self.loaders));
+        for _ in 0..more {
+            match (self.more_loaders)(self.loaders) {
+                Ok(_) => self.loaders += 1,
+                Err(e) => {
+                    tracing::warn!("cannot start another loader thread: {e}");
+                    break;
+                }
+            }
         }
         self.last_progress = Instant::now();
     }

@@ -416,15 +416,16 @@ fn an_endless_start_up_is_refused_at_its_deadline_saying_so() {
     }
 }
 
-/// Four plugins whose start-up never ends, named to load first (more than
-/// this machine's first loader threads), and a greeter: the greeter answers
+/// Twenty-four plugins whose start-up never ends, named to load first (many
+/// more than this machine's first loader threads, and three times the eight
+/// loaders there once were at most), and a greeter: the greeter answers
 /// before even one start-up's deadline passes.
 #[test]
 fn endless_start_ups_hold_up_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let endless = endless_start();
-    for name in ["a1.wasm", "a2.wasm", "a3.wasm", "a4.wasm"] {
-        std::fs::write(dir.path().join(name), &endless).unwrap();
+    for n in 1..=24 {
+        std::fs::write(dir.path().join(format!("a{n:02}.wasm")), &endless).unwrap();
     }
     std::fs::copy(plugin_path("greeter_a"), dir.path().join("g.wasm")).unwrap();
     // Long, so that the greeter's compile beside four spinning start-ups on
@@ -456,7 +457,7 @@ fn endless_start_ups_hold_up_no_answer() {
     let _ = child.wait();
     assert_eq!(answer, "\"a: hello, x\"\n");
     // Held up behind two of them, the first answer would come after one
-    // deadline; behind all four, two.
+    // deadline; behind eight at a time, three.
     assert!(took < timeout, "first answer after {took:?}");
 }
 
