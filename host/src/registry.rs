@@ -37,6 +37,10 @@ use crate::sync::lock;
 use crate::version::{InterfaceName, Line, Request};
 use wasmtime::component::Val;
 
+/// How many of a plugin's call deadlines a canary's whole replay may take
+/// (`[reload] canary`): 20 s at the default deadline, however many calls.
+const CANARY_DEADLINES: u32 = 4;
+
 /// Something that names a request: a `&str` such as
 /// `"demo:greeter/greet@1.0.0"`, a [`Request`] or an [`InterfaceName`].
 ///
@@ -1259,7 +1263,11 @@ impl Registry {
     /// environment and with state of its own: a fault in any refuses the
     /// new version. Answers are not compared; new code may answer otherwise.
     /// The new version's manifest says how many (none: no canary), as it
-    /// says everything else the new version is granted.
+    /// says everything else the new version is granted. The replay stops
+    /// after [`CANARY_DEADLINES`] of the plugin's call deadline: the calls
+    /// left are not replayed (the log says so), and the reload, which
+    /// waits for the replay (as would the plugin's removal), waits that
+    /// long at most.
     fn canary(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
         let wanted = plugin.grants().canary;
         let recorded: Vec<(InterfaceName, String, Vec<Val>)> = {
@@ -1303,7 +1311,18 @@ impl Registry {
             start,
         )?;
         let mut resident = Resident::default();
-        for (interface, function, args) in &recorded {
+        let budget = plugin.grants().limits(&self.limits).timeout * CANARY_DEADLINES;
+        let started = std::time::Instant::now();
+        for (replayed, (interface, function, args)) in recorded.iter().enumerate() {
+            if started.elapsed() >= budget {
+                tracing::warn!(
+                    "canary of {}: {replayed} of {} recent calls replayed, the rest \
+                     not: the replay may take {budget:?} ({CANARY_DEADLINES} call deadlines)",
+                    plugin.origin(),
+                    recorded.len()
+                );
+                break;
+            }
             let Some(export) = plugin.position_serving(&interface.clone().into()) else {
                 continue;
             };

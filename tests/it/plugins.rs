@@ -468,6 +468,42 @@ fn a_canary_catches_a_new_version_that_traps_on_recent_traffic() {
     registry.add_plugin("math", &bare).unwrap();
 }
 
+/// A canary's whole replay is bounded (four call deadlines), however many
+/// calls it keeps: forty recent calls of 60 ms each would take 2.4 s to
+/// replay, during which the reload (and the plugin's removal) waited.
+#[test]
+fn a_canarys_replay_is_bounded_by_its_deadlines() {
+    use hotslot::Limits;
+    let limits = Limits {
+        timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let registry =
+        Registry::with_engine(hotslot::engine::shared_engine().unwrap(), limits).unwrap();
+    let canary =
+        Grants::from_toml("[reload]\ncanary = 40\n", std::path::Path::new("."), "m").unwrap();
+    let rogue = registry
+        .load_file(plugin_path("rogue"))
+        .unwrap()
+        .with_grants(canary);
+    registry.add_plugin("r", &rogue).unwrap();
+    let r = registry
+        .implementation("demo:rogue/misbehave", "r")
+        .unwrap();
+    for _ in 0..40 {
+        assert_eq!(
+            r.call("sleep", &[Val::U64(60), Val::U32(1)]).unwrap(),
+            [Val::U32(1)]
+        );
+    }
+    let started = Instant::now();
+    registry.add_plugin("r", &rogue.clone()).unwrap();
+    let took = started.elapsed();
+    // Four deadlines (0.4 s) and the one call under way when they end:
+    // well short of the 2.4 s the forty sleeps take at the least.
+    assert!(took < Duration::from_secs(2), "the reload took {took:?}");
+}
+
 #[test]
 fn a_world_exporting_bare_functions_is_told_to_put_them_in_an_interface() {
     let registry = Registry::new().unwrap();
