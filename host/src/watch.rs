@@ -436,6 +436,7 @@ impl Watcher {
             loader: self.registry.file_loader(),
             subscribers: self.subscribers.clone(),
             files: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             progress: self.progress.clone(),
             starting: Default::default(),
             live: RwLock::new(true),
@@ -595,6 +596,25 @@ impl Watcher {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 
+    /// Why the file of the plugin `name` was refused, if refusing it is the
+    /// last thing the watcher did with it (a load or a removal since
+    /// clears it). A refused reload leaves the old version serving: this
+    /// says why the new one does not.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// watcher.start()?;
+    /// if let Some(reason) = watcher.refused("calc") {
+    ///     eprintln!("calc.wasm was refused: {reason}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn refused(&self, name: &str) -> Option<String> {
+        let running = self.running.as_ref()?;
+        lock(&running.shared.refused).get(name).cloned()
+    }
+
     /// The directory watched.
     ///
     /// ```
@@ -735,6 +755,9 @@ struct Shared {
     subscribers: Arc<Subscribers<WatchEvent>>,
     /// By implementation name (file stem).
     files: Mutex<HashMap<String, FileState>>,
+    /// Why each plugin's file was refused, by name, while that is the
+    /// last the watcher did with it.
+    refused: Mutex<HashMap<String, String>>,
     progress: Arc<Progress>,
     /// Loaders starting a plugin now (compiled, instantiating it and
     /// running its start-up, which may take up to the deadline).
@@ -1228,6 +1251,8 @@ impl Shared {
     /// A file that left: remove its plugin (its slots stay).
     fn forget(&self, path: &Path) {
         let Ok(name) = plugin_name(path) else { return };
+        // Gone, it is refused no more.
+        lock(&self.refused).remove(&name);
         let Some(state) = lock(&self.files).remove(&name) else {
             return;
         };
@@ -1399,6 +1424,19 @@ impl Shared {
     }
 
     fn publish(&self, event: WatchEvent) {
+        let file = match &event {
+            WatchEvent::Loaded { file, .. }
+            | WatchEvent::Reloaded { file, .. }
+            | WatchEvent::Removed { file, .. }
+            | WatchEvent::Rejected { file, .. } => file,
+        };
+        if let Some(name) = name_of(file) {
+            let mut refused = lock(&self.refused);
+            match &event {
+                WatchEvent::Rejected { reason, .. } => refused.insert(name, reason.clone()),
+                _ => refused.remove(&name),
+            };
+        }
         match &event {
             // Most reasons name the file already; one from the outgoing
             // instance (its `snapshot` failed) names only the plugin.

@@ -1315,11 +1315,16 @@ fn state_asked_at_once_waits_for_the_plugin() {
         let answer = s.ask("state c");
         assert!(answer.starts_with("\"starts\" "), "{answer}");
         assert_eq!(s.next_line("state c"), "end");
-        let answer = s.ask("state bad");
-        assert!(
-            answer.starts_with("error: no plugin named `bad`"),
-            "{answer}"
-        );
+        // Asked at once too, and told why it is not there.
+        for request in ["state bad", "bad::demo:greeter/greet#hello(\"x\")"] {
+            let answer = s.ask(request);
+            assert!(
+                answer
+                    .starts_with("error: no plugin named `bad` is loaded: its file was refused: ")
+                    && answer.contains("not a usable component"),
+                "{answer}"
+            );
+        }
         s.finish();
     }
 }

@@ -156,6 +156,9 @@ impl Session<'_> {
     /// Why nothing named `name` answers: no such plugin, with the name of
     /// one it was likely meant for.
     fn not_loaded(&self, name: &str) -> String {
+        if let Some(reason) = self.watcher.and_then(|w| w.refused(name)) {
+            return format!("no plugin named `{name}` is loaded: its file was refused: {reason}");
+        }
         match self.named_alike(name) {
             Some(alike) => format!(
                 "no plugin named `{name}` is loaded (`{alike}` is: a plugin is \
