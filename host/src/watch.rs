@@ -1438,8 +1438,9 @@ impl Shared {
             };
         }
         match &event {
-            // Most reasons name the file already; one from the outgoing
-            // instance (its `snapshot` failed) names only the plugin.
+            // Most reasons name the file already; one about the instance
+            // serving now (it was busy for the whole deadline) names only
+            // the plugin.
             WatchEvent::Rejected { reason, file } => match file
                 .file_name()
                 .is_some_and(|name| reason.contains(&*name.to_string_lossy()))
