@@ -217,11 +217,7 @@ fn check_addressable(name: &str) -> Result<(), String> {
         return Err("a request could not name it (it holds `::` or `#`, or ends in `:`)".into());
     }
     if name.contains(char::is_whitespace) {
-        let plain: String = name
-            .trim()
-            .chars()
-            .map(|c| if c.is_whitespace() { '_' } else { c })
-            .collect();
+        let plain = name.split_whitespace().collect::<Vec<_>>().join("_");
         return Err(format!(
             "the name holds white space, which `list`, `stats` and `state` answers \
              use between their fields: name the file `{plain}.wasm`, say"
