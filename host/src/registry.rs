@@ -534,7 +534,8 @@ impl Registry {
     ///
     /// # Errors
     /// Those of both, and [`Error::BadName`] for a file stem that is not
-    /// UTF-8 or holds control characters.
+    /// UTF-8, holds control characters, white space, `::` or `#`, or ends
+    /// in `:` (see [`plugin_name`](crate::plugin_name)).
     pub fn add_file(&self, path: impl AsRef<Path>) -> Result<Registered, Error> {
         let path = path.as_ref();
         let name = plugin_name(path)?;
@@ -1121,7 +1122,8 @@ impl Registry {
             // The new one starts as if the outgoing had no instance.
             Some(held) => program.snapshot(held).unwrap_or_else(|failure| {
                 tracing::warn!(
-                    "{failure}: {} takes over without the memory it would have been handed",
+                    "{failure}: the outgoing instance's memory is lost with it; {} \
+                     starts without it",
                     plugin.origin()
                 );
                 None
@@ -1162,6 +1164,12 @@ impl Registry {
         };
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
+        if plugin.grants().canary == 0 {
+            // Kept for a canary by an older version, and never replayed on
+            // this one: a later canary must not replay calls it never
+            // answered.
+            *lock(&program.scope().recent) = Default::default();
+        }
         if current.is_some() {
             program.count_reload(true);
         }
@@ -1263,11 +1271,12 @@ impl Registry {
     /// environment and with state of its own: a fault in any refuses the
     /// new version. Answers are not compared; new code may answer otherwise.
     /// The new version's manifest says how many (none: no canary), as it
-    /// says everything else the new version is granted. The replay stops
-    /// after [`CANARY_DEADLINES`] of the plugin's call deadline: the calls
-    /// left are not replayed (the log says so), and the reload, which
-    /// waits for the replay (as would the plugin's removal), waits that
-    /// long at most.
+    /// says everything else the new version is granted (of the calls kept:
+    /// a version taken without a canary drops them). The whole replay, the
+    /// probe's start-up included, takes at most [`CANARY_DEADLINES`] of the
+    /// plugin's call deadline: no call is begun that could end past that,
+    /// and those left are not replayed (the log says so). The reload waits
+    /// for the replay, and so would the plugin's removal.
     fn canary(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
         let wanted = plugin.grants().canary;
         let recorded: Vec<(InterfaceName, String, Vec<Val>)> = {
@@ -1283,6 +1292,10 @@ impl Registry {
         if recorded.is_empty() {
             return Ok(());
         }
+        // From before the probe starts: its start-up counts too.
+        let started = std::time::Instant::now();
+        let deadline = plugin.grants().limits(&self.limits).timeout;
+        let budget = deadline.saturating_mul(CANARY_DEADLINES);
         let name = program.name();
         let bare = plugin.clone().with_grants(Grants {
             dirs: Vec::new(),
@@ -1311,10 +1324,9 @@ impl Registry {
             start,
         )?;
         let mut resident = Resident::default();
-        let budget = plugin.grants().limits(&self.limits).timeout * CANARY_DEADLINES;
-        let started = std::time::Instant::now();
         for (replayed, (interface, function, args)) in recorded.iter().enumerate() {
-            if started.elapsed() >= budget {
+            // No call is begun that its deadline could carry past the budget.
+            if started.elapsed().saturating_add(deadline) > budget {
                 tracing::warn!(
                     "canary of {}: {replayed} of {} recent calls replayed, the rest \
                      not: the replay may take {budget:?} ({CANARY_DEADLINES} call deadlines)",

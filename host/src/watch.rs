@@ -200,6 +200,9 @@ enum Message {
     /// A worker's reload of a file was refused for now (its instance busy
     /// past the deadline): look at it again after [`RETRY_AFTER`].
     Retry(PathBuf),
+    /// A loader started beyond the first ones, idle for [`IDLE_LOADER`],
+    /// has ended.
+    LoaderGone,
     Stop,
 }
 
@@ -224,6 +227,9 @@ struct Underway {
     unnamed: usize,
     /// Counts changes, for waiting on the next one.
     version: u64,
+    /// True once nothing was under way for the first time: the directory's
+    /// first load is over.
+    settled: bool,
 }
 
 impl Progress {
@@ -247,6 +253,7 @@ impl Progress {
     fn end(&self, name: Option<&str>) {
         self.update(|state| {
             state.busy = state.busy.saturating_sub(1);
+            state.settled |= state.busy == 0;
             match name {
                 Some(name) => {
                     if let Some(file) = state.files.get_mut(name) {
@@ -278,6 +285,15 @@ impl Progress {
         let _idle = self
             .changed
             .wait_while(state, |state| state.busy > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+
+    /// Waits until the directory's first load is over, at most `timeout`.
+    fn wait_settled(&self, timeout: Duration) {
+        let state = lock(&self.state);
+        let _settled = self
+            .changed
+            .wait_timeout_while(state, timeout, |state| !state.settled)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 
@@ -456,9 +472,10 @@ impl Watcher {
             let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), sender.clone());
             move |i: usize| {
                 let (shared, job_queue, done) = (shared.clone(), job_queue.clone(), done.clone());
+                let extra = i >= workers();
                 std::thread::Builder::new()
                     .name(format!("hotslot-load-{i}"))
-                    .spawn(move || work(&shared, &job_queue, &done))
+                    .spawn(move || work(&shared, &job_queue, &done, extra))
             }
         };
         let loaders = workers();
@@ -514,15 +531,22 @@ impl Watcher {
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
-    /// # watcher.start_in_background()?;
-    /// std::fs::copy("build/calc.wasm", "plugins/calc.wasm")?;
-    /// // The change is seen, waits out its quiet period, and loads.
-    /// let done = watcher.wait_idle(std::time::Duration::from_secs(10));
+    /// watcher.start_in_background()?;
+    /// // What was in the directory at the start (and any change seen since)
+    /// // has loaded or been refused. (A change made after this call may not
+    /// // have been seen yet: wait for its event from `subscribe`.)
+    /// let done = watcher.wait_idle(std::time::Duration::from_secs(60));
     /// # let _ = done;
     /// # Ok(()) }
     /// ```
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         self.progress.wait_idle(timeout)
+    }
+
+    /// Waits until the directory's first load is over (every file there at
+    /// the start loaded or refused), at most `timeout`; at once after it.
+    pub(crate) fn wait_first_load(&self, timeout: Duration) {
+        self.progress.wait_settled(timeout);
     }
 
     /// True while files are loading (or waiting out their quiet period).
@@ -697,9 +721,11 @@ const SLOW_LOAD: Duration = Duration::from_millis(250);
 /// Loader threads at most. Beyond the first ones, loaders start only for
 /// start-ups that hold theirs up (a start function or `on-start` spinning
 /// to its deadline takes a thread, not the cores' compiling: a big
-/// component's compile waits for the one pool such compiles share). Files
-/// beyond this many slow start-ups wait for one to end: a directory of a
-/// thousand that spin is a thousand deadlines, not a thousand threads.
+/// component's compile waits for the one pool such compiles share), and
+/// end once idle for [`IDLE_LOADER`]. Files beyond this many slow
+/// start-ups wait for one to end: a directory of a thousand that spin is
+/// a thousand deadlines, not a thousand threads. Those that spin share the
+/// cores with everything else meanwhile, each to its deadline.
 const MOST_LOADERS: usize = 64;
 
 /// Loader threads at first: as many as the machine has cores, and at least
@@ -711,11 +737,26 @@ fn workers() -> usize {
         .clamp(2, 8)
 }
 
-/// A loader thread: takes files off the queue until the queue goes.
-fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message>) {
+/// How long a loader started beyond the first ones (for start-ups that
+/// held the others up) waits for a file before it ends.
+const IDLE_LOADER: Duration = Duration::from_secs(30);
+
+/// A loader thread: takes files off the queue until the queue goes; an
+/// `extra` one also ends once idle for [`IDLE_LOADER`].
+fn work(shared: &Shared, queue: &Mutex<Receiver<PathBuf>>, done: &Sender<Message>, extra: bool) {
     loop {
-        let next = lock(queue).recv();
-        let Ok(path) = next else { return };
+        let next = match extra {
+            false => lock(queue).recv().ok(),
+            true => match lock(queue).recv_timeout(IDLE_LOADER) {
+                Ok(path) => Some(path),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = done.send(Message::LoaderGone);
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(path) = next else { return };
         // A panic while loading (a bug, here or in a crate below) rejects
         // this file; the thread, and the wait for its `Done`, go on.
         let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.sync(&path)));
@@ -838,6 +879,7 @@ impl Dispatcher {
                     self.progress.end(None);
                 }
                 Ok(Message::Done(path)) => self.done(path),
+                Ok(Message::LoaderGone) => self.loaders = self.loaders.saturating_sub(1),
                 Ok(Message::Retry(path)) => self.retry(path),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) if self.gone => self.look_for_directory(),
@@ -1309,8 +1351,14 @@ impl Shared {
                 tried: [0; 32],
                 serving: None,
             });
-            let unchanged = state.tried == attempt || state.serving == Some(hash);
+            let back = state.serving == Some(hash);
+            let unchanged = state.tried == attempt || back;
             state.tried = attempt;
+            drop(files);
+            if back {
+                // What serves is what is there again: no refusal stands.
+                lock(&self.refused).remove(&name);
+            }
             if unchanged {
                 return Synced::Done;
             }
@@ -1430,7 +1478,9 @@ impl Shared {
             | WatchEvent::Removed { file, .. }
             | WatchEvent::Rejected { file, .. } => file,
         };
-        if let Some(name) = name_of(file) {
+        // A refusal of the directory itself (it cannot be listed) is no
+        // plugin's.
+        if let Some(name) = name_of(file).filter(|_| self.is_component_file(file)) {
             let mut refused = lock(&self.refused);
             match &event {
                 WatchEvent::Rejected { reason, .. } => refused.insert(name, reason.clone()),

@@ -428,7 +428,7 @@ fn endless_start_ups_hold_up_no_answer() {
         std::fs::write(dir.path().join(format!("a{n:02}.wasm")), &endless).unwrap();
     }
     std::fs::copy(plugin_path("greeter_a"), dir.path().join("g.wasm")).unwrap();
-    // Long, so that the greeter's compile beside four spinning start-ups on
+    // Long, so that the greeter's compile beside the spinning start-ups on
     // a busy machine fits well within it.
     let timeout = Duration::from_secs(10);
     let mut child = hotslot()

@@ -527,6 +527,17 @@ fn a_manifest_change_reloads_and_a_bad_manifest_is_rejected() {
         Val::Option(Some(Box::new(Val::String("one".into())))),
         "old one stays"
     );
+    let refused = setup.watcher.refused("rogue").expect("the refusal kept");
+    assert!(refused.contains("line 3"), "{refused}");
+    // The manifest that serves, back: nothing to load, and no refusal stands
+    // (it stood until the next change of the file).
+    setup.write_atomic("rogue.toml", b"[env]\nMODE = \"one\"\n");
+    let deadline = Instant::now() + DEADLINE;
+    while setup.watcher.refused("rogue").is_some() {
+        assert!(Instant::now() < deadline, "the refusal stands");
+        // Polled: content back as it serves makes no event.
+        thread::sleep(Duration::from_millis(10));
+    }
 
     fs::remove_file(setup.dir.path().join("rogue.toml")).unwrap();
     setup.wait_reloaded("rogue.wasm");

@@ -79,16 +79,18 @@ impl Session<'_> {
         if let Some(name) = line.strip_prefix("state ") {
             return state(self, name.trim());
         }
-        // Both tell what is loaded: at start, once the directory has loaded.
-        if line == "stats" || line == "list" {
-            if let Some(watcher) = self.watcher {
-                watcher.wait_idle(LOAD_WAIT);
-            }
-        }
         if line == "stats" {
+            // At start, once the directory has loaded; later at once (an
+            // operator asks for it while a reload compiles, or spins).
+            if let Some(watcher) = self.watcher {
+                watcher.wait_first_load(LOAD_WAIT);
+            }
             return stats(self.registry);
         }
         if line == "list" {
+            if let Some(watcher) = self.watcher {
+                watcher.wait_idle(LOAD_WAIT);
+            }
             return list(self.registry);
         }
         if let Some(usage) = misused_command(line) {
@@ -291,8 +293,8 @@ fn misused_command(line: &str) -> Option<String> {
 /// quoted (a plugin's keys may hold any character) and the value's size in
 /// bytes, then `end`. A plugin still loading is waited for, as a call to it
 /// would be: its state is there once it has loaded (read back from disk,
-/// and written by its `on-start`). A plugin gone keeps its state, shown;
-/// a name that never loaded has none.
+/// and written by its `on-start`). A plugin gone keeps its state, shown if
+/// it holds any; a name that never loaded has none.
 fn state(session: &Session<'_>, name: &str) -> Vec<String> {
     let loaded = || session.registry.list().iter().any(|i| i.name == name);
     session.wait_for(name, loaded);
@@ -302,7 +304,7 @@ fn state(session: &Session<'_>, name: &str) -> Vec<String> {
         .state(name)
         .filter(|state| !state.keys().is_empty() || loaded());
     let Some(state) = state else {
-        return vec![format!("error: {}", session.not_loaded(name))];
+        return vec![format!("error: {}", one_line(&session.not_loaded(name)))];
     };
     let mut lines: Vec<String> = state
         .sizes()
