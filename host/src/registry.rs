@@ -1339,7 +1339,7 @@ impl Registry {
                 continue;
             };
             match probe
-                .call(&mut resident, export, function, args, false)
+                .call(&mut resident, export, function, None, args, false)
                 .map_err(|e| *e)
             {
                 Err(Error::Call { fault, reason, .. }) => {

@@ -379,3 +379,78 @@ fn handles_and_the_registry_can_be_shared_between_threads() {
     shared::<Registry>();
     shared::<hotslot::Plugin>();
 }
+
+/// A component exporting `demo:fns/fns@1.0.0` with one function per
+/// `(name, answer)`, each taking nothing and answering its number.
+fn fns_component(functions: &[(&str, u32)]) -> Vec<u8> {
+    let mut core = String::new();
+    let mut lifted = String::new();
+    let mut exported = String::new();
+    for (i, (name, answer)) in functions.iter().enumerate() {
+        core.push_str(&format!(
+            "(func (export \"f{i}\") (result i32) i32.const {answer})"
+        ));
+        lifted.push_str(&format!(
+            "(func $f{i} (result u32) (canon lift (core func $i \"f{i}\")))"
+        ));
+        exported.push_str(&format!("(export \"{name}\" (func $f{i}))"));
+    }
+    wat::parse_str(format!(
+        "(component (core module $m {core}) (core instance $i (instantiate $m)) {lifted}
+          (instance $api {exported}) (export \"demo:fns/fns@1.0.0\" (instance $api)))"
+    ))
+    .expect("the WAT parses")
+}
+
+/// A function handle looks its name up once per generation: after a
+/// reload that moved the function in its interface, and after its `get`
+/// handle moved to another plugin, it still calls the function it names.
+#[test]
+fn a_function_handle_follows_its_function_across_reloads_and_plugins() {
+    use hotslot::wasmtime::component::Val;
+    const FNS: &str = "demo:fns/fns@1.0.0";
+    let registry = Registry::new().unwrap();
+    let add = |name: &str, functions: &[(&str, u32)]| {
+        let plugin = registry
+            .load_bytes(&format!("{name}.wasm"), &fns_component(functions))
+            .unwrap();
+        registry.add_implementation(FNS, name, &plugin).unwrap();
+    };
+    add("fns", &[("a", 1), ("b", 2)]);
+    let handle = registry.get("demo:fns/fns@1").unwrap();
+    let b = handle.function("b");
+    let clone = b.clone();
+    for _ in 0..3 {
+        assert_eq!(b.call(&[]).unwrap(), [Val::U32(2)]);
+    }
+
+    // `b` moves one place on: where it was, `aa` is now.
+    add("fns", &[("a", 10), ("aa", 11), ("b", 12)]);
+    assert_eq!(b.call(&[]).unwrap(), [Val::U32(12)]);
+    let mut answer = [Val::U32(0)];
+    clone.call_into(&[], &mut answer).unwrap();
+    assert_eq!(answer, [Val::U32(12)]);
+
+    // Another plugin, where `b` comes first, takes the `get` handle over.
+    add("other", &[("b", 7), ("c", 8)]);
+    registry.remove_implementation(FNS, "fns").unwrap();
+    assert_eq!(b.call(&[]).unwrap(), [Val::U32(7)]);
+    assert_eq!(clone.call(&[]).unwrap(), [Val::U32(7)]);
+
+    // Refusals are those of a call by name.
+    match handle.function("zz").call(&[]) {
+        Err(Error::NoSuchFunction { function, .. }) => assert_eq!(function, "zz"),
+        other => panic!("expected NoSuchFunction, got {other:?}"),
+    }
+    assert!(matches!(
+        b.call(&[Val::U32(1)]),
+        Err(Error::BadArguments { .. })
+    ));
+    assert!(matches!(
+        b.call_into(&[], &mut []),
+        Err(Error::BadArguments { .. })
+    ));
+    assert_eq!(b.name(), "b");
+    registry.remove_implementation(FNS, "other").unwrap();
+    assert!(matches!(b.call(&[]), Err(Error::Unavailable { .. })));
+}
