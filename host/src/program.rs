@@ -27,6 +27,7 @@ use crate::error::{Error, Failed};
 use crate::generation::{Generation, Resident};
 use crate::lane_lock::{LaneGuard as MutexGuard, LaneLock};
 use crate::limits::MAX_INSTANCES;
+use crate::loader::ExportedInterface;
 use crate::metrics::{LaneMetrics, Totals};
 use crate::sandbox::PluginScope;
 use crate::version::Line;
@@ -90,6 +91,10 @@ pub(crate) struct Program {
     counting: bool,
     /// Async calls' queue (see [`Program::admission`]).
     admission: Arc<Admission>,
+    /// Every version line the plugin has served, with the functions it
+    /// served there last: what a later version must keep (see
+    /// [`Program::served`]).
+    served: Mutex<Vec<(Line, ExportedInterface)>>,
 }
 
 /// One lane, on a cache line of its own: two threads calling through two
@@ -156,6 +161,24 @@ impl Program {
             rejected: AtomicU64::new(0),
             counting,
             admission: Admission::new(),
+            served: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every version line the plugin has served, with the functions it
+    /// served there last. A removal does not end it: handles held across a
+    /// removal (the seed's reload is a remove and an add) still call those
+    /// functions when the name is added again.
+    pub(crate) fn served(&self) -> Vec<(Line, ExportedInterface)> {
+        crate::sync::lock(&self.served).clone()
+    }
+
+    /// Notes that `exported` now serves `line`.
+    pub(crate) fn note_served(&self, line: &Line, exported: &ExportedInterface) {
+        let mut served = crate::sync::lock(&self.served);
+        match served.iter_mut().find(|(l, _)| l == line) {
+            Some((_, old)) => *old = exported.clone(),
+            None => served.push((line.clone(), exported.clone())),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::generation::{Generation, Resident, Start, StartReason};
 use crate::handle::Handle;
 use crate::imports::ImportTable;
 use crate::limits::Limits;
-use crate::loader::{Loader, Plugin};
+use crate::loader::{ExportedInterface, Loader, Plugin};
 use crate::manifest::Grants;
 use crate::metrics::{Metrics, FAULTS};
 use crate::output::OutputBudget;
@@ -1086,9 +1086,13 @@ impl Registry {
         wanted: Vec<(Line, usize)>,
     ) -> Result<Arc<Published>, Error> {
         let current = program.current();
-        if let Some(current) = &current {
-            keeps_contract(current, plugin, program.name(), &wanted)?;
-        }
+        keeps_contract(
+            current.as_deref(),
+            &program.served(),
+            plugin,
+            program.name(),
+            &wanted,
+        )?;
         self.prepare_state(program, plugin)?;
         self.canary(program, plugin)?;
         // In-memory state moves from the outgoing instance to the incoming
@@ -1148,6 +1152,7 @@ impl Registry {
                 snapshot: snapshot.as_deref(),
             },
         )?);
+        let wanted_served = wanted.clone();
         let routes = {
             let mut state = self.lock();
             wanted
@@ -1162,6 +1167,9 @@ impl Registry {
                 })
                 .collect()
         };
+        for (line, export) in &wanted_served {
+            program.note_served(line, generation.exported(*export));
+        }
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
         if plugin.grants().canary == 0 {
@@ -1723,22 +1731,23 @@ fn keeps_every_line(
     Ok(())
 }
 
-/// Fails unless `plugin`, for each line in `wanted` that `current` serves,
-/// keeps every function as it is now.
+/// Fails unless `plugin`, for each line in `wanted` that the plugin has
+/// `served` (now, or before a removal), keeps every function as it was
+/// served last.
 fn keeps_contract(
-    current: &Published,
+    current: Option<&Published>,
+    served: &[(Line, ExportedInterface)],
     plugin: &Plugin,
     name: &str,
     wanted: &[(Line, usize)],
 ) -> Result<(), Error> {
     // The same component again keeps every function, by definition.
-    if current.generation.plugin().content_hash() == plugin.content_hash() {
+    if current.is_some_and(|c| c.generation.plugin().content_hash() == plugin.content_hash()) {
         return Ok(());
     }
     let mut differences = Vec::new();
     for (line, export) in wanted {
-        if let Some(route) = current.routes.iter().find(|r| r.line == *line) {
-            let old = current.generation.exported(route.export);
+        if let Some((_, old)) = served.iter().find(|(l, _)| l == line) {
             differences.extend(contract::compare(old, &plugin.exports()[*export]));
         }
     }

@@ -181,6 +181,62 @@ fn a_reload_that_breaks_the_contract_is_refused_with_both_signatures() {
     assert_eq!(add(&counter, 1).unwrap(), 2);
 }
 
+/// A counter whose `add` takes a `u64`: `tally`'s with its contract broken.
+fn tally_counter_of_u64() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m (func (export "add") (param i64) (result i64) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $add (param "n" u64) (result u64) (canon lift (core func $i "add")))
+            (instance $counter (export "add" (func $add)))
+            (export "demo:tally/counter@1.0.0" (instance $counter))
+        )"#,
+    )
+    .unwrap()
+}
+
+/// A removal does not end a name's contract: handles held across it (the
+/// seed's reload is a remove and an add) still call what it served. A
+/// version that breaks it is refused after a removal too, and the version
+/// that keeps it is taken (it was the other way round: the broken one
+/// taken, and then the fix refused against it).
+#[test]
+fn a_removal_does_not_end_the_contract() {
+    let registry = Registry::new().unwrap();
+    let good = plugin(&registry, "tally");
+    let changed = registry
+        .load_bytes("changed.wasm", &tally_counter_of_u64())
+        .unwrap();
+    registry.add_implementation(COUNTER, "t", &good).unwrap();
+    let counter = registry.implementation(COUNTER, "t").unwrap();
+    add(&counter, 1).unwrap();
+
+    // The whole plugin removed, then the broken version added.
+    registry.remove_plugin("t").unwrap();
+    let err = registry.add_plugin("t", &changed).unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+    assert!(err.to_string().contains("changed.wasm"), "{err}");
+    registry.add_plugin("t", &good).unwrap();
+    assert_eq!(
+        add(&counter, 5).unwrap(),
+        5,
+        "a fresh instance, through the old handle"
+    );
+
+    // The seed's sequence: the implementation removed, then added again
+    // in the broken version.
+    registry.add_implementation(COUNTER, "u", &good).unwrap();
+    let u = registry.implementation(COUNTER, "u").unwrap();
+    registry.remove_implementation(COUNTER, "u").unwrap();
+    let err = registry
+        .add_implementation(COUNTER, "u", &changed)
+        .unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+    assert!(matches!(add(&u, 1), Err(Error::Unavailable { .. })));
+    registry.add_implementation(COUNTER, "u", &good).unwrap();
+    assert_eq!(add(&u, 1).unwrap(), 1);
+}
+
 #[test]
 fn a_reload_that_drops_an_interface_changes_nothing() {
     let (registry, counter, admin) = tally();
