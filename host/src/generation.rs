@@ -735,8 +735,8 @@ impl Generation {
     }
 
     /// Keeps a call this version answered for the canary of the next,
-    /// within its bounds: the last `[reload] canary` calls, and about a MiB
-    /// of arguments. One that faulted here is left out: the next version
+    /// within its bounds: the last `[reload] canary` calls of each
+    /// interface, and about a MiB of arguments in all. One that faulted here is left out: the next version
     /// faulting on it too would be no regression, and would refuse every
     /// reload until it aged out.
     fn remember(&self, export: usize, position: usize, args: &[Val]) {
@@ -746,21 +746,14 @@ impl Generation {
                 .iter()
                 .map(|v| wasmtime::component::wasm_wave::to_string(v).map_or(64, |t| t.len()))
                 .sum::<usize>();
-        let mut recent = lock(&self.scope.recent);
-        recent.calls.push_back(RecentCall {
-            interface: self.exported(export).name().clone(),
-            function: function.to_string(),
-            args: args.to_vec(),
+        let call = RecentCall::new(
+            self.exported(export).name().clone(),
+            function.to_string(),
+            args.to_vec(),
             bytes,
-        });
-        recent.bytes += bytes;
+        );
         let keep = self.plugin.grants().canary;
-        while recent.calls.len() > keep || recent.bytes > MAX_CANARY_BYTES {
-            match recent.calls.pop_front() {
-                Some(gone) => recent.bytes -= gone.bytes,
-                None => break,
-            }
-        }
+        lock(&self.scope.recent).keep(call, keep, MAX_CANARY_BYTES);
     }
 
     /// Puts this plugin in the thread's chain of calls while it runs, if it

@@ -14,7 +14,7 @@
 //! persist = true         # keep host-kept state on disk, across restarts
 //!
 //! [reload]
-//! canary = 20            # a new version replays the last 20 calls first
+//! canary = 20            # a new version replays each interface's last 20 calls first
 //!
 //! [compile]
 //! compiler = "winch"     # or "cranelift" (the host's choice by default)
@@ -78,8 +78,8 @@ pub struct Grants {
     /// Which plugin serves an import, where the plugin chooses: interface
     /// (with or without a version) and plugin name.
     pub imports: Vec<(String, String)>,
-    /// How many recent calls a new version must replay without a fault
-    /// before it takes over (`[reload] canary`); 0: none.
+    /// How many recent calls of each interface a new version must replay
+    /// without a fault before it takes over (`[reload] canary`); 0: none.
     pub canary: usize,
     /// How many instances may serve its calls at once (default 1).
     pub instances: Option<usize>,

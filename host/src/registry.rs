@@ -1278,9 +1278,10 @@ impl Registry {
     /// a separate instance of `plugin`, granted no directories and no
     /// environment and with state of its own: a fault in any refuses the
     /// new version. Answers are not compared; new code may answer otherwise.
-    /// The new version's manifest says how many (none: no canary), as it
-    /// says everything else the new version is granted (of the calls kept:
-    /// a version taken without a canary drops them). The whole replay, the
+    /// The new version's manifest says how many of each interface's calls
+    /// (none: no canary), as it says everything else the new version is
+    /// granted (of the calls kept: a version taken without a canary drops
+    /// them). The whole replay, the
     /// probe's start-up included, takes at most [`CANARY_DEADLINES`] of the
     /// plugin's call deadline: no call is begun that could end past that,
     /// and those left are not replayed (the log says so). The reload waits
@@ -1289,11 +1290,9 @@ impl Registry {
         let wanted = plugin.grants().canary;
         let recorded: Vec<(InterfaceName, String, Vec<Val>)> = {
             let recent = lock(&program.scope().recent);
-            let skip = recent.calls.len().saturating_sub(wanted);
             recent
-                .calls
-                .iter()
-                .skip(skip)
+                .last(wanted)
+                .into_iter()
                 .map(|c| (c.interface.clone(), c.function.clone(), c.args.clone()))
                 .collect()
         };

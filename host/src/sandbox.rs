@@ -142,11 +142,15 @@ pub(crate) struct PluginScope {
     pub(crate) recent: Arc<std::sync::Mutex<Recent>>,
 }
 
-/// Recent calls kept for a canary: (interface, function, arguments, size).
+/// Recent calls kept for a canary: the last few of each interface (a busy
+/// interface must not push a quiet one's calls out), and about a MiB in all.
 #[derive(Default)]
 pub(crate) struct Recent {
-    pub(crate) calls: std::collections::VecDeque<RecentCall>,
-    pub(crate) bytes: usize,
+    /// Each interface's calls, oldest first.
+    by_interface: Vec<(InterfaceName, std::collections::VecDeque<RecentCall>)>,
+    bytes: usize,
+    /// The number the next call kept gets: the order they came in.
+    next: u64,
 }
 
 /// One call kept for a canary.
@@ -155,6 +159,76 @@ pub(crate) struct RecentCall {
     pub(crate) function: String,
     pub(crate) args: Vec<Val>,
     pub(crate) bytes: usize,
+    order: u64,
+}
+
+impl RecentCall {
+    pub(crate) fn new(
+        interface: InterfaceName,
+        function: String,
+        args: Vec<Val>,
+        bytes: usize,
+    ) -> Self {
+        RecentCall {
+            interface,
+            function,
+            args,
+            bytes,
+            order: 0,
+        }
+    }
+}
+
+impl Recent {
+    /// Keeps `call`: at most `per_interface` of its interface's calls stay,
+    /// and the oldest calls of all go while the whole is over `max_bytes`.
+    pub(crate) fn keep(&mut self, mut call: RecentCall, per_interface: usize, max_bytes: usize) {
+        call.order = self.next;
+        self.next += 1;
+        self.bytes += call.bytes;
+        let at = match self
+            .by_interface
+            .iter()
+            .position(|(i, _)| *i == call.interface)
+        {
+            Some(at) => at,
+            None => {
+                self.by_interface
+                    .push((call.interface.clone(), Default::default()));
+                self.by_interface.len() - 1
+            }
+        };
+        let calls = &mut self.by_interface[at].1;
+        calls.push_back(call);
+        while calls.len() > per_interface {
+            match calls.pop_front() {
+                Some(gone) => self.bytes -= gone.bytes,
+                None => break,
+            }
+        }
+        while self.bytes > max_bytes {
+            let oldest = self
+                .by_interface
+                .iter_mut()
+                .filter_map(|(_, calls)| Some((calls.front()?.order, calls)))
+                .min_by_key(|(order, _)| *order);
+            match oldest.and_then(|(_, calls)| calls.pop_front()) {
+                Some(gone) => self.bytes -= gone.bytes,
+                None => break,
+            }
+        }
+    }
+
+    /// The last `n` calls kept of each interface, in the order they came.
+    pub(crate) fn last(&self, n: usize) -> Vec<&RecentCall> {
+        let mut calls: Vec<&RecentCall> = self
+            .by_interface
+            .iter()
+            .flat_map(|(_, calls)| calls.iter().skip(calls.len().saturating_sub(n)))
+            .collect();
+        calls.sort_by_key(|c| c.order);
+        calls
+    }
 }
 
 /// Caps memory and table growth. Going past a cap traps with [`LimitHit`],
@@ -390,4 +464,55 @@ pub(crate) fn new_store(
     store.epoch_deadline_trap();
     store.set_epoch_deadline(start_up);
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(interface: &str, n: i32, bytes: usize) -> RecentCall {
+        RecentCall::new(
+            interface.parse().unwrap(),
+            "f".into(),
+            vec![Val::S32(n)],
+            bytes,
+        )
+    }
+
+    fn kept(recent: &Recent, n: usize) -> Vec<(String, i32)> {
+        recent
+            .last(n)
+            .iter()
+            .map(|c| match c.args[..] {
+                [Val::S32(n)] => (c.interface.to_string(), n),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_interface_keeps_its_own_last_calls_and_the_oldest_go_past_the_bytes() {
+        let mut recent = Recent::default();
+        recent.keep(call("a:b/quiet@1.0.0", 1, 10), 2, 1000);
+        for n in 2..8 {
+            recent.keep(call("a:b/busy@1.0.0", n, 10), 2, 1000);
+        }
+        assert_eq!(
+            kept(&recent, 2),
+            [
+                ("a:b/quiet@1.0.0".into(), 1),
+                ("a:b/busy@1.0.0".into(), 6),
+                ("a:b/busy@1.0.0".into(), 7)
+            ]
+        );
+        // A version asking for fewer replays each interface's last ones.
+        assert_eq!(kept(&recent, 1).len(), 2);
+        // Over the bytes, the oldest of all goes first, whatever its interface.
+        recent.keep(call("a:b/busy@1.0.0", 8, 10), 2, 25);
+        assert_eq!(
+            kept(&recent, 2),
+            [("a:b/busy@1.0.0".into(), 7), ("a:b/busy@1.0.0".into(), 8)]
+        );
+        assert_eq!(recent.bytes, 20);
+    }
 }

@@ -527,6 +527,54 @@ fn a_canary_catches_a_new_version_that_traps_on_recent_traffic() {
     registry.add_plugin("math", &load("v6.wasm", 13)).unwrap();
 }
 
+/// A canary keeps the last calls of each interface: a busy interface does
+/// not push a quiet one's calls out of the replay.
+#[test]
+fn a_canary_keeps_the_last_calls_of_each_interface() {
+    let with_probe = |trap_on: i32| {
+        wat::parse_str(format!(
+            r#"(component
+                (core module $m
+                    (func (export "add") (param i32 i32) (result i32)
+                        (if (i32.eq (local.get 0) (i32.const {trap_on})) (then unreachable))
+                        (i32.add (local.get 0) (local.get 1)))
+                    (func (export "v") (result i32) i32.const 1))
+                (core instance $i (instantiate $m))
+                (func $add (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add")))
+                (func $v (result u32) (canon lift (core func $i "v")))
+                (instance $math (export "add" (func $add)))
+                (instance $probe (export "version" (func $v)))
+                (export "demo:calc/math@1.0.0" (instance $math))
+                (export "demo:probe/probe@1.0.0" (instance $probe))
+            )"#
+        ))
+        .unwrap()
+    };
+    let registry = Registry::new().unwrap();
+    let canary =
+        Grants::from_toml("[reload]\ncanary = 2\n", std::path::Path::new("."), "m").unwrap();
+    let load = |name: &str, trap_on: i32| {
+        registry
+            .load_bytes(name, &with_probe(trap_on))
+            .unwrap()
+            .with_grants(canary.clone())
+    };
+    registry.add_plugin("both", &load("v1.wasm", -1)).unwrap();
+    let math = registry.implementation("demo:calc/math", "both").unwrap();
+    let probe = registry.implementation("demo:probe/probe", "both").unwrap();
+    math.call("add", &[Val::S32(13), Val::S32(1)]).unwrap();
+    for _ in 0..5 {
+        crate::common::probe_answer(&probe).unwrap();
+    }
+    let err = registry
+        .add_plugin("both", &load("v2.wasm", 13))
+        .unwrap_err();
+    match &err {
+        Error::Canary { call, .. } => assert_eq!(call, "demo:calc/math@1.0.0#add(13, 1)"),
+        other => panic!("expected the canary to refuse it, got {other:?}"),
+    }
+}
+
 /// A canary's whole replay is bounded (four call deadlines, 1 s here),
 /// however many calls it keeps: sixty recent calls of 50 ms each would take
 /// 3 s to replay, during which the reload (and the plugin's removal) waited.
