@@ -72,6 +72,8 @@ impl Default for LaneMetrics {
 pub(crate) struct Counting {
     index: usize,
     started: Option<Instant>,
+    /// The epoch's tick when the call began.
+    tick: u64,
 }
 
 impl LaneMetrics {
@@ -91,6 +93,7 @@ impl LaneMetrics {
         Counting {
             index,
             started: timed.then(Instant::now),
+            tick,
         }
     }
 
@@ -101,9 +104,7 @@ impl LaneMetrics {
         if let Some(started) = counting.started {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             bump(&counters.latency[bucket(ns)], 1);
-            if ns > counters.max_ns.load(Ordering::Relaxed) {
-                counters.max_ns.store(ns, Ordering::Relaxed);
-            }
+            note_max(&counters.max_ns, ns);
             bump(&counters.sum_ns, ns);
         }
         if let Some(error) = failed {
@@ -117,6 +118,30 @@ impl LaneMetrics {
                 bump(&counters.failed[at], 1);
             }
         }
+    }
+
+    /// Counts how a call ended that failed. One refused before it reached
+    /// the plugin (a function it lacks, arguments or bindings that do not
+    /// fit) is not one of its calls. One not timed still counts toward the
+    /// slowest call, measured on the epoch's ticks (to within
+    /// [`EPOCH_TICK`](crate::engine::EPOCH_TICK)): sampling must not hide a
+    /// plugin whose calls run into their deadline.
+    #[cold]
+    pub(crate) fn end_failed(&self, counting: Counting, error: &Error) {
+        let counters = &self.slots[counting.index];
+        if matches!(
+            error,
+            Error::NoSuchFunction { .. } | Error::BadArguments { .. } | Error::Bindings { .. }
+        ) {
+            bump(&counters.calls, u64::MAX);
+            return;
+        }
+        if counting.started.is_none() {
+            let ticks = crate::engine::ticks_now().saturating_sub(counting.tick);
+            let tick = u64::try_from(crate::engine::EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX);
+            note_max(&counters.max_ns, ticks.saturating_mul(tick));
+        }
+        self.end(counting, Some(error));
     }
 
     /// The counters of `slot`, taking free ones the first time.
@@ -214,6 +239,13 @@ impl Totals {
 /// held: a load and a store, cheaper than an atomic add, and exact with one
 /// writer at a time (the lane's lock orders its holders).
 #[inline]
+/// Raises `max` to `ns` if it is lower (written by the lane's holder only).
+fn note_max(max: &AtomicU64, ns: u64) {
+    if ns > max.load(Ordering::Relaxed) {
+        max.store(ns, Ordering::Relaxed);
+    }
+}
+
 fn bump(counter: &AtomicU64, n: u64) -> u64 {
     let was = counter.load(Ordering::Relaxed);
     counter.store(was.wrapping_add(n), Ordering::Relaxed);
@@ -321,7 +353,9 @@ pub struct Metrics {
     pub plugin: String,
     /// The generation serving now.
     pub generation: u64,
-    /// Calls made to this interface of this plugin.
+    /// Calls made to this interface of this plugin (not those refused
+    /// before they reached it: a function it lacks, arguments that do not
+    /// fit, typed bindings that do not fit).
     pub calls: u64,
     /// Calls that failed in the plugin, by fault kind (every kind listed).
     pub failed: Vec<(Fault, u64)>,
@@ -329,7 +363,9 @@ pub struct Metrics {
     pub latency_p50: Option<Duration>,
     /// 99th percentile latency of the sampled calls.
     pub latency_p99: Option<Duration>,
-    /// The slowest sampled call.
+    /// The slowest sampled call, or a slower call that failed (those are
+    /// all measured, to within an epoch tick of 5 ms: a call stopped by its
+    /// deadline shows here, sampled or not).
     pub latency_max: Option<Duration>,
     /// The sampled latencies: (upper edge, count) per bucket in use.
     pub latency_buckets: Vec<(Duration, u64)>,

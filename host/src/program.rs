@@ -542,7 +542,7 @@ fn serve_on<R>(
             Ok(answer)
         }
         Err(error) => {
-            metrics.end(counting, Some(&error));
+            metrics.end_failed(counting, &error);
             Err(error)
         }
     }

@@ -57,6 +57,49 @@ fn metrics_count_calls_faults_reloads_instances_and_state() {
     assert!(counter.state_bytes >= 8 + "count".len() as u64);
 }
 
+/// Calls refused before they reach the plugin (a function it lacks,
+/// arguments that do not fit) are not counted as its calls; a call stopped
+/// by its deadline shows in the slowest call though it was not sampled.
+#[test]
+fn refused_calls_are_not_counted_and_a_deadline_shows_in_the_slowest_call() {
+    let timeout = std::time::Duration::from_millis(300);
+    let (registry, handle) = crate::common::rogue_with(
+        hotslot::Limits {
+            timeout,
+            ..hotslot::Limits::default()
+        },
+        hotslot::Grants::default(),
+    );
+    handle.call("ping", &[]).unwrap();
+    assert!(handle.call("nosuch", &[]).is_err());
+    assert!(handle.call("ping", &[Val::U32(1)]).is_err());
+    assert!(handle.call("hog", &[Val::String("x".into())]).is_err());
+    // Right after the first call (which is timed), in the same epoch tick:
+    // not sampled.
+    handle.call("ping", &[]).unwrap();
+    let err = handle.call("spin", &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            hotslot::Error::Call {
+                fault: Fault::Timeout,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let all = registry.metrics();
+    let rogue = all.iter().find(|m| m.plugin == "rogue").unwrap();
+    assert_eq!(rogue.calls, 3, "two pings and the spin");
+    assert_eq!(rogue.failed_calls(), 1);
+    let slowest = rogue.latency_max.expect("a slowest call");
+    assert!(
+        slowest >= timeout - std::time::Duration::from_millis(10),
+        "{slowest:?}"
+    );
+}
+
 /// `watch --metrics`: a real HTTP client scrapes the Prometheus text over
 /// loopback, and the counters match the calls made; `stats` says the same.
 #[test]
