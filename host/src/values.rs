@@ -48,6 +48,22 @@ fn fits(ty: &Type, val: &Val) -> Result<(), String> {
         }
         (Type::Record(record), Val::Record(fields)) => {
             let expected: Vec<_> = record.fields().collect();
+            if let Some(missing) = expected
+                .iter()
+                .find(|f| !fields.iter().any(|(name, _)| name == f.name))
+            {
+                return Err(format!(
+                    "missing field `{}: {}`",
+                    missing.name,
+                    wit_type(&missing.ty)
+                ));
+            }
+            if let Some((extra, _)) = fields
+                .iter()
+                .find(|(name, _)| !expected.iter().any(|f| f.name == name))
+            {
+                return Err(format!("no field `{extra}` in the record"));
+            }
             if expected.len() != fields.len() {
                 return wrong();
             }

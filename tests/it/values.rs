@@ -160,6 +160,26 @@ fn bad_calls_are_typed_errors_and_the_instance_keeps_serving() {
         .unwrap_err();
     assert!(err.to_string().contains("sideways"), "{err}");
 
+    // A record short of a field, or with one of its own, names it.
+    let Val::Record(fields) = options(&[], "keep", None) else {
+        unreachable!()
+    };
+    let short = Val::Record(fields[..3].to_vec());
+    let err = basic
+        .call("check", &[Val::String("x".into()), short])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("argument `opts`: missing field `scope: flags { blank, comments }`"),
+        "{err}"
+    );
+    let mut long = fields.clone();
+    long.push(("colour".into(), Val::U32(1)));
+    let err = basic
+        .call("check", &[Val::String("x".into()), Val::Record(long)])
+        .unwrap_err();
+    assert!(err.to_string().contains("no field `colour`"), "{err}");
+
     let answer = basic
         .call("stats", &[Val::String("still here".into())])
         .unwrap();
