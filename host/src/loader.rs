@@ -320,7 +320,8 @@ impl Plugin {
         &self.compiled.imports
     }
 
-    /// Every exported interface's name, comma-separated.
+    /// Every exported interface's name, comma-separated (those of
+    /// `hotslot:plugin` left out, unless they are all it exports).
     pub(crate) fn interface_names(&self) -> &str {
         &self.compiled.interfaces
     }
@@ -886,11 +887,18 @@ fn compile(
         }
     }
     let contract = Contract::of(&exports);
-    let interfaces = exports
+    // What its errors name it by: the interfaces it serves, not the
+    // `hotslot:plugin` ones the host calls on it (unless that is all).
+    let served: Vec<String> = exports
         .iter()
+        .filter(|e| !e.is_contract())
         .map(|e| e.name().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    let interfaces = match served.is_empty() {
+        true => exports.iter().map(|e| e.name().to_string()).collect(),
+        false => served,
+    }
+    .join(", ");
     let compiled = Compiled {
         interfaces,
         pre,

@@ -360,6 +360,12 @@ fn a_refused_recovery_fails_the_call_with_the_plugins_reason_and_backs_off() {
         "{err}"
     );
     assert!(err.to_string().contains("`c`"), "names the plugin: {err}");
+    // Named by what it serves, not by the hotslot:plugin interfaces the
+    // host calls on it.
+    match &err {
+        Error::Instantiate { interface, .. } => assert_eq!(interface, COUNTER),
+        other => panic!("expected Instantiate, got {other:?}"),
+    }
 }
 
 #[test]
