@@ -296,6 +296,12 @@ fn every_failure_is_one_error_line_and_the_process_lives_on() {
         );
     }
     assert_eq!(s.ask("demo:rogue/misbehave#ping()"), r#""pong""#);
+    // Worded as the library words it: the plugin named too.
+    let unknown = s.ask(r#"demo:greeter/greet#goodbye("x")"#);
+    assert!(
+        unknown.contains("demo:greeter/greet@1.0.0 `greeter_a` has no function `goodbye`"),
+        "{unknown}"
+    );
     let (ok, _, stderr) = s.finish();
     assert!(ok);
     // The host's own panics only: the rogue plugin's trap prints one of its

@@ -254,9 +254,11 @@ fn call_on(handle: Handle, request: &CallRequest) -> Result<String, String> {
         .ok_or_else(|| format!("no implementation of {} is loaded", request.interface()))?;
     let function = exported.function(request.function()).ok_or_else(|| {
         let names: Vec<&str> = exported.functions().iter().map(|f| f.name()).collect();
+        // Worded as the library's `Error::NoSuchFunction`, plugin included.
         format!(
-            "{} has no function `{}` (it has: {})",
+            "{} `{}` has no function `{}` (it has: {})",
             exported.name(),
+            handle.name().unwrap_or_default(),
             request.function(),
             names.join(", ")
         )
