@@ -639,6 +639,30 @@ impl Watcher {
         lock(&running.shared.refused).get(name).cloned()
     }
 
+    /// The plugins whose files stand refused now, by name, with why (as
+    /// [`Watcher::refused`] gives each).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// # let mut watcher = hotslot::Watcher::new(std::sync::Arc::new(hotslot::Registry::new()?), "plugins");
+    /// watcher.start()?;
+    /// for (name, reason) in watcher.refusals() {
+    ///     eprintln!("{name}: {reason}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn refusals(&self) -> Vec<(String, String)> {
+        let Some(running) = self.running.as_ref() else {
+            return Vec::new();
+        };
+        let mut all: Vec<(String, String)> = lock(&running.shared.refused)
+            .iter()
+            .map(|(name, why)| (name.clone(), why.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// The directory watched.
     ///
     /// ```

@@ -1351,6 +1351,15 @@ fn state_asked_at_once_waits_for_the_plugin() {
                 "{answer}"
             );
         }
+        // A request nothing serves names the file refused, whose plugin
+        // might have served it.
+        let answer = s.ask("demo:calc/math#add(1, 2)");
+        assert!(
+            answer.starts_with("error: no implementation")
+                && answer.contains("; `bad`'s file was refused: ")
+                && answer.contains("not a usable component"),
+            "{answer}"
+        );
         s.finish();
     }
 }

@@ -106,9 +106,32 @@ impl Session<'_> {
         let request = CallRequest::parse(line)?;
         let handle = match request.implementation() {
             Some(name) => self.find_named(request.interface(), name),
-            None => self.find(request.interface()).map_err(|e| describe(&e)),
+            None => self
+                .find(request.interface())
+                .map_err(|e| self.unserved(describe(&e))),
         };
-        call_on(handle?, &request)
+        call_on(handle?, &request).map_err(|why| match why.starts_with("no implementation") {
+            true => self.unserved(why),
+            false => why,
+        })
+    }
+
+    /// `why` no plugin serves a request, with the files refused, whose
+    /// plugins might have served it (and, for one, its reason): a file that
+    /// never loaded leaves only the log to say so otherwise.
+    fn unserved(&self, why: String) -> String {
+        let refused = self.watcher.map(Watcher::refusals).unwrap_or_default();
+        match refused.as_slice() {
+            [] => why,
+            [(name, reason)] => format!("{why}; `{name}`'s file was refused: {reason}"),
+            more => {
+                let names: Vec<String> = more.iter().map(|(n, _)| format!("`{n}`")).collect();
+                format!(
+                    "{why}; files refused: {} (`NAME::` before a request says why)",
+                    names.join(", ")
+                )
+            }
+        }
     }
 
     /// The plugin `name`'s implementation of `request`, waiting (bounded)
