@@ -21,6 +21,7 @@ use crate::loader::{ExportedInterface, Plugin};
 use crate::sandbox::{
     self, ImportCalls, ImportLink, PluginScope, PluginState, RecentCall, TypedCall,
 };
+use crate::state::StateView;
 use crate::sync::lock;
 
 /// One version of one plugin, and the instance made to check it. Replaced
@@ -59,6 +60,9 @@ pub(crate) struct Generation {
     does_io: bool,
     /// Its exported functions, found by name on every dynamic call.
     functions: FunctionIndex,
+    /// How its instances reach the plugin's host-kept state: staged until
+    /// it is published (see [`Generation::commit_state`]).
+    state: StateView,
 }
 
 /// A running instance and what was looked up in it.
@@ -144,6 +148,7 @@ impl Generation {
         let keeps_calls = plugin.grants().canary > 0;
         let does_io = !plugin.grants().dirs.is_empty() || !plugin.grants().http.is_empty();
         static UIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let scope_state = scope.state.clone();
         let generation = Generation {
             number,
             uid: UIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -161,6 +166,7 @@ impl Generation {
             functions: FunctionIndex::of(plugin.exports()),
             plugin,
             imports,
+            state: StateView::staged(&scope_state),
         };
         let interfaces = generation.plugin.interface_names();
         let mut live = generation.instantiate(interfaces)?;
@@ -174,6 +180,13 @@ impl Generation {
 
     pub(crate) fn number(&self) -> u64 {
         self.number
+    }
+
+    /// Makes the state changes its instances made as they started, which
+    /// were staged until now: called as it is published. A generation
+    /// refused before that (or a canary's probe) changes nothing.
+    pub(crate) fn commit_state(&self) {
+        self.state.commit();
     }
 
     /// Never 0, never shared with another generation.
@@ -232,6 +245,7 @@ impl Generation {
             &self.limits,
             self.plugin.grants(),
             &self.scope,
+            &self.state,
             self.imports.clone(),
         )?;
         let instance = self.guarded(|| pre.instantiate(&mut store))?;
@@ -674,7 +688,7 @@ impl Generation {
                 )));
             }
         }
-        self.scope.state.mark_started();
+        self.state.mark_started();
         Ok(())
     }
 

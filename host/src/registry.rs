@@ -1170,6 +1170,9 @@ impl Registry {
         for (line, export) in &wanted_served {
             program.note_served(line, generation.exported(*export));
         }
+        // Its start-up's state changes (`restore`, `on-start`) are made
+        // now, that nothing can refuse it any more.
+        generation.commit_state();
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
         if plugin.grants().canary == 0 {

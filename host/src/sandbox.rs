@@ -19,7 +19,7 @@ use crate::http::HttpGate;
 use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::{LogOutput, OutputBudget};
-use crate::state::PluginStore;
+use crate::state::{PluginStore, StateView};
 use crate::version::InterfaceName;
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
@@ -36,7 +36,7 @@ pub struct PluginState {
     table: ResourceTable,
     limits: Limiter,
     /// The plugin's host-kept state (`hotslot:plugin/state`).
-    state: Arc<PluginStore>,
+    state: StateView,
     /// Where calls through its imports from the registry go.
     imports: Option<Arc<dyn ImportCalls>>,
     http: WasiHttpCtx,
@@ -403,6 +403,7 @@ pub(crate) fn new_store(
     limits: &Limits,
     grants: &Grants,
     scope: &PluginScope,
+    state: &StateView,
     imports: Option<Arc<dyn ImportCalls>>,
 ) -> wasmtime::Result<Store<PluginState>> {
     // Within what is left of a chain of calls, if one is under way.
@@ -435,7 +436,7 @@ pub(crate) fn new_store(
     let state = PluginState {
         wasi: wasi.build(),
         table,
-        state: scope.state.clone(),
+        state: state.clone(),
         imports,
         http: WasiHttpCtx::new(),
         http_gate: HttpGate {

@@ -155,11 +155,7 @@ impl PluginStore {
         let old = entries.values.get(key).map_or(0, |v| key.len() + v.len());
         let after = entries.bytes - old + key.len() + value.len();
         if after > entries.quota {
-            return Err(format!(
-                "state quota of `{}` exceeded: {after} bytes of keys and values, quota {} \
-                 (`[limits] max-state-kib`); nothing stored",
-                self.name, entries.quota
-            ));
+            return Err(self.over_quota(after, entries.quota));
         }
         if let Some(persist) = &entries.persist {
             persist
@@ -248,8 +244,153 @@ impl PluginStore {
         lock(&self.entries).started
     }
 
+    /// A `set` refused: `after` bytes would pass the quota.
+    fn over_quota(&self, after: usize, quota: usize) -> String {
+        format!(
+            "state quota of `{}` exceeded: {after} bytes of keys and values, quota {quota} \
+             (`[limits] max-state-kib`); nothing stored",
+            self.name
+        )
+    }
+
+    /// The bytes of keys and values there would be with `changes` made,
+    /// and the quota.
+    fn bytes_with(&self, changes: &BTreeMap<String, Option<Vec<u8>>>) -> (usize, usize) {
+        let entries = lock(&self.entries);
+        let bytes = changes.iter().fold(entries.bytes, |bytes, (key, change)| {
+            let old = entries.values.get(key).map_or(0, |v| key.len() + v.len());
+            let new = change.as_ref().map_or(0, |v| key.len() + v.len());
+            bytes - old + new
+        });
+        (bytes, entries.quota)
+    }
+
     pub(crate) fn mark_started(&self) {
         lock(&self.entries).started = true;
+    }
+}
+
+/// How one generation of a plugin reaches its host-kept state. Until the
+/// generation is published, what its instances change is staged, seen by
+/// them alone: a version refused as it starts (its `restore` or `on-start`
+/// failed or refused) leaves the state as it found it, for the version
+/// that serves on. Publishing ([`StateView::commit`]) makes the changes,
+/// and the view writes through from then on.
+#[derive(Clone)]
+pub(crate) struct StateView {
+    store: Arc<PluginStore>,
+    /// `None` once committed.
+    staged: Arc<Mutex<Option<Staged>>>,
+}
+
+#[derive(Default)]
+struct Staged {
+    /// Keys set (`Some`) or removed (`None`) while staged.
+    changes: BTreeMap<String, Option<Vec<u8>>>,
+    /// An instance has started.
+    started: bool,
+}
+
+impl StateView {
+    /// A view that stages changes until [`StateView::commit`].
+    pub(crate) fn staged(store: &Arc<PluginStore>) -> Self {
+        StateView {
+            store: store.clone(),
+            staged: Arc::new(Mutex::new(Some(Staged::default()))),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(staged) = &*lock(&self.staged) {
+            if let Some(change) = staged.changes.get(key) {
+                return change.clone();
+            }
+        }
+        self.store.get(key)
+    }
+
+    /// Stores `value` under `key` (staged, while the view stages), or
+    /// nothing and says why: the quota counts the changes staged.
+    pub(crate) fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        let mut staged = lock(&self.staged);
+        let Some(staged) = staged.as_mut() else {
+            return self.store.set(key, value);
+        };
+        check_key(key)?;
+        let before = staged.changes.insert(key.to_string(), Some(value));
+        let (after, quota) = self.store.bytes_with(&staged.changes);
+        if after > quota {
+            match before {
+                Some(before) => staged.changes.insert(key.to_string(), before),
+                None => staged.changes.remove(key),
+            };
+            return Err(self.store.over_quota(after, quota));
+        }
+        Ok(())
+    }
+
+    /// Removes `key` (staged, while the view stages); true if it was there.
+    pub(crate) fn remove(&self, key: &str) -> Result<bool, String> {
+        let mut staged = lock(&self.staged);
+        let Some(staged) = staged.as_mut() else {
+            return self.store.remove(key);
+        };
+        let there = match staged.changes.get(key) {
+            Some(change) => change.is_some(),
+            None => self.store.get(key).is_some(),
+        };
+        if there {
+            staged.changes.insert(key.to_string(), None);
+        }
+        Ok(there)
+    }
+
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let staged = lock(&self.staged);
+        let Some(staged) = staged.as_ref() else {
+            return self.store.keys();
+        };
+        let mut keys: std::collections::BTreeSet<String> = self.store.keys().into_iter().collect();
+        for (key, change) in &staged.changes {
+            match change {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        keys.into_iter().collect()
+    }
+
+    /// Notes that an instance has started (see [`PluginStore::started`]).
+    pub(crate) fn mark_started(&self) {
+        match &mut *lock(&self.staged) {
+            Some(staged) => staged.started = true,
+            None => self.store.mark_started(),
+        }
+    }
+
+    /// Makes the changes staged, in the order of their keys, and writes
+    /// through from now on. A change the store refuses now (the quota, a
+    /// disk error: the serving version wrote meanwhile) is logged and left
+    /// out; the rest are made.
+    pub(crate) fn commit(&self) {
+        let mut staged = lock(&self.staged);
+        let Some(done) = staged.take() else { return };
+        for (key, change) in done.changes {
+            let made = match change {
+                Some(value) => self.store.set(&key, value),
+                None => self.store.remove(&key).map(drop),
+            };
+            if let Err(why) = made {
+                tracing::warn!(
+                    "state of `{}`: a change the new version made as it started \
+                     is lost: key `{key}`: {why}",
+                    self.store.name
+                );
+            }
+        }
+        if done.started {
+            self.store.mark_started();
+        }
     }
 }
 
@@ -505,6 +646,42 @@ mod tests {
             "state::tests::a_database_that_panicked_in_a_write_closes_without_panicking",
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
+    #[test]
+    fn a_staged_view_sees_its_changes_alone_until_committed() {
+        let store = Arc::new(PluginStore::new("p"));
+        store.set_quota(100);
+        store.set("kept", vec![1]).unwrap();
+        store.set("gone", vec![2]).unwrap();
+        let view = StateView::staged(&store);
+        view.set("new", vec![3; 10]).unwrap();
+        assert_eq!(view.remove("gone"), Ok(true));
+        assert_eq!(view.remove("gone"), Ok(false));
+        view.mark_started();
+        // The view sees its changes; the store does not, yet.
+        assert_eq!(view.keys(), ["kept", "new"]);
+        assert_eq!(
+            (view.get("new"), view.get("gone")),
+            (Some(vec![3; 10]), None)
+        );
+        assert_eq!(store.keys(), ["gone", "kept"]);
+        assert!(!store.started());
+        // The quota counts what is staged: 4 + 1 + 3 + 10 held, 80 more is past 100.
+        let err = view.set("big", vec![0; 80]).unwrap_err();
+        assert!(err.contains("quota"), "{err}");
+        assert_eq!(view.get("big"), None, "nothing staged");
+        view.commit();
+        assert_eq!(store.keys(), ["kept", "new"]);
+        assert!(store.started());
+        // Through, from now on.
+        view.set("later", vec![4]).unwrap();
+        assert_eq!(store.get("later"), Some(vec![4]));
+        // A view dropped uncommitted changes nothing.
+        let refused = StateView::staged(&store);
+        refused.set("kept", vec![9]).unwrap();
+        drop(refused);
+        assert_eq!(store.get("kept"), Some(vec![1]));
     }
 
     #[test]

@@ -212,6 +212,56 @@ fn on_start_hears_fresh_then_reload_then_recover() {
     assert!(registry.state("nobody").is_none());
 }
 
+/// All or nothing: a version refused as it starts (its `on-start` changed
+/// the state, then refused) leaves the state as it found it, for the
+/// version that serves on; a first load refused leaves the next one
+/// `fresh`.
+#[test]
+fn a_version_refused_at_start_up_changes_no_state() {
+    let grants = |reason: &str| {
+        hotslot::Grants::from_toml(
+            &format!("[env]\nCOUNTER_WRITE_THEN_REFUSE = \"{reason}\"\n"),
+            Path::new("."),
+            "c.toml",
+        )
+        .unwrap()
+    };
+    let registry = Registry::new().unwrap();
+    let counter = registry.load_file(plugin_path("counter_state")).unwrap();
+
+    // A first load refused: nothing kept, and the next start is fresh.
+    let err = registry
+        .add_plugin("c", &counter.clone().with_grants(grants("fresh")))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("wrote, then refused (fresh)"),
+        "{err}"
+    );
+    assert!(registry.state("c").is_none_or(|s| s.keys().is_empty()));
+    registry.add_plugin("c", &counter).unwrap();
+    let handle = registry.implementation(COUNTER, "c").unwrap();
+    assert_eq!(starts(&handle), ["fresh"]);
+    assert_eq!(u64_of(handle.call("increment", &[])), 1);
+
+    // A reload refused: the serving version's state untouched.
+    let err = registry
+        .add_plugin("c", &counter.clone().with_grants(grants("reload")))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("wrote, then refused (reload)"),
+        "{err}"
+    );
+    let state = registry.state("c").unwrap();
+    assert_eq!(state.keys(), ["count", "starts"]);
+    assert_eq!(starts(&handle), ["fresh"]);
+    assert_eq!(u64_of(handle.call("increment", &[])), 2);
+
+    // A reload taken: what its start-up wrote is kept.
+    registry.add_plugin("c", &counter).unwrap();
+    assert_eq!(starts(&handle), ["fresh", "reload"]);
+    assert_eq!(u64_of(handle.call("increment", &[])), 3);
+}
+
 #[test]
 fn the_quota_refuses_a_set_past_it_and_plugins_cannot_read_each_others_state() {
     let dir = tempfile::tempdir().unwrap();
