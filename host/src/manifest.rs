@@ -240,8 +240,7 @@ impl Grants {
             file: origin.to_string(),
             reason,
         };
-        let file: ManifestFile =
-            toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_string()))?;
+        let file: ManifestFile = toml::from_str(text).map_err(|e| bad(syntax_error(text, &e)))?;
         let limits = file.limits;
         if let Some(n) = limits.instances {
             if n == 0 || n as usize > MAX_INSTANCES {
@@ -491,6 +490,22 @@ pub fn manifest_path(component: &Path) -> PathBuf {
     component.with_extension("toml")
 }
 
+/// A manifest's syntax error on one line, where it is: toml's own text
+/// draws the line with a caret under it, over several lines, and errors
+/// here are one line (a log line, an `error:` answer).
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return message.to_string();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,11 +538,20 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("p.toml") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains("p.toml") && err.contains("line 2, column 14: "),
+            "{err}"
+        );
+        // On one line: toml's caret drawing is left out.
+        assert!(!err.contains('\n'), "{err}");
         let err = Grants::from_toml("[limits]\nspeed = 3\n", Path::new("."), "p.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("speed"), "{err}");
+        assert!(
+            err.contains("speed") && err.contains("line 2, column 1"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -1406,8 +1406,13 @@ impl Registry {
         if let Some(persist) = &*persist {
             return Ok(persist.clone());
         }
+        // The manifest that asked for it, when the plugin has one on disk.
+        let manifest = crate::manifest::manifest_path(std::path::Path::new(plugin.origin()));
         let dir = self.state_dir.as_ref().ok_or_else(|| Error::Manifest {
-            file: plugin.origin().to_string(),
+            file: match manifest.is_file() {
+                true => manifest.display().to_string(),
+                false => plugin.origin().to_string(),
+            },
             reason: "`[state] persist = true` needs a state directory \
                      (`--state-dir`, or `Registry::with_state_dir`)"
                 .into(),

@@ -436,6 +436,10 @@ fn persisted_state_comes_back_after_a_restart() {
         .add_file(dir.path().join("p.wasm"))
         .unwrap_err();
     assert!(err.to_string().contains("state directory"), "{err}");
+    match &err {
+        Error::Manifest { file, .. } => assert!(file.ends_with("p.toml"), "{file}"),
+        other => panic!("expected the manifest named, got {other:?}"),
+    }
 }
 
 /// A real `hotslot watch` killed with SIGKILL while it counts: after a
