@@ -488,7 +488,8 @@ fn explain(differences: &[Difference]) -> String {
         "a new version within a version line must keep every function as it was: \
          restore the signature, or bump the major version (for 0.x, the minor: its \
          version line) and load it under another name (another file): a new major \
-         serves beside the old"
+         serves beside the old. A name keeps its contract across a removal \
+         (`Registry::forget_contract` drops it; in `hotslot watch`, a restart)"
             .into(),
     );
     text.join("; ")

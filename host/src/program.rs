@@ -173,6 +173,15 @@ impl Program {
         crate::sync::lock(&self.served).clone()
     }
 
+    /// Forgets every line served (see [`Registry::forget_contract`](crate::Registry::forget_contract));
+    /// true if there was one.
+    pub(crate) fn forget_served(&self) -> bool {
+        let mut served = crate::sync::lock(&self.served);
+        let had = !served.is_empty();
+        served.clear();
+        had
+    }
+
     /// Notes that `exported` now serves `line`.
     pub(crate) fn note_served(&self, line: &Line, exported: &ExportedInterface) {
         let mut served = crate::sync::lock(&self.served);

@@ -623,9 +623,35 @@ impl Registry {
         })
     }
 
+    /// Forgets the contract of the plugin `name`: the functions it served
+    /// (or served before its removal), which every later version under the
+    /// name must keep (see [`Error::Contract`]). The next version added
+    /// under the name is checked against nothing, and becomes the contract:
+    /// for a name whose callers are known to expect other functions (a
+    /// wrong version served by mistake, an interface redesigned at the same
+    /// version while developing). True if there was a contract to forget.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), hotslot::Error> {
+    /// let registry = hotslot::Registry::new()?;
+    /// registry.add_file("plugins/calc.wasm")?;
+    /// registry.remove_plugin("calc")?;
+    /// registry.forget_contract("calc");
+    /// registry.add_file("plugins/calc.wasm")?; // whatever its functions are now
+    /// # Ok(()) }
+    /// ```
+    pub fn forget_contract(&self, name: &str) -> bool {
+        let programs = self.lock().programs_named(name);
+        programs
+            .iter()
+            .fold(false, |forgot, p| p.forget_served() || forgot)
+    }
+
     /// Removes the plugin `name` from every slot it serves. Its slots stay:
     /// calls through handles already held fail with [`Error::Unavailable`]
-    /// until it is added again.
+    /// until it is added again. Its contract stays too: a version added
+    /// under the name later must keep the functions it served (see
+    /// [`Registry::forget_contract`]).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), hotslot::Error> {

@@ -471,15 +471,18 @@ fn a_provider_of_other_types_is_never_called_and_both_signatures_are_shown() {
     let link = &listed.iter().find(|i| i.name == "banner").unwrap().imports[0];
     assert!(link.problem.is_some());
 
-    // The right provider under the same name: the next call works.
+    // The right provider under the same name (its contract, the wrong
+    // one's functions, forgotten first): the next call works.
+    registry.remove_plugin("greeter").unwrap();
+    assert!(registry.forget_contract("greeter"));
     registry
-        .remove_plugin("greeter")
-        .and_then(|()| registry.add_plugin("greeter", &plugin(&registry, "greeter_a")))
+        .add_plugin("greeter", &plugin(&registry, "greeter_a"))
         .unwrap();
     assert!(show(&banner, "x").unwrap().contains("a: hello, x"));
 
     // And the wrong one again, after a good one was called: checked anew.
     registry.remove_plugin("greeter").unwrap();
+    registry.forget_contract("greeter");
     add(&registry, "greeter", &wrong);
     let again = show(&banner, "x").unwrap_err().to_string();
     assert!(again.contains("func(n: u32) -> u32"), "{again}");

@@ -235,6 +235,17 @@ fn a_removal_does_not_end_the_contract() {
     assert!(matches!(add(&u, 1), Err(Error::Unavailable { .. })));
     registry.add_implementation(COUNTER, "u", &good).unwrap();
     assert_eq!(add(&u, 1).unwrap(), 1);
+
+    // Forgotten on purpose, the contract is the next version's.
+    registry.remove_implementation(COUNTER, "u").unwrap();
+    assert!(registry.forget_contract("u"));
+    registry.add_implementation(COUNTER, "u", &changed).unwrap();
+    let err = registry
+        .add_implementation(COUNTER, "u", &good)
+        .unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+    assert!(err.to_string().contains("forget_contract"), "{err}");
+    assert!(!registry.forget_contract("nobody"));
 }
 
 #[test]
