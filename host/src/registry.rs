@@ -641,10 +641,11 @@ impl Registry {
     /// # Ok(()) }
     /// ```
     pub fn forget_contract(&self, name: &str) -> bool {
-        let programs = self.lock().programs_named(name);
-        programs
-            .iter()
-            .fold(false, |forgot, p| p.forget_served() || forgot)
+        let mut forgot = false;
+        for program in self.lock().programs_named(name) {
+            forgot |= program.forget_served();
+        }
+        forgot
     }
 
     /// Removes the plugin `name` from every slot it serves. Its slots stay:
