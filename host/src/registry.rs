@@ -641,8 +641,9 @@ impl Registry {
     /// # Ok(()) }
     /// ```
     pub fn forget_contract(&self, name: &str) -> bool {
+        let programs = self.lock().programs_named(name);
         let mut forgot = false;
-        for program in self.lock().programs_named(name) {
+        for program in programs {
             forgot |= program.forget_served();
         }
         forgot
