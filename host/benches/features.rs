@@ -761,7 +761,7 @@ fn calls(registry: &Registry) {
         );
     };
     // Each measured call, written once: for the interleaved rounds and for
-    // `PROFILE_CALLS=direct|typed|dynamic|into|function|direct-dynamic|batch` (a
+    // `PROFILE_CALLS=direct|typed|dynamic|into|direct-dynamic|batch` (a
     // perf or callgrind target).
     let direct_add = |n: usize| {
         let mut store = store.borrow_mut();
@@ -797,14 +797,6 @@ fn calls(registry: &Registry) {
         handle.call_into("add", &args, &mut results).unwrap();
         black_box(&results);
     };
-    // Found by name once per generation, as the direct side's `Func` was
-    // found once: the like-for-like dynamic call.
-    let add_fn = handle.function("add");
-    let function_add = || {
-        let mut results = [Val::S32(0)];
-        add_fn.call_into(&args, &mut results).unwrap();
-        black_box(&results);
-    };
     let direct_dynamic_add = || {
         let mut store = store.borrow_mut();
         let mut results = [Val::S32(0)];
@@ -820,7 +812,6 @@ fn calls(registry: &Registry) {
                     Some("typed") => typed(&handle),
                     Some("dynamic") => dynamic_add(),
                     Some("into") => into_add(),
-                    Some("function") => function_add(),
                     Some("direct-dynamic") => direct_dynamic_add(),
                     _ => batch_add(100),
                 }
@@ -855,7 +846,6 @@ fn calls(registry: &Registry) {
             ("direct wasmtime Func::call", &mut || direct_dynamic_add()),
             ("Handle::call", &mut || dynamic_add()),
             ("Handle::call_into", &mut || into_add()),
-            ("Function::call_into", &mut || function_add()),
         ],
     );
 

@@ -16,8 +16,6 @@
 //! copy (5 processes each, and alone), which is within what a build's code
 //! layout moves these figures by; it is the simpler of the two either way.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::loader::ExportedInterface;
 use crate::values::passes_resources;
 
@@ -79,56 +77,6 @@ impl Entry {
     /// How many values it gives.
     pub(crate) fn results(&self) -> usize {
         self.results as usize
-    }
-
-    /// The number of the export it is in.
-    pub(crate) fn export(&self) -> usize {
-        self.export as usize
-    }
-}
-
-/// Where a [`Function`](crate::Function) found its function last: the
-/// generation (by its uid) and the entry in that generation's index,
-/// packed in one word, so that a call reads it with one load and callers
-/// on several threads share it without a lock. A generation's index never
-/// changes, so an entry found in it stays right for as long as that
-/// generation serves.
-pub(crate) struct FoundAt(AtomicU64);
-
-/// Bits of a [`FoundAt`] for the entry's place in the index; the rest hold
-/// the generation's uid plus one (0: found nowhere yet).
-const INDEX_BITS: u32 = 20;
-
-impl FoundAt {
-    pub(crate) fn new() -> Self {
-        FoundAt(AtomicU64::new(0))
-    }
-
-    /// Where the function is in the index of the generation `uid`, if it
-    /// was found there.
-    #[inline]
-    pub(crate) fn get(&self, uid: u64) -> Option<usize> {
-        let packed = self.0.load(Ordering::Relaxed);
-        let index = packed & ((1 << INDEX_BITS) - 1);
-        (uid.checked_add(1) == Some(packed >> INDEX_BITS)).then_some(index as usize)
-    }
-
-    /// Notes that the function is at `index` in the index of generation
-    /// `uid`. Not noted (the name is looked up again next time) when either
-    /// is past what a word holds: a uid of 2^44 or more, an index of 2^20.
-    pub(crate) fn set(&self, uid: u64, index: usize) {
-        let (Some(key), Ok(index)) = (uid.checked_add(1), u64::try_from(index)) else {
-            return;
-        };
-        if key < 1 << (64 - INDEX_BITS) && index < 1 << INDEX_BITS {
-            self.0.store(key << INDEX_BITS | index, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Clone for FoundAt {
-    fn clone(&self) -> Self {
-        FoundAt(AtomicU64::new(self.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -200,34 +148,19 @@ impl FunctionIndex {
     /// Function `name` of export number `export`.
     #[inline]
     pub(crate) fn find(&self, export: usize, name: &str) -> Option<Entry> {
-        self.find_indexed(export, name).map(|(_, entry)| entry)
-    }
-
-    /// Like [`FunctionIndex::find`], with where the entry is in the index,
-    /// for [`FunctionIndex::at`] to give it again without its name.
-    #[inline]
-    pub(crate) fn find_indexed(&self, export: usize, name: &str) -> Option<(usize, Entry)> {
         let name = name.as_bytes();
         let from = self.starts[export.min(STARTS - 1)];
-        let (offset, entry) = self
-            .entries
+        self.entries
             .get(from..)?
             .iter()
             .take_while(|e| e.export as usize <= export)
-            .enumerate()
-            .find(|(_, e)| {
+            .find(|e| {
                 e.export as usize == export
                     && e.len as usize == name.len()
                     && same(&e.head, name)
                     && (name.len() <= HEAD || self.rest_is(e, &name[HEAD..]))
-            })?;
-        Some((from + offset, *entry))
-    }
-
-    /// The entry at `index`, as [`FunctionIndex::find_indexed`] gave it.
-    #[inline]
-    pub(crate) fn at(&self, index: usize) -> Option<Entry> {
-        self.entries.get(index).copied()
+            })
+            .copied()
     }
 
     /// Whether a long name's bytes past the head are `rest`.
@@ -335,34 +268,5 @@ mod tests {
             assert_eq!(found(&names[(export + 1) % 12]), None);
         }
         assert_eq!(index.find(12, "same").map(|e| e.position()), None);
-    }
-
-    #[test]
-    fn an_index_found_is_given_back_for_its_generation_only() {
-        let index = FunctionIndex::new((0..3).map(|export| Function {
-            export,
-            position: 0,
-            name: "f",
-            params: export,
-            results: 0,
-        }));
-        let (at, entry) = index.find_indexed(2, "f").unwrap();
-        assert_eq!((entry.export(), entry.params()), (2, 2));
-        assert_eq!(index.at(at).map(|e| e.params()), Some(2));
-        assert!(index.at(3).is_none());
-
-        let found = FoundAt::new();
-        assert_eq!((found.get(0), found.get(u64::MAX)), (None, None));
-        found.set(0, at);
-        assert_eq!((found.get(0), found.get(1)), (Some(at), None));
-        found.set((1 << 44) - 2, 5);
-        assert_eq!(found.get((1 << 44) - 2), Some(5));
-        assert_eq!(found.clone().get((1 << 44) - 2), Some(5));
-        // Past what a word holds: not noted, so looked up again.
-        found.set((1 << 44) - 1, 6);
-        found.set(7, 1 << 20);
-        found.set(u64::MAX, 1);
-        assert_eq!(found.get((1 << 44) - 2), Some(5));
-        assert_eq!((found.get(7), found.get(u64::MAX)), (None, None));
     }
 }

@@ -15,7 +15,7 @@ use crate::chain;
 use crate::engine::deadline_ticks;
 use crate::error::ImportError;
 use crate::error::{reason as reason_of, Error, Failed, Fault};
-use crate::functions::{Entry, FoundAt, FunctionIndex};
+use crate::functions::{Entry, FunctionIndex};
 use crate::limits::{Limits, MAX_CANARY_BYTES};
 use crate::loader::{ExportedInterface, Plugin};
 use crate::sandbox::{
@@ -351,18 +351,16 @@ impl Generation {
         }
     }
 
-    /// Calls `function` of export number `export` with dynamic values;
-    /// looked up by name unless `found` says where it is.
+    /// Calls `function` of export number `export` with dynamic values.
     pub(crate) fn call(
         &self,
         resident: &mut Resident,
         export: usize,
         function: &str,
-        found: Option<&FoundAt>,
         args: &[Val],
         held: bool,
     ) -> Result<Vec<Val>, Failed> {
-        let found = self.function(export, function, found, args.len(), held)?;
+        let found = self.function(export, function, args.len(), held)?;
         let count = found.results();
         // Filled in place, not cloned from a template value one by one.
         let mut results = Vec::with_capacity(count);
@@ -377,11 +375,10 @@ impl Generation {
         resident: &mut Resident,
         export: usize,
         function: &str,
-        found: Option<&FoundAt>,
         args: &[Val],
         results: &mut [Val],
     ) -> Result<(), Failed> {
-        let found = self.function(export, function, found, args.len(), false)?;
+        let found = self.function(export, function, args.len(), false)?;
         if results.len() != found.results() {
             let (position, wanted) = (found.position(), found.results());
             return Err(self.miscounted(export, position, "result", wanted, results.len()));
@@ -392,44 +389,22 @@ impl Generation {
     /// Function `function` of export number `export`, refused unless it
     /// takes `args` arguments. (Their types are checked by wasmtime.) One
     /// that passes resource handles only in a batch (`held`): see
-    /// [`Generation::off_count`]. Found by name, unless `known` says where
-    /// it is in this generation (and then noted there).
+    /// [`Generation::off_count`].
     #[inline]
     fn function(
         &self,
         export: usize,
         function: &str,
-        known: Option<&FoundAt>,
         args: usize,
         held: bool,
     ) -> Result<Entry, Failed> {
-        let found = match known {
-            None => self.functions.find(export, function),
-            Some(known) => self.function_known(export, function, known),
-        };
-        let Some(found) = found else {
+        let Some(found) = self.functions.find(export, function) else {
             return Err(self.no_such_function(export, function));
         };
         if args != found.params() {
             return self.off_count(export, found, args, held);
         }
         Ok(found)
-    }
-
-    /// Function `function` of export number `export`, where `known` says
-    /// it is in this generation's index, else found by name and noted
-    /// there. (The export is checked too: a `get` handle's next slot may be
-    /// another export of the same generation.)
-    #[inline]
-    fn function_known(&self, export: usize, function: &str, known: &FoundAt) -> Option<Entry> {
-        if let Some(entry) = known.get(self.uid).and_then(|at| self.functions.at(at)) {
-            if entry.export() == export {
-                return Some(entry);
-            }
-        }
-        let (at, entry) = self.functions.find_indexed(export, function)?;
-        known.set(self.uid, at);
-        Some(entry)
     }
 
     /// A function whose count of parameters `args` did not match: a call

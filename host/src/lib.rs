@@ -59,7 +59,7 @@ pub mod watch;
 
 pub use bindings::Bindings;
 pub use error::{Error, Fault, ImportError};
-pub use handle::{Batch, Function, Handle};
+pub use handle::{Batch, Handle};
 pub use http::HttpAllow;
 pub use limits::{
     LimitHit, Limits, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_HTTP_RESPONSE,

@@ -1377,7 +1377,7 @@ impl Registry {
                 continue;
             };
             match probe
-                .call(&mut resident, export, function, None, args, false)
+                .call(&mut resident, export, function, args, false)
                 .map_err(|e| *e)
             {
                 Err(Error::Call { fault, reason, .. }) => {
