@@ -71,9 +71,16 @@ impl Default for LaneMetrics {
 /// [`LaneMetrics::end`].
 pub(crate) struct Counting {
     index: usize,
-    started: Option<Instant>,
-    /// The epoch's tick when the call began.
-    tick: u64,
+    began: Began,
+}
+
+/// When a call began: timed to the nanosecond, or (not sampled) the epoch's
+/// tick, for a call that fails to count toward the slowest. One or the
+/// other, so that `Counting` stays as small as with the first alone (an
+/// `Instant`'s nanoseconds leave room for the tag).
+enum Began {
+    Timed(Instant),
+    Tick(u64),
 }
 
 impl LaneMetrics {
@@ -92,8 +99,10 @@ impl LaneMetrics {
         }
         Counting {
             index,
-            started: timed.then(Instant::now),
-            tick,
+            began: match timed {
+                true => Began::Timed(Instant::now()),
+                false => Began::Tick(tick),
+            },
         }
     }
 
@@ -101,7 +110,7 @@ impl LaneMetrics {
     #[inline]
     pub(crate) fn end(&self, counting: Counting, failed: Option<&Error>) {
         let counters = &self.slots[counting.index];
-        if let Some(started) = counting.started {
+        if let Began::Timed(started) = counting.began {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             bump(&counters.latency[bucket(ns)], 1);
             note_max(&counters.max_ns, ns);
@@ -136,8 +145,8 @@ impl LaneMetrics {
             bump(&counters.calls, u64::MAX);
             return;
         }
-        if counting.started.is_none() {
-            let ticks = crate::engine::ticks_now().saturating_sub(counting.tick);
+        if let Began::Tick(began) = counting.began {
+            let ticks = crate::engine::ticks_now().saturating_sub(began);
             let tick = u64::try_from(crate::engine::EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX);
             note_max(&counters.max_ns, ticks.saturating_mul(tick));
         }
@@ -274,6 +283,14 @@ fn upper_edge(i: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_call_counted_is_no_bigger_than_an_index_and_an_instant() {
+        assert_eq!(
+            std::mem::size_of::<super::Counting>(),
+            std::mem::size_of::<(usize, Option<std::time::Instant>)>()
+        );
+    }
+
     use super::*;
 
     #[test]
