@@ -71,16 +71,7 @@ impl Default for LaneMetrics {
 /// [`LaneMetrics::end`].
 pub(crate) struct Counting {
     index: usize,
-    began: Began,
-}
-
-/// When a call began: timed to the nanosecond, or (not sampled) the epoch's
-/// tick, for a call that fails to count toward the slowest. One or the
-/// other, so that `Counting` stays as small as with the first alone (an
-/// `Instant`'s nanoseconds leave room for the tag).
-enum Began {
-    Timed(Instant),
-    Tick(u64),
+    started: Option<Instant>,
 }
 
 impl LaneMetrics {
@@ -99,10 +90,7 @@ impl LaneMetrics {
         }
         Counting {
             index,
-            began: match timed {
-                true => Began::Timed(Instant::now()),
-                false => Began::Tick(tick),
-            },
+            started: timed.then(Instant::now),
         }
     }
 
@@ -110,10 +98,12 @@ impl LaneMetrics {
     #[inline]
     pub(crate) fn end(&self, counting: Counting, failed: Option<&Error>) {
         let counters = &self.slots[counting.index];
-        if let Began::Timed(started) = counting.began {
+        if let Some(started) = counting.started {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             bump(&counters.latency[bucket(ns)], 1);
-            note_max(&counters.max_ns, ns);
+            if ns > counters.max_ns.load(Ordering::Relaxed) {
+                counters.max_ns.store(ns, Ordering::Relaxed);
+            }
             bump(&counters.sum_ns, ns);
         }
         if let Some(error) = failed {
@@ -131,24 +121,15 @@ impl LaneMetrics {
 
     /// Counts how a call ended that failed. One refused before it reached
     /// the plugin (a function it lacks, arguments or bindings that do not
-    /// fit) is not one of its calls. One not timed still counts toward the
-    /// slowest call, measured on the epoch's ticks (to within
-    /// [`EPOCH_TICK`](crate::engine::EPOCH_TICK)): sampling must not hide a
-    /// plugin whose calls run into their deadline.
+    /// fit) is not one of its calls.
     #[cold]
     pub(crate) fn end_failed(&self, counting: Counting, error: &Error) {
-        let counters = &self.slots[counting.index];
         if matches!(
             error,
             Error::NoSuchFunction { .. } | Error::BadArguments { .. } | Error::Bindings { .. }
         ) {
-            bump(&counters.calls, u64::MAX);
+            bump(&self.slots[counting.index].calls, u64::MAX);
             return;
-        }
-        if let Began::Tick(began) = counting.began {
-            let ticks = crate::engine::ticks_now().saturating_sub(began);
-            let tick = u64::try_from(crate::engine::EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX);
-            note_max(&counters.max_ns, ticks.saturating_mul(tick));
         }
         self.end(counting, Some(error));
     }
@@ -248,13 +229,6 @@ impl Totals {
 /// held: a load and a store, cheaper than an atomic add, and exact with one
 /// writer at a time (the lane's lock orders its holders).
 #[inline]
-/// Raises `max` to `ns` if it is lower (written by the lane's holder only).
-fn note_max(max: &AtomicU64, ns: u64) {
-    if ns > max.load(Ordering::Relaxed) {
-        max.store(ns, Ordering::Relaxed);
-    }
-}
-
 fn bump(counter: &AtomicU64, n: u64) -> u64 {
     let was = counter.load(Ordering::Relaxed);
     counter.store(was.wrapping_add(n), Ordering::Relaxed);
@@ -283,14 +257,6 @@ fn upper_edge(i: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_call_counted_is_no_bigger_than_an_index_and_an_instant() {
-        assert_eq!(
-            std::mem::size_of::<super::Counting>(),
-            std::mem::size_of::<(usize, Option<std::time::Instant>)>()
-        );
-    }
-
     use super::*;
 
     #[test]
@@ -380,9 +346,9 @@ pub struct Metrics {
     pub latency_p50: Option<Duration>,
     /// 99th percentile latency of the sampled calls.
     pub latency_p99: Option<Duration>,
-    /// The slowest sampled call, or a slower call that failed (those are
-    /// all measured, to within an epoch tick of 5 ms: a call stopped by its
-    /// deadline shows here, sampled or not).
+    /// The slowest sampled call. Calls are sampled (one in 16, and the
+    /// first of each 5 ms), so a call stopped by its deadline may not show
+    /// here: `failed` counts every one, by kind.
     pub latency_max: Option<Duration>,
     /// The sampled latencies: (upper edge, count) per bucket in use.
     pub latency_buckets: Vec<(Duration, u64)>,
