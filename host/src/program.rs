@@ -173,21 +173,22 @@ impl Program {
         crate::sync::lock(&self.served).clone()
     }
 
-    /// Forgets every line served (see [`Registry::forget_contract`](crate::Registry::forget_contract));
+    /// Forgets the lines served for which `forget` is true (see
+    /// [`Registry::forget_contract`](crate::Registry::forget_contract));
     /// true if there was one.
-    pub(crate) fn forget_served(&self) -> bool {
+    pub(crate) fn forget_served(&self, forget: impl Fn(&Line) -> bool) -> bool {
         let mut served = crate::sync::lock(&self.served);
-        let had = !served.is_empty();
-        served.clear();
-        had
+        let before = served.len();
+        served.retain(|(line, _)| !forget(line));
+        served.len() != before
     }
 
     /// Notes that `exported` now serves `line`.
-    pub(crate) fn note_served(&self, line: &Line, exported: &ExportedInterface) {
+    pub(crate) fn note_served(&self, line: &Line, exported: ExportedInterface) {
         let mut served = crate::sync::lock(&self.served);
         match served.iter_mut().find(|(l, _)| l == line) {
-            Some((_, old)) => *old = exported.clone(),
-            None => served.push((line.clone(), exported.clone())),
+            Some((_, old)) => *old = exported,
+            None => served.push((line.clone(), exported)),
         }
     }
 

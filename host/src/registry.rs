@@ -623,13 +623,15 @@ impl Registry {
         })
     }
 
-    /// Forgets the contract of the plugin `name`: the functions it served
-    /// (or served before its removal), which every later version under the
-    /// name must keep (see [`Error::Contract`]). The next version added
-    /// under the name is checked against nothing, and becomes the contract:
-    /// for a name whose callers are known to expect other functions (a
-    /// wrong version served by mistake, an interface redesigned at the same
-    /// version while developing). True if there was a contract to forget.
+    /// Forgets what the plugin `name` served before it was removed (from a
+    /// version line it does not serve now), which a version added under
+    /// the name later would have to keep (see [`Error::Contract`]): the
+    /// next one is checked against nothing there, and becomes the
+    /// contract. For a name whose callers are known to expect other
+    /// functions (a wrong version served by mistake, an interface
+    /// redesigned at the same version while developing). What the name
+    /// serves now stays its contract: remove it first. True if there was
+    /// something to forget.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), hotslot::Error> {
@@ -644,7 +646,14 @@ impl Registry {
         let programs = self.lock().programs_named(name);
         let mut forgot = false;
         for program in programs {
-            forgot |= program.forget_served();
+            // Not while a version is being published (it reads and notes
+            // what is served).
+            let _changing = lock(&program.changing);
+            let serving: Vec<Line> = program
+                .current()
+                .map(|p| p.routes.iter().map(|r| r.line.clone()).collect())
+                .unwrap_or_default();
+            forgot |= program.forget_served(|line| !serving.contains(line));
         }
         forgot
     }
@@ -739,6 +748,17 @@ impl Registry {
             let joins = current.generation.plugin().same_as(plugin)
                 && current.routes.iter().all(|r| r.line != line);
             if joins {
+                // A line the name served before (and was removed from) is
+                // held to what it served there, as a new version would be.
+                keeps_contract(
+                    None,
+                    &program.served(),
+                    plugin,
+                    name,
+                    &[(line.clone(), export)],
+                )
+                .inspect_err(|_| program.count_reload(false))?;
+                program.note_served(&line, plugin.exports()[export].clone());
                 let mut routes = current.routes.clone();
                 let generation = current.generation.clone();
                 let mut state = self.lock();
@@ -1196,7 +1216,7 @@ impl Registry {
                 .collect()
         };
         for (line, export) in &wanted_served {
-            program.note_served(line, generation.exported(*export));
+            program.note_served(line, generation.exported(*export).clone());
         }
         // Its start-up's state changes (`restore`, `on-start`) are made
         // now, that nothing can refuse it any more.
@@ -1766,9 +1786,9 @@ fn keeps_every_line(
     Ok(())
 }
 
-/// Fails unless `plugin`, for each line in `wanted` that the plugin has
-/// `served` (now, or before a removal), keeps every function as it was
-/// served last.
+/// Fails unless `plugin`, for each line in `wanted` that the plugin serves
+/// now (`current`) or has `served` before a removal, keeps every function
+/// as it was served last.
 fn keeps_contract(
     current: Option<&Published>,
     served: &[(Line, ExportedInterface)],
@@ -1780,9 +1800,15 @@ fn keeps_contract(
     if current.is_some_and(|c| c.generation.plugin().content_hash() == plugin.content_hash()) {
         return Ok(());
     }
+    let serving = |line: &Line| {
+        let current = current?;
+        let route = current.routes.iter().find(|r| r.line == *line)?;
+        Some(current.generation.exported(route.export))
+    };
     let mut differences = Vec::new();
     for (line, export) in wanted {
-        if let Some((_, old)) = served.iter().find(|(l, _)| l == line) {
+        let old = serving(line).or_else(|| served.iter().find(|(l, _)| l == line).map(|(_, e)| e));
+        if let Some(old) = old {
             differences.extend(contract::compare(old, &plugin.exports()[*export]));
         }
     }

@@ -195,6 +195,63 @@ fn tally_counter_of_u64() -> Vec<u8> {
     .unwrap()
 }
 
+/// A version of `tally` whose counter is as before and whose admin
+/// interface is not: `total` answers a `u32`, `crash` and `version` gone.
+fn tally_admin_changed() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m
+                (func (export "add") (param i32) (result i64) i64.const 1)
+                (func (export "total") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func $add (param "n" u32) (result u64) (canon lift (core func $i "add")))
+            (func $total (result u32) (canon lift (core func $i "total")))
+            (instance $counter (export "add" (func $add)))
+            (instance $admin (export "total" (func $total)))
+            (export "demo:tally/counter@1.0.0" (instance $counter))
+            (export "demo:tally/admin@1.0.0" (instance $admin))
+        )"#,
+    )
+    .unwrap()
+}
+
+/// An interface joined to the running instance (`add_implementation` of
+/// the plugin already serving another of its interfaces) is checked as a
+/// new version is: against what the name serves there now, or served
+/// before that interface was removed.
+#[test]
+fn an_interface_joined_is_held_to_its_contract() {
+    let registry = Registry::new().unwrap();
+    let good = plugin(&registry, "tally");
+    let changed = registry
+        .load_bytes("changed.wasm", &tally_admin_changed())
+        .unwrap();
+    // Joined, then a new version breaking the joined interface.
+    registry.add_implementation(COUNTER, "a", &good).unwrap();
+    registry.add_implementation(ADMIN, "a", &good).unwrap();
+    let err = registry.add_plugin("a", &changed).unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+
+    // Removed, the new version taken for the other interface, then joined
+    // again for the removed one.
+    registry.add_plugin("b", &good).unwrap();
+    registry.remove_implementation(ADMIN, "b").unwrap();
+    registry.add_implementation(COUNTER, "b", &changed).unwrap();
+    let err = registry
+        .add_implementation(ADMIN, "b", &changed)
+        .unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+    assert!(registry
+        .implementation(ADMIN, "b")
+        .is_ok_and(|h| !h.is_available()));
+    // What it serves now stays its contract, forgotten or not.
+    assert!(registry.forget_contract("b"));
+    registry.add_implementation(ADMIN, "b", &changed).unwrap();
+    assert!(!registry.forget_contract("b"));
+    let err = registry.add_plugin("b", &good).unwrap_err();
+    assert!(matches!(err, Error::Contract { .. }), "{err:?}");
+}
+
 /// A removal does not end a name's contract: handles held across it (the
 /// seed's reload is a remove and an add) still call what it served. A
 /// version that breaks it is refused after a removal too, and the version
