@@ -183,10 +183,21 @@ impl Generation {
     }
 
     /// Makes the state changes its instances made as they started, which
-    /// were staged until now: called as it is published. A generation
-    /// refused before that (or a canary's probe) changes nothing.
-    pub(crate) fn commit_state(&self) {
-        self.state.commit();
+    /// were staged until now, all or none: called as it is published. A
+    /// generation refused before that (or a canary's probe) changes
+    /// nothing in the plugin's state.
+    ///
+    /// # Errors
+    /// [`Error::Instantiate`] if the changes cannot be made (past the
+    /// quota with what the serving version wrote meanwhile, a disk error):
+    /// the generation is refused then.
+    pub(crate) fn commit_state(&self) -> Result<(), Error> {
+        self.state.commit().map_err(|why| {
+            self.refused(
+                self.plugin.interface_names(),
+                format!("what it changed in its state as it started cannot be kept: {why}"),
+            )
+        })
     }
 
     /// Never 0, never shared with another generation.

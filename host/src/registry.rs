@@ -1200,6 +1200,9 @@ impl Registry {
                 snapshot: snapshot.as_deref(),
             },
         )?);
+        // What its start-up (`restore`, `on-start`) changed in the state is
+        // made now, all or none; from here on nothing refuses it.
+        generation.commit_state()?;
         let wanted_served = wanted.clone();
         let routes = {
             let mut state = self.lock();
@@ -1218,9 +1221,6 @@ impl Registry {
         for (line, export) in &wanted_served {
             program.note_served(line, generation.exported(*export).clone());
         }
-        // Its start-up's state changes (`restore`, `on-start`) are made
-        // now, that nothing can refuse it any more.
-        generation.commit_state();
         let published = Arc::new(Published { generation, routes });
         self.republish_arc(program, Some(published.clone()));
         if plugin.grants().canary == 0 {

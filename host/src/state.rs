@@ -5,7 +5,12 @@
 //!
 //! - One store per plugin name, shared by all its instances and interfaces;
 //!   no plugin can reach another's.
-//! - Each `set` is atomic, and concurrent instances never lose a write.
+//! - Each `set` is atomic, and concurrent instances never lose a write,
+//!   with one exception: what a new version changes as it starts
+//!   (`restore`, `on-start`) is staged ([`StateView`]) and made when it is
+//!   published, over what the serving version wrote to the same keys
+//!   meanwhile (the last writer wins); a version refused as it starts
+//!   changes no value.
 //! - A quota bounds keys and values together; a `set` past it stores nothing
 //!   and returns an error naming the quota. Keys are 1 to 1024 bytes.
 //! - With persistence on (`[state] persist = true`), every change is also
@@ -128,6 +133,9 @@ struct Entries {
     /// An instance of the plugin has started since the host started (or
     /// since the state was dropped).
     started: bool,
+    /// How many times the state was dropped ([`PluginStore::clear`]):
+    /// changes staged before a drop are not made after it.
+    clears: u64,
 }
 
 impl PluginStore {
@@ -140,6 +148,7 @@ impl PluginStore {
                 quota: DEFAULT_MAX_STATE,
                 persist: None,
                 started: false,
+                clears: 0,
             }),
         }
     }
@@ -211,6 +220,7 @@ impl PluginStore {
         entries.values.clear();
         entries.bytes = 0;
         entries.started = false;
+        entries.clears += 1;
         Ok(())
     }
 
@@ -257,12 +267,45 @@ impl PluginStore {
     /// and the quota.
     fn bytes_with(&self, changes: &BTreeMap<String, Option<Vec<u8>>>) -> (usize, usize) {
         let entries = lock(&self.entries);
-        let bytes = changes.iter().fold(entries.bytes, |bytes, (key, change)| {
-            let old = entries.values.get(key).map_or(0, |v| key.len() + v.len());
-            let new = change.as_ref().map_or(0, |v| key.len() + v.len());
-            bytes - old + new
-        });
-        (bytes, entries.quota)
+        (bytes_after(&entries, changes), entries.quota)
+    }
+
+    /// How many times the state was dropped so far.
+    fn clears(&self) -> u64 {
+        lock(&self.entries).clears
+    }
+
+    /// Makes `changes` (a value set, or `None`: removed) together, or none
+    /// of them and says why: the quota counts the result, and persisted
+    /// they are written in one transaction. Changes staged before the
+    /// state was dropped (`clears` has moved on since) are not made:
+    /// false then.
+    fn apply(
+        &self,
+        changes: &BTreeMap<String, Option<Vec<u8>>>,
+        clears: u64,
+    ) -> Result<bool, String> {
+        let mut entries = lock(&self.entries);
+        if entries.clears != clears {
+            return Ok(false);
+        }
+        let after = bytes_after(&entries, changes);
+        if after > entries.quota {
+            return Err(self.over_quota(after, entries.quota));
+        }
+        if let Some(persist) = &entries.persist {
+            persist
+                .apply(&self.name, changes)
+                .map_err(|e| e.to_string())?;
+        }
+        for (key, change) in changes {
+            match change {
+                Some(value) => entries.values.insert(key.clone(), value.clone()),
+                None => entries.values.remove(key),
+            };
+        }
+        entries.bytes = after;
+        Ok(true)
     }
 
     pub(crate) fn mark_started(&self) {
@@ -283,12 +326,13 @@ pub(crate) struct StateView {
     staged: Arc<Mutex<Option<Staged>>>,
 }
 
-#[derive(Default)]
 struct Staged {
     /// Keys set (`Some`) or removed (`None`) while staged.
     changes: BTreeMap<String, Option<Vec<u8>>>,
     /// An instance has started.
     started: bool,
+    /// The store's [`PluginStore::clears`] when staging began.
+    clears: u64,
 }
 
 impl StateView {
@@ -296,7 +340,11 @@ impl StateView {
     pub(crate) fn staged(store: &Arc<PluginStore>) -> Self {
         StateView {
             store: store.clone(),
-            staged: Arc::new(Mutex::new(Some(Staged::default()))),
+            staged: Arc::new(Mutex::new(Some(Staged {
+                changes: BTreeMap::new(),
+                started: false,
+                clears: store.clears(),
+            }))),
         }
     }
 
@@ -368,30 +416,38 @@ impl StateView {
         }
     }
 
-    /// Makes the changes staged, in the order of their keys, and writes
-    /// through from now on. A change the store refuses now (the quota, a
-    /// disk error: the serving version wrote meanwhile) is logged and left
-    /// out; the rest are made.
-    pub(crate) fn commit(&self) {
+    /// Makes the changes staged, all of them or none (the quota counts
+    /// the result; persisted, one transaction), and writes through from
+    /// now on. Changes staged before the state was dropped
+    /// ([`StoredState::clear`]) are not made: the next instance is told
+    /// it starts `fresh`, as the drop promised.
+    pub(crate) fn commit(&self) -> Result<(), String> {
         let mut staged = lock(&self.staged);
-        let Some(done) = staged.take() else { return };
-        for (key, change) in done.changes {
-            let made = match change {
-                Some(value) => self.store.set(&key, value),
-                None => self.store.remove(&key).map(drop),
-            };
-            if let Err(why) = made {
-                tracing::warn!(
-                    "state of `{}`: a change the new version made as it started \
-                     is lost: key `{key}`: {why}",
-                    self.store.name
-                );
-            }
+        let Some(done) = staged.take() else {
+            return Ok(());
+        };
+        if !self.store.apply(&done.changes, done.clears)? {
+            tracing::info!(
+                "state of `{}` was dropped while its new version started: \
+                 what it changed as it started is not kept",
+                self.store.name
+            );
+            return Ok(());
         }
         if done.started {
             self.store.mark_started();
         }
+        Ok(())
     }
+}
+
+/// The bytes of keys and values `entries` would hold with `changes` made.
+fn bytes_after(entries: &Entries, changes: &BTreeMap<String, Option<Vec<u8>>>) -> usize {
+    changes.iter().fold(entries.bytes, |bytes, (key, change)| {
+        let old = entries.values.get(key).map_or(0, |v| key.len() + v.len());
+        let new = change.as_ref().map_or(0, |v| key.len() + v.len());
+        bytes - old + new
+    })
 }
 
 fn check_key(key: &str) -> Result<(), String> {
@@ -509,6 +565,21 @@ impl Persist {
 
     fn clear(&self, name: &str) -> Result<(), Error> {
         self.write(|table| table.retain(|(plugin, _), _| plugin != name))
+    }
+
+    /// Makes `changes` (set, or `None`: removed) in one transaction.
+    fn apply(&self, name: &str, changes: &BTreeMap<String, Option<Vec<u8>>>) -> Result<(), Error> {
+        self.write(|table| {
+            for (key, change) in changes {
+                match change {
+                    Some(value) => table
+                        .insert((name, key.as_str()), value.as_slice())
+                        .map(drop)?,
+                    None => table.remove((name, key.as_str())).map(drop)?,
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -671,10 +742,11 @@ mod tests {
         let err = view.set("big", vec![0; 80]).unwrap_err();
         assert!(err.contains("quota"), "{err}");
         assert_eq!(view.get("big"), None, "nothing staged");
-        view.commit();
+        view.commit().unwrap();
         assert_eq!(store.keys(), ["kept", "new"]);
         assert!(store.started());
         // Through, from now on.
+        view.commit().unwrap();
         view.set("later", vec![4]).unwrap();
         assert_eq!(store.get("later"), Some(vec![4]));
         // A view dropped uncommitted changes nothing.
@@ -682,6 +754,38 @@ mod tests {
         refused.set("kept", vec![9]).unwrap();
         drop(refused);
         assert_eq!(store.get("kept"), Some(vec![1]));
+    }
+
+    #[test]
+    fn staged_changes_are_made_together_and_not_after_a_drop() {
+        let store = Arc::new(PluginStore::new("p"));
+        store.set_quota(30);
+        store.set("count_v1", vec![0; 10]).unwrap();
+        // A key renamed: made one by one in key order, `count` would be set
+        // (33 bytes) before `count_v1` goes, past the quota.
+        let view = StateView::staged(&store);
+        assert_eq!(view.remove("count_v1"), Ok(true));
+        view.set("count", vec![1; 10]).unwrap();
+        view.commit().unwrap();
+        assert_eq!(
+            (store.keys(), store.bytes()),
+            (vec!["count".to_string()], 15)
+        );
+
+        // Changes staged before the state was dropped are not made after.
+        let view = StateView::staged(&store);
+        view.set("stale", vec![2]).unwrap();
+        view.mark_started();
+        store.clear().unwrap();
+        view.commit().unwrap();
+        assert!(store.keys().is_empty());
+        assert!(!store.started(), "the next instance hears `fresh`");
+        // And one that cannot be made is refused whole.
+        let view = StateView::staged(&store);
+        view.set("a", vec![0; 20]).unwrap();
+        store.set("b", vec![0; 9]).unwrap();
+        assert!(view.commit().unwrap_err().contains("quota"));
+        assert_eq!(store.keys(), ["b"]);
     }
 
     #[test]

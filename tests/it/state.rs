@@ -256,8 +256,13 @@ fn a_version_refused_at_start_up_changes_no_state() {
     assert_eq!(starts(&handle), ["fresh"]);
     assert_eq!(u64_of(handle.call("increment", &[])), 2);
 
-    // A reload taken: what its start-up wrote is kept.
+    // A reload taken: what its start-up wrote is kept (in the store, not
+    // only as its own instance sees it).
     registry.add_plugin("c", &counter).unwrap();
+    assert_eq!(
+        state.get("starts").as_deref(),
+        Some(&b"fresh\nreload\n"[..])
+    );
     assert_eq!(starts(&handle), ["fresh", "reload"]);
     assert_eq!(u64_of(handle.call("increment", &[])), 3);
 }
