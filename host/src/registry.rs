@@ -1228,6 +1228,9 @@ impl Registry {
             // this one: a later canary must not replay calls it never
             // answered.
             *lock(&program.scope().recent) = Default::default();
+        } else {
+            let lines: Vec<Line> = published.routes.iter().map(|r| r.line.clone()).collect();
+            lock(&program.scope().recent).keep_lines(&lines);
         }
         if current.is_some() {
             program.count_reload(true);

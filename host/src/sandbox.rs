@@ -20,7 +20,7 @@ use crate::limits::{LimitHit, Limits, MAX_TABLE_ELEMENTS};
 use crate::manifest::Grants;
 use crate::output::{LogOutput, OutputBudget};
 use crate::state::{PluginStore, StateView};
-use crate::version::InterfaceName;
+use crate::version::{InterfaceName, Line};
 
 /// The data wasmtime keeps beside each plugin instance: its WASI context and
 /// its resource limits. Typed calls receive a `Store<PluginState>`.
@@ -142,12 +142,13 @@ pub(crate) struct PluginScope {
     pub(crate) recent: Arc<std::sync::Mutex<Recent>>,
 }
 
-/// Recent calls kept for a canary: the last few of each interface (a busy
-/// interface must not push a quiet one's calls out), and about a MiB in all.
+/// Recent calls kept for a canary: the last few of each interface's version
+/// line (a busy interface must not push a quiet one's calls out), and
+/// about a MiB in all.
 #[derive(Default)]
 pub(crate) struct Recent {
-    /// Each interface's calls, oldest first.
-    by_interface: Vec<(InterfaceName, std::collections::VecDeque<RecentCall>)>,
+    /// Each version line's calls, oldest first.
+    by_interface: Vec<(Line, std::collections::VecDeque<RecentCall>)>,
     bytes: usize,
     /// The number the next call kept gets: the order they came in.
     next: u64,
@@ -181,20 +182,18 @@ impl RecentCall {
 
 impl Recent {
     /// Keeps `call`: at most `per_interface` of its interface's calls stay,
-    /// and the oldest calls of all go while the whole is over `max_bytes`.
+    /// and while the whole is over `max_bytes` the oldest call of the
+    /// interface holding the most bytes goes (a quiet interface's few calls
+    /// stay, however big the busy one's).
     pub(crate) fn keep(&mut self, mut call: RecentCall, per_interface: usize, max_bytes: usize) {
         call.order = self.next;
         self.next += 1;
         self.bytes += call.bytes;
-        let at = match self
-            .by_interface
-            .iter()
-            .position(|(i, _)| *i == call.interface)
-        {
+        let line = call.interface.line();
+        let at = match self.by_interface.iter().position(|(l, _)| *l == line) {
             Some(at) => at,
             None => {
-                self.by_interface
-                    .push((call.interface.clone(), Default::default()));
+                self.by_interface.push((line, Default::default()));
                 self.by_interface.len() - 1
             }
         };
@@ -207,16 +206,29 @@ impl Recent {
             }
         }
         while self.bytes > max_bytes {
-            let oldest = self
+            let biggest = self
                 .by_interface
                 .iter_mut()
-                .filter_map(|(_, calls)| Some((calls.front()?.order, calls)))
-                .min_by_key(|(order, _)| *order);
-            match oldest.and_then(|(_, calls)| calls.pop_front()) {
+                .max_by_key(|(_, calls)| calls.iter().map(|c| c.bytes).sum::<usize>());
+            match biggest.and_then(|(_, calls)| calls.pop_front()) {
                 Some(gone) => self.bytes -= gone.bytes,
                 None => break,
             }
         }
+    }
+
+    /// Drops the calls of every version line but those in `served`: a new
+    /// version that no longer serves a line never replays its calls, and
+    /// they would hold their bytes for good.
+    pub(crate) fn keep_lines(&mut self, served: &[Line]) {
+        let bytes = &mut self.bytes;
+        self.by_interface.retain(|(line, calls)| {
+            let kept = served.contains(line);
+            if !kept {
+                *bytes -= calls.iter().map(|c| c.bytes).sum::<usize>();
+            }
+            kept
+        });
     }
 
     /// The last `n` calls kept of each interface, in the order they came.
@@ -508,12 +520,19 @@ mod tests {
         );
         // A version asking for fewer replays each interface's last ones.
         assert_eq!(kept(&recent, 1).len(), 2);
-        // Over the bytes, the oldest of all goes first, whatever its interface.
+        // Over the bytes, the interface holding the most gives its oldest:
+        // the quiet one's call stays.
         recent.keep(call("a:b/busy@1.0.0", 8, 10), 2, 25);
         assert_eq!(
             kept(&recent, 2),
-            [("a:b/busy@1.0.0".into(), 7), ("a:b/busy@1.0.0".into(), 8)]
+            [("a:b/quiet@1.0.0".into(), 1), ("a:b/busy@1.0.0".into(), 8)]
         );
         assert_eq!(recent.bytes, 20);
+        // A newer minor is the same line; a line no longer served goes.
+        recent.keep(call("a:b/quiet@1.1.0", 9, 1), 2, 1000);
+        assert_eq!(kept(&recent, 2).len(), 3);
+        recent.keep_lines(&["a:b/busy@1.0.0".parse::<InterfaceName>().unwrap().line()]);
+        assert_eq!(kept(&recent, 2), [("a:b/busy@1.0.0".into(), 8)]);
+        assert_eq!(recent.bytes, 10);
     }
 }
