@@ -489,7 +489,8 @@ fn explain(differences: &[Difference]) -> String {
          restore the signature, or bump the major version (for 0.x, the minor: its \
          version line) and load it under another name (another file): a new major \
          serves beside the old. A name keeps its contract across a removal \
-         (`Registry::forget_contract` drops it; in `hotslot watch`, a restart)"
+         (`Registry::forget_contract` drops it; in `hotslot watch`, `forget NAME` \
+         once its file is removed)"
             .into(),
     );
     text.join("; ")

@@ -1224,6 +1224,56 @@ fn wat_math(ty: &str, bonus: i64) -> Vec<u8> {
     .unwrap()
 }
 
+/// A file removed and written again must keep what its plugin served (a
+/// build after `cargo clean` that broke the contract is refused, as a
+/// reload is); `forget NAME` lets the next one serve other functions.
+#[test]
+fn a_file_removed_keeps_its_contract_until_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let math = dir.path().join("math.wasm");
+    let tmp = dir.path().join(".math.tmp");
+    let put = |ty: &str| {
+        std::fs::write(&tmp, wat_math(ty, 0)).unwrap();
+        std::fs::rename(&tmp, &math).unwrap();
+    };
+    put("s32");
+    let mut s = Session::start(dir.path(), &[]);
+    assert_eq!(s.ask("demo:calc/math#add(40, 2)"), "42");
+    std::fs::remove_file(&math).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !s.ask("demo:calc/math#add(40, 2)").starts_with("error: ") {
+        assert!(Instant::now() < deadline, "never removed");
+    }
+    put("s64");
+    let deadline = Instant::now() + DEADLINE;
+    while !s
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("would break the contract")
+    {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        std::thread::yield_now();
+    }
+    let answer = s.ask("demo:calc/math#add(40, 2)");
+    assert!(
+        answer.contains("`math`'s file was refused") && answer.contains("forget NAME"),
+        "{answer}"
+    );
+    assert!(s
+        .ask("forget math")
+        .starts_with("forgot what `math` served"));
+    put("s64");
+    let deadline = Instant::now() + DEADLINE;
+    while s.ask("demo:calc/math#add(40, 2)") != "42" {
+        assert!(Instant::now() < deadline, "the forgotten name never loaded");
+    }
+    assert!(s.ask("forget math").contains("has nothing to forget"));
+    assert!(s.ask("forget").starts_with("error: "));
+    let (ok, _, _) = s.finish();
+    assert!(ok);
+}
+
 /// A reload that changes `add(a: s32, b: s32) -> s32` to s64 under the same
 /// version is refused with both signatures, and the old version answers;
 /// `hotslot diff` shows the same and exits 1.

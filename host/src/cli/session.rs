@@ -21,6 +21,7 @@ requests:
 commands:
   list         what is loaded: INTERFACE@VERSION NAME GENERATION [imports ...]
   state NAME   the keys of NAME's host-kept state and their sizes
+  forget NAME  forget what NAME served before a removal: its next file need not keep it
   stats        calls, failures, latency, reloads, instances, memory per plugin
   help         this
   quit         leave (so do end of input and Ctrl-D)
@@ -78,6 +79,9 @@ impl Session<'_> {
         }
         if let Some(name) = line.strip_prefix("state ") {
             return state(self, name.trim());
+        }
+        if let Some(name) = line.strip_prefix("forget ") {
+            return vec![forget(self.registry, name.trim())];
         }
         if line == "stats" {
             // At start, once the directory has loaded; later at once (an
@@ -298,6 +302,22 @@ fn describe(error: &Error) -> String {
     error.to_string()
 }
 
+/// `forget NAME`: forgets what the plugin served before its file was
+/// removed (see [`Registry::forget_contract`]), one line saying whether
+/// there was anything.
+fn forget(registry: &Registry, name: &str) -> String {
+    match registry.forget_contract(name) {
+        true => format!(
+            "forgot what `{name}` served before its removal: its next file is \
+             checked against nothing there"
+        ),
+        false => format!(
+            "`{name}` has nothing to forget (what it serves now stays its contract: \
+             remove its file first)"
+        ),
+    }
+}
+
 /// What a line that starts like a command but is none (`state` without a
 /// name, `stats calc`, `exit`) was likely meant as; `None` for a request.
 fn misused_command(line: &str) -> Option<String> {
@@ -307,6 +327,7 @@ fn misused_command(line: &str) -> Option<String> {
     let word = line.split_whitespace().next()?;
     let usage = match word {
         "state" => "it is `state NAME`: the keys of a plugin's state".to_string(),
+        "forget" => "it is `forget NAME`: what a removed plugin served".to_string(),
         "list" | "stats" | "help" => format!("`{word}` takes nothing after it"),
         "quit" | "exit" | "q" | ":q" => "to leave: `quit`, or end of input (Ctrl-D)".into(),
         _ => return None,
