@@ -346,7 +346,7 @@ pub struct Metrics {
     pub latency_p50: Option<Duration>,
     /// 99th percentile latency of the sampled calls.
     pub latency_p99: Option<Duration>,
-    /// The slowest sampled call. Calls are sampled (one in 16, and the
+    /// The slowest sampled call. Calls are sampled (one in 64, and the
     /// first of each 5 ms), so a call stopped by its deadline may not show
     /// here: `failed` counts every one, by kind.
     pub latency_max: Option<Duration>,

@@ -1301,6 +1301,13 @@ fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
         "42",
         "the old version answers"
     );
+    // A request nothing serves does not blame the refused reload of a
+    // plugin that serves on.
+    let unserved = s.ask("demo:nothing/here#f()");
+    assert!(
+        unserved.starts_with("error: ") && !unserved.contains("math"),
+        "{unserved}"
+    );
     // A compatible change (same signature, new code) is taken.
     std::fs::write(&tmp, wat_math("s32", 1)).unwrap();
     std::fs::rename(&tmp, dir.path().join("math.wasm")).unwrap();

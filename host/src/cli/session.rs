@@ -114,17 +114,27 @@ impl Session<'_> {
                 .find(request.interface())
                 .map_err(|e| self.unserved(describe(&e))),
         };
-        call_on(handle?, &request).map_err(|why| match why.starts_with("no implementation") {
-            true => self.unserved(why),
-            false => why,
-        })
+        let handle = handle?;
+        if !handle.is_available() {
+            let why = format!("no implementation of {} is loaded", request.interface());
+            return Err(self.unserved(why));
+        }
+        call_on(handle, &request)
     }
 
     /// `why` no plugin serves a request, with the files refused, whose
     /// plugins might have served it (and, for one, its reason): a file that
     /// never loaded leaves only the log to say so otherwise.
     fn unserved(&self, why: String) -> String {
-        let refused = self.watcher.map(Watcher::refusals).unwrap_or_default();
+        // A refused reload leaves its plugin serving: not one of these.
+        let serving: Vec<String> = self.registry.list().into_iter().map(|i| i.name).collect();
+        let refused: Vec<(String, String)> = self
+            .watcher
+            .map(Watcher::refusals)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| !serving.contains(name))
+            .collect();
         match refused.as_slice() {
             [] => why,
             [(name, reason)] => format!("{why}; `{name}`'s file was refused: {reason}"),
