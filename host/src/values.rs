@@ -64,6 +64,14 @@ fn fits(ty: &Type, val: &Val) -> Result<(), String> {
             {
                 return Err(format!("no field `{extra}` in the record"));
             }
+            if let Some((twice, _)) = fields
+                .iter()
+                .enumerate()
+                .find(|(i, (name, _))| fields[..*i].iter().any(|(n, _)| n == name))
+                .map(|(_, field)| field)
+            {
+                return Err(format!("field `{twice}` given twice"));
+            }
             if expected.len() != fields.len() {
                 return wrong();
             }

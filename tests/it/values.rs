@@ -179,6 +179,21 @@ fn bad_calls_are_typed_errors_and_the_instance_keeps_serving() {
         .call("check", &[Val::String("x".into()), Val::Record(long)])
         .unwrap_err();
     assert!(err.to_string().contains("no field `colour`"), "{err}");
+    let mut twice = fields[..3].to_vec();
+    twice.push(fields[0].clone());
+    let err = basic
+        .call("check", &[Val::String("x".into()), Val::Record(twice)])
+        .unwrap_err();
+    assert!(err.to_string().contains("missing field `scope"), "{err}");
+    let mut twice = fields.clone();
+    twice.push(fields[0].clone());
+    let err = basic
+        .call("check", &[Val::String("x".into()), Val::Record(twice)])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("field `case-mode` given twice"),
+        "{err}"
+    );
 
     let answer = basic
         .call("stats", &[Val::String("still here".into())])
