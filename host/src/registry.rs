@@ -1335,9 +1335,8 @@ impl Registry {
     /// The new version's manifest says how many of each interface's calls
     /// (none: no canary), as it says everything else the new version is
     /// granted (of the calls kept: a version taken without a canary drops
-    /// them). The whole replay, the
-    /// probe's start-up included, takes at most [`CANARY_DEADLINES`] of the
-    /// plugin's call deadline: no call is begun that could end past that,
+    /// them). The whole replay, the probe's start-up included, takes at
+    /// most [`CANARY_DEADLINES`] of the plugin's call deadline: no call is begun that could end past that,
     /// and those left are not replayed (the log says so). The reload waits
     /// for the replay, and so would the plugin's removal.
     fn canary(&self, program: &Program, plugin: &Plugin) -> Result<(), Error> {
