@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ struct Session {
     stdin: Option<ChildStdin>,
     answers: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Told each time `stderr` grows.
+    stderr_grew: Arc<Condvar>,
     stderr_reader: Option<thread::JoinHandle<()>>,
 }
 
@@ -65,6 +67,8 @@ impl Session {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut child_stderr = child.stderr.take().unwrap();
         let sink = stderr.clone();
+        let stderr_grew = Arc::new(Condvar::new());
+        let grew = stderr_grew.clone();
         let stderr_reader = thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n) = child_stderr.read(&mut buffer) {
@@ -74,6 +78,7 @@ impl Session {
                 sink.lock()
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                grew.notify_all();
             }
         });
         let stdin = child.stdin.take();
@@ -82,7 +87,20 @@ impl Session {
             stdin,
             answers,
             stderr,
+            stderr_grew,
             stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits until the log holds `text` (at most [`DEADLINE`]), woken each
+    /// time it grows; panics saying `what` was not logged.
+    fn wait_log(&self, text: &str, what: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut log = self.stderr.lock().unwrap();
+        while !log.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{what}: {log}");
+            log = self.stderr_grew.wait_timeout(log, left).unwrap().0;
         }
     }
 
@@ -999,12 +1017,7 @@ fn a_trapping_snapshot_is_logged_with_the_file_that_takes_over() {
     let tmp = dir.path().join(".keep.partial");
     std::fs::write(&tmp, with_build_id(&bytes, "2")).unwrap();
     std::fs::rename(&tmp, dir.path().join("keep.wasm")).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while !s.stderr.lock().unwrap().contains("failed in snapshot") {
-        assert!(Instant::now() < deadline, "the fault was not logged");
-        // Polled: the log is a stream, with no event to wait on.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    s.wait_log("failed in snapshot", "the fault was not logged");
     let log = s.stderr.lock().unwrap().clone();
     let line = log
         .lines()
@@ -1245,16 +1258,7 @@ fn a_file_removed_keeps_its_contract_until_forgotten() {
         assert!(Instant::now() < deadline, "never removed");
     }
     put("s64");
-    let deadline = Instant::now() + DEADLINE;
-    while !s
-        .stderr
-        .lock()
-        .unwrap()
-        .contains("would break the contract")
-    {
-        assert!(Instant::now() < deadline, "no refusal logged");
-        std::thread::yield_now();
-    }
+    s.wait_log("would break the contract", "no refusal logged");
     let answer = s.ask("demo:calc/math#add(40, 2)");
     assert!(
         answer.contains("`math`'s file was refused") && answer.contains("forget NAME"),
@@ -1286,16 +1290,7 @@ fn a_reload_that_changes_a_signature_is_refused_and_diff_says_why() {
     let tmp = dir.path().join(".math.tmp");
     std::fs::write(&tmp, wat_math("s64", 0)).unwrap();
     std::fs::rename(&tmp, dir.path().join("math.wasm")).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while !s
-        .stderr
-        .lock()
-        .unwrap()
-        .contains("would break the contract")
-    {
-        assert!(Instant::now() < deadline, "no rejection logged");
-        std::thread::yield_now();
-    }
+    s.wait_log("would break the contract", "no rejection logged");
     assert_eq!(
         s.ask("demo:calc/math#add(40, 2)"),
         "42",
@@ -1662,11 +1657,10 @@ fn a_provider_that_does_not_fit_is_reported_when_it_loads() {
     let tmp = dir.path().join(".greeter.tmp");
     std::fs::write(&tmp, wrong).unwrap();
     std::fs::rename(&tmp, dir.path().join("greeter.wasm")).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while !s.stderr.lock().unwrap().contains("cannot use `greeter`") {
-        assert!(Instant::now() < deadline, "{}", s.stderr.lock().unwrap());
-        std::thread::yield_now();
-    }
+    s.wait_log(
+        "cannot use `greeter`",
+        "the provider's refusal was not logged",
+    );
     let (ok, _, stderr) = s.finish();
     assert!(ok);
     assert!(stderr.contains("func(n: u32) -> u32"), "{stderr}");
@@ -1733,13 +1727,7 @@ fn watch_compiles_only_what_changed_and_answers_from_the_new_code() {
     std::fs::rename(&tmp, dir.path().join("g.wasm")).unwrap();
     ask_until(&mut s, hello, r#""a: hello, x""#, r#""b: bonjour, x""#);
     // The log line after the answer: stderr is read on a thread of its own.
-    while !s.stderr.lock().unwrap().contains("(generation 3)") {
-        assert!(
-            Instant::now() < deadline + DEADLINE,
-            "the reload was not logged"
-        );
-        std::thread::yield_now();
-    }
+    s.wait_log("(generation 3)", "the reload was not logged");
     let (found, looked) = last_reuse(&s.stderr.lock().unwrap()).expect("a reuse line");
     assert!(found > 0 && found < looked, "reused {found} of {looked}");
     let (ok, _, _) = s.finish();
